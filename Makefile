@@ -1,0 +1,41 @@
+# The README's two commands: `make report` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PARAMS ?= params/local.yaml
+# Debian packages the tests need (servers they start on loopback, a headless browser).
+TEST_DEBS  :=
+BENCH_DEBS := nginx wrk hey
+
+.PHONY: report test lint lab bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+## make report: install, run the whole plan against the embedded target, print report.html
+report: $(STAMP)
+	$(BIN)/kubetest run --params $(PARAMS) $(if $(SESSION),--session $(SESSION),)
+
+## make test: install, lint, and run the test suite
+test: $(STAMP)
+	@scripts/system-deps.sh $(TEST_DEBS)
+	$(BIN)/ruff check kubetest tests bench
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check kubetest tests bench
+
+## make lab: open the notebooks in JupyterLab
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+## make bench: the load-engine benchmark against wrk, hey and Locust (see README)
+bench: $(STAMP)
+	@scripts/system-deps.sh $(BENCH_DEBS)
+	$(BIN)/python -m bench.engine_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

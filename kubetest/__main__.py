@@ -1,0 +1,5 @@
+import sys
+
+from kubetest.cli import main
+
+sys.exit(main())

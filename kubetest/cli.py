@@ -1,0 +1,164 @@
+"""The ``kubetest`` command: parse, call, print. Logic lives in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kubetest import __version__
+from kubetest.errors import KubetestError, ParamsError
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubetest",
+        description="Decide, with trustworthy measurements, whether an alert-remediation "
+        "service is ready for production.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubetest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the test plan of a params file and build the report")
+    run.add_argument("--params", required=True, help="params YAML (e.g. params/local.yaml)")
+    run.add_argument("--only", help="comma-separated tests to run: ENV,A1,A2,A3,A4,B1,B2")
+    run.add_argument("--session", help="session folder name under outputs/ (default: timestamp)")
+    run.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root")
+
+    load = sub.add_parser("load", help="the guide's generate_synthetic_alerts.py: open-loop alerts")
+    load.add_argument(
+        "--url", required=True, help="webhook URL, e.g. http://127.0.0.1:8080/webhook/prometheus"
+    )
+    load.add_argument("--rate", type=_positive(float), required=True, help="alerts per minute")
+    load.add_argument("--duration", type=_positive(float), required=True, help="minutes")
+    load.add_argument("--types", nargs="+", default=["high_memory", "high_cpu", "pod_crash"])
+    load.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    load.add_argument(
+        "--api", choices=["webhook", "kubernaut", "kubernaut-legacy"], default="webhook"
+    )
+    load.add_argument("--timeout", type=_positive(float), default=30.0, help="request timeout (s)")
+    load.add_argument("--workers", type=_positive(int), default=1, help="generator processes")
+    load.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
+    load.add_argument("--auth-token-env", help="env var holding a bearer token")
+    load.add_argument(
+        "--no-unique", action="store_true", help="repeat identical alerts (dedup test)"
+    )
+    load.add_argument("--quiet", action="store_true", help="no progress line")
+
+    target = sub.add_parser("target", help="run the reference target in the foreground")
+    from kubetest.target.server import build_parser as build_target_parser
+
+    build_target_parser(target)
+
+    check = sub.add_parser("check", help="environment readiness checks of a params file")
+    check.add_argument("--params", required=True)
+
+    report = sub.add_parser("report", help="rebuild report.html from a session folder")
+    report.add_argument("session_dir", type=Path)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kubetest.session import parse_only, run_session
+
+    result = run_session(
+        args.params, only=parse_only(args.only), session=args.session, outputs=args.outputs
+    )
+    s = result.summary
+    for req in s["requirements"]:
+        print(f"  {req['id']:<10} {req['status']:<13} {req.get('threshold') or ''}")
+    print(f"decision: {s['decision']} (confidence {s['confidence']}/100)")
+    print(f"summary:  {result.session_dir / 'summary.json'}")
+    if result.report:
+        print(f"report:   {result.report}")
+    if result.interrupted:
+        print("run interrupted: the report says what was measured", file=sys.stderr)
+        return 130
+    return 0 if result.report else 1
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from kubetest.engine import run_guide_load
+    from kubetest.params import _check_http_url
+
+    try:
+        _check_http_url(args.url)
+    except ValueError as exc:
+        raise ParamsError(f"--url {exc}") from None
+    path = run_guide_load(
+        args.url, args.rate, args.duration, args.types, args.out, unique=not args.no_unique,
+        api=args.api, timeout_s=args.timeout, workers=args.workers, scheduler=args.scheduler,
+        progress=False if args.quiet else None, auth_token_env=args.auth_token_env,
+    )  # fmt: skip
+    print(path)
+    return 0
+
+
+def _cmd_target(args: argparse.Namespace) -> int:
+    from kubetest.target.server import main_from_args
+
+    return main_from_args(args) or 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from kubetest.checks import run_checks
+
+    table, required_failed = run_checks(args.params)
+    print(table.to_string(index=False))
+    return 1 if required_failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from kubetest.report import build_report
+    from kubetest.summary import write_summary
+
+    session = args.session_dir
+    if not (session / "results").is_dir() and not (session / "summary.json").exists():
+        raise KubetestError(f"{session} is not a session folder (no results/ or summary.json)")
+    previous = session / "summary.json"
+    complete, failures = True, {}
+    if previous.exists():
+        import json
+
+        old = json.loads(previous.read_text())
+        complete, failures = bool(old.get("complete", True)), old.get("failures", {})
+    write_summary(session, complete=complete, failures=failures)
+    print(build_report(session))
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run, "load": _cmd_load, "target": _cmd_target, "check": _cmd_check,
+    "report": _cmd_report,
+}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KubetestError as exc:
+        print(f"kubetest: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kubetest: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The HTTP side of the engine: one aiohttp session, and how an answer becomes an outcome.
+
+Why aiohttp (chosen by measurement on this machine, one core, loopback; DESIGN.md):
+
+* httpx's own transport reached ~1,000 req/s at low concurrency, collapsed to ~190 req/s
+  at 200 connections, and raised ConnectTimeout at 300 req/s open-loop against a 2 s
+  server (600 requests in flight) - it would report its own collapse as target latency;
+* aiohttp held 3,000 req/s with 6,000 in flight, p99 within 2 % of the truth; against
+  nginx (1.5 KB body, lag p99 < 10 ms) 5,000 req/s on the default loop and 7,000 with
+  uvloop, versus 2,500 for httpx over an aiohttp transport.
+
+So the load path is aiohttp directly (uvloop when installed); httpx stays for
+control-plane calls (health, metrics, action history) where a few requests per second
+never stress it. Past any client's ceiling the backlog and socket count explode, so the
+engine caps in-flight requests and connections (``TCPConnector(limit=max_in_flight)``)
+and records what it could not send on time instead of queueing it (see ``shard``).
+
+Outcomes (DESIGN.md "Services behind the URL"): every answer maps to one of
+``accepted | duplicate | rejected | throttled | failed``; success rates count
+``accepted`` only. ``error`` is ``""`` for a 2xx exchange, else a class:
+
+==============  =====================================================================
+http_3xx/4xx/5xx  the target answered with that status family (429 is ``throttled``)
+refused         connection refused (nothing listening)
+reset           connection reset or closed before a complete response
+timeout         no complete answer within ``timeout_s`` (connect, send or read)
+dns             the host name did not resolve
+tls             TLS handshake / certificate failure
+connect         another connect-time OS error (unreachable network, ...)
+bad_response    not parseable as HTTP, or a body the API profile cannot read
+network         another OS-level error on an established connection
+other           anything else (the first message is kept in the summary)
+late            generator-side: not sent, it was more than ``max_lag_s`` behind schedule
+dropped         generator-side: not sent, ``max_in_flight`` requests were already out
+cancelled       generator-side: in flight when the run was interrupted
+==============  =====================================================================
+
+The three generator-side classes (``GENERATOR_ERRORS``) are recorded with outcome
+``failed`` but say nothing about the target: summaries keep them out of the outcome
+counts and the success rate, and count them in ``late_or_dropped`` / ``errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import socket
+import ssl
+
+import aiohttp
+
+from kubetest.errors import KubetestError
+
+#: API profiles (params ``target.api``).
+APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
+
+#: Error classes that describe the generator, not the target (see the module docstring).
+GENERATOR_ERRORS: frozenset[str] = frozenset({"late", "dropped", "cancelled"})
+
+USER_AGENT = "kubetest-workbook/0.1 (+load engine)"
+
+
+def _http_error(status: int) -> str:
+    if 300 <= status < 400:
+        return "http_3xx"
+    if 400 <= status < 500:
+        return "http_4xx"
+    if status >= 500:
+        return "http_5xx"
+    return "bad_response"
+
+
+#: kubernaut per-alert result statuses in a 207 body, numeric (HTTP codes) or words.
+_RESULT_WORDS: dict[str, str] = {
+    "created": "accepted", "accepted": "accepted", "success": "accepted", "ok": "accepted",
+    "duplicate": "duplicate", "deduplicated": "duplicate",
+    "rejected": "rejected", "skipped": "rejected", "ignored": "rejected",
+    "throttled": "throttled", "rate_limited": "throttled",
+    "failed": "failed", "error": "failed",
+}  # fmt: skip
+
+
+def _kubernaut_status(status: int) -> tuple[str, str] | None:
+    return {
+        201: ("accepted", ""),
+        202: ("duplicate", ""),
+        200: ("rejected", ""),
+        429: ("throttled", "http_4xx"),
+    }.get(status)
+
+
+def classify_results(body: bytes) -> list[tuple[str, str]]:
+    """Per-alert outcomes of a kubernaut 207 body (``{"results": [{"status": ...}, ...]}``).
+
+    A result's ``status`` may be an HTTP code (201/202/200/429/...) or a word (created,
+    duplicate, rejected, ...); an unreadable body or result is ``("failed", "bad_response")``.
+    """
+    try:
+        results = json.loads(body)["results"]
+        if not isinstance(results, list) or not results:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        return [("failed", "bad_response")]
+    out: list[tuple[str, str]] = []
+    for item in results:
+        status = item.get("status") if isinstance(item, dict) else None
+        if isinstance(status, int) and not isinstance(status, bool):
+            known = _kubernaut_status(status)
+            if known is not None:
+                out.append(known)
+            elif 200 <= status < 300:
+                out.append(("failed", "bad_response"))
+            else:
+                out.append(("failed", _http_error(status)))
+        elif isinstance(status, str) and status.strip().lower() in _RESULT_WORDS:
+            outcome = _RESULT_WORDS[status.strip().lower()]
+            out.append((outcome, "" if outcome != "failed" else "bad_response"))
+        else:
+            out.append(("failed", "bad_response"))
+    return out
+
+
+def classify(api: str, status: int, body: bytes) -> tuple[str, str]:
+    """Map one HTTP answer to ``(outcome, error class)`` for an API profile.
+
+    * ``webhook``: any 2xx accepted; 429 throttled; else failed.
+    * ``kubernaut``: 201 accepted, 202 duplicate, 200 rejected (unmanaged namespace), 429
+      throttled; 207 is read per ``results[]`` and the request takes the outcome of the
+      *first* result - kubetest posts one alert per request, so the first result is that
+      alert's (``classify_results`` gives them all); other 2xx are ``bad_response``.
+    * ``kubernaut-legacy``: 2xx accepted (``{"status":"success"}``; a JSON body whose
+      ``status`` says otherwise is rejected), 429 throttled, 500 failed (per-alert cooldown).
+    """
+    if api == "webhook":
+        if 200 <= status < 300:
+            return "accepted", ""
+    elif api == "kubernaut":
+        if status == 207:
+            return classify_results(body)[0]
+        known = _kubernaut_status(status)
+        if known is not None:
+            return known
+        if 200 <= status < 300:
+            return "failed", "bad_response"
+    elif api == "kubernaut-legacy":
+        if 200 <= status < 300:
+            return _legacy_2xx(body)
+    else:
+        raise ValueError(f"unknown api {api!r}; use one of {', '.join(APIS)}")
+    if status == 429:
+        return "throttled", "http_4xx"
+    return "failed", _http_error(status)
+
+
+def _legacy_2xx(body: bytes) -> tuple[str, str]:
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        return "accepted", ""  # the legacy service's 200 is the contract; the body is a courtesy
+    word = doc.get("status") if isinstance(doc, dict) else None
+    if isinstance(word, str) and word.lower() not in ("success", "ok", "accepted"):
+        return "rejected", ""
+    return "accepted", ""
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The error class of a request that raised instead of answering."""
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp's timeouts subclass it
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_err = exc.os_error
+        if isinstance(os_err, socket.gaierror):
+            return "dns"
+        if isinstance(os_err, ConnectionRefusedError):
+            return "refused"
+        if isinstance(os_err, ConnectionResetError):
+            return "reset"
+        if isinstance(os_err, ssl.SSLError) or isinstance(exc, aiohttp.ClientSSLError):
+            return "tls"
+        return "connect"
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return "tls"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # a body cut short (connection closed mid-response) is a reset; garbled framing is not
+        cause = exc.__cause__ or (exc.args[0] if exc.args else None)
+        text = f"{exc} {cause!r}".lower()
+        if "not completed" in text or "contentlength" in text or "connection" in text:
+            return "reset"
+        return "bad_response"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "bad_response"  # aiohttp's parser refused the status line or headers
+    if isinstance(exc, aiohttp.ClientOSError | OSError):
+        code = getattr(exc, "errno", None)
+        if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+            return "reset"
+        if code == errno.ECONNREFUSED:
+            return "refused"
+        return "network"
+    if isinstance(exc, aiohttp.ClientError):
+        return "bad_response" if "invalid" in str(exc).lower() else "network"
+    return "other"
+
+
+def auth_header(auth_token_env: str | None) -> dict[str, str]:
+    """``Authorization: Bearer <token>`` from the named environment variable (read now, so a
+    rotated token is picked up); the value is never stored by the engine."""
+    if not auth_token_env:
+        return {}
+    token = os.environ.get(auth_token_env)
+    if token is None:
+        raise KubetestError(f"${auth_token_env} (target.auth_token_env) is not set: export it")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_session(max_connections: int, timeout_s: float) -> aiohttp.ClientSession:
+    """One session for a whole shard: pooled keep-alive connections, capped, with a total
+    per-request timeout (connect + send + wait + read)."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=False
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
+        auto_decompress=True,
+        raise_for_status=False,
+        trust_env=False,  # load goes to the URL in the params, never through a stray proxy
+    )

@@ -1,0 +1,128 @@
+"""Per-request records: streamed to disk as the run goes, plus an HDR histogram.
+
+Every request becomes one CSV row the moment it completes (flushed every
+``FLUSH_EVERY_S``), so an interrupted or killed run keeps what it measured; the HDR
+histogram keeps memory bounded for hours-long runs and merges across shards
+(``decode_and_add``). Times are seconds relative to the run's common start instant
+(``start_epoch`` in the run's summary), so shards and analysis agree on one clock.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+from hdrh.histogram import HdrHistogram
+
+#: Outcomes that every API profile maps its answers to; success rates count ``accepted`` only.
+OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "failed")
+
+#: HDR range: 1 µs .. 1 h, 3 significant digits (0.1 % value error).
+HDR_LOW_US, HDR_HIGH_US, HDR_DIGITS = 1, 3_600_000_000, 3
+
+FLUSH_EVERY_S = 0.5
+
+
+@dataclass(slots=True)
+class Record:
+    """One request. ``latency_s`` is measured from the *intended* send time (no coordinated
+    omission); ``service_s`` from the actual send; ``lag_s`` is how late the generator sent."""
+
+    seq: int
+    worker: int
+    intended_s: float
+    sent_s: float
+    done_s: float
+    latency_s: float
+    service_s: float
+    lag_s: float
+    status: int  # HTTP status, 0 when no response
+    outcome: str  # one of OUTCOMES
+    error: str  # "" or refused/reset/timeout/dns/http_4xx/http_5xx/bad_response/late/...
+    alert_type: str
+    fingerprint: str
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+DTYPES: dict[str, str] = {
+    "seq": "int64", "worker": "int32", "intended_s": "float64", "sent_s": "float64",
+    "done_s": "float64", "latency_s": "float64", "service_s": "float64", "lag_s": "float64",
+    "status": "int32", "outcome": "string", "error": "string", "alert_type": "string",
+    "fingerprint": "string",
+}  # fmt: skip
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(HDR_LOW_US, HDR_HIGH_US, HDR_DIGITS)
+
+
+class RecordWriter:
+    """Append records to a CSV file and an HDR histogram of successful latencies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w", newline="", buffering=1 << 16)
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(COLUMNS)
+        self._fh.flush()
+        self._last_flush = time.monotonic()
+        self.histogram = new_histogram()
+        self.count = 0
+
+    def write(self, rec: Record) -> None:
+        self._csv.writerow(
+            (
+                rec.seq, rec.worker, f"{rec.intended_s:.6f}", f"{rec.sent_s:.6f}",
+                f"{rec.done_s:.6f}", f"{rec.latency_s:.6f}", f"{rec.service_s:.6f}",
+                f"{rec.lag_s:.6f}", rec.status, rec.outcome, rec.error, rec.alert_type,
+                rec.fingerprint,
+            )
+        )  # fmt: skip
+        self.count += 1
+        if rec.outcome == "accepted":
+            self.histogram.record_value(max(HDR_LOW_US, min(HDR_HIGH_US, int(rec.latency_s * 1e6))))
+        now = time.monotonic()
+        if now - self._last_flush >= FLUSH_EVERY_S:
+            self._fh.flush()
+            self._last_flush = now
+
+    def flush(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            self._fh.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: str | Path) -> pd.DataFrame:
+    """Load records (one CSV, or a folder of ``*.csv``/``*.parquet`` parts) as one frame.
+
+    A file cut short by a kill keeps its complete lines; a torn last line is dropped.
+    """
+    path = Path(path)
+    parts = sorted(path.glob("*.csv")) + sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    frames = []
+    for part in parts:
+        if part.suffix == ".parquet":
+            frames.append(pd.read_parquet(part))
+            continue
+        text = part.read_text()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        frames.append(pd.read_csv(io.StringIO(text), dtype=DTYPES, keep_default_na=False))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in DTYPES.items()})
+    return pd.concat(frames, ignore_index=True).astype(DTYPES)

@@ -1,0 +1,257 @@
+"""The YAML parameter sets: one pydantic model per section, refused early with one line.
+
+Every mistake a user can make in a params file must be caught before any load is sent,
+and reported as a single line naming the key and the fix (see ``ParamsError``).
+A section that is absent from the file is ``None`` here and its test is not run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kubetest.errors import ParamsError
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+#: Tests in the order they run; keys are the ``--only`` names, values the params section.
+TESTS: dict[str, str] = {
+    "ENV": "environment",
+    "A1": "a1_response_time",
+    "A2": "a2_concurrent",
+    "A3": "a3_availability",
+    "A4": "a4_actions",
+    "B1": "b1_capacity",
+    "B2": "b2_concurrency",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_http_url(value: str | None, *, allow_embedded: bool = False) -> str | None:
+    if value is None or (allow_embedded and value == "embedded"):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        hint = "'embedded' or " if allow_embedded else ""
+        raise ValueError(f"must be {hint}an http(s):// URL with a host, got {value!r}")
+    return value
+
+
+class EmbeddedTarget(_Model):
+    """Knobs of the built-in reference target (an M/G/c queue whose truth is known)."""
+
+    workers: PositiveInt = 8
+    service_ms: PositiveFloat = 150.0
+    service_dist: Literal["exp", "const", "lognormal"] = "lognormal"
+    error_rate: Fraction = 0.0
+    outages: list[tuple[Annotated[float, Field(ge=0)], PositiveFloat]] = []
+
+
+class Target(_Model):
+    url: str = "embedded"
+    api: Literal["webhook", "kubernaut", "kubernaut-legacy"] = "webhook"
+    health_url: str | None = None
+    actions_url: str | None = None
+    metrics_url: str | None = None
+    auth_token_env: str | None = None
+    timeout_s: PositiveFloat = 30.0
+    embedded: EmbeddedTarget = EmbeddedTarget()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_http_url(v, allow_embedded=True)  # type: ignore[return-value]
+
+    @field_validator("health_url", "actions_url", "metrics_url")
+    @classmethod
+    def _aux_url(cls, v: str | None) -> str | None:
+        return _check_http_url(v)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url == "embedded"
+
+
+class Alerts(_Model):
+    unique: bool = True
+
+
+class Generator(_Model):
+    workers: PositiveInt = 1
+    scheduler: str | None = None
+    max_in_flight: PositiveInt = 10_000
+    arrivals: Literal["constant", "poisson"] = "constant"
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("tcp://", "tls://", "inproc://")):
+            raise ValueError(f"must be a Dask scheduler address like tcp://host:8786, got {v!r}")
+        return v
+
+
+class Slo(_Model):
+    p95_s: PositiveFloat = 5.0
+    success_rate: Fraction = 0.95
+
+
+class Environment(_Model):
+    llm_url: str | None = None
+    llm_model: str | None = None
+    redis_url: str | None = None
+    redis_password_env: str | None = "REDIS_PASSWORD"
+    postgres_dsn_env: str | None = None
+    kubeconfig: str | None = None
+
+    @field_validator("llm_url")
+    @classmethod
+    def _llm(cls, v: str | None) -> str | None:
+        return _check_http_url(v)
+
+
+ALERT_TYPES = ("high_memory", "high_cpu", "pod_crash", "disk_full", "network_latency", "random")
+
+
+class A1ResponseTime(_Model):
+    rate_per_min: PositiveFloat = 60.0
+    duration_min: PositiveFloat = 10.0
+    types: list[Literal[ALERT_TYPES]] = ["high_memory", "high_cpu", "pod_crash"]  # type: ignore[valid-type]
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one alert type")
+        return v
+
+
+class A2Concurrent(_Model):
+    concurrency: PositiveInt = 100
+    duration_min: PositiveFloat = 5.0
+
+
+class A3Availability(_Model):
+    duration_min: PositiveFloat = 30.0
+    probe_interval_s: PositiveFloat = 1.0
+    target: Annotated[float, Field(gt=0, lt=1)] = 0.999
+
+
+class A4Actions(_Model):
+    actions: Literal["all"] | list[str] = "all"
+    verify: Literal["history", "kubernetes", "none"] = "history"
+    allow_destructive: bool = False
+    namespaces: list[str] = ["test-workloads"]
+
+
+class B1Capacity(_Model):
+    phases: list[tuple[PositiveFloat, PositiveFloat]] = [
+        (500, 5),
+        (1000, 5),
+        (2000, 5),
+        (5000, 3),
+        (10000, 2),
+    ]
+    recovery_s: Annotated[float, Field(ge=0)] = 30.0
+    stop_below_success: Fraction = 0.5
+    refine: bool = True
+
+
+class B2Concurrency(_Model):
+    levels: list[PositiveInt] = [50, 100, 200, 500, 1000, 2000]
+    duration_s: PositiveFloat = 60.0
+    recovery_s: Annotated[float, Field(ge=0)] = 30.0
+    stop_below_success: Fraction = 0.75
+
+
+class Params(_Model):
+    """A whole params file. Absent test sections are ``None``: that test is NOT_RUN."""
+
+    target: Target = Target()
+    alerts: Alerts = Alerts()
+    generator: Generator = Generator()
+    slo: Slo = Slo()
+    environment: Environment | None = None
+    a1_response_time: A1ResponseTime | None = None
+    a2_concurrent: A2Concurrent | None = None
+    a3_availability: A3Availability | None = None
+    a4_actions: A4Actions | None = None
+    b1_capacity: B1Capacity | None = None
+    b2_concurrency: B2Concurrency | None = None
+    continue_on_phase_a_failure: bool = True
+
+    @model_validator(mode="after")
+    def _secrets_present(self) -> Params:
+        env = self.target.auth_token_env
+        if env and env not in os.environ:
+            raise ValueError(
+                f"target.auth_token_env names ${env}, which is not set: export it before the run"
+            )
+        return self
+
+    def selected_tests(self) -> list[str]:
+        """Test keys (``A1``...) whose section is present, in run order."""
+        return [key for key, section in TESTS.items() if getattr(self, section) is not None]
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = err["msg"].removeprefix("Value error, ")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key; remove it or check its spelling (see DESIGN.md params)"
+    if "input" in err and kind not in ("missing",):
+        return f"{loc}: {msg} (got {err['input']!r})"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_params(data: Any, source: str = "params") -> Params:
+    """Validate already-parsed YAML; raise ``ParamsError`` with one line on the first error."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(
+            f"{source}: top level must be a mapping of sections, got {type(data).__name__}"
+        )
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+        raise ParamsError(f"{source}: {_format_error(first)}{suffix}") from None
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(
+            f"params file {str(path)!r} not found: pass an existing YAML file "
+            "(e.g. params/local.yaml)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ParamsError(
+            f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
+    return parse_params(data, source=str(path))

@@ -1,0 +1,66 @@
+"""Figures the notebooks display (seaborn/matplotlib); data in, ``Figure`` out.
+
+Figures are built without pyplot, so nothing is shown twice in a notebook and nothing
+leaks between figures in a long session; a notebook displays the returned ``Figure``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+OUTCOME_COLOURS = {
+    "accepted": "#2a9d8f", "duplicate": "#8ab17d", "rejected": "#e9c46a",
+    "throttled": "#f4a261", "failed": "#e76f51",
+}  # fmt: skip
+
+
+def latency_over_time(records: pd.DataFrame, slo_p95_s: float, window_s: float = 10.0) -> Figure:
+    """Each request's latency (from intended send) over the run, rolling p95, the SLO line."""
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
+    if records.empty:
+        ax.text(0.5, 0.5, "no requests recorded", ha="center", transform=ax.transAxes)
+        return fig
+    sns.scatterplot(
+        data=records, x="intended_s", y="latency_s", hue="outcome", palette=OUTCOME_COLOURS,
+        s=8, linewidth=0, alpha=0.6, ax=ax,
+    )  # fmt: skip
+    ok = records[records["outcome"] == "accepted"].sort_values("intended_s")
+    if len(ok) >= 5:
+        bins = np.floor(ok["intended_s"] / window_s) * window_s
+        p95 = ok.groupby(bins)["latency_s"].quantile(0.95)
+        ax.plot(p95.index + window_s / 2, p95.values, color="black", lw=1.5,
+                label=f"p95 per {window_s:g} s")  # fmt: skip
+    ax.axhline(slo_p95_s, color="crimson", ls="--", lw=1, label=f"SLO p95 < {slo_p95_s:g} s")
+    ax.set(xlabel="time since start (s)", ylabel="latency (s)", title="Latency over time")
+    ax.set_yscale("log")
+    ax.legend(loc="upper left", fontsize="small", ncol=3)
+    fig.tight_layout()
+    return fig
+
+
+def latency_distribution(records: pd.DataFrame, slo_p95_s: float) -> Figure:
+    """Histogram and ECDF of accepted latencies, percentiles marked."""
+    fig = Figure(figsize=(10, 3.6))
+    hist_ax, cdf_ax = fig.subplots(1, 2)
+    lat = records.loc[records["outcome"] == "accepted", "latency_s"]
+    if lat.empty:
+        hist_ax.text(0.5, 0.5, "no accepted requests", ha="center", transform=hist_ax.transAxes)
+        return fig
+    sns.histplot(lat, bins=60, ax=hist_ax, color="#457b9d")
+    sns.ecdfplot(lat, ax=cdf_ax, color="#457b9d")
+    for q, style in ((0.5, ":"), (0.95, "--"), (0.99, "-.")):
+        v = float(np.quantile(lat, q))
+        for ax in (hist_ax, cdf_ax):
+            ax.axvline(v, color="black", ls=style, lw=1, label=f"p{int(q * 100)} = {v:.3f} s")
+    cdf_ax.axvline(slo_p95_s, color="crimson", ls="--", lw=1, label=f"SLO {slo_p95_s:g} s")
+    hist_ax.set(xlabel="latency (s)", title="Distribution")
+    cdf_ax.set(xlabel="latency (s)", ylabel="fraction ≤ x", title="ECDF")
+    cdf_ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

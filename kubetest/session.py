@@ -1,0 +1,215 @@
+"""A run: papermill over the selected notebooks, the embedded target's lifetime, summary.
+
+Data flows one way: params → each test notebook (load → records → results/<test>.json)
+→ summary.json → report. Notebooks share nothing but files in the session folder, so a
+failed or interrupted notebook never takes the others' results with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubetest.errors import KubetestError
+from kubetest.params import TESTS, Params, load_params
+from kubetest.summary import write_summary
+from kubetest.workbook.context import REPO_ROOT, new_session_name
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+#: Test key -> notebook file (in run order). Phase A first, then Phase B.
+NOTEBOOKS: dict[str, str] = {
+    "ENV": "environment.ipynb",
+    "A1": "a1_response_time.ipynb",
+    "A2": "a2_concurrent.ipynb",
+    "A3": "a3_availability.ipynb",
+    "A4": "a4_actions.ipynb",
+    "B1": "b1_capacity.ipynb",
+    "B2": "b2_concurrency.ipynb",
+}
+PHASE_A = ("ENV", "A1", "A2", "A3", "A4")
+
+
+@dataclass
+class SessionResult:
+    session_dir: Path
+    summary: dict[str, Any]
+    report: Path | None
+    failures: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def parse_only(only: str | None) -> list[str] | None:
+    """``--only A1,B1`` → ["A1", "B1"]; unknown names are refused with the known ones."""
+    if not only:
+        return None
+    keys = [k.strip().upper() for k in only.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in TESTS]
+    if unknown:
+        raise KubetestError(
+            f"--only: unknown test {', '.join(unknown)}; choose from {','.join(TESTS)}"
+        )
+    return keys
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so the same cleanup (target stop, summary) runs."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _session_lock(session_dir: Path) -> Iterator[None]:
+    """Refuse a second run into the same session folder while the first is alive."""
+    lock = session_dir / ".lock"
+    if lock.exists():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass  # stale lock from a killed run
+        else:
+            raise KubetestError(
+                f"session {session_dir} is in use by process {pid}: pass another --session"
+            )
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _embedded_target(params: Params, log_path: Path) -> Any:
+    from kubetest.target.model import TargetConfig
+    from kubetest.target.server import EmbeddedTarget
+
+    return EmbeddedTarget(TargetConfig.from_params(params.target.embedded), log_path=log_path)
+
+
+def _execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(src), str(dst), parameters=parameters, kernel_name="python3",
+        progress_bar=False, cwd=str(cwd), log_output=False,
+    )  # fmt: skip
+
+
+def run_session(
+    params_path: str | Path,
+    *,
+    only: list[str] | None = None,
+    session: str | None = None,
+    outputs: Path | None = None,
+    echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> SessionResult:
+    """Run the selected tests of a params file into ``outputs/<session>/`` and report."""
+    params_path = Path(params_path).resolve()
+    params = load_params(params_path)  # refuse bad params before anything starts
+    selected = [k for k in params.selected_tests() if only is None or k in only]
+    if not selected:
+        raise KubetestError(
+            f"nothing to run: {params_path.name} has no section for {','.join(only or TESTS)}"
+        )
+    outputs = (outputs or Path.cwd() / "outputs").resolve()
+    session_dir = outputs / (session or new_session_name())
+    try:
+        session_dir.mkdir(parents=True, exist_ok=True)
+        (session_dir / "notebooks").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise KubetestError(
+            f"cannot create {session_dir}: {exc.strerror}; check --session and disk"
+        ) from None
+
+    failures: dict[str, str] = {}
+    interrupted = False
+    with _session_lock(session_dir), _terminate_as_interrupt():
+        if (session_dir / "summary.json").exists() and (session_dir / "results").exists():
+            shutil.rmtree(session_dir / "results")  # a rerun of a named session starts afresh
+        # The params as run, for the report: they hold env var *names*, never secret values.
+        (session_dir / "params.yaml").write_text(
+            yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+        )
+        target = (
+            _embedded_target(params, session_dir / "target.log")
+            if params.target.is_embedded
+            else None
+        )
+        try:
+            if target is not None:
+                target.start()
+                target_url = target.webhook_url
+                echo(f"embedded reference target on {target.base_url}")
+            else:
+                target_url = params.target.url
+            for key in selected:
+                nb = NOTEBOOKS_DIR / NOTEBOOKS[key]
+                if not nb.exists():
+                    failures[key] = f"notebook {nb.name} is not part of this version"
+                    echo(f"{key}: skipped ({failures[key]})")
+                    continue
+                echo(f"{key}: running {nb.name} ...")
+                t0 = time.monotonic()
+                try:
+                    _execute_notebook(
+                        nb, session_dir / "notebooks" / nb.name,
+                        {"params_path": str(params_path), "session_dir": str(session_dir),
+                         "target_url": target_url},
+                        session_dir,
+                    )  # fmt: skip
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # papermill raises its own error types per cell
+                    failures[key] = _one_line(exc)
+                    echo(f"{key}: FAILED after {time.monotonic() - t0:.0f} s: {failures[key]}")
+                    if key in PHASE_A and not params.continue_on_phase_a_failure:
+                        echo("stopping: continue_on_phase_a_failure is false")
+                        break
+                    continue
+                echo(f"{key}: done in {time.monotonic() - t0:.0f} s")
+        except KeyboardInterrupt:
+            interrupted = True
+            echo("interrupted: writing what was measured")
+        finally:
+            if target is not None:
+                target.stop()
+        summary = write_summary(session_dir, complete=not interrupted, failures=failures)
+        report = _build_report(session_dir, echo)
+    return SessionResult(session_dir, summary, report, failures, interrupted)
+
+
+def _build_report(session_dir: Path, echo: Callable[[str], None]) -> Path | None:
+    from kubetest.report import build_report
+
+    try:
+        return build_report(session_dir)
+    except Exception as exc:  # a report failure must not hide the summary already written
+        echo(f"report: FAILED: {_one_line(exc)}")
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    if getattr(exc, "ename", None):  # papermill's PapermillExecutionError: the cell's error
+        return f"{exc.ename}: {exc.evalue}"[:300]  # type: ignore[attr-defined]
+    text = str(exc).strip().splitlines()
+    # papermill's PapermillExecutionError ends with the exception line of the failed cell.
+    tail = [ln for ln in text if ln.strip()][-1:] if text else []
+    return (tail[0] if tail else type(exc).__name__)[:300]

@@ -1,0 +1,107 @@
+"""``summary.json``: the session's verdicts, built only from its result files.
+
+Both ``kubetest run`` and ``kubetest report SESSION`` call ``build_summary`` so that a
+report rebuilt later says exactly what the run said.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kubetest.analysis.verdicts import (
+    REQUIREMENTS,
+    Requirement,
+    confidence,
+    decision,
+    not_run,
+)
+from kubetest.workbook.context import write_json
+
+
+def read_results(session_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per-test result files, by test key (``A1`` ...). Unreadable files are skipped."""
+    results: dict[str, dict[str, Any]] = {}
+    for path in sorted((session_dir / "results").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        results[data.get("test", path.stem)] = data
+    return results
+
+
+def _requirement(data: dict[str, Any]) -> Requirement:
+    return Requirement(
+        id=data["id"], measured=data.get("measured"), unit=data.get("unit", ""),
+        threshold=data.get("threshold", ""), status=data.get("status", "INCONCLUSIVE"),
+        details=data.get("details", {}),
+    )  # fmt: skip
+
+
+def build_summary(
+    session_dir: Path, *, complete: bool, failures: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Collect the requirements, capacity and generator health of a session.
+
+    ``failures`` maps a test key to why its notebook failed: its BR becomes INCONCLUSIVE
+    (it ran, but produced no verdict) rather than silently NOT_RUN.
+    """
+    failures = failures or {}
+    results = read_results(session_dir)
+    by_id: dict[str, Requirement] = {}
+    for data in results.values():
+        for req in data.get("requirements", []):
+            by_id[req["id"]] = _requirement(req)
+    requirements: list[Requirement] = []
+    for br_id, (title, test, unit) in REQUIREMENTS.items():
+        if br_id in by_id:
+            requirements.append(by_id.pop(br_id))
+        elif test in failures:
+            requirements.append(
+                Requirement(br_id, None, unit, "", "INCONCLUSIVE",
+                            {"title": title, "reason": f"notebook failed: {failures[test]}"})
+            )  # fmt: skip
+        else:
+            requirements.append(not_run(br_id))
+    requirements.extend(by_id.values())  # extra requirements (e.g. integrity) after the four
+
+    loads = [r["load"] for r in results.values() if isinstance(r.get("load"), dict)]
+    loads += [p for r in results.values() for p in r.get("phases_load", [])]
+    saturated = any(bool(ld.get("saturated")) for ld in loads)
+    lags = [ld["schedule_lag_p99"] for ld in loads if ld.get("schedule_lag_p99") is not None]
+    capacity = {
+        "max_sustainable_rate_per_min": None,
+        "degradation_point_per_min": None,
+        "knee_rate_per_min": None,
+        "max_sustainable_concurrency": None,
+    }
+    for r in results.values():
+        capacity.update({k: v for k, v in r.get("capacity", {}).items() if k in capacity})
+    integrity: dict[str, int | None] = {
+        "accepted": sum(int(ld.get("outcomes", {}).get("accepted", 0)) for ld in loads),
+        "handled": None, "lost": None, "duplicated": None, "unexpected": None,
+    }  # fmt: skip
+    for r in results.values():
+        for k, v in r.get("integrity", {}).items():
+            integrity[k] = v if integrity.get(k) is None else integrity[k] + v
+    complete = complete and not failures
+    return {
+        "session": session_dir.name,
+        "complete": complete,
+        "failures": failures,
+        "tests_run": sorted(results),
+        "requirements": [r.as_dict() for r in requirements],
+        "capacity": capacity,
+        "generator": {"saturated": saturated, "schedule_lag_p99_s": max(lags) if lags else None},
+        "integrity": integrity,
+        "confidence": confidence(requirements, saturated=saturated, complete=complete),
+        "decision": decision(requirements, saturated=saturated, complete=complete),
+    }
+
+
+def write_summary(session_dir: Path, **kwargs: Any) -> dict[str, Any]:
+    summary = build_summary(session_dir, **kwargs)
+    write_json(session_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,240 @@
+"""The reference target's model: its knobs, its service-time law and what it accepts.
+
+Kept free of any web framework so the queueing truth (mean service time, workers, outage
+windows) can be checked, and reused by the analysis, without starting a server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubetest.alerts import ACTIONS, WEBHOOK_VERSION, fingerprint
+
+SERVICE_DISTS: tuple[str, ...] = ("exp", "const", "lognormal")
+_ACTIONS = frozenset(ACTIONS)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Everything that decides how the reference target behaves.
+
+    ``outages`` are ``(start_s, duration_s)`` windows measured from app start, during
+    which the webhook and ``/health`` answer 503.
+    """
+
+    workers: int = 8
+    service_ms: float = 150.0
+    service_dist: str = "lognormal"
+    error_rate: float = 0.0
+    outages: tuple[tuple[float, float], ...] = ()
+    lognormal_sigma: float = 0.5
+    seed: int | None = None
+    max_body_bytes: int = 1_048_576
+    max_alerts: int = 1000
+
+    def __post_init__(self) -> None:
+        # Normalise lists (from YAML/argparse) to tuples so the config stays hashable.
+        outages = tuple((float(s), float(d)) for s, d in self.outages)
+        object.__setattr__(self, "outages", outages)
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if not self.service_ms > 0 or math.isinf(self.service_ms):
+            raise ValueError(f"service_ms must be a finite number > 0, got {self.service_ms!r}")
+        if self.service_dist not in SERVICE_DISTS:
+            raise ValueError(
+                f"service_dist must be one of {', '.join(SERVICE_DISTS)}, got {self.service_dist!r}"
+            )
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be within [0, 1], got {self.error_rate!r}")
+        if not self.lognormal_sigma > 0 or math.isinf(self.lognormal_sigma):
+            raise ValueError(f"lognormal_sigma must be > 0, got {self.lognormal_sigma!r}")
+        for start, duration in outages:
+            if not (start >= 0 and duration > 0) or math.isinf(start + duration):
+                raise ValueError(
+                    f"outage ({start}, {duration}) needs start_s >= 0 and duration_s > 0"
+                )
+        if self.max_body_bytes < 1 or self.max_alerts < 1:
+            raise ValueError("max_body_bytes and max_alerts must be >= 1")
+
+    @classmethod
+    def from_params(cls, embedded: Any) -> TargetConfig:
+        """Build from ``kubetest.params.EmbeddedTarget`` (the ``target.embedded`` section)."""
+        return cls(
+            workers=embedded.workers,
+            service_ms=float(embedded.service_ms),
+            service_dist=embedded.service_dist,
+            error_rate=float(embedded.error_rate),
+            outages=tuple((float(s), float(d)) for s, d in embedded.outages),
+        )
+
+    @property
+    def service_s(self) -> float:
+        """Mean service time per alert, in seconds."""
+        return self.service_ms / 1000.0
+
+    @property
+    def capacity_per_s(self) -> float:
+        """Saturation throughput in alerts/s: ``workers / mean service time``."""
+        return self.workers / self.service_s
+
+    def outage_remaining(self, elapsed_s: float) -> float:
+        """Seconds left in the outage window covering ``elapsed_s`` (0.0 when none does)."""
+        for start, duration in self.outages:
+            if start <= elapsed_s < start + duration:
+                return start + duration - elapsed_s
+        return 0.0
+
+
+def lognormal_mu(mean: float, sigma: float) -> float:
+    """The ``mu`` that gives a lognormal of shape ``sigma`` the wanted mean.
+
+    E[X] = exp(mu + sigma²/2), so mu = ln(mean) - sigma²/2 (not ln(mean): that is the median).
+    """
+    return math.log(mean) - sigma * sigma / 2.0
+
+
+def make_sampler(config: TargetConfig, rng: random.Random | None = None) -> Callable[[], float]:
+    """A function drawing one service time in *seconds* with mean ``config.service_ms``."""
+    rng = rng or random.Random(config.seed)
+    mean = config.service_s
+    if config.service_dist == "const":
+        return lambda: mean
+    if config.service_dist == "exp":
+        rate = 1.0 / mean
+        expovariate = rng.expovariate
+        return lambda: expovariate(rate)
+    sigma = config.lognormal_sigma
+    mu = lognormal_mu(mean, sigma)
+    lognormvariate = rng.lognormvariate
+    return lambda: lognormvariate(mu, sigma)
+
+
+class PayloadError(Exception):
+    """A refused webhook body: ``status`` is the HTTP code, the message names the field."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class AlertIn:
+    """What processing needs from one alert of a webhook."""
+
+    alertname: str
+    action: str
+    namespace: str
+    fingerprint: str
+    seq: int | None
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "null" if value is None else "number"
+    )
+
+
+def _check_str_map(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where}: must be an object of strings, got {_type_name(value)}")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError(f"{where}.{key}: must be a string, got {_type_name(item)}")
+    return value
+
+
+_ENVELOPE_OPTIONAL: tuple[tuple[str, type], ...] = (
+    ("receiver", str),
+    ("groupKey", str),
+    ("externalURL", str),
+)
+_ENVELOPE_MAPS = ("groupLabels", "commonLabels", "commonAnnotations")
+_ALERT_OPTIONAL_STR = ("startsAt", "endsAt", "generatorURL", "fingerprint")
+_STATUSES = ("firing", "resolved")
+
+
+def _parse_alert(raw: Any, where: str) -> AlertIn:
+    if not isinstance(raw, dict):
+        raise PayloadError(f"{where}: must be an object, got {_type_name(raw)}")
+    if "status" not in raw:
+        raise PayloadError(f"{where}.status: required field missing")
+    if raw["status"] not in _STATUSES:
+        raise PayloadError(f"{where}.status: must be 'firing' or 'resolved', got {raw['status']!r}")
+    if "labels" not in raw:
+        raise PayloadError(f"{where}.labels: required field missing")
+    labels = _check_str_map(raw["labels"], f"{where}.labels")
+    alertname = labels.get("alertname")
+    if not alertname:
+        raise PayloadError(f"{where}.labels.alertname: required label missing")
+    annotations = _check_str_map(raw.get("annotations", {}), f"{where}.annotations")
+    for key in _ALERT_OPTIONAL_STR:
+        if key in raw and not isinstance(raw[key], str):
+            raise PayloadError(f"{where}.{key}: must be a string, got {_type_name(raw[key])}")
+    seq_label = labels.get("kubetest_seq")
+    try:
+        seq = int(seq_label) if seq_label is not None else None
+    except ValueError:
+        seq = None
+    intern = sys.intern  # few distinct values, 500k history entries: share the strings
+    return AlertIn(
+        alertname=intern(alertname),
+        action=intern(labels.get("action_required") or annotations.get("recommended_action", "")),
+        namespace=intern(labels.get("namespace", "")),
+        fingerprint=raw.get("fingerprint") or fingerprint(labels),
+        seq=seq,
+    )
+
+
+def parse_webhook(body: bytes, max_alerts: int = 1000) -> list[AlertIn]:
+    """Validate an Alertmanager webhook v4 body; raise ``PayloadError`` naming the field."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise PayloadError(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"body: must be a JSON object, got {_type_name(data)}")
+    for key in ("version", "status", "alerts"):
+        if key not in data:
+            raise PayloadError(f"{key}: required field missing")
+    if data["version"] != WEBHOOK_VERSION:
+        raise PayloadError(
+            f"version: unsupported webhook version {data['version']!r}, "
+            f"expected {WEBHOOK_VERSION!r}"
+        )
+    if data["status"] not in _STATUSES:
+        raise PayloadError(f"status: must be 'firing' or 'resolved', got {data['status']!r}")
+    for key, kind in _ENVELOPE_OPTIONAL:
+        if key in data and not isinstance(data[key], kind):
+            raise PayloadError(f"{key}: must be a string, got {_type_name(data[key])}")
+    trunc = data.get("truncatedAlerts", 0)
+    if not isinstance(trunc, int) or isinstance(trunc, bool) or trunc < 0:
+        raise PayloadError(f"truncatedAlerts: must be an integer >= 0, got {trunc!r}")
+    for key in _ENVELOPE_MAPS:
+        if key in data:
+            _check_str_map(data[key], key)
+    alerts = data["alerts"]
+    if not isinstance(alerts, list):
+        raise PayloadError(f"alerts: must be an array, got {_type_name(alerts)}")
+    if not alerts:
+        raise PayloadError("alerts: must hold at least one alert")
+    if len(alerts) > max_alerts:
+        raise PayloadError(
+            f"alerts: {len(alerts)} alerts exceed the limit of {max_alerts} per webhook", 413
+        )
+    return [_parse_alert(raw, f"alerts[{i}]") for i, raw in enumerate(alerts)]
+
+
+def check_action(action: str) -> str | None:
+    """``None`` when the action is one the target executes, else the failure reason."""
+    if action in _ACTIONS:
+        return None
+    if not action:
+        return "unknown action '': set label action_required or annotation recommended_action"
+    return f"unknown action {action!r}"

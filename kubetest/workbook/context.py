@@ -1,0 +1,119 @@
+"""What a test notebook needs to run: params, the session folder, the target's URL.
+
+Notebooks receive only paths and a URL from papermill (never secrets); everything else is
+read here. Run by hand in JupyterLab with no session, a notebook gets its own session
+folder under ``outputs/`` and, for an embedded target, its own reference target.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kubetest.params import TESTS, Params, load_params
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def new_session_name(prefix: str = "session") -> str:
+    return f"{prefix}_{datetime.now(UTC).strftime('%Y%m%d_%H%M%S')}"
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON without NaN/inf (which are not JSON): they become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _jsonable(obj.item())
+    return obj
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically (temp file + rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+@dataclass
+class TestContext:
+    """One test's view of a session: params, folders, and where to send load."""
+
+    test: str
+    params: Params
+    session_dir: Path
+    target_url: str
+    _owned_target: Any = field(default=None, repr=False)
+
+    @classmethod
+    def open(
+        cls, test: str, params_path: str, session_dir: str = "", target_url: str = ""
+    ) -> TestContext:
+        if test not in TESTS:
+            raise ValueError(f"unknown test {test!r}; known: {', '.join(TESTS)}")
+        params = load_params(params_path)
+        session = (
+            Path(session_dir) if session_dir else REPO_ROOT / "outputs" / new_session_name("lab")
+        )
+        session.mkdir(parents=True, exist_ok=True)
+        owned = None
+        if not target_url:
+            if params.target.is_embedded:
+                from kubetest.target.model import TargetConfig
+                from kubetest.target.server import EmbeddedTarget
+
+                owned = EmbeddedTarget(TargetConfig.from_params(params.target.embedded)).start()
+                atexit.register(owned.stop)
+                target_url = owned.webhook_url
+            else:
+                target_url = params.target.url
+        return cls(test, params, session, target_url, owned)
+
+    @property
+    def section(self) -> Any:
+        return getattr(self.params, TESTS[self.test])
+
+    @property
+    def base_url(self) -> str:
+        return origin(self.target_url)
+
+    @property
+    def health_url(self) -> str:
+        return self.params.target.health_url or self.base_url + "/health"
+
+    @property
+    def actions_url(self) -> str:
+        return self.params.target.actions_url or self.base_url + "/api/v1/actions"
+
+    @property
+    def records_dir(self) -> Path:
+        return self.session_dir / "records"
+
+    @property
+    def result_path(self) -> Path:
+        return self.session_dir / "results" / f"{self.test}.json"
+
+    def save_result(self, data: dict[str, Any]) -> Path:
+        write_json(self.result_path, {"test": self.test, **data})
+        return self.result_path
+
+    def close(self) -> None:
+        if self._owned_target is not None:
+            self._owned_target.stop()
+            self._owned_target = None

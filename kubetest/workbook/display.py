@@ -1,0 +1,80 @@
+"""Small HTML views for notebooks and the report: verdict badges and BR tables."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import pandas as pd
+from IPython.display import HTML
+
+from kubetest.analysis.verdicts import Requirement
+
+
+def fmt_measured(value: float | None, unit: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if unit == "%":
+        return f"{value:.3f} %"
+    return f"{value:.3f} {unit}".strip()
+
+
+def badge(status: str) -> str:
+    return f'<span class="kt-{html.escape(status)}">{html.escape(status)}</span>'
+
+
+def requirement_card(req: Requirement | dict[str, Any]) -> HTML:
+    """One verdict: status, measured value with its CI, threshold, what it was judged on."""
+    r = req.as_dict() if isinstance(req, Requirement) else req
+    d = r.get("details", {})
+    ci = d.get("p95_ci")
+    ci_text = f" (95 % CI {ci[0]:.3f}–{ci[1]:.3f} {r['unit']})" if ci and None not in ci else ""
+    lines = [
+        f"<h3>{html.escape(r['id'])}: {badge(r['status'])}</h3>",
+        f"<p>Measured <b>{fmt_measured(r.get('measured'), r['unit'])}</b>{ci_text}; "
+        f"criterion: {html.escape(r.get('threshold') or '—')}.</p>",
+    ]
+    if d.get("judged_on"):
+        lines.append(f"<p>Judged on: {html.escape(d['judged_on'])}.</p>")
+    if d.get("success_rate") is not None:
+        lo, hi = d.get("success_rate_ci", [None, None])
+        sr = f"{d['success_rate']:.2%}" + (
+            f" (95 % CI {lo:.2%}–{hi:.2%})" if lo is not None else ""
+        )
+        lines.append(f"<p>Success rate (accepted only): {sr}</p>")
+    for reason in d.get("reasons", []) or ([d["reason"]] if d.get("reason") else []):
+        lines.append(f"<p><i>{html.escape(reason)}</i></p>")
+    return HTML("\n".join(lines))
+
+
+def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
+    """The BR compliance table: requirement, measured value (with CI), criterion, status."""
+    rows = []
+    for r in requirements:
+        d = r.get("details", {})
+        ci = d.get("p95_ci")
+        measured = fmt_measured(r.get("measured"), r.get("unit", ""))
+        if ci and None not in ci:
+            measured += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+        rows.append(
+            {
+                "requirement": r["id"],
+                "what": d.get("title", ""),
+                "measured [95 % CI]": measured,
+                "criterion": r.get("threshold") or "—",
+                "status": r["status"],
+                "samples": d.get("samples", ""),
+                "note": "; ".join(
+                    d.get("reasons", []) or ([d["reason"]] if d.get("reason") else [])
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def requirements_html(requirements: list[dict[str, Any]]) -> HTML:
+    frame = requirements_frame(requirements).astype(str)
+    for col in frame.columns:
+        frame[col] = frame[col].map(badge if col == "status" else html.escape)
+    return HTML(frame.to_html(index=False, escape=False, na_rep="—"))
