@@ -64,3 +64,27 @@ def latency_distribution(records: pd.DataFrame, slo_p95_s: float) -> Figure:
     cdf_ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def availability_timeline(
+    probes: pd.DataFrame, outages: list[dict[str, float]] | None = None
+) -> Figure:
+    """Up/down per probe over the window, measured outages shaded."""
+    fig = Figure(figsize=(10, 2.6))
+    ax = fig.subplots()
+    if probes.empty:
+        ax.text(0.5, 0.5, "no probes", ha="center", transform=ax.transAxes)
+        return fig
+    up = probes["ok"].astype(bool)
+    ax.step(probes["t_s"], up.astype(int), where="post", color="#457b9d", lw=1)
+    ax.scatter(probes.loc[~up, "t_s"], [0] * int((~up).sum()), color="#e76f51", s=10,
+               label="failed probe", zorder=3)  # fmt: skip
+    for o in outages or []:
+        ax.axvspan(o["start_s"], o["end_s"], color="#e76f51", alpha=0.2)
+    ax.set(yticks=[0, 1], yticklabels=["down", "up"], xlabel="time since start (s)",
+           title="Health probes")  # fmt: skip
+    ax.set_ylim(-0.3, 1.3)
+    if (~up).any():
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig

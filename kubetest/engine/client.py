@@ -221,9 +221,7 @@ def auth_header(auth_token_env: str | None) -> dict[str, str]:
 def make_session(max_connections: int, timeout_s: float) -> aiohttp.ClientSession:
     """One session for a whole shard: pooled keep-alive connections, capped, with a total
     per-request timeout (connect + send + wait + read)."""
-    connector = aiohttp.TCPConnector(
-        limit=max_connections, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=False
-    )
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_s),

@@ -57,7 +57,7 @@ class TargetConfig:
         for start, duration in outages:
             if not (start >= 0 and duration > 0) or math.isinf(start + duration):
                 raise ValueError(
-                    f"outage ({start}, {duration}) needs start_s >= 0 and duration_s > 0"
+                    f"outages: ({start}, {duration}) needs start_s >= 0 and duration_s > 0"
                 )
         if self.max_body_bytes < 1 or self.max_alerts < 1:
             raise ValueError("max_body_bytes and max_alerts must be >= 1")

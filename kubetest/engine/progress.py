@@ -1,0 +1,157 @@
+"""Progress while a run goes: a tqdm bar in notebooks, one live line on a terminal, or nothing.
+
+An engineer watching a ten-minute test wants to know early that it is going wrong:
+elapsed time, requests sent, success rate so far and the *current* p95 (a rolling window
+of recent answers, so a degradation shows at once instead of being averaged away).
+The display never touches the measurement: it reads counters a few times a second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+import numpy as np
+
+#: Seconds between display refreshes.
+REFRESH_S = 0.5
+#: The "current p95" looks at answers completed in the last WINDOW_S seconds.
+WINDOW_S = 5.0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    elapsed_s: float
+    planned_s: float
+    sent: int
+    completed: int
+    accepted: int
+    not_sent: int  # late / dropped by the generator
+    in_flight: int
+    p95_recent_s: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.accepted / self.completed if self.completed else None
+
+
+class RecentLatencies:
+    """A ring buffer of recent (done time, latency) pairs for the rolling p95."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self._done = np.full(size, -np.inf)
+        self._lat = np.zeros(size)
+        self._i = 0
+        self._size = size
+
+    def add(self, done_s: float, latency_s: float) -> None:
+        j = self._i % self._size
+        self._done[j] = done_s
+        self._lat[j] = latency_s
+        self._i += 1
+
+    def extend(self, pairs: Iterable[tuple[float, float]]) -> None:
+        for done_s, latency_s in pairs:
+            self.add(done_s, latency_s)
+
+    def p95(self, now_s: float, window_s: float = WINDOW_S) -> float | None:
+        recent = self._lat[self._done >= now_s - window_s]
+        return float(np.percentile(recent, 95)) if recent.size else None
+
+
+class Display(Protocol):
+    def update(self, snap: Snapshot) -> None: ...
+    def close(self) -> None: ...
+
+
+def _fmt(snap: Snapshot) -> str:
+    rate = f"{snap.success_rate * 100:.1f}%" if snap.success_rate is not None else "-"
+    p95 = f"{snap.p95_recent_s * 1000:.0f} ms" if snap.p95_recent_s is not None else "-"
+    extra = f" not-sent {snap.not_sent}" if snap.not_sent else ""
+    return (
+        f"sent {snap.sent} in-flight {snap.in_flight} ok {rate} p95(last {WINDOW_S:.0f}s) {p95}"
+        + extra
+    )
+
+
+class NullDisplay:
+    def update(self, snap: Snapshot) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LineDisplay:
+    """One status line rewritten in place on a terminal (``\\r`` + erase to end of line)."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self._label = label
+        self._stream = stream or sys.stderr
+        self._drawn = False
+
+    def update(self, snap: Snapshot) -> None:
+        planned = f"/{snap.planned_s:.0f}s" if snap.planned_s else "s"
+        line = f"{self._label} {snap.elapsed_s:5.1f}{planned} {_fmt(snap)}"
+        self._stream.write("\r" + line + "\x1b[K")
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+class TqdmDisplay:
+    """A tqdm bar over the planned seconds (notebook widget when ipywidgets is present)."""
+
+    def __init__(self, label: str, planned_s: float) -> None:
+        from tqdm.auto import tqdm
+
+        kwargs = dict(total=round(planned_s, 1) or None, desc=label, unit="s", leave=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._bar = tqdm(**kwargs)
+        except ImportError:  # tqdm.notebook without ipywidgets: fall back to text
+            from tqdm.std import tqdm as std_tqdm
+
+            self._bar = std_tqdm(**kwargs, file=sys.stderr)
+
+    def update(self, snap: Snapshot) -> None:
+        self._bar.n = round(min(snap.elapsed_s, self._bar.total or snap.elapsed_s), 1)
+        self._bar.set_postfix_str(_fmt(snap), refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython's ZMQ shell), where a terminal line would not
+    redraw."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def make_display(progress: bool | None, label: str, planned_s: float) -> Display:
+    """``progress``: True/False force it on/off; None = on in a notebook or when stderr is a
+    terminal (and ``TERM`` is not ``dumb``)."""
+    notebook = in_notebook()
+    tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    if progress is False or (progress is None and not (notebook or tty)):
+        return NullDisplay()
+    if notebook:
+        return TqdmDisplay(label, planned_s)
+    return LineDisplay(label)

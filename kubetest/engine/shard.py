@@ -1,0 +1,487 @@
+"""Run one slice of a load plan: the one seam between one process and many.
+
+``run_shard`` takes arrivals i ≡ shard (mod n_shards) of an open-loop schedule (so the
+union of shards is the plan) or its share of a closed loop's concurrency, starts at a
+common wall-clock instant, streams every request to its own records file, and returns
+plain, picklable counters and encoded HDR histograms that ``run.py`` merges
+(``decode_and_add``). One process calls it once; local processes or Dask run the same
+function. Its own event loop runs inside the call (uvloop when installed).
+
+Fidelity rules (DESIGN.md "Fidelity of the measurement"):
+
+* latency is measured from the *intended* send time, ``lag = sent - intended`` is kept;
+* the dispatcher sleeps to absolute deadlines and, on waking, sends every arrival whose
+  time has come (never early). Timers have ~1 ms granularity (epoll / libuv), so
+  schedule lag has a ~1 ms floor - conservative: latency is never under-reported;
+* an arrival that cannot go out on time is recorded, not queued: ``dropped`` when
+  ``max_in_flight`` requests are already out, ``late`` when the dispatcher is more than
+  ``max_lag_s`` behind (it then skips ahead instead of bursting a backlog at the target);
+* the shard measures itself: schedule lag per second of the run, event-loop CPU share
+  (thread CPU time / wall time) and loop responsiveness (a 25 ms ticker's oversleep).
+
+Stopping: ``stop`` is any object with ``is_set()`` (and optionally ``is_forced()``),
+polled every 50 ms. Once set, dispatching stops, in-flight requests get
+``STOP_GRACE_S`` to finish, the rest are cancelled and recorded as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from kubetest.engine.client import (
+    GENERATOR_ERRORS,
+    auth_header,
+    classify,
+    classify_exception,
+    make_session,
+)
+from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
+from kubetest.engine.records import OUTCOMES, Record, RecordWriter, new_histogram
+from kubetest.engine.schedule import planned_duration
+
+if TYPE_CHECKING:
+    from kubetest.engine.run import LoadPlan
+
+#: In-flight requests get this long to finish after a stop before they are cancelled.
+STOP_GRACE_S = 1.5
+#: Housekeeping tick: stop polling, loop-responsiveness probe, writer flush.
+TICK_S = 0.025
+#: At most this many requests are spawned before the dispatcher yields to the loop.
+BATCH = 256
+#: File descriptors kept free for everything that is not a request socket.
+FD_RESERVE = 64
+
+
+class StopSignal(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class StopToken:
+    """In-process stop: ``set()`` asks for a graceful stop, ``force()`` for an immediate one."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._force = threading.Event()
+
+    def set(self) -> None:
+        self._stop.set()
+
+    def force(self) -> None:
+        self._force.set()
+        self._stop.set()
+
+    def is_set(self) -> bool:
+        return self._stop.is_set()
+
+    def is_forced(self) -> bool:
+        return self._force.is_set()
+
+
+@dataclass(frozen=True)
+class StopFile:
+    """Cross-process stop (picklable): the run stops when ``path`` exists; forced when
+    ``path`` + ``.force`` exists. Only valid on the machine that owns the path."""
+
+    path: str
+
+    def set(self) -> None:
+        Path(self.path).touch()
+
+    def force(self) -> None:
+        Path(self.path + ".force").touch()
+        self.set()
+
+    def is_set(self) -> bool:
+        return os.path.exists(self.path)
+
+    def is_forced(self) -> bool:
+        return os.path.exists(self.path + ".force")
+
+
+@dataclass
+class ShardResult:
+    """What a shard hands back: counters, encoded HDR histograms (µs), self-measurement."""
+
+    shard: int
+    n_shards: int
+    mode: str
+    records_path: str
+    scheduled: int  # arrivals assigned to this shard that came due before dispatch ended
+    dispatched: int  # requests actually sent
+    completed: int  # sent and answered or failed on the network (not cancelled)
+    outcomes: dict[str, int]  # over completed requests
+    errors: dict[str, int]  # over all records, generator-side classes included
+    error_samples: dict[str, str]
+    latency_hdr: bytes  # accepted: done - intended
+    service_hdr: bytes  # accepted: done - sent
+    lag_hdr: bytes  # dispatched: sent - intended
+    loop_lag_hdr: bytes  # housekeeping ticker oversleep
+    lag_max_by_second: list[float]  # max lag per second of intended time (trend)
+    first_intended_s: float
+    last_sent_s: float
+    dispatch_end_s: float  # when this shard stopped dispatching (relative to start)
+    end_s: float  # when its last request finished
+    loop_busy: float  # loop thread CPU / wall over [start, end]
+    max_in_flight: int  # effective cap for this shard
+    max_in_flight_seen: int
+    interrupted: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _share(total: int, shard: int, n_shards: int) -> int:
+    return total // n_shards + (1 if shard < total % n_shards else 0)
+
+
+def _fd_cap(wanted: int) -> tuple[int, str | None]:
+    """Raise the open-files soft limit as far as needed (and allowed); return the usable cap."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + FD_RESERVE
+    if need > soft:
+        new_soft = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft - FD_RESERVE < wanted:
+        cap = max(1, soft - FD_RESERVE)
+        return cap, f"max_in_flight lowered from {wanted} to {cap}: open-files limit is {soft}"
+    return wanted, None
+
+
+def _us(seconds: float) -> int:
+    return max(1, min(3_600_000_000, int(seconds * 1e6)))
+
+
+class _Shard:
+    def __init__(
+        self,
+        plan: LoadPlan,
+        shard: int,
+        n_shards: int,
+        start_epoch: float,
+        records_path: Path,
+        stop: StopSignal | None,
+        on_progress: Callable[[Snapshot], None] | None,
+    ) -> None:
+        if plan.mode not in ("open", "closed"):
+            raise ValueError(f"mode must be 'open' or 'closed', got {plan.mode!r}")
+        self.plan = plan
+        self.shard, self.n_shards = shard, n_shards
+        self.start_epoch = start_epoch
+        self.stop = stop
+        self.on_progress = on_progress
+        self.writer = RecordWriter(records_path)
+        self.service_hist = new_histogram()
+        self.lag_hist = new_histogram()
+        self.loop_lag_hist = new_histogram()
+        self.recent = RecentLatencies()
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.errors: dict[str, int] = {}
+        self.error_samples: dict[str, str] = {}
+        self.dispatched = self.completed = self.not_sent = 0
+        self.in_flight = self.max_in_flight_seen = 0
+        self.stopping = self.forced = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.notes: list[str] = []
+        self.first_intended = math.inf
+        self.last_sent = 0.0
+        self.dispatch_end = 0.0
+        if plan.mode == "open":
+            sched = np.asarray(plan.schedule if plan.schedule is not None else [], dtype=float)
+            self.offsets = sched[shard::n_shards]
+            span = planned_duration(sched, plan.target_rate_per_s)
+            self.planned_s = span
+            wanted = _share(plan.max_in_flight, shard, n_shards)
+        else:
+            if plan.concurrency <= 0 or plan.duration_s <= 0:
+                raise ValueError("closed loop needs concurrency > 0 and duration_s > 0")
+            self.offsets = np.empty(0)
+            self.planned_s = plan.duration_s
+            wanted = _share(plan.concurrency, shard, n_shards)
+        self.cap, note = _fd_cap(max(1, wanted))
+        if note:
+            self.notes.append(note)
+        self.lag_by_second = np.zeros(int(math.ceil(self.planned_s)) + 2)
+        self.seq_counter = 0
+
+    # -- clock: seconds since the common start instant, on a monotonic high-resolution clock
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    async def run(self) -> ShardResult:
+        self.t0 = time.perf_counter() + (self.start_epoch - time.time())
+        self.headers_env = self.plan.auth_token_env
+        auth_header(self.headers_env)  # fail before sending anything if the token is missing
+        session = make_session(self.cap, self.plan.timeout_s)
+        housekeeping = asyncio.ensure_future(self._housekeeping())
+        try:
+            await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            self.session = session
+            if self.plan.mode == "open":
+                await self._dispatch_open()
+            else:
+                await self._dispatch_closed()
+            self.dispatch_end = self.now()
+            await self._drain()
+            busy = (time.thread_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+        finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await session.close()
+            self.writer.close()
+        return self._result(busy)
+
+    # -- open loop -------------------------------------------------------------------------
+    async def _dispatch_open(self) -> None:
+        offsets, n = self.offsets, len(self.offsets)
+        shard, step, cap = self.shard, self.n_shards, self.cap
+        max_lag = self.plan.max_lag_s
+        if n:
+            self.first_intended = float(offsets[0])
+        i = 0
+        while i < n and not self.stopping:
+            now = self.now()
+            due = offsets[i]
+            if due > now:
+                await asyncio.sleep(min(due - now, 0.05))
+                continue
+            spawned = 0
+            while i < n and offsets[i] <= now and spawned < BATCH:
+                intended = float(offsets[i])
+                seq = shard + i * step
+                i += 1
+                if now - intended > max_lag:
+                    self._not_sent(seq, intended, now, "late")
+                elif self.in_flight >= cap:
+                    self._not_sent(seq, intended, now, "dropped")
+                else:
+                    self._spawn(self._request(seq, intended, shard))
+                    spawned += 1
+            await asyncio.sleep(0)  # let the new requests start (and record a true send time)
+        self.scheduled = i
+
+    def _spawn(self, coro: Any) -> None:
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight_seen:
+            self.max_in_flight_seen = self.in_flight
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _not_sent(self, seq: int, intended: float, now: float, error: str) -> None:
+        """An arrival the generator gave up on: recorded with its intended time, never sent
+        (sent_s = done_s = the moment it was given up, service_s = 0)."""
+        self.not_sent += 1
+        body = self.plan.payload  # alert identity is still useful to join records
+        alert_type = body.types[seq % len(body.types)]
+        self._write(seq, self.shard, intended, now, now, 0, "failed", error, alert_type, "")
+
+    # -- closed loop -----------------------------------------------------------------------
+    async def _dispatch_closed(self) -> None:
+        self.first_intended = 0.0
+        n_here = self.cap
+        first_worker = sum(_share(self.plan.concurrency, k, self.n_shards) for k in range(self.shard))
+        workers = [
+            asyncio.ensure_future(self._worker(first_worker + k)) for k in range(n_here)
+        ]
+        self.max_in_flight_seen = 0
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+        self.scheduled = self.dispatched + self.not_sent
+
+    async def _worker(self, worker: int) -> None:
+        duration = self.plan.duration_s
+        while not self.stopping and self.now() < duration:
+            seq = self.shard + self.seq_counter * self.n_shards
+            self.seq_counter += 1
+            self.in_flight += 1
+            if self.in_flight > self.max_in_flight_seen:
+                self.max_in_flight_seen = self.in_flight
+            task = asyncio.ensure_future(self._request(seq, None, worker))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            try:
+                await asyncio.shield(task)  # a stop cancels the request itself, not the worker
+            except asyncio.CancelledError:
+                if not task.done():
+                    raise
+
+    # -- one request -----------------------------------------------------------------------
+    async def _request(self, seq: int, intended: float | None, worker: int) -> None:
+        plan = self.plan
+        status, outcome, error = 0, "failed", "other"
+        alert_type = fingerprint = ""
+        sent = math.nan
+        try:
+            body, alert_type, fingerprint = plan.payload.body(seq)
+            headers = auth_header(self.headers_env) if self.headers_env else None
+            sent = self.now()
+            if intended is None:  # closed loop: the request is due when the worker is free
+                intended = sent
+            self.dispatched += 1
+            self.last_sent = max(self.last_sent, sent)
+            lag = sent - intended
+            self.lag_hist.record_value(_us(lag))
+            sec = int(intended)
+            if 0 <= sec < len(self.lag_by_second) and lag > self.lag_by_second[sec]:
+                self.lag_by_second[sec] = lag
+            async with self.session.post(
+                plan.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                data = await resp.read()
+                status = resp.status
+            outcome, error = classify(plan.api, status, data)
+        except asyncio.CancelledError:
+            error = "cancelled"
+            raise
+        except Exception as exc:  # every failure is a measurement, never a crash of the run
+            error = classify_exception(exc)
+            if error not in self.error_samples:
+                self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            self.in_flight -= 1
+            done = self.now()
+            if math.isnan(sent):  # failed before sending (payload or token): count as sent now
+                sent = done
+                intended = done if intended is None else intended
+            assert intended is not None
+            self._write(seq, worker, intended, sent, done, status, outcome, error, alert_type,
+                        fingerprint)  # fmt: skip
+
+    def _write(
+        self, seq: int, worker: int, intended: float, sent: float, done: float, status: int,
+        outcome: str, error: str, alert_type: str, fingerprint: str,
+    ) -> None:  # fmt: skip
+        latency = done - intended
+        service = done - sent
+        rec = Record(seq, worker, intended, sent, done, latency, service, sent - intended, status,
+                     outcome, error, alert_type, fingerprint)  # fmt: skip
+        self.writer.write(rec)  # also feeds the accepted-latency histogram
+        if error:
+            self.errors[error] = self.errors.get(error, 0) + 1
+        if error in GENERATOR_ERRORS:
+            return
+        self.completed += 1
+        self.outcomes[outcome] += 1
+        if outcome == "accepted":
+            self.service_hist.record_value(_us(service))
+            self.recent.add(done, latency)
+
+    # -- end of run ------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Wait for in-flight requests: until they finish (bounded by the request timeout),
+        or, after a stop, for the grace period; then cancel what is left."""
+        hard_deadline = self.now() + self.plan.timeout_s + 2.0
+        grace_deadline: float | None = None
+        while self.tasks:
+            now = self.now()
+            if self.stopping and grace_deadline is None:
+                grace_deadline = now + (0.0 if self.forced else STOP_GRACE_S)
+            if now >= hard_deadline or (grace_deadline is not None and now >= grace_deadline):
+                break
+            await asyncio.sleep(0.02)
+        pending = list(self.tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _housekeeping(self) -> None:
+        """Poll the stop signal, probe loop responsiveness, flush records, feed progress."""
+        ticks = 0
+        last_progress = -math.inf
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(TICK_S)
+            over = time.perf_counter() - t - TICK_S
+            if self.now() >= 0:
+                self.loop_lag_hist.record_value(_us(max(over, 0.0)))
+            ticks += 1
+            if ticks % 2 == 0 and self.stop is not None and self.stop.is_set():
+                self.stopping = True
+                is_forced = getattr(self.stop, "is_forced", None)
+                if is_forced is not None and is_forced():
+                    self.forced = True
+            if ticks % 20 == 0:
+                self.writer.flush()
+            now = self.now()
+            if self.on_progress is not None and now - last_progress >= REFRESH_S:
+                last_progress = now
+                self.on_progress(self.snapshot(now))
+
+    def snapshot(self, now: float) -> Snapshot:
+        return Snapshot(
+            elapsed_s=max(0.0, now), planned_s=self.planned_s, sent=self.dispatched,
+            completed=self.completed, accepted=self.outcomes["accepted"],
+            not_sent=self.not_sent, in_flight=self.in_flight,
+            p95_recent_s=self.recent.p95(now),
+        )  # fmt: skip
+
+    def _result(self, busy: float) -> ShardResult:
+        interrupted = self.stopping
+        if self.plan.mode == "open" and not interrupted:
+            self.scheduled = len(self.offsets)
+        return ShardResult(
+            shard=self.shard, n_shards=self.n_shards, mode=self.plan.mode,
+            records_path=str(self.writer.path), scheduled=getattr(self, "scheduled", 0),
+            dispatched=self.dispatched, completed=self.completed, outcomes=dict(self.outcomes),
+            errors=dict(self.errors), error_samples=dict(self.error_samples),
+            latency_hdr=self.writer.histogram.encode(), service_hdr=self.service_hist.encode(),
+            lag_hdr=self.lag_hist.encode(), loop_lag_hdr=self.loop_lag_hist.encode(),
+            lag_max_by_second=[float(x) for x in self.lag_by_second],
+            first_intended_s=0.0 if math.isinf(self.first_intended) else self.first_intended,
+            last_sent_s=self.last_sent, dispatch_end_s=self.dispatch_end, end_s=self.now(),
+            loop_busy=busy, max_in_flight=self.cap, max_in_flight_seen=self.max_in_flight_seen,
+            interrupted=interrupted, notes=list(self.notes),
+        )  # fmt: skip
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (measured: 7,000 vs 5,000 req/s held), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_shard(
+    plan: LoadPlan,
+    shard: int,
+    n_shards: int,
+    start_epoch: float,
+    records_path: Path,
+    *,
+    stop: StopSignal | None = None,
+    on_progress: Callable[[Snapshot], None] | None = None,
+) -> ShardResult:
+    """Run arrivals ``i ≡ shard (mod n_shards)`` (open loop) or this shard's share of the
+    concurrency (closed loop) from ``start_epoch`` (``time.time()`` seconds), streaming
+    records to ``records_path``. Blocks; runs its own event loop (not inside a running one).
+    """
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
+    runner = _Shard(plan, shard, n_shards, start_epoch, Path(records_path), stop, on_progress)
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(runner.run())
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

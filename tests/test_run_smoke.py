@@ -1,0 +1,83 @@
+"""`kubetest run` on the smoke profile, for real: embedded target, papermill, report."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubetest.engine.records import read_records
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("outputs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetest", "run", "--params", str(repo / "params" / "smoke.yaml"),
+         "--outputs", str(out), "--session", "smoke"],
+        capture_output=True, text=True, timeout=540, cwd=out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "smoke", proc
+
+
+def test_summary_has_the_contract_keys_and_a1_judged(session: tuple[Path, object]) -> None:
+    session_dir, proc = session
+    summary = json.loads((session_dir / "summary.json").read_text())
+    assert {"session", "complete", "requirements", "capacity", "generator", "integrity",
+            "confidence", "decision"} <= set(summary)  # fmt: skip
+    assert summary["complete"] is True
+    reqs = {r["id"]: r for r in summary["requirements"]}
+    assert set(reqs) >= {"BR-PA-003", "BR-PA-004", "BR-PA-001", "BR-PA-011"}
+    a1 = reqs["BR-PA-003"]
+    assert a1["status"] == "PASS", a1
+    # The embedded target's service time is exponential with a 20 ms mean: the measured
+    # median cannot be below a few ms (it is real), and the p95 is judged, not the mean.
+    assert 0.005 < a1["details"]["p50"] < a1["measured"] < 5.0
+    assert a1["details"]["outcomes"]["accepted"] == a1["details"]["samples"]
+    for other in ("BR-PA-004", "BR-PA-001", "BR-PA-011"):
+        assert reqs[other]["status"] == "NOT_RUN"
+    assert summary["decision"] == "NO-GO"  # not every critical BR was measured
+    assert "BR-PA-003" in proc.stdout and "report:" in proc.stdout
+
+
+def test_records_cover_the_schedule(session: tuple[Path, object]) -> None:
+    session_dir, _ = session
+    records = read_records(session_dir / "records" / "A1.csv")
+    # smoke: 1,200/min for 0.1 min = 120 requests, each recorded once
+    assert len(records) == 120
+    assert records["seq"].is_unique
+    assert (records["latency_s"] >= records["service_s"] - 1e-6).all()
+
+
+def test_report_is_self_contained_and_hides_code(session: tuple[Path, object]) -> None:
+    session_dir, _ = session
+    html = (session_dir / "report.html").read_text()
+    assert "BR-PA-003" in html and "BR-PA-011" in html
+    assert "NO-GO" in html
+    assert not re.search(r"<script[^>]+src=\"https?://", html), "report fetches from the network"
+    assert "ReportView.load" not in html, "code cells must be hidden"
+    assert "Traceback" not in html
+    assert (session_dir / "html" / "a1_response_time.html").exists()
+    assert "data:image/png;base64" in (session_dir / "html" / "a1_response_time.html").read_text()
+
+
+def test_report_rebuilds_from_the_session_folder(session: tuple[Path, object]) -> None:
+    session_dir, _ = session
+    before = json.loads((session_dir / "summary.json").read_text())
+    (session_dir / "report.html").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetest", "report", str(session_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (session_dir / "report.html").exists()
+    after = json.loads((session_dir / "summary.json").read_text())
+    assert after["requirements"] == before["requirements"]
