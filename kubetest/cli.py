@@ -110,9 +110,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_target(args: argparse.Namespace) -> int:
-    from kubetest.target.server import main_from_args
+    from kubetest.target.server import run_from_args
 
-    return main_from_args(args) or 0
+    return run_from_args(args)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

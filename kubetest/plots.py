@@ -88,3 +88,18 @@ def availability_timeline(
         ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def in_flight_over_time(steps: pd.DataFrame, target: int) -> Figure:
+    """In-flight requests over the run (from the records), with the target concurrency."""
+    fig = Figure(figsize=(10, 3))
+    ax = fig.subplots()
+    if steps.empty:
+        ax.text(0.5, 0.5, "no requests recorded", ha="center", transform=ax.transAxes)
+        return fig
+    ax.step(steps["t_s"], steps["in_flight"], where="post", color="#457b9d", lw=0.8)
+    ax.axhline(target, color="crimson", ls="--", lw=1, label=f"target {target}")
+    ax.set(xlabel="time since start (s)", ylabel="in flight", title="Requests in flight")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -212,6 +212,7 @@ class _Shard:
         self.cap, note = _fd_cap(max(1, wanted))
         if note:
             self.notes.append(note)
+        self.n_workers = min(wanted, self.cap) if plan.mode == "closed" else 0
         self.lag_by_second = np.zeros(int(math.ceil(self.planned_s)) + 2)
         self.seq_counter = 0
 
@@ -273,54 +274,50 @@ class _Shard:
             await asyncio.sleep(0)  # let the new requests start (and record a true send time)
         self.scheduled = i
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         self.in_flight += 1
         if self.in_flight > self.max_in_flight_seen:
             self.max_in_flight_seen = self.in_flight
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     def _not_sent(self, seq: int, intended: float, now: float, error: str) -> None:
         """An arrival the generator gave up on: recorded with its intended time, never sent
         (sent_s = done_s = the moment it was given up, service_s = 0)."""
         self.not_sent += 1
-        body = self.plan.payload  # alert identity is still useful to join records
-        alert_type = body.types[seq % len(body.types)]
+        types = getattr(self.plan.payload, "types", None) or [""]
+        alert_type = types[seq % len(types)]  # the alert it would have been, for joins
         self._write(seq, self.shard, intended, now, now, 0, "failed", error, alert_type, "")
 
     # -- closed loop -----------------------------------------------------------------------
     async def _dispatch_closed(self) -> None:
+        """N workers, each sending back-to-back until ``duration_s``; on a stop the workers
+        leave at once and their in-flight requests go through ``_drain`` like open loop's."""
         self.first_intended = 0.0
-        n_here = self.cap
         first_worker = sum(_share(self.plan.concurrency, k, self.n_shards) for k in range(self.shard))
+        self.live_workers = self.n_workers
         workers = [
-            asyncio.ensure_future(self._worker(first_worker + k)) for k in range(n_here)
+            asyncio.ensure_future(self._worker(first_worker + k)) for k in range(self.n_workers)
         ]
-        self.max_in_flight_seen = 0
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for w in workers:
-                w.cancel()
+        while self.live_workers and not self.stopping:
+            await asyncio.sleep(0.02)
+        for w in workers:
+            w.cancel()  # requests are shielded: they stay in self.tasks for the drain
+        await asyncio.gather(*workers, return_exceptions=True)
         self.scheduled = self.dispatched + self.not_sent
 
     async def _worker(self, worker: int) -> None:
         duration = self.plan.duration_s
-        while not self.stopping and self.now() < duration:
-            seq = self.shard + self.seq_counter * self.n_shards
-            self.seq_counter += 1
-            self.in_flight += 1
-            if self.in_flight > self.max_in_flight_seen:
-                self.max_in_flight_seen = self.in_flight
-            task = asyncio.ensure_future(self._request(seq, None, worker))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            try:
-                await asyncio.shield(task)  # a stop cancels the request itself, not the worker
-            except asyncio.CancelledError:
-                if not task.done():
-                    raise
+        try:
+            while not self.stopping and self.now() < duration:
+                seq = self.shard + self.seq_counter * self.n_shards
+                self.seq_counter += 1
+                task = self._spawn(self._request(seq, None, worker))
+                await asyncio.shield(task)
+        finally:
+            self.live_workers -= 1
 
     # -- one request -----------------------------------------------------------------------
     async def _request(self, seq: int, intended: float | None, worker: int) -> None:
