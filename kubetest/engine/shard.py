@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 STOP_GRACE_S = 1.5
 #: Housekeeping tick: stop polling, loop-responsiveness probe, writer flush.
 TICK_S = 0.025
+#: Shortest dispatcher sleep; arrivals due meanwhile go out together on waking.
+MIN_SLEEP_S = 0.001
 #: At most this many requests are spawned before the dispatcher yields to the loop.
 BATCH = 256
 #: File descriptors kept free for everything that is not a request socket.
@@ -257,7 +259,8 @@ class _Shard:
             now = self.now()
             due = offsets[i]
             if due > now:
-                await asyncio.sleep(min(due - now, 0.05))
+                # never a sub-ms sleep: uvloop turns it into a busy spin, epoll rounds it up
+                await asyncio.sleep(min(max(due - now, MIN_SLEEP_S), 0.05))
                 continue
             spawned = 0
             while i < n and offsets[i] <= now and spawned < BATCH:

@@ -55,6 +55,8 @@ def write_json(path: Path, data: Any) -> None:
 class TestContext:
     """One test's view of a session: params, folders, and where to send load."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     test: str
     params: Params
     session_dir: Path

@@ -1,0 +1,94 @@
+"""Phase A tests run for real against the embedded reference target on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from kubetest.alerts import ACTIONS, DESTRUCTIVE_ACTIONS
+from kubetest.workbook import a3_availability, a4_actions
+from kubetest.workbook.context import TestContext
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def context(tmp_path: Path, test: str, **sections: object) -> TestContext:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"target": {"url": "embedded", "embedded": {
+        "workers": 4, "service_ms": 5, "service_dist": "const",
+        **sections.pop("embedded", {})}}, **sections}))  # fmt: skip
+    ctx = TestContext.open(test, str(params), str(tmp_path / "session"))
+    assert ctx.target_url.startswith("http://127.0.0.1:")
+    return ctx
+
+
+def test_a3_measures_an_outage_from_probe_timestamps(tmp_path: Path) -> None:
+    ctx = context(
+        tmp_path, "A3", embedded={"outages": [[2.0, 1.0]]},
+        a3_availability={"duration_min": 0.08, "probe_interval_s": 0.05, "target": 0.999},
+    )  # fmt: skip
+    try:
+        result = a3_availability.run(ctx)
+    finally:
+        ctx.close()
+    a = result.availability
+    assert len(a.outages) == 1
+    # the target is down for 1.0 s; the probes resolve it to one interval either side
+    assert a.downtime_low_s <= 1.0 <= a.downtime_high_s
+    assert 0.8 < a.downtime_s < 1.3
+    assert result.requirement.status == "FAIL"  # budget for 4.8 s at 99.9 % is 4.8 ms
+    assert result.requirement.details["budget_s"] == pytest.approx(0.0048)
+    assert ctx.result_path.exists() and (ctx.records_dir / "A3_probes.csv").exists()
+
+
+def test_a4_counts_actions_verified_in_the_history(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "A4", a4_actions={"actions": "all"})
+    try:
+        result = a4_actions.run(ctx)
+    finally:
+        ctx.close()
+    assert result.requirement.details["actions_tested"] == len(ACTIONS)
+    assert result.requirement.details["actions_verified"] == len(ACTIONS)
+    assert set(result.actions["verified"]) == {"executed"}
+    assert result.requirement.status == "PASS"
+
+
+def test_a4_refuses_unknown_actions_before_sending(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "A4", a4_actions={"actions": [*ACTIONS[:25], "format_disk"]})
+    try:
+        actions, skipped = a4_actions.plan_actions(ctx)
+        assert "format_disk" in skipped and "format_disk" not in actions
+    finally:
+        ctx.close()
+
+
+def _frame(verified: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"action": list(ACTIONS[: len(verified)]), "outcome": "accepted",
+                         "error": "", "verified": verified})  # fmt: skip
+
+
+def test_a4_verdict_counts_execution_not_acceptance() -> None:
+    ok = a4_actions.judge(_frame(["executed"] * 27), "history")
+    assert ok.status == "PASS" and ok.measured == 100
+    # all 27 answered HTTP 2xx, but 3 never executed: 88.9 % < 95 %
+    bad = a4_actions.judge(_frame(["executed"] * 24 + ["failed", "", ""]), "history")
+    assert bad.status == "FAIL" and bad.details["actions_verified"] == 24
+    few = a4_actions.judge(_frame(["executed"] * 20), "history")
+    assert few.status == "FAIL"  # fewer than 25 actions, none held back by the guard
+    assert a4_actions.judge(_frame(["executed"] * 27), "none").status == "INCONCLUSIVE"
+
+
+def test_destructive_actions_need_opt_in_against_a_real_service(tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"target": {"url": "http://127.0.0.1:9/webhook/prometheus"},
+                                      "a4_actions": {}}))  # fmt: skip
+    ctx = TestContext.open("A4", str(params), str(tmp_path / "s"))
+    actions, skipped = a4_actions.plan_actions(ctx)
+    assert DESTRUCTIVE_ACTIONS.isdisjoint(actions)
+    assert set(skipped) == DESTRUCTIVE_ACTIONS
+    ctx.params.a4_actions.allow_destructive = True
+    actions, skipped = a4_actions.plan_actions(ctx)
+    assert set(actions) == set(ACTIONS) and not skipped
