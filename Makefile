@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PARAMS ?= params/local.yaml
 # Debian packages the tests need (servers they start on loopback, a headless browser).
-TEST_DEBS  :=
+TEST_DEBS  := redis-server postgresql openssl
 BENCH_DEBS := nginx wrk hey
 
 .PHONY: report test lint lab bench clean
@@ -35,6 +35,7 @@ lab: $(STAMP)
 ## make bench: the load-engine benchmark against wrk, hey and Locust (see README)
 bench: $(STAMP)
 	@scripts/system-deps.sh $(BENCH_DEBS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python -m bench.engine_bench
 
 clean:

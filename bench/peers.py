@@ -14,6 +14,7 @@ stalled target delays the sends and the stall never shows in their percentiles
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -53,13 +54,14 @@ def _base(tool: str, m: Measured, mode: str) -> dict[str, Any]:
     }
 
 
-def _finish(
-    out: dict[str, Any], m: Measured, t_from: float, t_to: float
-) -> dict[str, Any]:
+def _finish(out: dict[str, Any], m: Measured, t_from: float, t_to: float) -> dict[str, Any]:
     out.update(
         cpu_per_1k(
-            m, requests=out.get("requests") or 0, rate_per_s=out.get("rate_per_s") or 0.0,
-            t_from=t_from, t_to=t_to,
+            m,
+            requests=out.get("requests") or 0,
+            rate_per_s=out.get("rate_per_s") or 0.0,
+            t_from=t_from,
+            t_to=t_to,
         )  # fmt: skip
     )
     out["cpu_per_1k_steady_s"] = out.pop("steady")
@@ -71,7 +73,13 @@ def _finish(
 
 
 def run_wrk(
-    url: str, body: bytes, *, connections: int, duration_s: float, timeout_s: float, core: int | None
+    url: str,
+    body: bytes,
+    *,
+    connections: int,
+    duration_s: float,
+    timeout_s: float,
+    core: int | None,
 ) -> dict[str, Any]:
     """``wrk -t1 -cN -dD --latency --timeout T -s post.lua URL`` (closed loop, max throughput)."""
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
@@ -83,6 +91,12 @@ def run_wrk(
             'wrk.method = "POST"\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
             f"wrk.body = [==[{text}]==]\n"
+            # exact percentiles (µs) instead of the summary's rounded ones ("2.01s")
+            "done = function(summary, latency, requests)\n"
+            '  io.write(string.format("BENCH p50=%d p90=%d p99=%d max=%d\\n",\n'
+            "    latency:percentile(50), latency:percentile(90), latency:percentile(99),\n"
+            "    latency.max))\n"
+            "end\n"
         )
         cmd = [
             *pin_prefix(core), "wrk", "-t1", f"-c{connections}", f"-d{int(duration_s)}s",
@@ -114,6 +128,10 @@ def run_wrk(
             p99=_dur(dist["99"]) if "99" in dist else None,
             max=_dur(lat.group(3)),
         )
+        exact = re.search(r"BENCH p50=(\d+) p90=(\d+) p99=(\d+) max=(\d+)", text)
+        if exact:
+            p50, p90, p99, mx = (int(x) * 1e-6 for x in exact.groups())
+            out.update(p50=p50, p90=p90, p99=p99, max=mx)
     except (AssertionError, ValueError, KeyError) as exc:
         out["error"] = f"cannot parse wrk output ({exc}): {text[-400:]!r} {m.stderr[-200:]!r}"
         return out
@@ -158,8 +176,8 @@ def run_hey(
         errs = re.findall(r"^\s+\[(\d+)\]\s+(.+)$", text.split("Error distribution:")[-1], re.M)
         ok = sum(int(n) for c, n in codes if c.startswith("2"))
         answered = sum(int(n) for _, n in codes)
-        errors = answered - ok + (
-            sum(int(n) for n, _ in errs) if "Error distribution:" in text else 0
+        errors = (
+            answered - ok + (sum(int(n) for n, _ in errs) if "Error distribution:" in text else 0)
         )
         assert total
         requests = ok + errors
@@ -209,6 +227,7 @@ def run_locust(
             BENCH_PATH=parts.path or "/",
             BENCH_TIMEOUT=str(timeout_s),
             BENCH_USER_RATE=str(rate_per_user),
+            BENCH_LATENCY_OUT=f"{tmp}/latency.json",
         )
         cmd = [
             *pin_prefix(core), exe, "-f", str(locustfile), "--headless",
@@ -219,6 +238,8 @@ def run_locust(
         m = run_measured(cmd, timeout_s=duration_s + 60, env=env, preexec_fn=pin_preexec(core))
         stats_file = Path(f"{tmp}/locust_stats.csv")
         rows = list(csv.DictReader(stats_file.open())) if stats_file.exists() else []
+        exact_file = Path(f"{tmp}/latency.json")
+        exact = json.loads(exact_file.read_text()) if exact_file.exists() else None
     mode = f"closed loop, {users} users (FastHttpUser)"
     if rate_per_user:
         mode += f" x {rate_per_user:g}/s (constant_throughput)"
@@ -244,5 +265,7 @@ def run_locust(
         p99=ms("99%"),
         max=ms("Max Response Time"),
     )
+    if exact:  # every response time, unrounded (see bench/locustfile.py)
+        out.update(p50=exact["p50"], p90=exact["p90"], p99=exact["p99"], max=exact["max"])
     # Locust spends ~1-2 s importing before the run: skip 3 s, and the last 1.5 s (stop).
     return _finish(out, m, m.started + 3.0, m.ended - 1.5)

@@ -44,11 +44,18 @@ MAX_HEAD = 64 * 1024
 # --------------------------------------------------------------------------- pinning
 
 
-def cores() -> list[int]:
-    """The CPUs this process may run on (sorted)."""
+def _affinity() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+_CORES = _affinity()  # read at import, before the benchmark pins its own process
+
+
+def cores() -> list[int]:
+    """The CPUs this process could run on when the benchmark started (sorted)."""
+    return list(_CORES)
 
 
 def pin_prefix(core: int | None) -> list[str]:
@@ -62,8 +69,11 @@ def pin_prefix(core: int | None) -> list[str]:
 
 def pin_preexec(core: int | None):
     """A ``preexec_fn`` pinning the child to ``core`` where ``taskset`` is missing."""
-    if core is None or len(cores()) < 2 or shutil.which("taskset") or not hasattr(
-        os, "sched_setaffinity"
+    if (
+        core is None
+        or len(cores()) < 2
+        or shutil.which("taskset")
+        or not hasattr(os, "sched_setaffinity")
     ):
         return None
 
@@ -172,7 +182,8 @@ class Nginx:
             except RuntimeError:
                 _stop(self.proc)
                 if attempt == 4:
-                    err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                    err = self.proc.stderr.read() if self.proc.stderr else b""
+                    err = err.decode(errors="replace")
                     raise RuntimeError(f"nginx did not start: {err.strip()[-300:]}") from None
         self.url = f"http://{HOST}:{self.port}/webhook/prometheus"
         return self

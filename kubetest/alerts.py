@@ -12,6 +12,7 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 WEBHOOK_VERSION = "4"
@@ -59,11 +60,10 @@ _MASK = (1 << 64) - 1
 
 def fingerprint(labels: dict[str, str]) -> str:
     """Alertmanager's label-set fingerprint: FNV-1a 64 over sorted name/value, 0xff-separated."""
+    data = b"".join(b"%s\xff%s\xff" % (n.encode(), labels[n].encode()) for n in sorted(labels))
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        for chunk in (name.encode(), b"\xff", labels[name].encode(), b"\xff"):
-            for byte in chunk:
-                h = ((h ^ byte) * _FNV_PRIME) & _MASK
+    for byte in data:  # one flat loop: this runs once per request at thousands per second
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK
     return f"{h:016x}"
 
 
@@ -81,7 +81,7 @@ class Alert:
     status: str = "firing"
     ends_at: datetime | None = None
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.labels)
 

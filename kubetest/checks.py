@@ -1,18 +1,49 @@
-"""Environment readiness (the guide's Step 1): each check is ok / failed / not configured.
+"""Environment readiness (the guide's Step 1 and its debug info): is everything the service
+under test depends on there, and if not, what to do about it.
 
-A check never raises: it returns its status with the reason and what to do about it.
+Each check returns ok / failed / not configured with the reason and the fix, and never
+raises: a readiness table that stops at the first surprise tells the engineer nothing about
+the rest. Each check is bounded by a short timeout and they run side by side.
+
+Secrets (the Redis password, the PostgreSQL DSN, bearer tokens) are read from the env vars
+the params name and never appear in a detail, a fix, a table or a result file: details are
+built from parsed, credential-free parts, and every text is scrubbed of the known secret
+values as a safety net for library error messages.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import contextlib
+import json
+import os
+import platform
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pandas as pd
+import yaml
 
-from kubetest.params import Params, load_params
+from kubetest import __version__
+from kubetest.params import A4Actions, Environment, Params, load_params
 from kubetest.workbook.context import origin
+
+OK, FAILED, NOT_CONFIGURED = "ok", "failed", "not configured"
+TIMEOUT_S = 5.0
+REDACTED = "***"
+#: Shorter secrets are not scrubbed from free text (they would mangle it); details are
+#: built from credential-free parts anyway, so this only limits the safety net.
+MIN_SECRET_LEN = 4
 
 
 @dataclass(frozen=True)
@@ -23,26 +54,694 @@ class Check:
     detail: str
     fix: str = ""
 
+    @property
+    def blocking(self) -> bool:
+        """A required check that failed: ``kubetest check`` exits 1."""
+        return self.required and self.status == FAILED
 
-def check_target(params: Params, timeout_s: float = 5.0) -> Check:
-    """The target's health endpoint answers 2xx (an embedded target is started by the run)."""
-    if params.target.is_embedded:
-        return Check("target", "ok", True, "embedded reference target: started for each run")
-    url = params.target.health_url or origin(params.target.url) + "/health"
+
+def _ok(name: str, detail: str) -> Check:
+    return Check(name, OK, True, detail)
+
+
+def _failed(name: str, detail: str, fix: str) -> Check:
+    return Check(name, FAILED, True, detail, fix)
+
+
+def _not_configured(name: str, detail: str, fix: str) -> Check:
+    return Check(name, NOT_CONFIGURED, False, detail, fix)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every known secret value in ``text`` (longest first, so parts do not leak)."""
+    for secret in sorted(
+        {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True
+    ):
+        text = text.replace(secret, REDACTED)
+        quoted = quote(secret, safe="")
+        if quoted != secret:
+            text = text.replace(quoted, REDACTED)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """A URL without its password (``redis://:pw@h:6379/0`` → ``redis://:***@h:6379/0``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]  # host[:port] as written (IPv6 brackets kept)
+    netloc = f"{parts.username or ''}:{REDACTED}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def env_secrets(params: Params) -> list[str]:
+    """The secret values the params point at (env vars), to scrub from every text."""
+    env = params.environment or Environment()
+    names = [env.redis_password_env, env.postgres_dsn_env, params.target.auth_token_env]
+    values = [os.environ.get(n, "") for n in names if n]
+    if env.postgres_dsn_env:
+        values.append(_dsn_password(os.environ.get(env.postgres_dsn_env, "")))
+    for url in (env.redis_url, env.llm_url):
+        if url:
+            with contextlib.suppress(ValueError):
+                values.append(urlsplit(url).password or "")
+    return [v for v in values if v]
+
+
+def _scrub(check: Check, secrets: Iterable[str]) -> Check:
+    secrets = list(secrets)
+    return replace(check, detail=redact(check.detail, secrets), fix=redact(check.fix, secrets))
+
+
+class Deadline:
+    """One time budget for a check that makes several calls (it must still end in time)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.05, self.end - time.monotonic())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- target
+
+
+def check_target(
+    params: Params, timeout_s: float = TIMEOUT_S, health_url: str | None = None
+) -> Check:
+    """The target's health endpoint answers 2xx.
+
+    ``health_url`` is the URL of the target actually under test (a notebook's context, with
+    the embedded target it started); without it an embedded target is not running yet.
+    """
+    if health_url is None and params.target.is_embedded:
+        return _ok("target", "embedded reference target: started for each run")
+    url = health_url or params.target.health_url or origin(params.target.url) + "/health"
     try:
         resp = httpx.get(url, timeout=timeout_s)
     except httpx.HTTPError as exc:
-        return Check("target", "failed", True, f"{url}: {type(exc).__name__}: {exc}",
-                     "start the service or fix target.url / target.health_url")  # fmt: skip
+        return _failed(
+            "target",
+            f"{url}: {_one_line(exc)}",
+            "start the service or fix target.url / target.health_url",
+        )
     if resp.is_success:
-        return Check("target", "ok", True, f"{url}: HTTP {resp.status_code}")
-    return Check("target", "failed", True, f"{url}: HTTP {resp.status_code}",
-                 "the service answers but is not healthy: see its logs")  # fmt: skip
+        return _ok("target", f"{url}: HTTP {resp.status_code}")
+    return _failed(
+        "target",
+        f"{url}: HTTP {resp.status_code}",
+        "the service answers but is not healthy: see its logs",
+    )
 
 
-def run_checks(params_path: str | Path) -> tuple[pd.DataFrame, bool]:
-    """All checks as a table, and whether a required one failed."""
-    params = load_params(params_path)
-    checks = [check_target(params)]
-    table = pd.DataFrame([asdict(c) for c in checks])
-    return table, any(c.required and c.status == "failed" for c in checks)
+# --------------------------------------------------------------------------- LLM
+
+
+def _llm_endpoints(url: str) -> list[tuple[str, str]]:
+    """(API name, models URL) for Ollama and OpenAI-compatible servers at ``url``."""
+    base = url.rstrip("/")
+    if base.endswith("/v1"):
+        return [("OpenAI-compatible", base + "/models"), ("Ollama", base[:-3] + "/api/tags")]
+    return [("Ollama", base + "/api/tags"), ("OpenAI-compatible", base + "/v1/models")]
+
+
+def _model_names(api: str, body: Any) -> list[str] | None:
+    """Model names from an Ollama ``/api/tags`` or OpenAI ``/v1/models`` body (None: not it)."""
+    if not isinstance(body, dict):
+        return None
+    key, name = ("models", "name") if api == "Ollama" else ("data", "id")
+    items = body.get(key)
+    if not isinstance(items, list):
+        return None
+    return [str(m.get(name) or m.get("model") or "") for m in items if isinstance(m, dict)]
+
+
+def _has_model(model: str, names: list[str]) -> bool:
+    """Ollama lists ``name:tag``; a model asked for without a tag means ``:latest``."""
+    wanted = {model, model if ":" in model else model + ":latest"}
+    return any(n in wanted for n in names)
+
+
+def check_llm(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
+    """The LLM server answers its model list, and the configured model is in it."""
+    url = env.llm_url if env else None
+    if not url:
+        return _not_configured(
+            "llm",
+            "environment.llm_url is not set",
+            "set environment.llm_url (and llm_model) to check the LLM",
+        )
+    shown = redact_url(url)
+    tried: list[str] = []
+    deadline = Deadline(timeout_s)
+    for api, models_url in _llm_endpoints(url):
+        try:
+            resp = httpx.get(models_url, timeout=deadline.left())
+        except httpx.HTTPError as exc:
+            tried.append(f"{redact_url(models_url)}: {_one_line(exc)}")
+            if isinstance(exc, httpx.TransportError):
+                break  # same host and port: the other API cannot answer either
+            continue
+        try:
+            names = _model_names(api, resp.json()) if resp.is_success else None
+        except ValueError:
+            names = None
+        if names is None:
+            tried.append(f"{redact_url(models_url)}: HTTP {resp.status_code}")
+            continue
+        return _llm_verdict(env, api, shown, names)  # type: ignore[arg-type]
+    return _failed(
+        "llm",
+        f"{shown}: no Ollama or OpenAI-compatible API answered (" + "; ".join(tried) + ")",
+        "start the LLM server (ollama serve) or fix environment.llm_url",
+    )
+
+
+def _llm_verdict(env: Environment, api: str, shown: str, names: list[str]) -> Check:
+    listed = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
+    model = env.llm_model
+    if not model:
+        return _ok(
+            "llm",
+            f"{shown}: {api} API, {len(names)} models: {listed or 'none'} "
+            "(environment.llm_model not set: model not checked)",
+        )
+    if _has_model(model, names):
+        return _ok("llm", f"{shown}: {api} API, model {model} present")
+    pull = f"ollama pull {model}" if api == "Ollama" else f"load {model} into the server"
+    return _failed(
+        "llm",
+        f"{shown}: {api} API answers but model {model} is missing (available: {listed or 'none'})",
+        f"{pull}, or set environment.llm_model to an available model",
+    )
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def check_redis(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
+    """Redis answers PING with PONG, authenticating with the password from the named env var."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.connection import parse_url
+    from redis.retry import Retry
+
+    url = env.redis_url if env else None
+    if not url:
+        return _not_configured(
+            "redis",
+            "environment.redis_url is not set",
+            "set environment.redis_url (e.g. redis://localhost:6379/0)",
+        )
+    var = env.redis_password_env  # type: ignore[union-attr]
+    password = os.environ.get(var) if var else None
+    try:
+        kwargs = parse_url(url)
+    except ValueError as exc:
+        return _failed(
+            "redis",
+            f"environment.redis_url is not a Redis URL: {exc}",
+            "use redis://host:6379/0 (rediss:// for TLS)",
+        )
+    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    if password:
+        kwargs["password"] = password  # the env var wins over a password in the URL
+    source = f"${var}" if password else ("redis_url" if kwargs.get("password") else None)
+    pool = redis.ConnectionPool(
+        **kwargs,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    client = redis.Redis(connection_pool=pool)
+    try:
+        pong = client.execute_command("PING")
+        version = _redis_version(client)
+    except redis.AuthenticationError as exc:
+        return _redis_auth_failure(where, var, source, str(exc))
+    except redis.ResponseError as exc:
+        return _failed("redis", f"{where}: {_one_line(exc)}", "check the server's ACL for PING")
+    except redis.RedisError as exc:
+        return _failed(
+            "redis", f"{where}: {_one_line(exc)}", "start Redis or fix environment.redis_url"
+        )
+    finally:
+        client.close()
+        pool.disconnect()
+    if pong not in (True, b"PONG", "PONG"):
+        return _failed(
+            "redis",
+            f"{where}: PING answered {pong!r}, not PONG",
+            "environment.redis_url does not point at a Redis server",
+        )
+    auth = f"password from {source}" if source else "no password"
+    return _ok("redis", f"{where}: PONG ({auth}){version}")
+
+
+def _redis_version(client: Any) -> str:
+    """The server version, when the ACL lets us read INFO (an extra, not a requirement)."""
+    import redis
+
+    try:
+        return f", redis {client.info('server').get('redis_version', '?')}"
+    except redis.RedisError:
+        return ""
+
+
+def _redis_auth_failure(where: str, var: str | None, source: str | None, msg: str) -> Check:
+    """Name the cause: no password, a wrong one, or one the server does not expect.
+
+    ``source`` says where the password came from (``$VAR`` or ``redis_url``), None if nowhere.
+    """
+    low = msg.lower()
+    if "without any password configured" in low:
+        return _failed(
+            "redis",
+            f"{where}: the server has no password but one is set in {source} "
+            "(the guide's Redis requires AUTH)",
+            f"configure requirepass on the server, or remove the password from {source}",
+        )
+    if source is None and ("required" in low or "noauth" in low):
+        name = var or "REDIS_PASSWORD"
+        return _failed(
+            "redis",
+            f"{where}: NOAUTH: the server requires a password and ${name} is not set",
+            f"export {name}=<the server's requirepass> (environment.redis_password_env"
+            " names the variable)",
+        )
+    return _failed(
+        "redis",
+        f"{where}: WRONGPASS: invalid password (from {source})",
+        f"set {source} to the server's requirepass (or check the ACL user)",
+    )
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _dsn_password(dsn: str) -> str:
+    """The password inside a libpq DSN (URL or key=value), to scrub it; "" if none."""
+    if not dsn:
+        return ""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return str(conninfo_to_dict(dsn).get("password") or "")
+    except Exception:  # an unparsable DSN: fall back to the URL form
+        with contextlib.suppress(ValueError):
+            return urlsplit(dsn).password or ""
+    return ""
+
+
+def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
+    """PostgreSQL accepts the DSN from the named env var and answers ``SELECT 1``."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    var = env.postgres_dsn_env if env else None
+    if not var:
+        return _not_configured(
+            "postgresql",
+            "environment.postgres_dsn_env is not set",
+            "name an env var holding the DSN in environment.postgres_dsn_env",
+        )
+    dsn = os.environ.get(var, "")
+    if not dsn:
+        return _failed(
+            "postgresql",
+            f"${var} is not set",
+            f"export {var}=postgresql://user:password@host:5432/dbname",
+        )
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.Error:  # its message quotes the DSN: do not show it
+        return _failed(
+            "postgresql",
+            f"${var} is not a valid PostgreSQL DSN",
+            "use postgresql://user:password@host:5432/dbname",
+        )
+    where = (
+        f"{info.get('user', '')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}"
+        f"/{info.get('dbname', '')}"
+    )
+    secrets = [dsn, str(info.get("password") or "")]
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=max(2, round(timeout_s)), autocommit=True
+        ) as conn:
+            conn.execute(f"SET statement_timeout = {int(timeout_s * 1000)}")  # an int: no injection
+            one = conn.execute("SELECT 1").fetchone()
+            version = conn.info.server_version
+    except psycopg.Error as exc:
+        return _scrub(_postgres_failure(where, var, str(exc)), secrets)
+    if not one or one[0] != 1:
+        return _failed("postgresql", f"{where}: SELECT 1 answered {one!r}", "see the server log")
+    major, minor = divmod(version, 10000)
+    return _ok("postgresql", f"{where}: SELECT 1 ok, PostgreSQL {major}.{minor}")
+
+
+def _postgres_failure(where: str, var: str, msg: str) -> Check:
+    lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
+    reason = (lines[0] if lines else "connection failed").removeprefix("connection failed: ")
+    low = msg.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        fix = f"fix the user or password in {var}"
+    elif "does not exist" in low:
+        fix = f"create the database/role, or fix {var}"
+    elif "refused" in low or "timeout" in low or "could not translate" in low:
+        fix = f"start PostgreSQL or fix the host/port in {var}"
+    else:
+        fix = "see the server log"
+    return _failed("postgresql", f"{where}: {reason}", fix)
+
+
+# --------------------------------------------------------------------------- Kubernetes
+
+
+@dataclass
+class KubeAccess:
+    """What a kubeconfig's current context says about reaching the API server."""
+
+    path: Path
+    context: str
+    server: str
+    namespace: str
+    headers: dict[str, str] = field(default_factory=dict)
+    ssl: ssl.SSLContext | bool = True
+    secrets: list[str] = field(default_factory=list)
+
+
+def find_kubeconfig(env: Environment | None) -> tuple[Path | None, str]:
+    """The kubeconfig to use and where it came from: the param, $KUBECONFIG, ~/.kube/config."""
+    if env and env.kubeconfig:
+        return Path(env.kubeconfig).expanduser(), "environment.kubeconfig"
+    for entry in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+        if entry and Path(entry).expanduser().is_file():
+            return Path(entry).expanduser(), "$KUBECONFIG"
+    default = Path.home() / ".kube" / "config"
+    return (default, "~/.kube/config") if default.is_file() else (None, "")
+
+
+def _named(items: Any, name: str, kind: str) -> dict[str, Any]:
+    for item in items or []:
+        if isinstance(item, dict) and item.get("name") == name:
+            return item.get(kind) or {}
+    raise ValueError(f"{kind} {name!r} is not defined in the kubeconfig")
+
+
+def _write_temp(tmp: Path, name: str, b64: str) -> Path:
+    """Inline ``*-data`` (base64 PEM) as a 0600 file, for ``ssl`` which only loads files."""
+    import base64
+
+    path = tmp / name
+    path.write_bytes(base64.b64decode(b64))
+    path.chmod(0o600)
+    return path
+
+
+def _pem(section: dict[str, Any], key: str, base: Path, tmp: Path) -> Path | None:
+    """``key`` (a path, relative to the kubeconfig) or ``key-data`` (inline base64)."""
+    if section.get(f"{key}-data"):
+        return _write_temp(tmp, key, section[f"{key}-data"])
+    if section.get(key):
+        return (base / Path(section[key]).expanduser()).resolve()
+    return None
+
+
+def _exec_credential(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run a client-go exec credential plugin (EKS, GKE, OIDC helpers) and read its status."""
+    command = [spec["command"], *[str(a) for a in spec.get("args") or []]]
+    env = os.environ | {e["name"]: str(e["value"]) for e in spec.get("env") or []}
+    env["KUBERNETES_EXEC_INFO"] = json.dumps(
+        {
+            "apiVersion": spec.get("apiVersion", "client.authentication.k8s.io/v1"),
+            "kind": "ExecCredential",
+            "spec": {"interactive": False},
+        }
+    )
+    out = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise ValueError(f"exec credential plugin {spec['command']!r} exited {out.returncode}")
+    return json.loads(out.stdout).get("status") or {}
+
+
+def load_kube_access(path: Path, tmp: Path, timeout_s: float = TIMEOUT_S) -> KubeAccess:
+    """Parse a kubeconfig's current context into a server URL, TLS settings and auth header."""
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(cfg, dict):
+        raise ValueError("not a kubeconfig (top level is not a mapping)")
+    name = cfg.get("current-context")
+    if not name:
+        raise ValueError("no current-context: run kubectl config use-context <name>")
+    ctx = _named(cfg.get("contexts"), name, "context")
+    cluster = _named(cfg.get("clusters"), ctx.get("cluster", ""), "cluster")
+    user = _named(cfg.get("users"), ctx["user"], "user") if ctx.get("user") else {}
+    server = str(cluster.get("server") or "").rstrip("/")
+    if not server:
+        raise ValueError(f"cluster {ctx.get('cluster')!r} has no server URL")
+    access = KubeAccess(path, name, server, ctx.get("namespace") or "default")
+    base = path.parent
+    if user.get("exec"):
+        status = _exec_credential(user["exec"], timeout_s)
+        user = user | {"token": status.get("token")}
+        for key, pem in (
+            ("client-certificate-data", "clientCertificateData"),
+            ("client-key-data", "clientKeyData"),
+        ):
+            if status.get(pem):
+                import base64
+
+                user[key] = base64.b64encode(status[pem].encode()).decode()
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = (base / user["tokenFile"]).read_text().strip()
+    if token:
+        access.headers["Authorization"] = f"Bearer {token}"
+        access.secrets.append(token)
+    elif user.get("username") and user.get("password"):
+        import base64
+
+        basic = base64.b64encode(f"{user['username']}:{user['password']}".encode()).decode()
+        access.headers["Authorization"] = f"Basic {basic}"
+        access.secrets += [user["password"], basic]
+    if server.startswith("https://"):
+        access.ssl = _tls_context(cluster, user, base, tmp)
+    return access
+
+
+def _tls_context(
+    cluster: dict[str, Any], user: dict[str, Any], base: Path, tmp: Path
+) -> ssl.SSLContext:
+    ca = _pem(cluster, "certificate-authority", base, tmp)
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if cluster.get("insecure-skip-tls-verify"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    cert = _pem(user, "client-certificate", base, tmp)
+    key = _pem(user, "client-key", base, tmp)
+    if cert:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
+
+
+def _kube_namespaces(params: Params) -> list[str]:
+    """The namespaces A4 may act in (its allow-list; the guide's test-workloads by default)."""
+    return list((params.a4_actions or A4Actions()).namespaces)
+
+
+def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
+    """The kubeconfig's cluster answers ``/version`` and A4's namespaces exist."""
+    path, source = find_kubeconfig(params.environment)
+    if path is None:
+        return _not_configured(
+            "kubernetes",
+            "no kubeconfig (environment.kubeconfig, $KUBECONFIG, ~/.kube/config)",
+            "set environment.kubeconfig to check the cluster (optional: "
+            "A4 verifies actions through the service's history)",
+        )
+    if not path.is_file():
+        return _failed(
+            "kubernetes",
+            f"kubeconfig {path} ({source}) does not exist",
+            "fix environment.kubeconfig",
+        )
+    secrets: list[str] = []
+    deadline = Deadline(timeout_s)
+    with tempfile.TemporaryDirectory(prefix="kubetest-kube-") as tmp:
+        try:
+            access = load_kube_access(path, Path(tmp), deadline.left())
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            yaml.YAMLError,
+            ssl.SSLError,
+            subprocess.SubprocessError,
+        ) as exc:
+            return _failed(
+                "kubernetes",
+                f"kubeconfig {path}: {_one_line(exc)}",
+                "fix the kubeconfig (kubectl config view)",
+            )
+        secrets = access.secrets
+        check = _probe_cluster(access, _kube_namespaces(params), deadline)
+    return _scrub(check, secrets)
+
+
+def _probe_cluster(access: KubeAccess, namespaces: list[str], deadline: Deadline) -> Check:
+    where = f"context {access.context} → {access.server}"
+    try:
+        with httpx.Client(
+            base_url=access.server,
+            headers=access.headers,
+            verify=access.ssl,
+            timeout=deadline.left(),
+        ) as client:
+            resp = client.get("/version", timeout=deadline.left())
+            if resp.status_code != 200:
+                return _failed(
+                    "kubernetes",
+                    f"{where}: /version answered HTTP {resp.status_code}",
+                    _kube_fix(resp.status_code),
+                )
+            version = str(resp.json().get("gitVersion", "?"))
+            missing, other = [], []
+            for ns in namespaces:
+                r = client.get(f"/api/v1/namespaces/{quote(ns, safe='')}", timeout=deadline.left())
+                if r.status_code == 404:
+                    missing.append(ns)
+                elif r.status_code != 200:
+                    other.append((ns, r.status_code))
+    except (httpx.HTTPError, ValueError, ssl.SSLError) as exc:
+        return _failed(
+            "kubernetes",
+            f"{where}: {_one_line(exc)}",
+            "start the cluster (kind create cluster) or fix the kubeconfig",
+        )
+    where += f" (Kubernetes {version})"
+    if other:
+        ns, code = other[0]
+        return _failed("kubernetes", f"{where}: namespace {ns}: HTTP {code}", _kube_fix(code))
+    if missing:
+        return _failed(
+            "kubernetes",
+            f"{where}: namespace {', '.join(missing)} not found",
+            "; ".join(f"kubectl create namespace {ns}" for ns in missing),
+        )
+    return _ok("kubernetes", f"{where}: namespace {', '.join(namespaces)} present")
+
+
+def _kube_fix(status: int) -> str:
+    if status == 401:
+        return "the credentials were rejected: refresh the token or client certificate"
+    if status == 403:
+        return "the user may not read namespaces: grant get on namespaces (RBAC)"
+    return "see the API server's logs"
+
+
+# --------------------------------------------------------------------------- all checks
+
+
+def _guarded(name: str, fn: Callable[[], Check]) -> Check:
+    """A check never raises: an unexpected error is that check's failure, not the table's."""
+    try:
+        return fn()
+    except Exception as exc:
+        return _failed(name, f"check crashed: {_one_line(exc)}", "report this as a kubetest bug")
+
+
+def collect(
+    params: Params, *, health_url: str | None = None, timeout_s: float = TIMEOUT_S
+) -> list[Check]:
+    """Every check, run side by side (so the whole table takes one timeout), secrets scrubbed."""
+    env = params.environment
+    jobs: dict[str, Callable[[], Check]] = {
+        "target": lambda: check_target(params, timeout_s, health_url),
+        "llm": lambda: check_llm(env, timeout_s),
+        "redis": lambda: check_redis(env, timeout_s),
+        "postgresql": lambda: check_postgres(env, timeout_s),
+        "kubernetes": lambda: check_kubernetes(params, timeout_s),
+    }
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="check") as pool:
+        futures = [pool.submit(_guarded, name, fn) for name, fn in jobs.items()]
+        checks = [f.result() for f in futures]
+    secrets = env_secrets(params)
+    return [_scrub(c, secrets) for c in checks]
+
+
+def checks_table(checks: list[Check]) -> pd.DataFrame:
+    rows = [
+        {
+            "check": c.name,
+            "status": c.status,
+            "required": "yes" if c.required else "no",
+            "detail": c.detail,
+            "fix": c.fix,
+        }
+        for c in checks
+    ]
+    return pd.DataFrame(rows, columns=["check", "status", "required", "detail", "fix"])
+
+
+def table_text(table: pd.DataFrame) -> str:
+    """The table as left-aligned plain text (pandas right-aligns, which is hard to read here)."""
+    rows = [list(table.columns), *table.astype(str).values.tolist()]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(table.columns))]
+    lines = ["  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def debug_info(params: Params) -> dict[str, Any]:
+    """The guide's "debug information collection", minus secrets: what to attach to a bug."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("httpx", "aiohttp", "pandas", "papermill", "redis", "psycopg"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    env = (params.environment or Environment()).model_dump()
+    for key in ("redis_url", "llm_url"):
+        if env.get(key):
+            env[key] = redact_url(env[key])
+    kubeconfig, source = find_kubeconfig(params.environment)
+    return {
+        "date": datetime.now(UTC).isoformat(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "kubetest": __version__,
+        "packages": packages,
+        "target": {"url": params.target.url, "api": params.target.api},
+        "environment": env,
+        "kubeconfig": f"{kubeconfig} ({source})" if kubeconfig else None,
+    }
+
+
+def run_checks(params_path: str | Path, health_url: str | None = None) -> tuple[pd.DataFrame, bool]:
+    """All checks of a params file as a table, and whether a required one failed."""
+    checks = collect(load_params(params_path), health_url=health_url)
+    return checks_table(checks), any(c.blocking for c in checks)
+
+
+def as_records(checks: list[Check]) -> list[dict[str, Any]]:
+    return [asdict(c) for c in checks]

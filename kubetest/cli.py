@@ -116,10 +116,13 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from kubetest.checks import run_checks
+    from kubetest.checks import run_checks, table_text
 
     table, required_failed = run_checks(args.params)
-    print(table.to_string(index=False))
+    print(table_text(table))
+    if required_failed:
+        failed = table[(table["required"] == "yes") & (table["status"] == "failed")]["check"]
+        print(f"kubetest check: required check failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if required_failed else 0
 
 

@@ -125,6 +125,21 @@ class Environment(_Model):
     def _llm(cls, v: str | None) -> str | None:
         return _check_http_url(v)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(f"must be a redis://host:port/db URL, got {v!r}")
+        if parts.password:
+            # params are copied into outputs/: a password here would land there
+            raise ValueError(
+                "must not hold a password: put it in the env var named by redis_password_env"
+            )
+        return v
+
 
 ALERT_TYPES = ("high_memory", "high_cpu", "pod_crash", "disk_full", "network_latency", "random")
 
@@ -216,7 +231,8 @@ def _format_error(err: dict[str, Any]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"{loc}: unknown key; remove it or check its spelling (see DESIGN.md params)"
-    if "input" in err and kind not in ("missing",):
+    # Our own validators (value_error) word their message, and never echo a secret back.
+    if "input" in err and kind not in ("missing", "value_error"):
         return f"{loc}: {msg} (got {err['input']!r})"
     return f"{loc}: {msg}" if loc else msg
 

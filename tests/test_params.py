@@ -53,6 +53,8 @@ def test_absent_sections_are_not_run() -> None:
         ({"generator": {"scheduler": "host:8786"}}, "generator.scheduler"),
         ({"target": {"embedded": {"service_dist": "pareto"}}}, "target.embedded.service_dist"),
         ({"target": {"auth_token_env": "KUBETEST_SURELY_UNSET_VAR"}}, "KUBETEST_SURELY_UNSET_VAR"),
+        ({"environment": {"redis_url": "redis://:hunter2@127.0.0.1:6379/0"}}, "redis_password_env"),
+        ({"environment": {"redis_url": "http://127.0.0.1:6379"}}, "environment.redis_url"),
         ([1, 2], "top level must be a mapping"),
     ],
 )
@@ -63,6 +65,7 @@ def test_bad_values_are_refused_with_one_line_naming_the_key(data: object, expec
     assert expected in message
     assert "\n" not in message
     assert message.startswith("p.yaml: ")
+    assert "hunter2" not in message
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

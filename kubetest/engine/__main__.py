@@ -33,25 +33,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("outputs/engine"))
     p.add_argument("--name", default="records")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--guide", action="store_true",
-                   help="run_guide_load: --rate is per minute and --duration in minutes")
+    p.add_argument(
+        "--guide",
+        action="store_true",
+        help="run_guide_load: --rate is per minute and --duration in minutes",
+    )
     a = p.parse_args(argv)
     try:
         if a.guide:
-            path = run_guide_load(a.url, a.rate, a.duration, a.types, a.out, api=a.api,
-                                  timeout_s=a.timeout, workers=a.workers, progress=a.progress,
-                                  arrivals="poisson" if a.poisson else "constant",
-                                  max_in_flight=a.max_in_flight)  # fmt: skip
+            path = run_guide_load(
+                a.url,
+                a.rate,
+                a.duration,
+                a.types,
+                a.out,
+                api=a.api,
+                timeout_s=a.timeout,
+                workers=a.workers,
+                progress=a.progress,
+                arrivals="poisson" if a.poisson else "constant",
+                max_in_flight=a.max_in_flight,
+            )
             doc = json.loads(path.read_text())
             print(json.dumps({"json": str(path), **doc}, indent=2))
             return 0 if doc["complete"] else 130
         sched = None
         if a.mode == "open":
             sched = poisson(a.rate, a.duration) if a.poisson else constant(a.rate, a.duration)
-        plan = LoadPlan(url=a.url, api=a.api, mode=a.mode, schedule=sched,
-                        concurrency=a.concurrency, duration_s=a.duration, timeout_s=a.timeout,
-                        max_in_flight=a.max_in_flight, payload=PayloadFactory(a.types),
-                        target_rate_per_s=a.rate if a.mode == "open" else None)  # fmt: skip
+        plan = LoadPlan(
+            url=a.url,
+            api=a.api,
+            mode=a.mode,
+            schedule=sched,
+            concurrency=a.concurrency,
+            duration_s=a.duration,
+            timeout_s=a.timeout,
+            max_in_flight=a.max_in_flight,
+            payload=PayloadFactory(a.types),
+            target_rate_per_s=a.rate if a.mode == "open" else None,
+        )
         result = run_load(plan, a.out, name=a.name, workers=a.workers, progress=a.progress)
     except KubetestError as exc:
         print(f"error: {exc}", file=sys.stderr)

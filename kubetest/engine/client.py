@@ -74,12 +74,20 @@ def _http_error(status: int) -> str:
 
 #: kubernaut per-alert result statuses in a 207 body, numeric (HTTP codes) or words.
 _RESULT_WORDS: dict[str, str] = {
-    "created": "accepted", "accepted": "accepted", "success": "accepted", "ok": "accepted",
-    "duplicate": "duplicate", "deduplicated": "duplicate",
-    "rejected": "rejected", "skipped": "rejected", "ignored": "rejected",
-    "throttled": "throttled", "rate_limited": "throttled",
-    "failed": "failed", "error": "failed",
-}  # fmt: skip
+    "created": "accepted",
+    "accepted": "accepted",
+    "success": "accepted",
+    "ok": "accepted",
+    "duplicate": "duplicate",
+    "deduplicated": "duplicate",
+    "rejected": "rejected",
+    "skipped": "rejected",
+    "ignored": "rejected",
+    "throttled": "throttled",
+    "rate_limited": "throttled",
+    "failed": "failed",
+    "error": "failed",
+}
 
 
 def _kubernaut_status(status: int) -> tuple[str, str] | None:

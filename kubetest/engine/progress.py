@@ -113,7 +113,12 @@ class TqdmDisplay:
     def __init__(self, label: str, planned_s: float) -> None:
         from tqdm.auto import tqdm
 
-        kwargs = dict(total=round(planned_s, 1) or None, desc=label, unit="s", leave=True)
+        kwargs: dict[str, object] = dict(
+            total=round(planned_s, 1) or None,
+            desc=label,
+            leave=True,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}{postfix}]",
+        )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

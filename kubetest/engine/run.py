@@ -52,6 +52,7 @@ from kubetest.engine.client import APIS, GENERATOR_ERRORS
 from kubetest.engine.progress import (
     REFRESH_S,
     Display,
+    NullDisplay,
     RecentLatencies,
     Snapshot,
     make_display,
@@ -242,14 +243,27 @@ class _Tail:
 
     def snapshot(self, elapsed: float, planned: float) -> Snapshot:
         self.poll()
-        return Snapshot(elapsed, planned, self.completed, self.completed, self.accepted,
-                        self.not_sent, 0, self.recent.p95(elapsed))  # fmt: skip
+        return Snapshot(
+            elapsed,
+            planned,
+            self.completed,
+            self.completed,
+            self.accepted,
+            self.not_sent,
+            0,
+            self.recent.p95(elapsed),
+        )
 
 
 def _run_processes(
-    plan: LoadPlan, workers: int, part_paths: list[Path], stopper: _Stopper, stop: StopFile,
-    display: Display, start_delay_s: float,
-) -> tuple[list[ShardResult], list[str], float]:  # fmt: skip
+    plan: LoadPlan,
+    workers: int,
+    part_paths: list[Path],
+    stopper: _Stopper,
+    stop: StopFile,
+    display: Display,
+    start_delay_s: float,
+) -> tuple[list[ShardResult], list[str], float]:
     ctx = multiprocessing.get_context("spawn")  # no fork of a threaded (notebook) parent
     results: list[ShardResult] = []
     failures: list[str] = []
@@ -267,7 +281,8 @@ def _run_processes(
                 _, pending = cf.wait(pending, timeout=REFRESH_S)
             except KeyboardInterrupt:
                 stopper()
-            display.update(tail.snapshot(time.time() - start_epoch, planned))
+            if not isinstance(display, NullDisplay):  # tailing files costs parent CPU
+                display.update(tail.snapshot(time.time() - start_epoch, planned))
         for k, fut in enumerate(futures):
             exc = fut.exception()
             if exc is None:
@@ -332,8 +347,15 @@ def run_load(
             start_epoch = time.time() + start_delay_s
             with _signals(stopper):
                 result = _run_in_thread(
-                    lambda: run_shard(plan, 0, 1, start_epoch, records_path, stop=token,
-                                      on_progress=display.update),  # fmt: skip
+                    lambda: run_shard(
+                        plan,
+                        0,
+                        1,
+                        start_epoch,
+                        records_path,
+                        stop=token,
+                        on_progress=display.update,
+                    ),
                     stopper,
                 )
             results = [result]
@@ -354,8 +376,14 @@ def run_load(
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     interrupted = stopper.count > 0 or any(r.interrupted for r in results)
-    summary, hist = summarize(results, plan, start_epoch=start_epoch, workers=workers,
-                              interrupted=interrupted, records_path=records_path)  # fmt: skip
+    summary, hist = summarize(
+        results,
+        plan,
+        start_epoch=start_epoch,
+        workers=workers,
+        interrupted=interrupted,
+        records_path=records_path,
+    )
     if failures:
         summary["complete"] = False
         summary["shard_failures"] = failures
@@ -400,9 +428,14 @@ def _public_url(url: str) -> str:
 
 
 def summarize(
-    results: list[ShardResult], plan: LoadPlan, *, start_epoch: float, workers: int,
-    interrupted: bool, records_path: Path,
-) -> tuple[dict[str, Any], HdrHistogram]:  # fmt: skip
+    results: list[ShardResult],
+    plan: LoadPlan,
+    *,
+    start_epoch: float,
+    workers: int,
+    interrupted: bool,
+    records_path: Path,
+) -> tuple[dict[str, Any], HdrHistogram]:
     """Merge shard results into the run summary (see the module docstring for the rules)."""
     lat = _merge([r.latency_hdr for r in results])
     service = _merge([r.service_hdr for r in results])
@@ -451,7 +484,9 @@ def summarize(
             )
         lag_p99 = _q(lag, 99)
         if lag_p99 is not None and lag_p99 > LAG_P99_LIMIT_S:
-            reasons.append(f"schedule lag p99 {lag_p99 * 1e3:.0f} ms > {LAG_P99_LIMIT_S * 1e3:.0f} ms")
+            reasons.append(
+                f"schedule lag p99 {lag_p99 * 1e3:.0f} ms > {LAG_P99_LIMIT_S * 1e3:.0f} ms"
+            )
         growth = _lag_growth(per_second)
         if growth is not None and growth > LAG_GROWTH_LIMIT_S:
             reasons.append(f"schedule lag grew by {growth * 1e3:.0f} ms over the run")
@@ -470,7 +505,9 @@ def summarize(
             "(the target is slower than rate x latency allows; raise max_in_flight)"
         )
     if errors.get("late"):
-        reasons.append(f"{errors['late']} arrivals late by more than {plan.max_lag_s:g} s, not sent")
+        reasons.append(
+            f"{errors['late']} arrivals late by more than {plan.max_lag_s:g} s, not sent"
+        )
 
     notes = [n for r in results for n in r.notes]
     summary: dict[str, Any] = {
@@ -570,11 +607,26 @@ def run_guide_load(
     ).exists():
         suffix, n = f"_{n}", n + 1
     stamp += suffix
-    plan = LoadPlan(url=url, api=api, mode="open", schedule=sched, timeout_s=timeout_s,
-                    max_in_flight=max_in_flight, payload=payload, auth_token_env=auth_token_env,
-                    target_rate_per_s=rate_s)  # fmt: skip
-    result = run_load(plan, out_dir, name=f"records_{stamp}", workers=workers,
-                      scheduler=scheduler, progress=progress, write_summary=False)  # fmt: skip
+    plan = LoadPlan(
+        url=url,
+        api=api,
+        mode="open",
+        schedule=sched,
+        timeout_s=timeout_s,
+        max_in_flight=max_in_flight,
+        payload=payload,
+        auth_token_env=auth_token_env,
+        target_rate_per_s=rate_s,
+    )
+    result = run_load(
+        plan,
+        out_dir,
+        name=f"records_{stamp}",
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        write_summary=False,
+    )
     s = result.summary
     doc = {
         "sent_count": s["sent_count"],

@@ -215,7 +215,7 @@ class _Shard:
         if note:
             self.notes.append(note)
         self.n_workers = min(wanted, self.cap) if plan.mode == "closed" else 0
-        self.lag_by_second = np.zeros(int(math.ceil(self.planned_s)) + 2)
+        self.lag_by_second = np.full(int(math.ceil(self.planned_s)) + 2, -1.0)  # -1: no arrival
         self.seq_counter = 0
 
     # -- clock: seconds since the common start instant, on a monotonic high-resolution clock
@@ -299,7 +299,9 @@ class _Shard:
         """N workers, each sending back-to-back until ``duration_s``; on a stop the workers
         leave at once and their in-flight requests go through ``_drain`` like open loop's."""
         self.first_intended = 0.0
-        first_worker = sum(_share(self.plan.concurrency, k, self.n_shards) for k in range(self.shard))
+        first_worker = sum(
+            _share(self.plan.concurrency, k, self.n_shards) for k in range(self.shard)
+        )
         self.live_workers = self.n_workers
         workers = [
             asyncio.ensure_future(self._worker(first_worker + k)) for k in range(self.n_workers)
@@ -361,17 +363,40 @@ class _Shard:
                 sent = done
                 intended = done if intended is None else intended
             assert intended is not None
-            self._write(seq, worker, intended, sent, done, status, outcome, error, alert_type,
-                        fingerprint)  # fmt: skip
+            self._write(
+                seq, worker, intended, sent, done, status, outcome, error, alert_type, fingerprint
+            )
 
     def _write(
-        self, seq: int, worker: int, intended: float, sent: float, done: float, status: int,
-        outcome: str, error: str, alert_type: str, fingerprint: str,
-    ) -> None:  # fmt: skip
+        self,
+        seq: int,
+        worker: int,
+        intended: float,
+        sent: float,
+        done: float,
+        status: int,
+        outcome: str,
+        error: str,
+        alert_type: str,
+        fingerprint: str,
+    ) -> None:
         latency = done - intended
         service = done - sent
-        rec = Record(seq, worker, intended, sent, done, latency, service, sent - intended, status,
-                     outcome, error, alert_type, fingerprint)  # fmt: skip
+        rec = Record(
+            seq,
+            worker,
+            intended,
+            sent,
+            done,
+            latency,
+            service,
+            sent - intended,
+            status,
+            outcome,
+            error,
+            alert_type,
+            fingerprint,
+        )
         self.writer.write(rec)  # also feeds the accepted-latency histogram
         if error:
             self.errors[error] = self.errors.get(error, 0) + 1
@@ -427,29 +452,46 @@ class _Shard:
 
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(
-            elapsed_s=max(0.0, now), planned_s=self.planned_s, sent=self.dispatched,
-            completed=self.completed, accepted=self.outcomes["accepted"],
-            not_sent=self.not_sent, in_flight=self.in_flight,
+            elapsed_s=max(0.0, now),
+            planned_s=self.planned_s,
+            sent=self.dispatched,
+            completed=self.completed,
+            accepted=self.outcomes["accepted"],
+            not_sent=self.not_sent,
+            in_flight=self.in_flight,
             p95_recent_s=self.recent.p95(now),
-        )  # fmt: skip
+        )
 
     def _result(self, busy: float) -> ShardResult:
         interrupted = self.stopping
         if self.plan.mode == "open" and not interrupted:
             self.scheduled = len(self.offsets)
         return ShardResult(
-            shard=self.shard, n_shards=self.n_shards, mode=self.plan.mode,
-            records_path=str(self.writer.path), scheduled=getattr(self, "scheduled", 0),
-            dispatched=self.dispatched, completed=self.completed, outcomes=dict(self.outcomes),
-            errors=dict(self.errors), error_samples=dict(self.error_samples),
-            latency_hdr=self.writer.histogram.encode(), service_hdr=self.service_hist.encode(),
-            lag_hdr=self.lag_hist.encode(), loop_lag_hdr=self.loop_lag_hist.encode(),
+            shard=self.shard,
+            n_shards=self.n_shards,
+            mode=self.plan.mode,
+            records_path=str(self.writer.path),
+            scheduled=getattr(self, "scheduled", 0),
+            dispatched=self.dispatched,
+            completed=self.completed,
+            outcomes=dict(self.outcomes),
+            errors=dict(self.errors),
+            error_samples=dict(self.error_samples),
+            latency_hdr=self.writer.histogram.encode(),
+            service_hdr=self.service_hist.encode(),
+            lag_hdr=self.lag_hist.encode(),
+            loop_lag_hdr=self.loop_lag_hist.encode(),
             lag_max_by_second=[float(x) for x in self.lag_by_second],
             first_intended_s=0.0 if math.isinf(self.first_intended) else self.first_intended,
-            last_sent_s=self.last_sent, dispatch_end_s=self.dispatch_end, end_s=self.now(),
-            loop_busy=busy, max_in_flight=self.cap, max_in_flight_seen=self.max_in_flight_seen,
-            interrupted=interrupted, notes=list(self.notes),
-        )  # fmt: skip
+            last_sent_s=self.last_sent,
+            dispatch_end_s=self.dispatch_end,
+            end_s=self.now(),
+            loop_busy=busy,
+            max_in_flight=self.cap,
+            max_in_flight_seen=self.max_in_flight_seen,
+            interrupted=interrupted,
+            notes=list(self.notes),
+        )
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
