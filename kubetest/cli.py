@@ -106,6 +106,11 @@ def _cmd_load(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None, auth_token_env=args.auth_token_env,
     )  # fmt: skip
     print(path)
+    import json
+
+    if not json.loads(Path(path).read_text()).get("complete", True):
+        print("kubetest load: interrupted; the files hold what was sent", file=sys.stderr)
+        return 130
     return 0
 
 

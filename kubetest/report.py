@@ -36,7 +36,7 @@ def render_html(notebook: Path, html: Path, title: str | None = None) -> Path:
 
 def build_report(session_dir: Path) -> Path:
     """Execute the report notebook over a session's files and write ``report.html``."""
-    import papermill
+    from kubetest.session import execute_notebook
 
     session_dir = Path(session_dir).resolve()
     nb_dir = session_dir / "notebooks"
@@ -45,10 +45,7 @@ def build_report(session_dir: Path) -> Path:
             render_html(executed, session_dir / "html" / (executed.stem + ".html"))
     out_nb = nb_dir / REPORT_NOTEBOOK.name
     nb_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(REPORT_NOTEBOOK), str(out_nb), parameters={"session_dir": str(session_dir)},
-        kernel_name="python3", progress_bar=False, cwd=str(session_dir),
-    )  # fmt: skip
+    execute_notebook(REPORT_NOTEBOOK, out_nb, {"session_dir": str(session_dir)}, session_dir)
     return render_html(
         out_nb, session_dir / "report.html", title=f"kubetest report — {session_dir.name}"
     )

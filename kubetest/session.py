@@ -104,12 +104,21 @@ def _embedded_target(params: Params, log_path: Path) -> Any:
     return EmbeddedTarget(TargetConfig.from_params(params.target.embedded), log_path=log_path)
 
 
-def _execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
+def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
+    """papermill with the kernel on Unix sockets (IPC), not plain-text loopback TCP."""
     import papermill
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(cwd / ".kernel"))
+            super().__init__(**kwargs)
 
     papermill.execute_notebook(
         str(src), str(dst), parameters=parameters, kernel_name="python3",
         progress_bar=False, cwd=str(cwd), log_output=False,
+        kernel_manager_class=IPCKernelManager,
     )  # fmt: skip
 
 
@@ -169,7 +178,7 @@ def run_session(
                 echo(f"{key}: running {nb.name} ...")
                 t0 = time.monotonic()
                 try:
-                    _execute_notebook(
+                    execute_notebook(
                         nb, session_dir / "notebooks" / nb.name,
                         {"params_path": str(params_path), "session_dir": str(session_dir),
                          "target_url": target_url},

@@ -114,6 +114,10 @@ def env_of(**kw: Any) -> Environment:
     return Environment(**kw)
 
 
+def unchecked_env(**kw: Any) -> Environment:
+    return Environment.model_construct(**{**Environment().model_dump(), **kw})
+
+
 def assert_no_secret(text: str) -> None:
     for secret in SECRETS:
         assert secret not in text
@@ -225,13 +229,16 @@ def test_redis_closed_port_fails_fast() -> None:
 
 
 def test_redis_password_in_the_url_is_redacted(redis_port: int) -> None:
+    """params refuse such a URL; the check stays safe when built without validation."""
     url = f"redis://:{REDIS_PW}@127.0.0.1:{redis_port}/0"
-    check = check_redis(env_of(redis_url=url, redis_password_env=None))
+    with pytest.raises(ValueError, match="redis_password_env"):
+        env_of(redis_url=url)
+    check = check_redis(unchecked_env(redis_url=url, redis_password_env=None))
     assert check.status == OK, check
     assert_no_secret(repr(check))
     assert REDIS_PW not in redact_url(url)
     wrong = "kt-wrong-" + secrets.token_hex(8)
-    bad = check_redis(env_of(redis_url=f"redis://:{wrong}@127.0.0.1:{redis_port}/0"))
+    bad = check_redis(unchecked_env(redis_url=f"redis://:{wrong}@127.0.0.1:{redis_port}/0"))
     assert bad.status == FAILED and "WRONGPASS" in bad.detail and "redis_url" in bad.detail
     assert wrong not in repr(bad)
 
@@ -725,7 +732,7 @@ def test_environment_result_scrubs_a_failing_check(
                 {
                     "target": {"url": api.url + "/webhook/prometheus"},
                     "environment": {
-                        "redis_url": f"redis://:{wrong}@127.0.0.1:{redis_port}/0",
+                        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
                         "redis_password_env": "KT_REDIS_PW",
                     },
                 }

@@ -42,14 +42,14 @@ def test_proportion_ci_is_wilson() -> None:
 def test_summarise_counts_only_accepted_latency() -> None:
     records = pd.DataFrame(
         {
-            "outcome": ["accepted"] * 3 + ["failed", "throttled"],
-            "latency_s": [0.1, 0.2, 0.3, 30.0, 0.001],
-            "lag_s": [0.0] * 5,
-            "error": ["", "", "", "timeout", ""],
+            "outcome": ["accepted"] * 3 + ["failed", "throttled", "failed"],
+            "latency_s": [0.1, 0.2, 0.3, 30.0, 0.001, 2.0],
+            "lag_s": [0.0] * 6,
+            "error": ["", "", "", "timeout", "", "late"],
         }
     )
     s = summarise(records)
-    assert s.count == 5 and s.accepted == 3
+    assert s.count == 5 and s.accepted == 3 and s.not_sent == 1  # "late" was never sent
     assert s.max == pytest.approx(0.3)
     assert s.outcomes["failed"] == 1 and s.outcomes["throttled"] == 1
     assert s.errors == {"timeout": 1}

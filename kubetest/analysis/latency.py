@@ -81,6 +81,7 @@ class LatencySummary:
     max: float
     mean: float
     lag_p99: float
+    not_sent: int
     outcomes: dict[str, int]
     errors: dict[str, int]
 
@@ -95,6 +96,7 @@ class LatencySummary:
             "max": self.max,
             "mean": self.mean,
             "schedule_lag_p99": self.lag_p99,
+            "not_sent": self.not_sent,
             "outcomes": self.outcomes,
             "errors": self.errors,
         }
@@ -115,8 +117,14 @@ class LatencySummary:
 
 def summarise(records: pd.DataFrame) -> LatencySummary:
     """Summarise records (see ``kubetest.engine.records``): latency over accepted requests."""
+    from kubetest.engine.client import GENERATOR_ERRORS
     from kubetest.engine.records import OUTCOMES
 
+    # Arrivals the generator never sent (late/dropped/cancelled) say nothing about the
+    # target: they are counted apart, and a run with any is marked saturated anyway.
+    unsent = records["error"].isin(list(GENERATOR_ERRORS))
+    not_sent = int(unsent.sum())
+    records = records[~unsent]
     ok = records[records["outcome"] == "accepted"]
     lat = ok["latency_s"].to_numpy(dtype=float)
     outcomes = {o: int((records["outcome"] == o).sum()) for o in OUTCOMES}
@@ -135,6 +143,7 @@ def summarise(records: pd.DataFrame) -> LatencySummary:
         max=float(lat.max()) if lat.size else float("nan"),
         mean=float(lat.mean()) if lat.size else float("nan"),
         lag_p99=float(np.quantile(lag, 0.99)) if lag.size else float("nan"),
+        not_sent=not_sent,
         outcomes=outcomes,
         errors=errors,
     )

@@ -99,6 +99,7 @@ def latency_requirement(
         "success_rate_ci": [succ.low, succ.high],
         "success_threshold": success_rate,
         "samples": summary.count,
+        "not_sent": summary.not_sent,
         "outcomes": summary.outcomes,
         "errors": summary.errors,
         "ci_straddles_threshold": bool(straddles),

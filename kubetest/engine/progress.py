@@ -108,25 +108,19 @@ class LineDisplay:
 
 
 class TqdmDisplay:
-    """A tqdm bar over the planned seconds (notebook widget when ipywidgets is present)."""
+    """A tqdm notebook bar over the planned seconds (needs ipywidgets; see ``make_display``)."""
 
     def __init__(self, label: str, planned_s: float) -> None:
-        from tqdm.auto import tqdm
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from tqdm.notebook import tqdm
 
-        kwargs: dict[str, object] = dict(
-            total=round(planned_s, 1) or None,
-            desc=label,
-            leave=True,
-            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}{postfix}]",
-        )
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._bar = tqdm(**kwargs)
-        except ImportError:  # tqdm.notebook without ipywidgets: fall back to text
-            from tqdm.std import tqdm as std_tqdm
-
-            self._bar = std_tqdm(**kwargs, file=sys.stderr)
+            self._bar = tqdm(
+                total=round(planned_s, 1) or None,
+                desc=label,
+                leave=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}{postfix}]",
+            )
 
     def update(self, snap: Snapshot) -> None:
         self._bar.n = round(min(snap.elapsed_s, self._bar.total or snap.elapsed_s), 1)
@@ -135,6 +129,26 @@ class TqdmDisplay:
 
     def close(self) -> None:
         self._bar.close()
+
+
+class NotebookLineDisplay:
+    """One output line updated in place (IPython display id): without ipywidgets a tqdm bar
+    would append a new stderr output every refresh, bloating an executed notebook."""
+
+    def __init__(self, label: str) -> None:
+        from IPython.display import display
+
+        self._label = label
+        self._handle = display({"text/plain": f"{label} starting"}, raw=True, display_id=True)
+
+    def update(self, snap: Snapshot) -> None:
+        planned = f"/{snap.planned_s:.0f}s" if snap.planned_s else "s"
+        if self._handle is not None:
+            line = f"{self._label} {snap.elapsed_s:.1f}{planned} {_fmt(snap)}"
+            self._handle.update({"text/plain": line}, raw=True)
+
+    def close(self) -> None:
+        pass
 
 
 def in_notebook() -> bool:
@@ -158,5 +172,9 @@ def make_display(progress: bool | None, label: str, planned_s: float) -> Display
     if progress is False or (progress is None and not (notebook or tty)):
         return NullDisplay()
     if notebook:
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.notebook's bar needs it)
+        except ImportError:
+            return NotebookLineDisplay(label)
         return TqdmDisplay(label, planned_s)
     return LineDisplay(label)

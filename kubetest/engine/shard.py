@@ -239,6 +239,8 @@ class _Shard:
             self.dispatch_end = self.now()
             await self._drain()
             busy = (time.thread_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+            if self.on_progress is not None:
+                self.on_progress(self.snapshot(self.now()))  # the final numbers
         finally:
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
