@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PARAMS ?= params/local.yaml
 # Debian packages the tests need (servers they start on loopback, a headless browser).
-TEST_DEBS  := redis-server postgresql openssl
+TEST_DEBS  := redis-server postgresql openssl chromium
 BENCH_DEBS := nginx wrk hey
 
 .PHONY: report test lint lab bench clean

@@ -6,12 +6,38 @@ leaks between figures in a long session; a notebook displays the returned ``Figu
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
 sns.set_theme(style="whitegrid", context="notebook")
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _show_figures_in_ipython() -> None:
+    """Display a returned ``Figure`` as a PNG in notebooks, whatever backend is active.
+
+    Our figures never touch pyplot, so the inline backend's hooks do not apply to them;
+    a formatter for the class does, in JupyterLab and under papermill alike.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+
+
+_show_figures_in_ipython()
 
 OUTCOME_COLOURS = {
     "accepted": "#2a9d8f", "duplicate": "#8ab17d", "rejected": "#e9c46a",

@@ -10,13 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kubetest.analysis.verdicts import (
-    REQUIREMENTS,
-    Requirement,
-    confidence,
-    decision,
-    not_run,
-)
+from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, decide, not_run
 from kubetest.workbook.context import write_json
 
 
@@ -78,7 +72,7 @@ def build_summary(
         "max_sustainable_concurrency": None,
     }
     for r in results.values():
-        capacity.update({k: v for k, v in r.get("capacity", {}).items() if k in capacity})
+        capacity.update(r.get("capacity", {}))
     integrity: dict[str, int | None] = {
         "accepted": sum(int(ld.get("outcomes", {}).get("accepted", 0)) for ld in loads),
         "handled": None, "lost": None, "duplicated": None, "unexpected": None,
@@ -87,6 +81,10 @@ def build_summary(
         for k, v in r.get("integrity", {}).items():
             integrity[k] = v if integrity.get(k) is None else integrity[k] + v
     complete = complete and not failures
+    verdict = decide(
+        requirements, saturated=saturated, complete=complete,
+        max_sustainable_rate_per_min=capacity["max_sustainable_rate_per_min"],
+    )  # fmt: skip
     return {
         "session": session_dir.name,
         "complete": complete,
@@ -96,8 +94,10 @@ def build_summary(
         "capacity": capacity,
         "generator": {"saturated": saturated, "schedule_lag_p99_s": max(lags) if lags else None},
         "integrity": integrity,
-        "confidence": confidence(requirements, saturated=saturated, complete=complete),
-        "decision": decision(requirements, saturated=saturated, complete=complete),
+        "confidence": verdict.confidence,
+        "confidence_penalties": verdict.penalties,
+        "decision": verdict.decision,
+        "decision_reasons": verdict.reasons,
     }
 
 

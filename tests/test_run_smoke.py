@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +105,38 @@ def test_report_rebuilds_from_the_session_folder(session: tuple[Path, object]) -
     assert (session_dir / "report.html").exists()
     after = json.loads((session_dir / "summary.json").read_text())
     assert after["requirements"] == before["requirements"]
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+
+
+def test_report_renders_in_headless_chromium(
+    session: tuple[Path, object], tmp_path: Path
+) -> None:
+    """What a reader's browser shows: every BR row, the figures, no code, no placeholders."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: scripts/system-deps.sh installs it (TEST_DEBS)")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    session_dir, _ = session
+    url = (session_dir / "report.html").as_uri()
+    common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120).stdout  # fmt: skip
+    shot = tmp_path / "report.png"
+    subprocess.run([*common, "--window-size=1200,2400", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    for br in ("BR-PA-003", "BR-PA-004", "BR-PA-001", "BR-PA-011"):
+        assert re.search(rf"<td>{br}</td>", dom), f"{br} row missing from the rendered report"
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", dom)) >= 2
+    assert not re.search(r"class=\"[^\"]*(jp-CodeMirrorEditor|hl-ipython3)", dom), "code shown"
+    assert "ReportView" not in dom, "code is visible"
+    body = re.sub(r"<style.*?</style>", "", dom.split("<body", 1)[1], flags=re.S)
+    for marker in ("Traceback", "[AVAILABILITY", "{{", "TODO", "NaN%", "Figure size"):
+        assert marker not in body, marker
+    assert 'id="Executive-summary"' in dom and 'href="#Executive-summary"' in dom

@@ -30,6 +30,10 @@ REQUIREMENTS: dict[str, tuple[str, str, str]] = {
 #: Fewer accepted samples than this and a p95 says little: INCONCLUSIVE.
 MIN_SAMPLES = 20
 
+#: The guide's alert-rate requirement (alerts/min) and the headroom a GO needs above it.
+RATE_REQUIREMENT_PER_MIN = 1000.0
+GO_HEADROOM = 1.5
+
 #: Confidence penalties (points off 100), shown in the report beside the rule.
 PENALTIES: dict[str, int] = {
     "not_run": 25,
@@ -37,6 +41,8 @@ PENALTIES: dict[str, int] = {
     "ci_straddles_threshold": 10,
     "generator_saturated": 30,
     "incomplete_session": 20,
+    "capacity_not_measured": 10,
+    "headroom_below_go": 15,
 }
 
 
@@ -110,35 +116,74 @@ def latency_requirement(
     return Requirement(br_id, p95.value, unit, threshold, status, details)
 
 
-def confidence(requirements: list[Requirement], *, saturated: bool, complete: bool) -> int:
-    """0-100: how far the evidence can be trusted (see ``PENALTIES``)."""
-    score = 100
+@dataclass(frozen=True)
+class Decision:
+    """The GO / NO-GO call, its confidence, and every reason that moved either."""
+
+    decision: str
+    confidence: int
+    reasons: list[str]
+    penalties: dict[str, int]
+
+
+def decide(
+    requirements: list[Requirement],
+    *,
+    saturated: bool,
+    complete: bool,
+    max_sustainable_rate_per_min: float | None = None,
+) -> Decision:
+    """Apply ``DECISION_RULE``: GO needs every critical BR PASSed on a clean, complete run
+    and, when capacity was measured, headroom of at least 1× the 1,000/min requirement."""
+    reasons: list[str] = []
+    penalties: dict[str, int] = {}
+
+    def penalise(key: str, why: str) -> None:
+        penalties[why] = PENALTIES[key]
+
     for req in requirements:
+        if req.id not in REQUIREMENTS:
+            continue
         if req.status == "NOT_RUN":
-            score -= PENALTIES["not_run"]
+            reasons.append(f"{req.id} was not measured")
+            penalise("not_run", f"{req.id} not run")
         elif req.status == "INCONCLUSIVE":
-            score -= PENALTIES["inconclusive"]
+            reasons.append(f"{req.id} is inconclusive")
+            penalise("inconclusive", f"{req.id} inconclusive")
+        elif req.status == "FAIL":
+            reasons.append(f"{req.id} failed")
         elif req.details.get("ci_straddles_threshold"):
-            score -= PENALTIES["ci_straddles_threshold"]
+            penalise("ci_straddles_threshold", f"{req.id}: confidence interval straddles threshold")
     if saturated:
-        score -= PENALTIES["generator_saturated"]
+        reasons.append("the load generator was saturated")
+        penalise("generator_saturated", "generator saturated")
     if not complete:
-        score -= PENALTIES["incomplete_session"]
-    return max(0, min(100, score))
-
-
-def decision(requirements: list[Requirement], *, saturated: bool, complete: bool) -> str:
-    """GO only when every critical BR ran and passed on a clean, complete run."""
-    all_pass = all(r.status == "PASS" for r in requirements if r.id in REQUIREMENTS)
-    return "GO" if all_pass and not saturated and complete else "NO-GO"
+        reasons.append("the session did not complete")
+        penalise("incomplete_session", "session incomplete")
+    rate = max_sustainable_rate_per_min
+    if rate is None:
+        penalise("capacity_not_measured", "capacity (B1) not measured")
+    else:
+        headroom = rate / RATE_REQUIREMENT_PER_MIN
+        if headroom < 1.0:
+            reasons.append(
+                f"max sustainable rate {rate:,.0f}/min is below the "
+                f"{RATE_REQUIREMENT_PER_MIN:,.0f}/min requirement"
+            )
+        elif headroom < GO_HEADROOM:
+            penalise("headroom_below_go", f"headroom {headroom:.2f}× < {GO_HEADROOM}×")
+    score = max(0, min(100, 100 - sum(penalties.values())))
+    return Decision("NO-GO" if reasons else "GO", score, reasons, penalties)
 
 
 DECISION_RULE = (
     "GO when every critical business requirement (BR-PA-003, BR-PA-004, BR-PA-001, "
-    "BR-PA-011) was measured and PASSed, the session completed, and the load generator was "
-    "never saturated; otherwise NO-GO. A requirement is INCONCLUSIVE when the data cannot "
-    f"decide it (fewer than {MIN_SAMPLES} samples, saturated generator, interrupted run). "
+    "BR-PA-011) was measured and PASSed, the session completed, the load generator was "
+    "never saturated, and — when capacity was measured (B1) — the maximum sustainable rate "
+    f"is at least the {RATE_REQUIREMENT_PER_MIN:,.0f} alerts/min requirement; otherwise "
+    "NO-GO. A requirement is INCONCLUSIVE when the data cannot decide it (fewer than "
+    f"{MIN_SAMPLES} samples, saturated generator, interrupted run, probes too coarse). "
     "Confidence starts at 100 and loses "
     + ", ".join(f"{v} per {k.replace('_', ' ')}" for k, v in PENALTIES.items())
-    + "."
+    + f" (headroom below GO means under {GO_HEADROOM}× the requirement)."
 )

@@ -1,9 +1,15 @@
-"""What the report notebook shows, computed from a session folder's files only."""
+"""What the report notebook shows, computed from a session folder's files only.
+
+Every number here is read from ``summary.json``, ``results/*.json`` or the records; the
+report never runs load and never holds a value that was not measured ("not measured"
+is said in words, never left as a placeholder).
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +17,22 @@ from typing import Any
 import pandas as pd
 import yaml
 from IPython.display import HTML
+from matplotlib.figure import Figure
 
-from kubetest.analysis.verdicts import DECISION_RULE
+from kubetest import plots
+from kubetest.analysis.verdicts import DECISION_RULE, RATE_REQUIREMENT_PER_MIN, REQUIREMENTS
+from kubetest.engine.records import read_records
 from kubetest.summary import read_results
-from kubetest.workbook.display import fmt_measured, requirements_html
+from kubetest.workbook.display import requirements_html
 
 SECRET_HINTS = ("password", "token", "secret", "dsn", "kubeconfig")
+
+#: Report sections, in order: (anchor text, title). nbconvert anchors headings by text.
+SECTIONS = (
+    "Executive summary", "Business requirements", "Decision rule and confidence",
+    "Strengths, concerns and recommendations", "Capacity", "Latency", "Environment",
+    "Generator health", "Test durations", "Per-test notebooks", "Parameters of this run",
+)  # fmt: skip
 
 
 def redact(obj: Any, key: str = "") -> Any:
@@ -31,6 +47,17 @@ def redact(obj: Any, key: str = "") -> Any:
     if obj is not None and any(h in key.lower() for h in SECRET_HINTS) and not key.endswith("_env"):
         return "***"
     return obj
+
+
+def table(frame: pd.DataFrame, empty: str = "Nothing measured.") -> HTML:
+    """A frame as an HTML table without the meaningless integer index."""
+    if frame.empty:
+        return HTML(f"<p><i>{html.escape(empty)}</i></p>")
+    return HTML(frame.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:,.4g}"))
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 @dataclass
@@ -52,24 +79,38 @@ class ReportView:
             session, json.loads(summary_path.read_text()), read_results(session), params or {}
         )
 
+    # ------------------------------------------------------------------ summary
+    def contents(self) -> HTML:
+        items = "".join(
+            f'<li><a href="#{html.escape(t.replace(" ", "-"))}">{html.escape(t)}</a></li>'
+            for t in SECTIONS
+        )
+        return HTML(f"<nav><b>Contents</b><ol>{items}</ol></nav>")
+
     def executive_summary(self) -> HTML:
         s = self.summary
-        reqs = s["requirements"]
+        reqs = [r for r in s["requirements"] if r["id"] in REQUIREMENTS]
         counts = pd.Series([r["status"] for r in reqs]).value_counts().to_dict()
         status_text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        failing = [r["id"] for r in reqs if r["status"] in ("FAIL", "INCONCLUSIVE")]
-        not_run = [r["id"] for r in reqs if r["status"] == "NOT_RUN"]
-        para = [f"Of {len(reqs)} business requirements: {status_text}."]
-        if failing:
-            para.append(f"Not met or undecided: {', '.join(failing)}.")
-        if not_run:
-            para.append(f"Not measured in this session: {', '.join(not_run)}; a GO needs them.")
-        if s["generator"].get("saturated"):
-            para.append("The load generator was saturated in at least one test: "
-                        "those latencies may be the generator's, not the service's.")  # fmt: skip
+        para = [f"Of the {len(reqs)} critical business requirements: {status_text}."]
+        reasons = s.get("decision_reasons") or []
+        if reasons:
+            para.append("NO-GO because " + "; ".join(reasons) + ".")
+        else:
+            para.append("Every critical requirement was measured and met on a clean run.")
+        cap = s.get("capacity", {})
+        rate = _num(cap.get("max_sustainable_rate_per_min"))
+        if rate is not None:
+            para.append(
+                f"The service sustained {rate:,.0f} alerts/min "
+                f"({rate / RATE_REQUIREMENT_PER_MIN:.1f}× the {RATE_REQUIREMENT_PER_MIN:,.0f}/min "
+                "requirement)."
+            )
+        else:
+            para.append("Alert capacity (B1) was not measured in this session.")
         if not s.get("complete", True):
             why = "; ".join(f"{k}: {v}" for k, v in s.get("failures", {}).items())
-            para.append(f"The session did not complete (interrupted or a notebook failed). {why}")
+            para.append("The session did not complete" + (f" ({why})" if why else "") + ".")
         decision = s["decision"]
         return HTML(
             f'<p><span class="kt-decision kt-{decision}">{decision}</span> '
@@ -81,62 +122,143 @@ class ReportView:
         return requirements_html(self.summary["requirements"])
 
     def decision_rule(self) -> HTML:
-        return HTML(f"<p><b>Decision rule.</b> {html.escape(DECISION_RULE)}</p>")
+        penalties = self.summary.get("confidence_penalties") or {}
+        rows = "".join(f"<li>−{v}: {html.escape(k)}</li>" for k, v in penalties.items())
+        applied = f"<p>Applied here:</p><ul>{rows}</ul>" if rows else "<p>No penalty applied.</p>"
+        return HTML(f"<p>{html.escape(DECISION_RULE)}</p>{applied}")
 
-    def latency_table(self) -> pd.DataFrame:
+    def findings(self) -> HTML:
+        """Strengths, concerns and recommendations, each derived from a measured number."""
+        strengths, concerns, recs = [], [], []
+        slo_p95 = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        for r in self.summary["requirements"]:
+            d, status = r.get("details", {}), r["status"]
+            name = f"{r['id']} ({d.get('title', '')})"
+            if status == "PASS":
+                extra = ""
+                if r["unit"] == "s" and _num(r.get("measured")) is not None:
+                    margin = slo_p95 / max(r["measured"], 1e-9)
+                    extra = f": p95 {r['measured']:.3f} s, {margin:.0f}× under the SLO"
+                strengths.append(f"{name} met{extra}.")
+            elif status == "FAIL":
+                concerns.append(f"{name} failed: measured {r.get('measured')!s} {r['unit']} "
+                                f"against {r.get('threshold')}.")  # fmt: skip
+                recs.append(
+                    f"Investigate {r['id']} before a pilot; rerun its notebook after a fix."
+                )
+            elif status == "INCONCLUSIVE":
+                why = "; ".join(d.get("reasons") or [d.get("reason", "")])
+                concerns.append(f"{name} could not be decided: {why}.")
+                recs.append(
+                    f"Rerun {REQUIREMENTS.get(r['id'], ('', r['id']))[1]} with the cause fixed."
+                )
+            elif status == "NOT_RUN":
+                recs.append(f"Measure {r['id']}: add its section to the params file.")
+            errors = d.get("errors") or {}
+            if errors:
+                top = ", ".join(
+                    f"{k}: {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3]
+                )
+                concerns.append(f"{r['id']}: request errors seen ({top}).")
+        cap = self.summary.get("capacity", {})
+        rate = _num(cap.get("max_sustainable_rate_per_min"))
+        if rate is not None:
+            headroom = rate / RATE_REQUIREMENT_PER_MIN
+            (strengths if headroom >= 1.5 else concerns).append(
+                f"Alert capacity {rate:,.0f}/min: headroom {headroom:.1f}× the requirement."
+            )
+            if headroom < 1.5:
+                recs.append("Scale the analysers (or the LLM backend) before the pilot: "
+                            "headroom is under 1.5×.")  # fmt: skip
+        if cap.get("recommendation"):
+            recs.append(str(cap["recommendation"]))
+        if self.summary.get("generator", {}).get("saturated"):
+            concerns.append("The load generator was saturated: add generator workers "
+                            "(generator.workers) and rerun.")  # fmt: skip
+        integ = self.summary.get("integrity", {})
+        if integ.get("lost"):
+            concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
+
+        def block(title: str, items: list[str]) -> str:
+            lis = "".join(f"<li>{html.escape(i)}</li>" for i in items) or "<li>None.</li>"
+            return f"<h4>{title}</h4><ul>{lis}</ul>"
+
+        return HTML(block("Strengths", strengths) + block("Concerns", concerns)
+                    + block("Recommendations", recs))  # fmt: skip
+
+    # ------------------------------------------------------------------ tables
+    def capacity(self) -> HTML:
+        cap = self.summary.get("capacity", {})
+        rows = [{"metric": k.replace("_", " "), "value": "not measured" if v is None else v}
+                for k, v in cap.items() if not isinstance(v, dict | list)]  # fmt: skip
+        return table(pd.DataFrame(rows))
+
+    def latency_table(self) -> HTML:
         """Per load test: p50/p95/p99/max and success, as measured (seconds)."""
         rows = []
         for test, r in sorted(self.results.items()):
             lat = r.get("latency")
             if not lat:
                 continue
+            sr = lat["success_rate"]["value"]
             rows.append({
                 "test": test, "samples": lat["count"],
-                "success rate": f"{lat['success_rate']['value']:.2%}"
-                if lat["success_rate"]["value"] is not None else "—",
+                "success rate": "—" if sr is None else f"{sr:.2%}",
                 "p50 (s)": lat["p50"]["value"], "p95 (s)": lat["p95"]["value"],
                 "p99 (s)": lat["p99"]["value"], "max (s)": lat["max"],
-                **{f"{k}": v for k, v in lat.get("outcomes", {}).items()},
+                **lat.get("outcomes", {}),
             })  # fmt: skip
-        return pd.DataFrame(rows)
+        return table(pd.DataFrame(rows))
 
-    def generator_health(self) -> pd.DataFrame:
+    def latency_figures(self) -> list[Figure]:
+        """Latency over time for each load test, re-drawn from its records."""
+        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        figs = []
+        for _test, r in sorted(self.results.items()):
+            path = self.session_dir / str(r.get("records", ""))
+            if r.get("latency") and path.is_file():
+                fig = plots.latency_over_time(read_records(path), slo)
+                fig.axes[0].set_title(f"{r.get('title', _test)}: latency over time")
+                figs.append(fig)
+        return figs
+
+    def environment(self) -> HTML:
+        env = self.results.get("ENV")
+        if not env:
+            return HTML("<p><i>Environment checks were not run.</i></p>")
+        frame = pd.DataFrame(env.get("checks", []))
+        keep = [c for c in ("name", "status", "required", "detail", "fix") if c in frame]
+        ready = "ready" if env.get("ready") else "NOT ready: a required check failed"
+        return HTML(f"<p>Environment: <b>{ready}</b>.</p>" + table(frame[keep]).data)
+
+    def generator_health(self) -> HTML:
         rows = []
         for test, r in sorted(self.results.items()):
-            ld = r.get("load")
-            if not ld:
-                continue
-            rows.append({
-                "test": test,
-                "target rate (/s)": ld.get("target_rate_per_s"),
-                "achieved rate (/s)": ld.get("achieved_rate_per_s"),
-                "schedule lag p99 (ms)": (ld.get("schedule_lag_p99") or 0) * 1000,
-                "late/dropped": ld.get("late_or_dropped"),
-                "saturated": ld.get("saturated"),
-                "why": "; ".join(ld.get("saturation_reasons") or []),
-            })  # fmt: skip
-        return pd.DataFrame(rows)
+            loads = [r["load"]] if r.get("load") else r.get("phases_load", [])
+            for i, ld in enumerate(loads):
+                rows.append({
+                    "test": test if len(loads) == 1 else f"{test} phase {i + 1}",
+                    "target rate (/s)": ld.get("target_rate_per_s"),
+                    "achieved rate (/s)": ld.get("achieved_rate_per_s"),
+                    "schedule lag p99 (ms)": (ld.get("schedule_lag_p99") or 0) * 1000,
+                    "late/dropped": ld.get("late_or_dropped"),
+                    "saturated": ld.get("saturated"),
+                    "why": "; ".join(ld.get("saturation_reasons") or []),
+                })  # fmt: skip
+        return table(pd.DataFrame(rows))
 
-    def durations(self) -> pd.DataFrame:
+    def durations(self) -> HTML:
         rows = []
         for test, r in sorted(self.results.items()):
             if r.get("started") and r.get("finished"):
                 t0, t1 = pd.Timestamp(r["started"]), pd.Timestamp(r["finished"])
-                seconds = (t1 - t0).total_seconds()
-                rows.append(
-                    {"test": test, "started": r["started"], "duration (s)": seconds,
-                     "complete": r.get("complete")}
-                )  # fmt: skip
-        return pd.DataFrame(rows)
-
-    def capacity(self) -> pd.DataFrame:
-        cap = self.summary.get("capacity", {})
-        return pd.DataFrame(
-            [
-                {"metric": k.replace("_", " "), "value": "not measured" if v is None else v}
-                for k, v in cap.items()
-            ]  # fmt: skip
-        )
+                rows.append({"test": test, "started (UTC)": t0.strftime("%Y-%m-%d %H:%M:%S"),
+                             "duration (s)": (t1 - t0).total_seconds(),
+                             "complete": r.get("complete")})  # fmt: skip
+        for test, why in self.summary.get("failures", {}).items():
+            rows.append({"test": test, "started (UTC)": "—", "duration (s)": None,
+                         "complete": f"failed: {why}"})  # fmt: skip
+        return table(pd.DataFrame(rows))
 
     def links(self) -> HTML:
         pages = sorted((self.session_dir / "html").glob("*.html"))
@@ -150,6 +272,3 @@ class ReportView:
     def params_yaml(self) -> HTML:
         text = yaml.safe_dump(redact(self.params), sort_keys=False)
         return HTML(f"<pre>{html.escape(text)}</pre>")
-
-    def measured_fmt(self, req: dict[str, Any]) -> str:
-        return fmt_measured(req.get("measured"), req.get("unit", ""))
