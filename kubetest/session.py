@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,17 +64,41 @@ def parse_only(only: str | None) -> list[str] | None:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so the same cleanup (target stop, summary) runs."""
+def _stop_signals(stop: dict[str, bool]) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the whole run, with the same cleanup (target, summary, report).
+
+    The flag matters when Ctrl-C reaches the whole process group: the kernel then stops
+    its own load cleanly and papermill may report a cell error instead of an interrupt;
+    the flag says the run was interrupted all the same, so no further test starts.
+    """
 
     def handler(signum: int, frame: Any) -> None:
+        stop["interrupted"] = True
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled in the main thread; the caller owns them
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _phase_a_failed(session_dir: Path, failures: dict[str, str]) -> bool:
+    """A Phase A notebook failed, or one of its requirements was judged FAIL."""
+    from kubetest.summary import read_results
+
+    if any(k in PHASE_A for k in failures):
+        return True
+    return any(
+        req.get("status") == "FAIL"
+        for key, result in read_results(session_dir).items()
+        if key in PHASE_A
+        for req in result.get("requirements", [])
+    )
 
 
 @contextlib.contextmanager
@@ -150,7 +175,8 @@ def run_session(
 
     failures: dict[str, str] = {}
     interrupted = False
-    with _session_lock(session_dir), _terminate_as_interrupt():
+    stop: dict[str, bool] = {}
+    with _session_lock(session_dir), _stop_signals(stop):
         if (session_dir / "summary.json").exists() and (session_dir / "results").exists():
             shutil.rmtree(session_dir / "results")  # a rerun of a named session starts afresh
         # The params as run, for the report: they hold env var *names*, never secret values.
@@ -162,6 +188,7 @@ def run_session(
             if params.target.is_embedded
             else None
         )
+        current, t0 = "", time.monotonic()
         try:
             if target is not None:
                 target.start()
@@ -171,12 +198,12 @@ def run_session(
                 target_url = params.target.url
             for key in selected:
                 nb = NOTEBOOKS_DIR / NOTEBOOKS[key]
-                if not nb.exists():
-                    failures[key] = f"notebook {nb.name} is not part of this version"
-                    echo(f"{key}: skipped ({failures[key]})")
+                gate = key not in PHASE_A and not params.continue_on_phase_a_failure
+                if gate and _phase_a_failed(session_dir, failures):
+                    echo(f"{key}: not run: Phase A failed (continue_on_phase_a_failure: false)")
                     continue
+                current, t0 = key, time.monotonic()
                 echo(f"{key}: running {nb.name} ...")
-                t0 = time.monotonic()
                 try:
                     execute_notebook(
                         nb, session_dir / "notebooks" / nb.name,
@@ -187,15 +214,17 @@ def run_session(
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # papermill raises its own error types per cell
+                    if stop.get("interrupted"):
+                        raise KeyboardInterrupt from None
                     failures[key] = _one_line(exc)
                     echo(f"{key}: FAILED after {time.monotonic() - t0:.0f} s: {failures[key]}")
-                    if key in PHASE_A and not params.continue_on_phase_a_failure:
-                        echo("stopping: continue_on_phase_a_failure is false")
-                        break
                     continue
+                current = ""
                 echo(f"{key}: done in {time.monotonic() - t0:.0f} s")
         except KeyboardInterrupt:
             interrupted = True
+            if current:
+                failures[current] = f"interrupted after {time.monotonic() - t0:.0f} s"
             echo("interrupted: writing what was measured")
         finally:
             if target is not None:

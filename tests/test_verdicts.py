@@ -65,6 +65,10 @@ def test_inconclusive_when_the_data_cannot_decide() -> None:
     few = latency_requirement("BR-PA-003", _summary(lat, 10, 10), p95_s=5.0,
                               success_rate=0.95, saturated=False)  # fmt: skip
     assert few.status == "INCONCLUSIVE" and "only 10" in few.details["reasons"][0]
+    # 2 accepted of 100: too few for a p95, but the success criterion has failed
+    broken = latency_requirement("BR-PA-003", _summary(np.full(2, 0.1), 2, 100), p95_s=5.0,
+                                 success_rate=0.95, saturated=False)  # fmt: skip
+    assert broken.status == "FAIL"
     lat = np.full(500, 0.1)
     sat = latency_requirement("BR-PA-003", _summary(lat, 500, 500), p95_s=5.0,
                               success_rate=0.95, saturated=True)  # fmt: skip
