@@ -1,0 +1,218 @@
+"""Fault matrix (issue 7): the engine keeps measuring whatever the target does, and the
+reference target stays up under abuse. Every server here is started by the test on
+127.0.0.1 and every run is bounded in time and count."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp import web
+from engine_servers import RawServer, WebServer, read_request
+
+from kubetest.alerts import make_alert, webhook
+from kubetest.engine import LoadPlan, read_records, run_load
+from kubetest.engine.schedule import constant
+from kubetest.target.model import TargetConfig
+from kubetest.target.server import EmbeddedTarget
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def plan(url: str, rate: float, duration: float, timeout_s: float = 2.0) -> LoadPlan:
+    return LoadPlan(url=url, mode="open", schedule=constant(rate, duration), timeout_s=timeout_s)
+
+
+def test_slow_loris_response_is_a_timeout(tmp_path: Path) -> None:
+    """Headers at once, then the body one byte at a time: the request times out."""
+
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(1000):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    with RawServer(drip) as server:
+        result = run_load(plan(server.url, 10, 1.0, timeout_s=0.5), tmp_path, progress=False)
+    records = read_records(result.records_path)
+    assert len(records) == 10
+    assert set(records["error"]) == {"timeout"} and set(records["outcome"]) == {"failed"}
+    assert result.summary["saturated"] is False  # the target was slow, not the generator
+
+
+def test_oversized_response_does_not_break_the_run(tmp_path: Path) -> None:
+    big = b"{" + b" " * (8 << 20) + b"}"  # 8 MiB of answer to a tiny request
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200, body=big)
+
+    with WebServer(huge) as server:
+        result = run_load(plan(server.url, 5, 1.0, timeout_s=10), tmp_path, progress=False)
+    records = read_records(result.records_path)
+    assert len(records) == 5
+    assert set(records["outcome"]) == {"accepted"}  # webhook profile: any 2xx is accepted
+
+
+class Restartable:
+    """An HTTP 200 server on a fixed loopback port that can go away and come back."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    def up(self) -> None:
+        async def start() -> None:
+            self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port,
+                                                     reuse_address=True)  # fmt: skip
+            self.port = self.server.sockets[0].getsockname()[1]
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+
+    def down(self) -> None:
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+            for writer in list(self.writers):  # kept-alive connections die with the target
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+
+    def close(self) -> None:
+        self.down()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_target_dying_and_coming_back_mid_run(tmp_path: Path) -> None:
+    """Refused while the target is down, accepted before and after, nothing lost."""
+    server = Restartable()
+    server.up()
+    url = f"http://127.0.0.1:{server.port}/webhook/prometheus"
+    box: dict[str, object] = {}
+    thread = threading.Thread(
+        target=lambda: box.update(
+            result=run_load(plan(url, 20, 4.0, timeout_s=1.0), tmp_path, progress=False)
+        )  # fmt: skip
+    )
+    thread.start()
+    time.sleep(1.5)
+    server.down()
+    time.sleep(1.0)
+    server.up()
+    thread.join(timeout=30)
+    server.close()
+    records = read_records(box["result"].records_path)  # type: ignore[attr-defined]
+    assert len(records) == 80 and records["seq"].is_unique
+    records = records.sort_values("intended_s").reset_index(drop=True)
+    failed = records.index[records["outcome"] != "accepted"]
+    assert len(failed) >= 5, "the outage was not seen"
+    # one contiguous outage: accepted before it, refused during it, accepted after it
+    outage = records.loc[failed.min() : failed.max()]
+    assert set(outage["error"]) <= {"refused", "reset"} and (outage["outcome"] == "failed").all()
+    assert failed.min() > 5 and failed.max() < len(records) - 5
+
+
+def test_sigkill_leaves_readable_records(tmp_path: Path) -> None:
+    async def ok(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200, body=b"ok")
+
+    with WebServer(ok) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubetest.engine", "--url", server.url, "--rate", "200",
+             "--duration", "20", "--out", str(tmp_path), "--name", "killed", "--no-progress"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        path = tmp_path / "killed.csv"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (path.exists() and path.stat().st_size > 20_000):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    records = read_records(path)  # a torn last line is dropped, the rest is intact
+    assert len(records) > 50
+    assert records["seq"].is_unique and (records["outcome"] == "accepted").all()
+
+
+@pytest.fixture(scope="module")
+def target() -> EmbeddedTarget:
+    t = EmbeddedTarget(TargetConfig(workers=4, service_ms=1, service_dist="const")).start()
+    yield t
+    t.stop()
+
+
+def _healthy(t: EmbeddedTarget) -> bool:
+    return httpx.get(t.base_url + "/health", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (json.dumps({"version": "4", "status": "firing"}).encode(), 400),
+        (
+            json.dumps({"version": "4", "status": "firing", "alerts": [{"labels": {}}]}).encode(),
+            400,
+        ),
+        (b"x" * (10 << 20), 413),
+    ],
+    ids=["invalid-json", "missing-alerts", "alert-without-alertname", "10MB-body"],
+)
+def test_target_refuses_abuse_with_a_reason_and_stays_up(
+    target: EmbeddedTarget, body: bytes, status: int
+) -> None:
+    resp = httpx.post(target.webhook_url, content=body, timeout=30,
+                      headers={"content-type": "application/json"})  # fmt: skip
+    assert resp.status_code == status
+    assert resp.json().get("error") or resp.json().get("detail")
+    assert _healthy(target)
+
+
+def test_target_refuses_ten_thousand_alerts_in_one_webhook(target: EmbeddedTarget) -> None:
+    body = webhook([make_alert("high_cpu", i) for i in range(10_000)])
+    resp = httpx.post(target.webhook_url, json=body, timeout=60)
+    assert resp.status_code == 413 and "alerts" in resp.text
+    assert _healthy(target)
+
+
+def test_slow_client_does_not_block_the_target(target: EmbeddedTarget) -> None:
+    """A client trickling its body holds one connection, not the service."""
+    import socket
+
+    host, port = "127.0.0.1", int(target.base_url.rsplit(":", 1)[1])
+    with socket.create_connection((host, port), timeout=5) as slow:
+        head = b"POST /webhook/prometheus HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+        slow.sendall(head + b"Content-Type: application/json\r\n\r\n{")
+        for _ in range(3):
+            slow.sendall(b" ")
+            assert _healthy(target)
+            ok = httpx.post(target.webhook_url, json=webhook([make_alert("pod_crash", 1)]),
+                            timeout=10)  # fmt: skip
+            assert ok.status_code == 200
+            time.sleep(0.2)
