@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.proc import Measured, cpu_per_1k, run_measured
+from bench.proc import Measured, cpu_per_1k, machine, run_measured
 from bench.servers import pin_preexec, pin_prefix
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -51,6 +51,7 @@ def _base(tool: str, m: Measured, mode: str) -> dict[str, Any]:
         "returncode": m.returncode,
         "wall_s": round(m.ended - m.started, 3),
         "cpu_total_s": m.cpu_total_s,
+        "machine": machine(m),
     }
 
 

@@ -32,6 +32,31 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+#: What every measured run also watches: the target server's pid and the two cores
+#: (set by the benchmark when it starts a target; see ``watch``).
+_WATCH: dict[str, int | None] = {"target_pid": None, "target_core": None, "gen_core": None}
+
+
+def watch(*, target_pid: int | None, target_core: int | None, gen_core: int | None) -> None:
+    _WATCH.update(target_pid=target_pid, target_core=target_core, gen_core=gen_core)
+
+
+def core_busy_s() -> dict[int, float]:
+    """Busy seconds per core since boot (``/proc/stat``: user, nice, system, irq, softirq -
+    the ticks a process's utime + stime are also charged with)."""
+    out: dict[int, float] = {}
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        name, *vals = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(x) for x in vals[:7]]
+            out[int(name[3:])] = (v[0] + v[1] + v[2] + v[5] + v[6]) / _TICK
+    return out
+
+
 @dataclass
 class Measured:
     command: list[str]
@@ -43,6 +68,16 @@ class Measured:
     cpu_total_s: float  # rusage utime + stime of the whole process (wait4)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, cpu s)
     timed_out: bool = False
+    core_busy: dict[int, float] = field(default_factory=dict)  # busy s per core during the run
+    target_cpu_s: float | None = None  # CPU the watched target server used meanwhile
+
+    def foreign_share(self, core: int | None) -> float | None:
+        """Share of ``core`` used by anything but this process while it ran (another
+        program on a shared machine disturbs the measurement when this is not ~0)."""
+        if core is None or core not in self.core_busy or self.ended <= self.started:
+            return None
+        other = self.core_busy[core] - self.cpu_total_s
+        return max(0.0, other) / (self.ended - self.started)
 
     def utilisation(self, t_from: float, t_to: float) -> float | None:
         """CPU seconds per wall second between the first sample >= t_from and the last <= t_to."""
@@ -65,6 +100,9 @@ def run_measured(
     """Run ``command`` to completion (killed after ``timeout_s``), sampling its CPU."""
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.time_ns()}"
     with open(f"{out_path}.out", "w+b") as out, open(f"{out_path}.err", "w+b") as err:
+        target_pid = _WATCH["target_pid"]
+        target0 = proc_cpu_s(target_pid) if target_pid else None
+        busy0 = core_busy_s()
         started = time.monotonic()
         proc = subprocess.Popen(
             command, stdout=out, stderr=err, env=env, cwd=cwd, preexec_fn=preexec_fn
@@ -93,6 +131,8 @@ def run_measured(
                 proc.kill()
             raise
         ended = time.monotonic()
+        busy1 = core_busy_s()
+        target1 = proc_cpu_s(target_pid) if target_pid else None
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -112,7 +152,26 @@ def run_measured(
         cpu_total_s=cpu_total,
         samples=samples,
         timed_out=timed_out,
+        core_busy={k: busy1[k] - busy0[k] for k in busy1 if k in busy0},
+        target_cpu_s=target1 - target0 if target0 is not None and target1 is not None else None,
     )
+
+
+def machine(m: Measured) -> dict[str, float | None]:
+    """How busy the machine was around a measured run (shares of one core, 0..1):
+    the generator core's use by anything else, the target's own use of its core, and the
+    target core's use by anything else (this orchestrator's polling is ~0.01)."""
+    wall = max(m.ended - m.started, 1e-9)
+    gen, tgt = _WATCH["gen_core"], _WATCH["target_core"]
+    target_share = m.target_cpu_s / wall if m.target_cpu_s is not None else None
+    tgt_other = None
+    if tgt is not None and tgt in m.core_busy:
+        tgt_other = max(0.0, m.core_busy[tgt] - (m.target_cpu_s or 0.0)) / wall
+    return {
+        "gen_core_other": m.foreign_share(gen),
+        "target_cpu": target_share,
+        "target_core_other": tgt_other,
+    }
 
 
 def cpu_per_1k(

@@ -188,6 +188,10 @@ class Nginx:
         self.url = f"http://{HOST}:{self.port}/webhook/prometheus"
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
             _stop(self.proc, signal.SIGQUIT)
@@ -233,6 +237,10 @@ class PyServer:
         self.port = int(line[1])
         self.url = f"http://{HOST}:{self.port}/webhook/prometheus"
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
