@@ -52,8 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--api", choices=["webhook", "kubernaut", "kubernaut-legacy"], default="webhook"
     )
     load.add_argument("--timeout", type=_positive(float), default=30.0, help="request timeout (s)")
-    load.add_argument("--workers", type=_positive(int), default=1, help="generator processes")
-    load.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786)")
+    load.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=1,
+        help="generator processes: > 1 runs that many shards on a local Dask cluster",
+    )
+    load.add_argument(
+        "--scheduler",
+        help="existing Dask cluster (tcp://host:8786): one shard per worker, or --workers",
+    )
+    load.add_argument(
+        "--records-url",
+        help="where remote Dask workers write records (fsspec: shared path, s3://...); "
+        "default: shipped back to this machine",
+    )
     load.add_argument("--auth-token-env", help="env var holding a bearer token")
     load.add_argument(
         "--no-unique", action="store_true", help="repeat identical alerts (dedup test)"
@@ -103,14 +116,22 @@ def _cmd_load(args: argparse.Namespace) -> int:
     path = run_guide_load(
         args.url, args.rate, args.duration, args.types, args.out, unique=not args.no_unique,
         api=args.api, timeout_s=args.timeout, workers=args.workers, scheduler=args.scheduler,
-        progress=False if args.quiet else None, auth_token_env=args.auth_token_env,
+        records_url=args.records_url, progress=False if args.quiet else None,
+        auth_token_env=args.auth_token_env,
     )  # fmt: skip
     print(path)
     import json
 
-    if not json.loads(Path(path).read_text()).get("complete", True):
+    doc = json.loads(Path(path).read_text())
+    if doc.get("interrupted"):
         print("kubetest load: interrupted; the files hold what was sent", file=sys.stderr)
         return 130
+    lost = doc.get("summary", {}).get("lost_shards") or []
+    if lost:
+        for shard in lost:
+            sys.stderr.write(f"kubetest load: shard {shard['worker']} lost: {shard['reason']}\n")
+        print("kubetest load: incomplete; the files hold what was recorded", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -27,6 +27,16 @@ from kubetest.errors import ParamsError
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+API = Literal["webhook", "kubernaut", "kubernaut-legacy"]
+
+#: The webhook path each profile posts to when ``target.url`` gives none.
+API_PATHS: dict[str, str] = {
+    "webhook": "/webhook/prometheus",
+    "kubernaut": "/api/v1/signals/prometheus",
+    "kubernaut-legacy": "/alerts",
+}
 
 #: Tests in the order they run; keys are the ``--only`` names, values the params section.
 TESTS: dict[str, str] = {
@@ -55,18 +65,30 @@ def _check_http_url(value: str | None, *, allow_embedded: bool = False) -> str |
 
 
 class EmbeddedTarget(_Model):
-    """Knobs of the built-in reference target (an M/G/c queue whose truth is known)."""
+    """Knobs of the built-in reference target (an M/G/c queue whose truth is known).
+
+    ``api`` and ``auth_token_env`` follow ``target.api`` / ``target.auth_token_env`` when
+    left out; the other profile knobs default to the target's own (``TargetConfig``).
+    """
 
     workers: PositiveInt = 8
     service_ms: PositiveFloat = 150.0
     service_dist: Literal["exp", "const", "lognormal"] = "lognormal"
     error_rate: Fraction = 0.0
     outages: list[tuple[Annotated[float, Field(ge=0)], PositiveFloat]] = []
+    api: API | None = None
+    auth_token_env: str | None = None
+    max_concurrent_requests: PositiveInt | None = None  # kubernaut default: 100
+    dedup_window_s: NonNegative | None = None  # kubernaut default: 300
+    managed_namespaces: list[str] | None = None  # kubernaut default: every namespace
+    future_tolerance_s: NonNegative | None = None  # kubernaut default: 120
+    rate_limit_per_s: PositiveFloat | None = None  # default: no limit
+    cooldown_s: NonNegative | None = None  # kubernaut-legacy default: 60
 
 
 class Target(_Model):
     url: str = "embedded"
-    api: Literal["webhook", "kubernaut", "kubernaut-legacy"] = "webhook"
+    api: API = "webhook"
     health_url: str | None = None
     actions_url: str | None = None
     metrics_url: str | None = None
@@ -84,18 +106,64 @@ class Target(_Model):
     def _aux_url(cls, v: str | None) -> str | None:
         return _check_http_url(v)
 
+    @model_validator(mode="after")
+    def _profile_defaults(self) -> Target:
+        # A URL without a path means the profile's webhook path (the user names the host).
+        if not self.is_embedded and urlsplit(self.url).path in ("", "/"):
+            self.url = self.url.rstrip("/") + API_PATHS[self.api]
+        # The embedded target speaks the profile the answers are read with.
+        fill = {
+            key: value
+            for key, value in (("api", self.api), ("auth_token_env", self.auth_token_env))
+            if getattr(self.embedded, key) is None and value is not None
+        }
+        if fill:
+            self.embedded = self.embedded.model_copy(update=fill)
+        return self
+
     @property
     def is_embedded(self) -> bool:
         return self.url == "embedded"
 
 
 class Alerts(_Model):
+    """``unique`` varies what services deduplicate on (owner and pod names, fingerprint;
+    the alertname too for ``kubernaut-legacy``, whose cooldown is per alertname and
+    namespace); ``namespace`` is where the alerts say the resource lives (a managed one)."""
+
     unique: bool = True
+    namespace: str = "test-workloads"
+
+
+class Remediation(_Model):
+    """Following created signals to their RemediationRequest's terminal phase (``kubernaut``
+    profile with ``environment.kubeconfig``): how long to wait and how hard to ask."""
+
+    follow: bool = True
+    timeout_min: PositiveFloat = 10.0
+    mode: Literal["watch", "poll"] = "watch"
+    poll_interval_s: PositiveFloat = 2.0
+    max_requests_per_s: PositiveFloat = 5.0
+    group: str = "kubernaut.ai"  # earlier releases: remediation.kubernaut.ai
+    version: str = "v1alpha1"
+    plural: str = "remediationrequests"
+    # Releases that retry out of Blocked: leave it out to follow through it.
+    terminal_phases: list[str] = ["Completed", "Failed", "TimedOut", "Skipped", "Blocked",
+                                  "Cancelled"]  # fmt: skip
+
+    @field_validator("terminal_phases")
+    @classmethod
+    def _terminal(cls, v: list[str]) -> list[str]:
+        if "Completed" not in v:
+            raise ValueError("must include Completed (a remediation's success)")
+        return v
 
 
 class Generator(_Model):
     workers: PositiveInt = 1
     scheduler: str | None = None
+    # where remote Dask workers write records (fsspec URL); None: shipped back to the client
+    records_url: str | None = None
     max_in_flight: PositiveInt = 10_000
     arrivals: Literal["constant", "poisson"] = "constant"
 
@@ -173,6 +241,8 @@ class A4Actions(_Model):
     verify: Literal["history", "kubernetes", "none"] = "history"
     allow_destructive: bool = False
     namespaces: list[str] = ["test-workloads"]
+    # None: 60 s for the history; remediation.timeout_min for verify: kubernetes
+    verify_timeout_s: PositiveFloat | None = None
 
 
 class B1Capacity(_Model):
@@ -202,6 +272,7 @@ class Params(_Model):
     alerts: Alerts = Alerts()
     generator: Generator = Generator()
     slo: Slo = Slo()
+    remediation: Remediation = Remediation()
     environment: Environment | None = None
     a1_response_time: A1ResponseTime | None = None
     a2_concurrent: A2Concurrent | None = None

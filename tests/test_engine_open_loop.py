@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp import web
-from engine_servers import WebServer, ok_handler
+from engine_servers import WebServer, closed_port, ok_handler
 
 from kubetest.alerts import PayloadFactory
 from kubetest.engine import COLUMNS, LoadPlan, read_records, run_load
@@ -156,8 +156,10 @@ def test_missing_token_or_bad_plan_refused_before_sending(tmp_path: Path, monkey
         run_load(LoadPlan(url=url), tmp_path)
     with pytest.raises(KubetestError, match="api"):
         run_load(LoadPlan(url=url, api="soap", schedule=constant(1, 1)), tmp_path)
-    with pytest.raises(KubetestError, match="Dask"):
-        run_load(LoadPlan(url=url, schedule=constant(1, 1)), tmp_path, scheduler="tcp://x:1")
+    monkeypatch.setattr("kubetest.engine.cluster.CONNECT_TIMEOUT_S", 1.0)
+    nobody = f"tcp://127.0.0.1:{closed_port()}"  # loopback only: no name to resolve
+    with pytest.raises(KubetestError, match="Dask scheduler"):
+        run_load(LoadPlan(url=url, schedule=constant(1, 1)), tmp_path, scheduler=nobody)
 
 
 def test_run_load_works_inside_a_running_event_loop(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from kubetest.engine.client import (
     APIS,
     GENERATOR_ERRORS,
     classify,
+    classify_all,
     classify_exception,
     classify_results,
+    problem_detail,
 )
 from kubetest.engine.records import (
     COLUMNS,
@@ -37,6 +39,7 @@ __all__ = [
     "StopFile",
     "StopToken",
     "classify",
+    "classify_all",
     "classify_exception",
     "classify_results",
     "constant",
@@ -44,6 +47,7 @@ __all__ = [
     "new_histogram",
     "planned_duration",
     "poisson",
+    "problem_detail",
     "read_records",
     "run_guide_load",
     "run_load",

@@ -21,6 +21,8 @@ Outcomes (DESIGN.md "Services behind the URL"): every answer maps to one of
 
 ==============  =====================================================================
 http_3xx/4xx/5xx  the target answered with that status family (429 is ``throttled``)
+auth            401 or 403: the bearer token is missing, wrong or not allowed
+alert_failed    a 207 result said this alert failed (the others may have succeeded)
 refused         connection refused (nothing listening)
 reset           connection reset or closed before a complete response
 timeout         no complete answer within ``timeout_s`` (connect, send or read)
@@ -63,6 +65,8 @@ USER_AGENT = "kubetest-workbook/0.1 (+load engine)"
 
 
 def _http_error(status: int) -> str:
+    if status in (401, 403):
+        return "auth"
     if 300 <= status < 400:
         return "http_3xx"
     if 400 <= status < 500:
@@ -124,7 +128,8 @@ def classify_results(body: bytes) -> list[tuple[str, str]]:
                 out.append(("failed", _http_error(status)))
         elif isinstance(status, str) and status.strip().lower() in _RESULT_WORDS:
             outcome = _RESULT_WORDS[status.strip().lower()]
-            out.append((outcome, "" if outcome != "failed" else "bad_response"))
+            error = {"failed": "alert_failed", "throttled": "http_4xx"}.get(outcome, "")
+            out.append((outcome, error))
         else:
             out.append(("failed", "bad_response"))
     return out
@@ -133,6 +138,7 @@ def classify_results(body: bytes) -> list[tuple[str, str]]:
 def classify(api: str, status: int, body: bytes) -> tuple[str, str]:
     """Map one HTTP answer to ``(outcome, error class)`` for an API profile.
 
+    * every profile: 401/403 are ``("failed", "auth")``, 429 ``throttled``.
     * ``webhook``: any 2xx accepted; 429 throttled; else failed.
     * ``kubernaut``: 201 accepted, 202 duplicate, 200 rejected (unmanaged namespace), 429
       throttled; 207 is read per ``results[]`` and the request takes the outcome of the
@@ -160,6 +166,30 @@ def classify(api: str, status: int, body: bytes) -> tuple[str, str]:
     if status == 429:
         return "throttled", "http_4xx"
     return "failed", _http_error(status)
+
+
+def classify_all(api: str, status: int, body: bytes) -> list[tuple[str, str]]:
+    """Every alert's ``(outcome, error)`` in one answer: a kubernaut 207's results one by
+    one, else the request's single outcome (for requests that carry several alerts)."""
+    if api == "kubernaut" and status == 207:
+        return classify_results(body)
+    return [classify(api, status, body)]
+
+
+def problem_detail(body: bytes, limit: int = 200) -> str:
+    """One line from an error body: RFC 7807 ``title: detail``, ``{"error": ...}``, or
+    the text itself (cut to ``limit``); ``""`` when empty."""
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        parts = [str(doc[k]) for k in ("title", "detail") if doc.get(k)]
+        text = ": ".join(parts) or str(doc.get("error") or doc.get("message") or "")
+    else:
+        text = body.decode("utf-8", "replace") if body else ""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _legacy_2xx(body: bytes) -> tuple[str, str]:

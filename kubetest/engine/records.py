@@ -5,6 +5,12 @@ Every request becomes one CSV row the moment it completes (flushed every
 histogram keeps memory bounded for hours-long runs and merges across shards
 (``decode_and_add``). Times are seconds relative to the run's common start instant
 (``start_epoch`` in the run's summary), so shards and analysis agree on one clock.
+
+Sharded runs (Dask) leave a folder of Parquet parts, ``part-<k>.parquet``, one per shard,
+with an extra ``shard`` column: each shard still streams CSV while it runs (a Parquet file
+is unreadable until its footer is written, so a killed worker would lose everything) and
+converts it when it ends (``csv_to_parquet``: streaming, bounded memory). ``read_records``
+reads a file or such a folder; pandas and pyarrow read the folder as one dataset.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import io
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from hdrh.histogram import HdrHistogram
@@ -48,6 +55,9 @@ class Record:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+#: Parquet parts of a sharded run add the shard (generator process) that sent the request.
+#: Open loop: ``worker`` == ``shard``; closed loop: ``worker`` is the virtual user.
+PART_COLUMNS: tuple[str, ...] = (*COLUMNS, "shard")
 DTYPES: dict[str, str] = {
     "seq": "int64", "worker": "int32", "intended_s": "float64", "sent_s": "float64",
     "done_s": "float64", "latency_s": "float64", "service_s": "float64", "lag_s": "float64",
@@ -107,6 +117,11 @@ class RecordWriter:
         self.close()
 
 
+def part_name(shard: int, suffix: str = ".parquet") -> str:
+    """``part-0003.parquet``: zero-padded so a folder listing is in shard order."""
+    return f"part-{shard:04d}{suffix}"
+
+
 def read_records(path: str | Path) -> pd.DataFrame:
     """Load records (one CSV, or a folder of ``*.csv``/``*.parquet`` parts) as one frame.
 
@@ -125,4 +140,68 @@ def read_records(path: str | Path) -> pd.DataFrame:
         frames.append(pd.read_csv(io.StringIO(text), dtype=DTYPES, keep_default_na=False))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in DTYPES.items()})
-    return pd.concat(frames, ignore_index=True).astype(DTYPES)
+    df = pd.concat(frames, ignore_index=True).astype(DTYPES)
+    if "shard" in df and not df["shard"].isna().any():
+        df["shard"] = df["shard"].astype("int32")
+    return df
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    kinds = {"int64": pa.int64(), "int32": pa.int32(), "float64": pa.float64()}
+    return pa.schema([(c, kinds.get(t, pa.string())) for c, t in DTYPES.items()])
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a CSV written by a process that died back to its last complete line."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as fh:
+        pos = size
+        while pos > 0:
+            step = min(1 << 16, pos)
+            fh.seek(pos - step)
+            chunk = fh.read(step)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                end = pos - step + nl + 1
+                if end != size:
+                    fh.truncate(end)
+                return
+            pos -= step
+        fh.truncate(0)
+
+
+def csv_to_parquet(src: Path, dest: Any, *, shard: int) -> int:
+    """Convert a shard's CSV records to Parquet (``dest``: a path or a writable binary file),
+    adding the ``shard`` column; returns the row count. Streams record batches, so memory
+    stays bounded however long the run; a torn last line (a killed writer) is dropped."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    src = Path(src)
+    drop_torn_tail(src)
+    schema = _arrow_schema()
+    out_schema = schema.append(pa.field("shard", pa.int32()))
+    rows = 0
+    with pq.ParquetWriter(dest, out_schema, compression="zstd") as writer:
+        if src.stat().st_size == 0:
+            return 0
+        reader = pacsv.open_csv(
+            src,
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            convert_options=pacsv.ConvertOptions(
+                column_types=schema, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            shard_col = pa.repeat(pa.scalar(shard, pa.int32()), batch.num_rows)
+            table = pa.Table.from_batches([batch]).select(list(COLUMNS)).cast(schema)
+            writer.write_table(table.append_column("shard", shard_col))
+            rows += batch.num_rows
+    return rows

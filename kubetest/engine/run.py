@@ -1,9 +1,9 @@
 """Run a load plan and judge the measurement: the engine's entry points.
 
 ``run_load`` runs a ``LoadPlan`` as shards (``shard.run_shard``: one call in-process, or
-one per local process), shows progress, turns SIGINT/SIGTERM into a clean stop, merges
-the shards' histograms and writes a summary whose every figure comes from the records'
-counters and HDR histograms (bounded memory, however long the run).
+one per Dask worker, ``engine.cluster``), shows progress, turns SIGINT/SIGTERM into a
+clean stop, merges the shards' histograms and writes a summary whose every figure comes
+from the records' counters and HDR histograms (bounded memory, however long the run).
 
 The summary also says whether the *generator* kept up (``saturated``), because a
 generator that falls behind reports its own delays as target latency:
@@ -19,21 +19,23 @@ generator that falls behind reports its own delays as target latency:
   A target too slow for rate × latency to fit under ``max_in_flight`` lands here: the
   numbers then describe what was sent, and the reason says to raise the cap.
 
+Sharded runs are judged overall and shard by shard (``per_worker``: a shard that falls
+behind distorts the union of the schedule even when the total looks fine). A shard whose
+worker died is *lost*: its flushed records still count, the run is ``complete: false``,
+and the rate judgement covers the shards that finished, so a death is never reported as
+generator saturation nor hidden in a lower achieved rate.
+
 Success rates count ``accepted`` over requests that got an answer or a network error;
 generator-side classes (late, dropped, cancelled) are kept out and reported apart.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import math
-import multiprocessing
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,18 +50,11 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from kubetest.alerts import PayloadFactory
-from kubetest.engine.client import APIS, GENERATOR_ERRORS
-from kubetest.engine.progress import (
-    REFRESH_S,
-    Display,
-    NullDisplay,
-    RecentLatencies,
-    Snapshot,
-    make_display,
-)
-from kubetest.engine.records import COLUMNS, OUTCOMES, new_histogram
+from kubetest.engine.client import APIS
+from kubetest.engine.progress import Display, in_notebook, make_display
+from kubetest.engine.records import OUTCOMES, new_histogram
 from kubetest.engine.schedule import constant, mean_rate, planned_duration, poisson
-from kubetest.engine.shard import ShardResult, StopFile, StopToken, run_shard
+from kubetest.engine.shard import ShardResult, StopToken, run_shard
 from kubetest.errors import KubetestError
 
 RATE_SHORTFALL = 0.95
@@ -67,6 +62,8 @@ LAG_P99_LIMIT_S = 0.050
 LAG_GROWTH_LIMIT_S = 0.025
 LOOP_BUSY_LIMIT = 0.90
 LOOP_LAG_P99_LIMIT_S = 0.050
+#: A worker clock further than this from the client's gets a warning (engine.cluster).
+CLOCK_WARN_S = 0.005
 
 
 @dataclass
@@ -134,7 +131,7 @@ def _planned_s(plan: LoadPlan) -> float:
 class _Stopper:
     """First signal: graceful stop. Second: cancel in-flight requests now."""
 
-    def __init__(self, token: StopToken | StopFile) -> None:
+    def __init__(self, token: StopToken) -> None:
         self.token = token
         self.count = 0
 
@@ -191,118 +188,81 @@ def _run_in_thread(fn: Callable[[], ShardResult], stopper: _Stopper) -> ShardRes
     return box["result"]
 
 
-# -- several local processes -------------------------------------------------------------
+# -- several processes or machines: Dask (engine/cluster.py) --------------------------------
 
 
-def _child_init() -> None:
-    # Ctrl-C reaches the whole process group; the parent coordinates the stop instead.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+@dataclass
+class ShardInfo:
+    """Where a shard ran and how it ended, for the summary's ``per_worker``."""
+
+    shard: int
+    address: str | None = None  # Dask worker; None in-process
+    clock_offset_s: float = 0.0  # worker clock - client clock
+    clock_uncertainty_s: float = 0.0
+    lost: str | None = None  # why it ended without a result (worker died, task failed)
+    records: str | None = None  # its part in the records folder
+    notes: list[str] = field(default_factory=list)
 
 
-def _warm(_: int) -> int:
-    import aiohttp  # noqa: F401  (import cost paid before the common start instant)
+def _announce(url: str | None, progress: bool | None) -> None:
+    """The Dask dashboard link: a link in a notebook, a line on the terminal."""
+    if not url or progress is False:
+        return
+    if in_notebook():
+        from html import escape
 
-    return os.getpid()
+        from IPython.display import HTML, display
 
-
-class _Tail:
-    """Progress for multi-process runs: reads the shards' record files as they grow."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
-        self.offsets = [0] * len(paths)
-        self.rest = [b""] * len(paths)
-        self.completed = self.accepted = self.not_sent = 0
-        self.recent = RecentLatencies()
-        i = COLUMNS.index
-        self.col = (i("done_s"), i("latency_s"), i("outcome"), i("error"))
-
-    def poll(self) -> None:
-        d, lat, out, err = self.col
-        for k, path in enumerate(self.paths):
-            try:
-                with path.open("rb") as fh:
-                    fh.seek(self.offsets[k])
-                    chunk = fh.read()
-            except FileNotFoundError:
-                continue
-            self.offsets[k] += len(chunk)
-            lines = (self.rest[k] + chunk).split(b"\n")
-            self.rest[k] = lines.pop()
-            for line in lines:
-                parts = line.decode(errors="replace").split(",")
-                if len(parts) != len(COLUMNS) or parts[0] == "seq":
-                    continue
-                if parts[err] in GENERATOR_ERRORS:
-                    self.not_sent += parts[err] != "cancelled"
-                    continue
-                self.completed += 1
-                if parts[out] == "accepted":
-                    self.accepted += 1
-                    self.recent.add(float(parts[d]), float(parts[lat]))
-
-    def snapshot(self, elapsed: float, planned: float) -> Snapshot:
-        self.poll()
-        return Snapshot(
-            elapsed,
-            planned,
-            self.completed,
-            self.completed,
-            self.accepted,
-            self.not_sent,
-            0,
-            self.recent.p95(elapsed),
-        )
+        link = escape(url, quote=True)
+        display(HTML(f'Dask dashboard (live while the load runs): <a href="{link}" '
+                     f'target="_blank">{link}</a>'))  # fmt: skip
+    else:
+        sys.stderr.write(f"kubetest: Dask dashboard {url}\n")
 
 
-def _run_processes(
+def _prepare_folder(folder: Path) -> None:
+    """A fresh records folder: parts of an earlier run of the same name would mix in."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in [*folder.glob("part-*.parquet"), *folder.glob("part-*.csv")]:
+        old.unlink()
+
+
+def _run_dask(
     plan: LoadPlan,
+    folder: Path,
     workers: int,
-    part_paths: list[Path],
+    scheduler: str | None,
+    records_url: str | None,
     stopper: _Stopper,
-    stop: StopFile,
+    token: StopToken,
     display: Display,
+    progress: bool | None,
     start_delay_s: float,
-) -> tuple[list[ShardResult], list[str], float]:
-    ctx = multiprocessing.get_context("spawn")  # no fork of a threaded (notebook) parent
-    results: list[ShardResult] = []
-    failures: list[str] = []
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_child_init) as pool:
-        list(pool.map(_warm, range(workers)))
-        start_epoch = time.time() + start_delay_s
-        futures = [
-            pool.submit(run_shard, plan, k, workers, start_epoch, part_paths[k], stop=stop)
-            for k in range(workers)
-        ]
-        tail, planned = _Tail(part_paths), _planned_s(plan)
-        pending = set(futures)
-        while pending:
-            try:
-                _, pending = cf.wait(pending, timeout=REFRESH_S)
-            except KeyboardInterrupt:
-                stopper()
-            if not isinstance(display, NullDisplay):  # tailing files costs parent CPU
-                display.update(tail.snapshot(time.time() - start_epoch, planned))
-        for k, fut in enumerate(futures):
-            exc = fut.exception()
-            if exc is None:
-                results.append(fut.result())
-            else:
-                failures.append(f"shard {k}: {type(exc).__name__}: {exc}")
-    return results, failures, start_epoch
+) -> tuple[list[ShardResult], list[ShardInfo], float, str | None, str]:
+    from kubetest.engine import cluster as dask_cluster
 
-
-def _concat(parts: list[Path], dest: Path) -> None:
-    """Join shard record files into one CSV (one header), then remove the parts."""
-    with dest.open("wb") as out:
-        out.write((",".join(COLUMNS) + "\n").encode())
-        for part in parts:
-            if not part.exists():
-                continue
-            with part.open("rb") as fh:
-                fh.readline()  # header
-                shutil.copyfileobj(fh, out)
-            part.unlink()
+    _prepare_folder(folder)
+    with dask_cluster.open_cluster(workers, scheduler) as cl:
+        _announce(cl.dashboard_url, progress)
+        with _signals(stopper):
+            shards, start_epoch = dask_cluster.run_on_dask(
+                plan,
+                cl,
+                workers,
+                folder,
+                stop=token,
+                display=display,
+                planned_s=_planned_s(plan),
+                records_url=records_url,
+                start_delay_s=max(start_delay_s, dask_cluster.START_DELAY_S),
+            )
+    results = [s.result for s in shards if s.result is not None]
+    infos = [
+        ShardInfo(s.shard, s.address, s.clock_offset_s, s.clock_uncertainty_s, s.lost, s.part,
+                  s.notes)
+        for s in shards
+    ]  # fmt: skip
+    return results, infos, start_epoch, cl.dashboard_url, cl.address
 
 
 # -- the entry point ---------------------------------------------------------------------
@@ -315,35 +275,36 @@ def run_load(
     name: str = "records",
     workers: int = 1,
     scheduler: str | None = None,
+    records_url: str | None = None,
     progress: bool | None = None,
     start_delay_s: float = 0.3,
     write_summary: bool = True,
 ) -> LoadResult:
-    """Run ``plan``; records go to ``out_dir/<name>.csv`` as the run goes, the summary to
-    ``out_dir/<name>.summary.json`` (unless ``write_summary`` is false) and the result.
+    """Run ``plan``; the summary goes to ``out_dir/<name>.summary.json`` (unless
+    ``write_summary`` is false) and into the result.
 
-    ``workers > 1`` runs that many local processes (arrival i to process i mod N; closed
-    loop: the concurrency split). ``scheduler`` (a Dask address) is issue 10's; it is
-    refused for now. SIGINT/SIGTERM stop the run cleanly (``interrupted``, not ``complete``).
+    One process (``workers=1``, no ``scheduler``): ``run_shard`` once, in a thread here;
+    records stream to ``out_dir/<name>.csv``. ``workers > 1``: that many shards on a local
+    Dask cluster (arrival i to shard i mod N; closed loop: the concurrency split);
+    ``scheduler``: on an existing Dask cluster (``workers`` shards, or one per worker when
+    ``workers`` is 1). Sharded records are the folder ``out_dir/<name>/`` of Parquet parts
+    (``records_url``: where remote workers write them, see ``engine.cluster``).
+    SIGINT/SIGTERM stop the run cleanly (``interrupted``, not ``complete``).
     """
     _check_plan(plan)
-    if scheduler:
-        raise KubetestError(
-            "generator.scheduler (Dask) is not supported yet; use generator.workers for "
-            "local processes"
-        )
     workers = max(1, int(workers))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records_path = out_dir / f"{name}.csv"
     planned = _planned_s(plan)
     display = make_display(progress, f"load {plan.mode}", planned)
-    failures: list[str] = []
-    tmp: str | None = None
+    token = StopToken()
+    stopper = _Stopper(token)
+    infos: list[ShardInfo] = [ShardInfo(0)]
+    dashboard: str | None = None
+    where: str | None = None
     try:
-        if workers == 1:
-            token = StopToken()
-            stopper = _Stopper(token)
+        if workers == 1 and not scheduler:
+            records_path = out_dir / f"{name}.csv"
             start_epoch = time.time() + start_delay_s
             with _signals(stopper):
                 result = _run_in_thread(
@@ -360,33 +321,30 @@ def run_load(
                 )
             results = [result]
         else:
-            tmp = tempfile.mkdtemp(prefix="kubetest-stop-")
-            stop = StopFile(os.path.join(tmp, "stop"))
-            stopper = _Stopper(stop)
-            parts = [out_dir / f"{name}.part{k}.csv" for k in range(workers)]
-            with _signals(stopper):
-                results, failures, start_epoch = _run_processes(
-                    plan, workers, parts, stopper, stop, display, max(start_delay_s, 0.5)
-                )
-            _concat(parts, records_path)
+            records_path = out_dir / name
+            results, infos, start_epoch, dashboard, where = _run_dask(
+                plan, records_path, workers, scheduler, records_url, stopper, token, display,
+                progress, start_delay_s,
+            )  # fmt: skip
             if not results:
-                raise KubetestError("every load shard failed: " + "; ".join(failures))
+                raise KubetestError(
+                    "every load shard failed: " + "; ".join(f"{i.shard}: {i.lost}" for i in infos)
+                )
     finally:
         display.close()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    interrupted = stopper.count > 0 or any(r.interrupted for r in results)
+    lost = {i.shard for i in infos if i.lost}
+    interrupted = stopper.count > 0 or any(r.interrupted for r in results if r.shard not in lost)
     summary, hist = summarize(
         results,
         plan,
         start_epoch=start_epoch,
-        workers=workers,
+        workers=len(infos),
         interrupted=interrupted,
         records_path=records_path,
+        shards=infos,
+        dashboard_url=dashboard,
+        cluster=where,
     )
-    if failures:
-        summary["complete"] = False
-        summary["shard_failures"] = failures
     if write_summary:
         (out_dir / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return LoadResult(summary, records_path, hist, interrupted)
@@ -427,37 +385,31 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def summarize(
-    results: list[ShardResult],
-    plan: LoadPlan,
-    *,
-    start_epoch: float,
-    workers: int,
-    interrupted: bool,
-    records_path: Path,
-) -> tuple[dict[str, Any], HdrHistogram]:
-    """Merge shard results into the run summary (see the module docstring for the rules)."""
-    lat = _merge([r.latency_hdr for r in results])
-    service = _merge([r.service_hdr for r in results])
+@dataclass
+class _Judgement:
+    """The generator's self-judgement over a set of shards (all of them, or one)."""
+
+    achieved: float
+    reasons: list[str]
+    lag: HdrHistogram
+    loop_lag_p99: float | None
+    growth: float | None
+    loop_busy: float
+
+
+def _judge(
+    results: list[ShardResult], plan: LoadPlan, *, interrupted: bool, share: float
+) -> _Judgement:
+    """Did these shards, carrying ``share`` of the plan, keep up? (module docstring rules)"""
     lag = _merge([r.lag_hdr for r in results])
     loop_lag = _merge([r.loop_lag_hdr for r in results])
-    outcomes = dict.fromkeys(OUTCOMES, 0)
     errors: dict[str, int] = {}
-    samples: dict[str, str] = {}
     for r in results:
-        for k, v in r.outcomes.items():
-            outcomes[k] = outcomes.get(k, 0) + v
         for k, v in r.errors.items():
             errors[k] = errors.get(k, 0) + v
-        for k, v in r.error_samples.items():
-            samples.setdefault(k, v)
     sent = sum(r.dispatched for r in results)
-    completed = sum(r.completed for r in results)
-    accepted = outcomes["accepted"]
-    not_sent = errors.get("late", 0) + errors.get("dropped", 0)
     scheduled = sum(r.scheduled for r in results)
     dispatch_end = max((r.dispatch_end_s for r in results), default=0.0)
-    end = max((r.end_s for r in results), default=0.0)
     last_sent = max((r.last_sent_s for r in results), default=0.0)
     loop_busy = max((r.loop_busy for r in results), default=0.0)
     n_sec = max((len(r.lag_max_by_second) for r in results), default=0)
@@ -467,11 +419,11 @@ def summarize(
         per_second[: len(arr)] = np.maximum(per_second[: len(arr)], arr)
 
     reasons: list[str] = []
-    target: float | None = None
+    growth: float | None = None
     if plan.mode == "open":
         assert plan.schedule is not None
         target = plan.target_rate_per_s or mean_rate(plan.schedule)
-        gap = 1.0 / target if target else 0.0
+        gap = 1.0 / (target * share) if target else 0.0
         full_span = planned_duration(plan.schedule, plan.target_rate_per_s)
         span = dispatch_end if interrupted else full_span
         window = max(span, last_sent + gap, 1e-9)
@@ -491,8 +443,7 @@ def summarize(
         if growth is not None and growth > LAG_GROWTH_LIMIT_S:
             reasons.append(f"schedule lag grew by {growth * 1e3:.0f} ms over the run")
     else:
-        achieved = completed / max(dispatch_end, 1e-9)
-        growth = None
+        achieved = sum(r.completed for r in results) / max(dispatch_end, 1e-9)
     if loop_busy > LOOP_BUSY_LIMIT:
         reasons.append(f"event loop busy {loop_busy:.0%} > {LOOP_BUSY_LIMIT:.0%} (CPU-bound)")
     loop_lag_p99 = _q(loop_lag, 99)
@@ -508,8 +459,134 @@ def summarize(
         reasons.append(
             f"{errors['late']} arrivals late by more than {plan.max_lag_s:g} s, not sent"
         )
+    return _Judgement(achieved, reasons, lag, loop_lag_p99, growth, loop_busy)
 
-    notes = [n for r in results for n in r.notes]
+
+def _per_worker(
+    results: list[ShardResult],
+    shards: list[ShardInfo],
+    plan: LoadPlan,
+    interrupted: bool,
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Per-shard rows of the summary, with the shard-level saturation and clock warnings.
+    Returns (rows, reasons to add to the overall judgement, notes)."""
+    by_shard = {r.shard: r for r in results}
+    n = max(1, len(shards))
+    rows: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    notes: list[str] = []
+    for info in shards:
+        r = by_shard.get(info.shard)
+        row: dict[str, Any] = {
+            "worker": info.shard,
+            "address": info.address,
+            "status": "lost" if info.lost else "ok",
+            "sent_count": r.dispatched if r else 0,
+            "achieved_rate_per_s": None,
+            "schedule_lag_p99": None,
+            "loop_busy": None,
+            "clock_offset_s": info.clock_offset_s,
+            "clock_uncertainty_s": info.clock_uncertainty_s,
+            "saturated": None,
+            "saturation_reasons": [],
+            "records": info.records,
+        }
+        if info.lost:
+            row["lost_reason"] = info.lost
+        if r is not None:
+            j = _judge([r], plan, interrupted=interrupted or bool(info.lost), share=1.0 / n)
+            row["achieved_rate_per_s"] = j.achieved
+            row["schedule_lag_p99"] = _q(j.lag, 99) if plan.mode == "open" else None
+            row["loop_busy"] = None if info.lost else j.loop_busy
+            if not info.lost:
+                row["saturated"] = bool(j.reasons)
+                row["saturation_reasons"] = j.reasons
+                if j.reasons and n > 1:
+                    reasons.append(f"worker {info.shard}: " + "; ".join(j.reasons))
+        where = f"worker {info.shard}" + (f" ({info.address})" if info.address else "")
+        if abs(info.clock_offset_s) > CLOCK_WARN_S:
+            notes.append(
+                f"{where}: clock {info.clock_offset_s * 1e3:+.1f} ms off the client's "
+                f"(±{info.clock_uncertainty_s * 1e3:.1f} ms); its start was shifted to match, "
+                "but its timestamps only agree with other hosts' to that precision: sync "
+                "clocks (chrony/NTP)"
+            )
+        elif info.clock_uncertainty_s > CLOCK_WARN_S:
+            notes.append(
+                f"{where}: clock offset known only to ±{info.clock_uncertainty_s * 1e3:.1f} ms "
+                "(slow scheduler round trips); shards may start that far apart"
+            )
+        notes.extend(info.notes)
+        rows.append(row)
+    return rows, reasons, notes
+
+
+def summarize(
+    results: list[ShardResult],
+    plan: LoadPlan,
+    *,
+    start_epoch: float,
+    workers: int,
+    interrupted: bool,
+    records_path: Path,
+    shards: list[ShardInfo] | None = None,
+    dashboard_url: str | None = None,
+    cluster: str | None = None,
+) -> tuple[dict[str, Any], HdrHistogram]:
+    """Merge shard results into the run summary (see the module docstring for the rules).
+
+    ``shards`` (one per shard run, default: one per result) says where each ran and
+    which were lost. Counts and percentiles cover every result, lost shards' rebuilt
+    partial ones included (so they equal those of the union of the records); the
+    generator is judged on the shards that finished, overall and one by one. A lost
+    shard makes the run incomplete, never a quietly lower rate.
+    """
+    if shards is None:
+        shards = [ShardInfo(r.shard) for r in results]
+    lost = {i.shard for i in shards if i.lost}
+    lat = _merge([r.latency_hdr for r in results])
+    service = _merge([r.service_hdr for r in results])
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    errors: dict[str, int] = {}
+    samples: dict[str, str] = {}
+    for r in results:
+        for k, v in r.outcomes.items():
+            outcomes[k] = outcomes.get(k, 0) + v
+        for k, v in r.errors.items():
+            errors[k] = errors.get(k, 0) + v
+        for k, v in r.error_samples.items():
+            samples.setdefault(k, v)
+    sent = sum(r.dispatched for r in results)
+    completed = sum(r.completed for r in results)
+    accepted = outcomes["accepted"]
+    not_sent = errors.get("late", 0) + errors.get("dropped", 0)
+    scheduled = sum(r.scheduled for r in results)
+    end = max((r.end_s for r in results), default=0.0)
+
+    finished = [r for r in results if r.shard not in lost]
+    n_shards = max(1, len(shards))
+    share = len(finished) / n_shards
+    judged = _judge(finished, plan, interrupted=interrupted, share=share)
+    overall = _judge(results, plan, interrupted=interrupted, share=1.0)
+    per_worker, shard_reasons, shard_notes = _per_worker(results, shards, plan, interrupted)
+    reasons = judged.reasons + shard_reasons
+    target: float | None = None
+    if plan.mode == "open":
+        assert plan.schedule is not None
+        target = plan.target_rate_per_s or mean_rate(plan.schedule)
+    lag = overall.lag
+    notes = [n for r in results for n in r.notes] + shard_notes
+    lost_rows = [
+        {"worker": i.shard, "address": i.address, "reason": i.lost, "records": i.records}
+        for i in shards
+        if i.lost
+    ]
+    if lost_rows:
+        notes.append(
+            f"{len(lost_rows)} of {n_shards} shards lost: the run is incomplete; counts, "
+            "percentiles and achieved_rate_per_s cover the records kept (a lost shard's "
+            "flushed ones included), the saturation judgement the shards that finished"
+        )
     summary: dict[str, Any] = {
         "start_epoch": start_epoch,
         "start_time": datetime.fromtimestamp(start_epoch, UTC).isoformat(timespec="milliseconds"),
@@ -532,24 +609,30 @@ def summarize(
         "mean": lat.get_mean_value() / 1e6 if lat.get_total_count() else None,
         "service_p50": _q(service, 50),
         "service_p95": _q(service, 95),
-        "achieved_rate_per_s": achieved,
+        "achieved_rate_per_s": overall.achieved,
         "target_rate_per_s": target,
         "concurrency": plan.concurrency if plan.mode == "closed" else None,
         "schedule_lag_p50": _q(lag, 50) if plan.mode == "open" else None,
         "schedule_lag_p99": _q(lag, 99) if plan.mode == "open" else None,
         "schedule_lag_max": _max(lag) if plan.mode == "open" else None,
-        "schedule_lag_growth": growth,
+        "schedule_lag_growth": judged.growth,
         "late_or_dropped": not_sent,
         "max_in_flight": sum(r.max_in_flight for r in results),
         "max_in_flight_seen": sum(r.max_in_flight_seen for r in results),
-        "loop_busy": loop_busy,
-        "loop_lag_p99": loop_lag_p99,
+        "loop_busy": judged.loop_busy,
+        "loop_lag_p99": judged.loop_lag_p99,
         "saturated": bool(reasons),
         "saturation_reasons": reasons,
         "timeout_s": plan.timeout_s,
-        "workers": workers,
+        "workers": sum(1 for r in results if r.dispatched > 0),  # whose load is on record
+        "shards": max(workers, n_shards),
+        "per_worker": per_worker,
+        "workers_lost": len(lost_rows),
+        "lost_shards": lost_rows,
+        "cluster": cluster,
+        "dashboard_url": dashboard_url,
         "interrupted": interrupted,
-        "complete": not interrupted,
+        "complete": not interrupted and not lost_rows,
         "records": str(records_path),
         "notes": notes,
     }
@@ -571,6 +654,7 @@ def run_guide_load(
     timeout_s: float = 30.0,
     workers: int = 1,
     scheduler: str | None = None,
+    records_url: str | None = None,
     progress: bool | None = None,
     auth_token_env: str | None = None,
     arrivals: str = "constant",
@@ -582,8 +666,10 @@ def run_guide_load(
     Writes ``alert_generation_<timestamp>.json`` (the guide's ``sent_count``,
     ``success_count``, ``success_rate`` in PERCENT and ``avg_response_time``, plus p50/p95/
     p99/max in seconds, ``achieved_rate_per_min``, ``schedule_lag_p99``, ``saturated``,
-    ``outcomes``, ``complete``) and ``records_<timestamp>.csv`` beside it; returns the JSON
-    path. An interrupted run still writes both, marked ``complete: false``.
+    ``outcomes``, ``complete``) and ``records_<timestamp>.csv`` beside it (a folder
+    ``records_<timestamp>/`` of Parquet parts with ``workers`` > 1 or ``scheduler``; the
+    Dask dashboard link is in ``dashboard_url``); returns the JSON path. An interrupted
+    run still writes both, marked ``complete: false``.
     """
     if rate_per_min <= 0 or duration_min <= 0:
         raise KubetestError("--rate and --duration must be > 0")
@@ -602,9 +688,11 @@ def run_guide_load(
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     suffix, n = "", 1
-    while (out_dir / f"alert_generation_{stamp}{suffix}.json").exists() or (
-        out_dir / f"records_{stamp}{suffix}.csv"
-    ).exists():
+    while (
+        (out_dir / f"alert_generation_{stamp}{suffix}.json").exists()
+        or (out_dir / f"records_{stamp}{suffix}.csv").exists()
+        or (out_dir / f"records_{stamp}{suffix}").exists()
+    ):
         suffix, n = f"_{n}", n + 1
     stamp += suffix
     plan = LoadPlan(
@@ -624,6 +712,7 @@ def run_guide_load(
         name=f"records_{stamp}",
         workers=workers,
         scheduler=scheduler,
+        records_url=records_url,
         progress=progress,
         write_summary=False,
     )
@@ -650,6 +739,8 @@ def run_guide_load(
         "duration_min": duration_min,
         "types": list(types),
         "records": result.records_path.name,
+        "workers": s["workers"],
+        "dashboard_url": s["dashboard_url"],
         "summary": s,
     }
     path = out_dir / f"alert_generation_{stamp}.json"

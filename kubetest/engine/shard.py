@@ -529,3 +529,63 @@ def run_shard(
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def result_from_records(
+    records: Any, plan: LoadPlan, shard: int, n_shards: int, *, note: str
+) -> ShardResult:
+    """What a shard that died had measured, rebuilt from the records it had flushed.
+
+    A killed worker returns nothing, but its streamed records are on disk: counts and
+    histograms come from them, so the run's merged numbers still equal those of the union
+    of its records. Requests in flight at the moment of death were never recorded.
+    """
+    df = records
+    gen = df["error"].isin(list(GENERATOR_ERRORS))
+    not_sent = df["error"].isin(["late", "dropped"])
+    sent = df[~not_sent]
+    done = df[~gen]
+    accepted = done[done["outcome"] == "accepted"]
+    latency, service, lag = new_histogram(), new_histogram(), new_histogram()
+    for value in accepted["latency_s"].to_numpy():
+        latency.record_value(_us(float(value)))
+    for value in accepted["service_s"].to_numpy():
+        service.record_value(_us(float(value)))
+    for value in sent["lag_s"].to_numpy():
+        lag.record_value(_us(float(value)))
+    outcomes = dict.fromkeys(OUTCOMES, 0)
+    for key, count in done["outcome"].value_counts().items():
+        outcomes[str(key)] = int(count)
+    errors = {str(k): int(v) for k, v in df.loc[df["error"] != "", "error"].value_counts().items()}
+    span = int(math.ceil(float(df["intended_s"].max()))) + 2 if len(df) else 2
+    by_second = np.full(span, -1.0)
+    if len(sent):
+        secs = sent["intended_s"].to_numpy().astype(int).clip(0, span - 1)
+        np.maximum.at(by_second, secs, sent["lag_s"].to_numpy())
+    share = plan.max_in_flight if plan.mode == "open" else plan.concurrency
+    return ShardResult(
+        shard=shard,
+        n_shards=n_shards,
+        mode=plan.mode,
+        records_path="",
+        scheduled=len(df),
+        dispatched=len(sent),
+        completed=len(done),
+        outcomes=outcomes,
+        errors=dict(sorted(errors.items())),
+        error_samples={},
+        latency_hdr=latency.encode(),
+        service_hdr=service.encode(),
+        lag_hdr=lag.encode(),
+        loop_lag_hdr=new_histogram().encode(),
+        lag_max_by_second=[float(x) for x in by_second],
+        first_intended_s=float(df["intended_s"].min()) if len(df) else 0.0,
+        last_sent_s=float(sent["sent_s"].max()) if len(sent) else 0.0,
+        dispatch_end_s=float(df["intended_s"].max()) if len(df) else 0.0,
+        end_s=float(df["done_s"].max()) if len(df) else 0.0,
+        loop_busy=0.0,
+        max_in_flight=_share(share, shard, n_shards),
+        max_in_flight_seen=0,
+        interrupted=True,
+        notes=[note],
+    )

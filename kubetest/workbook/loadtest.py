@@ -10,6 +10,7 @@ import pandas as pd
 
 from kubetest.alerts import PayloadFactory
 from kubetest.analysis.latency import LatencySummary, summarise
+from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
 from kubetest.workbook.context import TestContext
 
@@ -51,7 +52,10 @@ def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
         api=target.api,
         timeout_s=target.timeout_s,
         max_in_flight=gen.max_in_flight,
-        payload=PayloadFactory(types, unique=ctx.params.alerts.unique),
+        payload=PayloadFactory(
+            types, unique=ctx.params.alerts.unique, api=target.api,
+            namespace=ctx.params.alerts.namespace,
+        ),  # fmt: skip
         auth_token_env=target.auth_token_env,
         **mode,
     )
@@ -61,9 +65,10 @@ def execute(
     ctx: TestContext, plan: LoadPlan, name: str, progress: bool | None = None
 ) -> LoadOutcome:
     gen = ctx.params.generator
+    preflight_auth(ctx.params, plan.url)  # a refused token fails here, in one line
     load = run_load(
         plan, ctx.records_dir, name=name, workers=gen.workers, scheduler=gen.scheduler,
-        progress=progress,
+        records_url=gen.records_url, progress=progress,
     )  # fmt: skip
     records = read_records(load.records_path)
     return LoadOutcome(load, records, summarise(records))
