@@ -4,11 +4,20 @@ The body is what a real Alertmanager posts (``notify/webhook`` in prometheus/ale
 the envelope fields, one or more alerts, each with its fingerprint computed the way
 Alertmanager computes it (FNV-1a 64 over the sorted label set), so a service that
 deduplicates on fingerprints or labels sees realistic input.
+
+Uniqueness: Kubernaut's gateway deduplicates on the alert's namespace and owning resource
+(the alertname too in some releases), its earlier release cools down per alertname and
+namespace. A unique alert therefore varies its Deployment and pod names (and so its
+fingerprint) with a per-run token and its sequence number, and, for ``kubernaut-legacy``,
+its alertname; it keeps its namespace, which must be one the service manages. The run
+token keeps a second run (or a second test of one session) from colliding with signals a
+first one left being remediated.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -103,6 +112,11 @@ class Alert:
         }
 
 
+def new_run_token() -> str:
+    """Six hex digits naming one load run in its alerts' resource names and labels."""
+    return os.urandom(3).hex()
+
+
 def make_alert(
     alert_type: str,
     seq: int = 0,
@@ -112,11 +126,15 @@ def make_alert(
     action: str | None = None,
     now: datetime | None = None,
     rng: random.Random | None = None,
+    run: str = "",
+    alertname_suffix: bool = False,
 ) -> Alert:
     """Build one alert of a guide type (``random`` picks one).
 
-    ``unique`` varies the resource (pod name) so a deduplicating service processes every
-    alert instead of collapsing them; ``action`` pins ``action_required`` (A4).
+    ``unique`` varies the owning Deployment and its pod (with ``run`` and ``seq``) so a
+    deduplicating service processes every alert instead of collapsing them;
+    ``alertname_suffix`` varies the alertname as well (services keyed on it);
+    ``action`` pins ``action_required`` (A4). ``startsAt`` is now, in UTC.
     """
     if alert_type == "random":
         alert_type = (rng or random).choice(sorted(ALERT_TYPES))
@@ -127,18 +145,26 @@ def make_alert(
             f"unknown alert type {alert_type!r}; use one of {', '.join([*ALERT_TYPES, 'random'])}"
         ) from None
     now = now or datetime.now(UTC)
-    suffix = f"{seq:08d}" if unique else "0"
     app = f"kubetest-{alert_type.replace('_', '-')}"
+    if unique:
+        suffix = f"{run}-{seq:08d}" if run else f"{seq:08d}"
+        deployment = f"{app}-{suffix}"
+        if alertname_suffix:
+            alertname = f"{alertname}-{suffix}"
+    else:
+        deployment = app
     labels = {
         "alertname": alertname,
         "severity": severity,
         "namespace": namespace,
-        "pod": f"{app}-{suffix}",
-        "deployment": app if not unique else f"{app}-{suffix}",
+        "pod": f"{deployment}-0",
+        "deployment": deployment,
         "job": "kubernetes-pods",
         "alert_type": alert_type,
         "kubetest_seq": str(seq),
     }
+    if run:
+        labels["kubetest_run"] = run
     if action is not None:
         labels["action_required"] = action
     annotations = {
@@ -147,8 +173,11 @@ def make_alert(
         "recommended_action": action or default_action,
         "runbook_url": "https://runbooks.kubetest.invalid/" + alertname,
     }
-    # startsAt slightly in the past: the real gateway refuses alerts from the future.
-    return Alert(labels=labels, annotations=annotations, starts_at=now - timedelta(seconds=1))
+    # "now", a millisecond back so its RFC 3339 text (to the ms) is never ahead of the
+    # send: the real gateway refuses alerts whose startsAt lies in the future.
+    return Alert(
+        labels=labels, annotations=annotations, starts_at=now - timedelta(milliseconds=1)
+    )
 
 
 def action_alert(action: str, seq: int = 0, *, namespace: str = "test-workloads") -> Alert:
@@ -186,10 +215,22 @@ def webhook(
 class PayloadFactory:
     """Makes request bodies for a load run: ``body(seq)`` → (bytes, alert type, fingerprint).
 
-    Picklable (plain data only) so Dask shards can build the same payloads remotely.
+    ``api`` is the profile (``kubernaut-legacy`` also varies the alertname when unique);
+    ``run`` (default: a fresh token) names the run in resource names and in the label
+    ``kubetest_run``, which with ``kubetest_seq`` lets a RemediationRequest be traced back
+    to its request. Picklable (plain data only) so shards build the same payloads remotely.
     """
 
-    def __init__(self, types: list[str], *, unique: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        types: list[str],
+        *,
+        unique: bool = True,
+        seed: int = 0,
+        api: str = "webhook",
+        namespace: str = "test-workloads",
+        run: str | None = None,
+    ) -> None:
         if not types:
             raise ValueError("at least one alert type is needed")
         for t in types:
@@ -198,11 +239,17 @@ class PayloadFactory:
         self.types = list(types)
         self.unique = unique
         self.seed = seed
+        self.api = api
+        self.namespace = namespace
+        self.run = run if run is not None else new_run_token()
 
     def body(self, seq: int) -> tuple[bytes, str, str]:
         alert_type = self.types[seq % len(self.types)]
         rng = random.Random(self.seed * 1_000_003 + seq) if alert_type == "random" else None
-        alert = make_alert(alert_type, seq, unique=self.unique, rng=rng)
+        alert = make_alert(
+            alert_type, seq, unique=self.unique, rng=rng, namespace=self.namespace,
+            run=self.run, alertname_suffix=self.api == "kubernaut-legacy",
+        )  # fmt: skip
         payload = webhook([alert])
         return (
             json.dumps(payload, separators=(",", ":")).encode(),

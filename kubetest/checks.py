@@ -35,6 +35,7 @@ import pandas as pd
 import yaml
 
 from kubetest import __version__
+from kubetest.errors import KubetestError
 from kubetest.params import A4Actions, Environment, Params, load_params
 from kubetest.workbook.context import origin
 
@@ -138,10 +139,13 @@ def _one_line(exc: BaseException) -> str:
 def check_target(
     params: Params, timeout_s: float = TIMEOUT_S, health_url: str | None = None
 ) -> Check:
-    """The target's health endpoint answers 2xx.
+    """The target's health endpoint answers 2xx, and its webhook takes kubetest's token.
 
     ``health_url`` is the URL of the target actually under test (a notebook's context, with
     the embedded target it started); without it an embedded target is not running yet.
+    Once healthy, a service kubetest did not start (or one given a token) gets one
+    deliberately invalid alert (``check_auth``): a 401/403 fails this check as
+    "authentication failed", before any load phase wastes its minutes on it.
     """
     if health_url is None and params.target.is_embedded:
         return _ok("target", "embedded reference target: started for each run")
@@ -154,13 +158,136 @@ def check_target(
             f"{url}: {_one_line(exc)}",
             "start the service or fix target.url / target.health_url",
         )
-    if resp.is_success:
-        return _ok("target", f"{url}: HTTP {resp.status_code}")
-    return _failed(
-        "target",
-        f"{url}: HTTP {resp.status_code}",
-        "the service answers but is not healthy: see its logs",
+    if not resp.is_success:
+        return _failed(
+            "target",
+            f"{url}: HTTP {resp.status_code}",
+            "the service answers but is not healthy: see its logs",
+        )
+    healthy = _ok("target", f"{url}: HTTP {resp.status_code}")
+    var = params.target.auth_token_env
+    if params.target.is_embedded and not var:
+        return healthy
+    auth = check_auth(params, timeout_s, webhook_url_for(params, health_url))
+    if auth.status == FAILED and is_auth_failure(auth):
+        return replace(auth, name="target")
+    if var and auth.status == OK:
+        return replace(healthy, detail=f"{healthy.detail}; {auth.detail}")
+    return healthy
+
+
+# --------------------------------------------------------------------------- auth
+
+#: Token help for the README's "Pointing it at a real Kubernaut".
+TOKEN_FIX = (
+    "export {var}=$(kubectl create token <service-account> -n <namespace>) "
+    "(a token the gateway's TokenReview accepts)"
+)
+
+
+def _probe_body() -> dict[str, Any]:
+    """A webhook whose one alert lacks ``alertname``: a service that checks the token first
+    answers 401/403 to a bad one and 400 to a good one, and creates nothing either way."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    alert = {"status": "firing", "labels": {"kubetest_probe": "auth"}, "annotations": {},
+             "startsAt": now, "endsAt": "0001-01-01T00:00:00Z"}  # fmt: skip
+    return {"version": "4", "status": "firing", "receiver": "kubetest-auth-probe",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "", "groupKey": "{}:{kubetest_probe=\"auth\"}",
+            "truncatedAlerts": 0, "alerts": [alert]}  # fmt: skip
+
+
+def webhook_url_for(params: Params, health_url: str | None = None) -> str | None:
+    """The webhook under test: ``target.url``, or for an embedded target the profile's path
+    on the origin of the health URL it runs at (``None``: not started yet)."""
+    if not params.target.is_embedded:
+        return params.target.url
+    if health_url is None:
+        return None
+    from kubetest.params import API_PATHS
+
+    return origin(health_url) + API_PATHS[params.target.api]
+
+
+def check_auth(
+    params: Params, timeout_s: float = TIMEOUT_S, webhook_url: str | None = None
+) -> Check:
+    """One deliberately invalid alert, with the bearer token when one is configured:
+    401/403 is "authentication failed" (before any load wastes its minutes)."""
+    var = params.target.auth_token_env
+    url = webhook_url or webhook_url_for(params)
+    if url is None:
+        how = f"token from ${var}" if var else "no token"
+        return _ok("auth", f"embedded reference target ({how}): checked when it starts")
+    headers = {"Content-Type": "application/json"}
+    if var:
+        token = os.environ.get(var)
+        if not token:
+            return _failed("auth", f"${var} (target.auth_token_env) is not set",
+                           TOKEN_FIX.format(var=var))  # fmt: skip
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        resp = httpx.post(url, json=_probe_body(), headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return _failed("auth", f"POST {url}: {_one_line(exc)}",
+                       "start the service or fix target.url")  # fmt: skip
+    from kubetest.engine.client import problem_detail
+
+    code = resp.status_code
+    said = problem_detail(resp.content)
+    said = f" ({said})" if said else ""
+    if code in (401, 403):
+        what = "rejected" if code == 401 else "not allowed"
+        if var:
+            return _failed(
+                "auth",
+                f"authentication failed: POST {url} answered {code}{said}: the token in "
+                f"${var} was {what}",
+                TOKEN_FIX.format(var=var) if code == 401
+                else "grant the token's service account the gateway's RBAC role",
+            )  # fmt: skip
+        return _failed(
+            "auth",
+            f"authentication failed: POST {url} answered {code}{said}: the service wants a "
+            "bearer token and target.auth_token_env is not set",
+            "set target.auth_token_env to the name of an env var; "
+            + TOKEN_FIX.format(var="KUBERNAUT_TOKEN"),
+        )  # fmt: skip
+    if code in (404, 405):
+        return _failed(
+            "auth",
+            f"POST {url} answered {code}: no webhook there for target.api "
+            f"{params.target.api}",
+            "fix target.url or target.api (kubernaut: /api/v1/signals/prometheus, "
+            "kubernaut-legacy: /alerts, webhook: /webhook/prometheus)",
+        )
+    if code >= 500:
+        return _failed("auth", f"POST {url} answered {code}{said} to the token probe",
+                       "see the service's logs")  # fmt: skip
+    how = f"token from ${var} accepted" if var else "no token needed"
+    return _ok("auth", f"POST {url}: {how} (HTTP {code} to a deliberately invalid alert)")
+
+
+def is_auth_failure(check: Check) -> bool:
+    """A failed ``check_auth`` that is about the token (not reachability or the path)."""
+    return check.status == FAILED and (
+        check.detail.startswith("authentication failed") or "auth_token_env" in check.detail
     )
+
+
+class AuthError(KubetestError):
+    """The service refused the bearer token (401/403): one line, before any load."""
+
+
+def preflight_auth(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Raise ``AuthError`` (one line) when the webhook at ``url`` refuses kubetest's token,
+    so a load test fails in a second instead of measuring ten minutes of 401s. Other
+    problems are left to the load itself (it records them as outcomes)."""
+    if params.target.is_embedded and not params.target.auth_token_env:
+        return
+    check = _scrub(check_auth(params, timeout_s, webhook_url=url), env_secrets(params))
+    if is_auth_failure(check):
+        raise AuthError(f"{check.detail}; fix: {check.fix}")
 
 
 # --------------------------------------------------------------------------- LLM

@@ -4,6 +4,12 @@ An ``asyncio.Semaphore`` of ``workers`` slots *is* the queue: a webhook waits fo
 then holds it for one drawn service time per alert. Everything the analysis may want to
 check against theory (queue depth, busy workers, waits, service times) is exported on
 ``/metrics``. The hot path does no logging and no I/O beyond the request itself.
+
+The API profile (``TargetConfig.api``) decides the webhook's path and answers: this module
+serves the guide's ``webhook`` profile and what every profile shares; ``profiles`` serves
+``kubernaut`` and ``kubernaut-legacy``. Whatever the profile, the target counts each
+answer in kubetest's outcome vocabulary (``/api/v1/outcomes`` and
+``kubetest_target_outcomes_total``), so a test can check kubetest's records against it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import time
 from collections import deque
@@ -37,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubetest.target.model import (
+    AlertIn,
     PayloadError,
     TargetConfig,
     check_action,
@@ -46,6 +54,9 @@ from kubetest.target.model import (
 
 #: Bound on the action history: about 250 bytes an entry, so ~125 MB when full.
 HISTORY_MAX = 500_000
+
+#: Liveness and readiness, as the real gateway serves them (all answer alike here).
+_HEALTH_PATHS = ("/health", "/ready", "/healthz", "/readyz")
 
 #: Pages bigger than this are serialised off the event loop, so a history read during a
 #: load test does not stall the queue being measured.
@@ -79,8 +90,15 @@ _SECONDS_BUCKETS = (
 
 EXECUTED, FAILED = "executed", "failed"
 
+#: kubetest's outcome vocabulary (``kubetest.engine.records.OUTCOMES``), counted here too.
+OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "failed")
+
 # History entries are tuples (a dict per entry would cost ~4x the memory at 500k entries).
-_FIELDS = ("alertname", "action", "namespace", "fingerprint", "status", "reason", "time", "seq")
+# ``remediation`` is the RemediationRequest name (kubernaut profile), else null.
+_FIELDS = (
+    "alertname", "action", "namespace", "fingerprint", "status", "reason", "time", "seq",
+    "remediation",
+)  # fmt: skip
 
 
 def _iso(epoch: float) -> str:
@@ -110,6 +128,14 @@ class _Metrics:
         )
         self.executed = self.alerts.labels(EXECUTED)
         self.failed = self.alerts.labels(FAILED)
+        outcomes = Counter(
+            p + "outcomes",
+            "Answers in kubetest's outcome vocabulary: per alert once processed, "
+            "per request when the whole request was refused",
+            ["outcome"],
+            registry=reg,
+        )
+        self.outcome = {name: outcomes.labels(name) for name in OUTCOMES}
         self.service = Histogram(
             p + "service_seconds",
             "Time a worker spent on one alert",
@@ -136,8 +162,9 @@ class _Metrics:
         for name, doc, fn in gauges:
             Gauge(p + name, doc, registry=reg).set_function(fn)
         Info(p + "model", "Service-time model", registry=reg).info(
-            {"service_dist": cfg.service_dist, "lognormal_sigma": str(cfg.lognormal_sigma)}
-        )
+            {"service_dist": cfg.service_dist, "lognormal_sigma": str(cfg.lognormal_sigma),
+             "api": cfg.api}
+        )  # fmt: skip
         self._by_code: dict[tuple[str, int], Any] = {}
 
     def count(self, handler: str, code: int) -> None:
@@ -145,6 +172,35 @@ class _Metrics:
         if child is None:
             child = self._by_code[(handler, code)] = self.requests.labels(handler, str(code))
         child.inc()
+
+
+def _expected_auth(env_name: str | None) -> str | None:
+    """The ``Authorization`` value to expect, read from the named env var at start."""
+    if not env_name:
+        return None
+    token = os.environ.get(env_name)
+    if not token:
+        raise ValueError(f"auth_token_env: ${env_name} is not set: export the token first")
+    return f"Bearer {token}"
+
+
+class TokenBucket:
+    """``rate`` requests per second, bursts up to one second's worth (at least one)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
 
 class TargetState:
@@ -166,7 +222,32 @@ class TargetState:
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
         self._outages = bool(config.outages)
+        self._expected_auth = _expected_auth(config.auth_token_env)
+        rate = config.rate_limit_per_s
+        self._bucket = TokenBucket(rate) if rate is not None else None
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.metrics = _Metrics(self)
+
+    def gate(self, request: Request) -> tuple[int, str] | None:
+        """Refusals before the body is read: (401, why) without the bearer token; (429, why)
+        above the in-flight limit or the rate limit; ``None`` to go on."""
+        if self._expected_auth is not None:
+            header = request.headers.get("authorization")
+            if header is None:
+                return 401, "missing bearer token: send Authorization: Bearer <token>"
+            if header != self._expected_auth:
+                return 401, "invalid bearer token: authentication failed"
+        limit = self.config.concurrency_limit
+        if limit is not None and self.in_flight > limit:
+            return 429, f"too many requests in flight (maxConcurrentRequests {limit})"
+        if self._bucket is not None and not self._bucket.take():
+            return 429, f"rate limit of {self.config.rate_limit_per_s:g} requests/s exceeded"
+        return None
+
+    def count_outcome(self, outcome: str, n: int = 1) -> None:
+        """Count ``n`` answers of one outcome (the JSON endpoint and the metric agree)."""
+        self.outcomes[outcome] += n
+        self.metrics.outcome[outcome].inc(n)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -227,15 +308,82 @@ def _error(metrics: _Metrics, handler: str, code: int, reason: str, **headers: s
     return JSONResponse({"error": reason}, code, headers=headers or None)
 
 
+async def serve_alerts(state: TargetState, alerts: list[AlertIn], handle: Any) -> list[Any]:
+    """The queue: wait for a worker, then one drawn service time per alert, then
+    ``handle(alert)`` (the profile's decision for it); their results in order."""
+    metrics = state.metrics
+    monotonic = time.monotonic
+    queued = monotonic()
+    state.waiting += 1
+    waiting = True
+    results = []
+    try:
+        async with state.slots():
+            state.waiting -= 1
+            waiting = False
+            state.busy += 1
+            try:
+                t0 = monotonic()
+                metrics.queue_wait.observe(t0 - queued)
+                for alert in alerts:
+                    await asyncio.sleep(state.draw())
+                    t1 = monotonic()
+                    metrics.service.observe(t1 - t0)
+                    t0 = t1
+                    results.append(handle(alert))
+            finally:
+                state.busy -= 1
+    finally:
+        if waiting:  # cancelled while queued
+            state.waiting -= 1
+    return results
+
+
+def execute_action(state: TargetState, alert: AlertIn, remediation: str | None = None) -> Any:
+    """Run (record) the alert's action: executed, or failed with the reason."""
+    metrics = state.metrics
+    reason = check_action(alert.action)
+    status = EXECUTED if reason is None else FAILED
+    (metrics.executed if reason is None else metrics.failed).inc()
+    state.record(
+        (alert.alertname, alert.action, alert.namespace, alert.fingerprint, status, reason,
+         time.time(), alert.seq, remediation)
+    )  # fmt: skip
+    return status, reason
+
+
+async def read_alerts(
+    state: TargetState, request: Request, handler: str, error: Any
+) -> list[AlertIn] | Response:
+    """The webhook's alerts, or the refusal (413 / 400) built by ``error(code, reason)``."""
+    max_body = state.config.body_limit
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_body:
+        return error(413, f"body: {length} bytes exceed the limit of {max_body}: send "
+                     "fewer alerts per webhook")
+    try:
+        body = await _read_body(request, max_body)
+    except ClientDisconnect:
+        state.metrics.count(handler, 499)
+        return Response(status_code=400)
+    if body is None:
+        return error(413, f"body: exceeds the limit of {max_body} bytes: send fewer alerts "
+                     "per webhook")
+    try:
+        return parse_webhook(body, state.config.max_alerts)
+    except PayloadError as exc:
+        return error(exc.status, exc.reason)
+
+
 def create_app(config: TargetConfig) -> Starlette:
     """A fresh app (own state, own metrics registry) for ``config``; started now."""
     state = TargetState(config)
     metrics = state.metrics
-    max_body = config.max_body_bytes
-    max_alerts = config.max_alerts
-    draw = state.draw
-    monotonic = time.monotonic
-    sleep = asyncio.sleep
+
+    def refuse(code: int, reason: str, **headers: str) -> Response:
+        """A refused webhook: counted as ``throttled`` (429) or ``failed``."""
+        state.count_outcome("throttled" if code == 429 else "failed")
+        return _error(metrics, "webhook", code, reason, **headers)
 
     async def webhook(request: Request) -> Response:
         state.in_flight += 1
@@ -247,80 +395,29 @@ def create_app(config: TargetConfig) -> Starlette:
     async def _webhook(request: Request) -> Response:
         remaining = state.outage()
         if remaining:
-            return _error(
-                metrics,
-                "webhook",
+            return refuse(
                 503,
                 "service unavailable: injected outage window",
                 **{"Retry-After": str(math.ceil(remaining))},
             )
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            return _error(
-                metrics, "webhook", 413, f"body: {length} bytes exceed the limit of {max_body}"
-            )
-        try:
-            body = await _read_body(request, max_body)
-        except ClientDisconnect:
-            metrics.count("webhook", 499)
-            return Response(status_code=400)
-        if body is None:
-            return _error(metrics, "webhook", 413, f"body: exceeds the limit of {max_body} bytes")
-        try:
-            alerts = parse_webhook(body, max_alerts)
-        except PayloadError as exc:
-            return _error(metrics, "webhook", exc.status, exc.reason)
+        gate = state.gate(request)
+        if gate is not None:
+            code, reason = gate
+            return refuse(code, reason, **({"Retry-After": "1"} if code == 429 else {}))
+        alerts = await read_alerts(state, request, "webhook", refuse)
+        if isinstance(alerts, Response):
+            return alerts
         if state.inject_error():
-            return _error(
-                metrics, "webhook", 500, f"injected failure (error_rate={config.error_rate})"
-            )
+            return refuse(500, f"injected failure (error_rate={config.error_rate})")
 
-        queued = monotonic()
-        state.waiting += 1
-        waiting = True
-        results = []
-        try:
-            async with state.slots():
-                state.waiting -= 1
-                waiting = False
-                state.busy += 1
-                try:
-                    t0 = monotonic()
-                    metrics.queue_wait.observe(t0 - queued)
-                    for alert in alerts:
-                        await sleep(draw())
-                        t1 = monotonic()
-                        metrics.service.observe(t1 - t0)
-                        t0 = t1
-                        reason = check_action(alert.action)
-                        status = EXECUTED if reason is None else FAILED
-                        (metrics.executed if reason is None else metrics.failed).inc()
-                        state.record(
-                            (
-                                alert.alertname,
-                                alert.action,
-                                alert.namespace,
-                                alert.fingerprint,
-                                status,
-                                reason,
-                                time.time(),
-                                alert.seq,
-                            )
-                        )
-                        results.append(
-                            {
-                                "fingerprint": alert.fingerprint,
-                                "action": alert.action,
-                                "status": status,
-                                "reason": reason,
-                            }
-                        )
-                finally:
-                    state.busy -= 1
-        finally:
-            if waiting:  # cancelled while queued
-                state.waiting -= 1
+        def handle(alert: AlertIn) -> dict[str, Any]:
+            status, reason = execute_action(state, alert)
+            return {"fingerprint": alert.fingerprint, "action": alert.action,
+                    "status": status, "reason": reason}  # fmt: skip
+
+        results = await serve_alerts(state, alerts, handle)
         metrics.count("webhook", 200)
+        state.count_outcome("accepted", len(results))
         return JSONResponse({"status": "success", "processed": len(results), "results": results})
 
     async def health(request: Request) -> Response:
@@ -359,11 +456,24 @@ def create_app(config: TargetConfig) -> Starlette:
         metrics.count("metrics", 200)
         return Response(generate_latest(metrics.registry), 200, media_type=CONTENT_TYPE_LATEST)
 
+    async def outcomes(request: Request) -> Response:
+        metrics.count("outcomes", 200)
+        return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes)})
+
+    post: Any = webhook
+    extra: list[Route] = []
+    if config.api != "webhook":
+        from kubetest.target.profiles import kubernaut_routes, legacy_routes
+
+        routes = kubernaut_routes if config.api == "kubernaut" else legacy_routes
+        post, extra = routes(state)
     app = Starlette(
         routes=[
-            Route("/webhook/prometheus", webhook, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
+            Route(config.webhook_path, post, methods=["POST"]),
+            *extra,
+            *(Route(path, health, methods=["GET"]) for path in _HEALTH_PATHS),
             Route("/api/v1/actions", actions, methods=["GET"]),
+            Route("/api/v1/outcomes", outcomes, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ]
     )

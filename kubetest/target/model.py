@@ -6,9 +6,11 @@ windows) can be checked, and reused by the analysis, without starting a server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,21 @@ from kubetest.alerts import ACTIONS, WEBHOOK_VERSION, fingerprint
 SERVICE_DISTS: tuple[str, ...] = ("exp", "const", "lognormal")
 _ACTIONS = frozenset(ACTIONS)
 
+#: API profiles the target speaks (DESIGN.md "Services behind the URL").
+TARGET_APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
+
+#: The webhook path of each profile.
+WEBHOOK_PATHS: dict[str, str] = {
+    "webhook": "/webhook/prometheus",
+    "kubernaut": "/api/v1/signals/prometheus",
+    "kubernaut-legacy": "/alerts",
+}
+
+#: The real gateway's defaults: 256 KB bodies, 100 requests in flight.
+KUBERNAUT_MAX_BODY = 262_144
+KUBERNAUT_MAX_CONCURRENT = 100
+DEFAULT_MAX_BODY = 1_048_576
+
 
 @dataclass(frozen=True)
 class TargetConfig:
@@ -26,6 +43,15 @@ class TargetConfig:
 
     ``outages`` are ``(start_s, duration_s)`` windows measured from app start, during
     which the webhook and ``/health`` answer 503.
+
+    ``api`` picks the profile. ``kubernaut``: 201/202/200 per alert (207 for several),
+    a ``dedup_window_s`` per alertname + namespace + owning resource, namespaces outside
+    ``managed_namespaces`` (when given) rejected, ``max_concurrent_requests`` in flight
+    (default 100) then 429, ``startsAt`` beyond ``future_tolerance_s`` refused, RFC 7807
+    errors. ``kubernaut-legacy``: 200 ``{"status":"success"}``, 500 while an
+    alertname/namespace pair is within ``cooldown_s`` of its last alert, 429 above
+    ``rate_limit_per_s``. With ``auth_token_env`` (the *name* of an env var; the value is
+    read when the app starts) every webhook needs ``Authorization: Bearer <value>``.
     """
 
     workers: int = 8
@@ -35,13 +61,24 @@ class TargetConfig:
     outages: tuple[tuple[float, float], ...] = ()
     lognormal_sigma: float = 0.5
     seed: int | None = None
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int | None = None  # None: the profile's (1 MiB; kubernaut 256 KiB)
     max_alerts: int = 1000
+    api: str = "webhook"
+    auth_token_env: str | None = None
+    max_concurrent_requests: int | None = None  # None: kubernaut 100, others unlimited
+    dedup_window_s: float = 300.0
+    managed_namespaces: tuple[str, ...] = ()  # empty: every namespace is managed
+    future_tolerance_s: float = 120.0
+    rate_limit_per_s: float | None = None
+    cooldown_s: float = 60.0
 
     def __post_init__(self) -> None:
         # Normalise lists (from YAML/argparse) to tuples so the config stays hashable.
         outages = tuple((float(s), float(d)) for s, d in self.outages)
         object.__setattr__(self, "outages", outages)
+        object.__setattr__(self, "managed_namespaces", tuple(self.managed_namespaces))
+        if self.api not in TARGET_APIS:
+            raise ValueError(f"api must be one of {', '.join(TARGET_APIS)}, got {self.api!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
         if not self.service_ms > 0 or math.isinf(self.service_ms):
@@ -59,19 +96,62 @@ class TargetConfig:
                 raise ValueError(
                     f"outages: ({start}, {duration}) needs start_s >= 0 and duration_s > 0"
                 )
-        if self.max_body_bytes < 1 or self.max_alerts < 1:
+        if (self.max_body_bytes is not None and self.max_body_bytes < 1) or self.max_alerts < 1:
             raise ValueError("max_body_bytes and max_alerts must be >= 1")
+        if self.max_concurrent_requests is not None and self.max_concurrent_requests < 1:
+            raise ValueError(
+                f"max_concurrent_requests must be >= 1, got {self.max_concurrent_requests!r}"
+            )
+        for name in ("dedup_window_s", "future_tolerance_s", "cooldown_s"):
+            value = getattr(self, name)
+            if not value >= 0 or math.isinf(value):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.rate_limit_per_s is not None and not 0 < self.rate_limit_per_s < math.inf:
+            raise ValueError(f"rate_limit_per_s must be > 0, got {self.rate_limit_per_s!r}")
 
     @classmethod
     def from_params(cls, embedded: Any) -> TargetConfig:
-        """Build from ``kubetest.params.EmbeddedTarget`` (the ``target.embedded`` section)."""
+        """Build from ``kubetest.params.EmbeddedTarget`` (the ``target.embedded`` section).
+
+        Its ``api`` and ``auth_token_env`` follow ``target.api`` / ``target.auth_token_env``
+        unless set (``kubetest.params`` fills them in), so the embedded target speaks the
+        profile the load is read with.
+        """
+        optional = {
+            key: getattr(embedded, key)
+            for key in ("max_concurrent_requests", "dedup_window_s", "future_tolerance_s",
+                        "rate_limit_per_s", "cooldown_s")
+            if getattr(embedded, key, None) is not None
+        }  # fmt: skip
         return cls(
             workers=embedded.workers,
             service_ms=float(embedded.service_ms),
             service_dist=embedded.service_dist,
             error_rate=float(embedded.error_rate),
             outages=tuple((float(s), float(d)) for s, d in embedded.outages),
+            api=getattr(embedded, "api", None) or "webhook",
+            auth_token_env=getattr(embedded, "auth_token_env", None),
+            managed_namespaces=tuple(getattr(embedded, "managed_namespaces", None) or ()),
+            **optional,
         )
+
+    @property
+    def webhook_path(self) -> str:
+        return WEBHOOK_PATHS[self.api]
+
+    @property
+    def body_limit(self) -> int:
+        """Largest webhook body accepted (413 above)."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return KUBERNAUT_MAX_BODY if self.api == "kubernaut" else DEFAULT_MAX_BODY
+
+    @property
+    def concurrency_limit(self) -> int | None:
+        """Webhook requests in flight before 429 (``None``: no limit)."""
+        if self.max_concurrent_requests is not None:
+            return self.max_concurrent_requests
+        return KUBERNAUT_MAX_CONCURRENT if self.api == "kubernaut" else None
 
     @property
     def service_s(self) -> float:
@@ -133,6 +213,8 @@ class AlertIn:
     namespace: str
     fingerprint: str
     seq: int | None
+    labels: dict[str, str]
+    starts_at: str | None
 
 
 def _type_name(value: Any) -> str:
@@ -189,6 +271,8 @@ def _parse_alert(raw: Any, where: str) -> AlertIn:
         namespace=intern(labels.get("namespace", "")),
         fingerprint=raw.get("fingerprint") or fingerprint(labels),
         seq=seq,
+        labels=labels,
+        starts_at=raw.get("startsAt"),
     )
 
 
@@ -238,3 +322,51 @@ def check_action(action: str) -> str | None:
     if not action:
         return "unknown action '': set label action_required or annotation recommended_action"
     return f"unknown action {action!r}"
+
+
+# ---------------------------------------------------------------- kubernaut semantics
+
+#: Resource labels in the gateway's order of precedence (the first present names the target).
+_RESOURCE_LABELS: tuple[tuple[str, str], ...] = (
+    ("horizontalpodautoscaler", "HorizontalPodAutoscaler"),
+    ("persistentvolumeclaim", "PersistentVolumeClaim"),
+    ("deployment", "Deployment"),
+    ("statefulset", "StatefulSet"),
+    ("daemonset", "DaemonSet"),
+    ("node", "Node"),
+    ("pod", "Pod"),
+)
+#: ``name-<replicaset hash>-<pod suffix>``: a Deployment's pod, owned by ``name``.
+_DEPLOYMENT_POD = re.compile(r"^(?P<owner>.+)-[a-z0-9]{6,10}-[a-z0-9]{5}$")
+
+
+def owning_resource(labels: dict[str, str]) -> tuple[str, str]:
+    """(kind, name) of the resource an alert is about, pods folded into their Deployment.
+
+    The real gateway asks the Kubernetes API for a pod's owner; the stand-in reads it from
+    the pod-name pattern, so pods of one Deployment still collapse into one signal.
+    """
+    for label, kind in _RESOURCE_LABELS:
+        name = labels.get(label)
+        if name:
+            if kind == "Pod" and (match := _DEPLOYMENT_POD.match(name)):
+                return "Deployment", match.group("owner")
+            return kind, name
+    return "Unknown", "unknown"
+
+
+def signal_fingerprint(alert: AlertIn) -> str:
+    """What the stand-in deduplicates on: SHA-256 of alertname, namespace, owning resource."""
+    kind, name = owning_resource(alert.labels)
+    key = f"{alert.alertname}:{alert.namespace or 'default'}:{kind}:{name}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_rfc3339(text: str) -> float | None:
+    """Epoch seconds of an RFC 3339 time (``Z`` or offset), ``None`` when unreadable."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, TypeError):
+        return None

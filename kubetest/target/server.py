@@ -28,7 +28,7 @@ import uvicorn
 
 from kubetest.errors import KubetestError, ParamsError
 from kubetest.target.app import create_app
-from kubetest.target.model import SERVICE_DISTS, TargetConfig
+from kubetest.target.model import SERVICE_DISTS, TARGET_APIS, TargetConfig
 
 #: First words of the line the server prints once it listens (the child's port report).
 READY_PREFIX = "kubetest target listening on "
@@ -46,10 +46,18 @@ def _url(host: str, port: int) -> str:
 
 def _describe(config: TargetConfig) -> str:
     outages = ", ".join(f"{s:g}s+{d:g}s" for s, d in config.outages) or "none"
-    return (
+    text = (
+        f"api {config.api} on {config.webhook_path}, "
         f"workers={config.workers}, service {config.service_ms:g} ms {config.service_dist}, "
         f"error_rate {config.error_rate:g}, outages {outages}"
     )
+    if config.auth_token_env:
+        text += f", bearer token from ${config.auth_token_env}"
+    if config.concurrency_limit is not None:
+        text += f", max {config.concurrency_limit} in flight"
+    if config.rate_limit_per_s is not None:
+        text += f", rate limit {config.rate_limit_per_s:g}/s"
+    return text
 
 
 class _Server(uvicorn.Server):
@@ -167,6 +175,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _outage(text: str) -> tuple[float, float]:
     start, sep, duration = text.partition(":")
     try:
@@ -241,14 +259,69 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add(
         "--max-body-bytes",
         type=_positive_int,
-        default=d.max_body_bytes,
-        help="larger webhook bodies get 413 (default: %(default)s)",
+        default=None,
+        help="larger webhook bodies get 413 (default: 1048576; kubernaut: 262144)",
     )
     add(
         "--max-alerts",
         type=_positive_int,
         default=d.max_alerts,
         help="webhooks with more alerts get 413 (default: %(default)s)",
+    )
+    add(
+        "--api",
+        choices=TARGET_APIS,
+        default=d.api,
+        help="API profile: webhook (POST /webhook/prometheus, the guide's), kubernaut "
+        "(POST /api/v1/signals/prometheus: 201/202/207, dedup, 429), kubernaut-legacy "
+        "(POST /alerts: 200, cooldown 500, rate limit 429) (default: %(default)s)",
+    )
+    add(
+        "--auth-token-env",
+        metavar="NAME",
+        default=None,
+        help="require Authorization: Bearer <value of $NAME> on the webhook (401 otherwise)",
+    )
+    add(
+        "--max-concurrent-requests",
+        type=_positive_int,
+        default=None,
+        help="webhook requests in flight before 429 (default: kubernaut 100, others no limit)",
+    )
+    add(
+        "--dedup-window-s",
+        type=_non_negative_float,
+        default=d.dedup_window_s,
+        help="kubernaut: a repeat of a signal within this window is a 202 duplicate "
+        "(0: no dedup; default: %(default)s)",
+    )
+    add(
+        "--managed-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="kubernaut: only these namespaces are managed, others answer 200 rejected; "
+        "repeatable (default: all)",
+    )
+    add(
+        "--future-tolerance-s",
+        type=_non_negative_float,
+        default=d.future_tolerance_s,
+        help="kubernaut: refuse alerts whose startsAt is further ahead (default: %(default)s)",
+    )
+    add(
+        "--rate-limit",
+        type=_positive_float,
+        default=None,
+        metavar="PER_S",
+        help="answer 429 above this many webhook requests per second (default: none)",
+    )
+    add(
+        "--cooldown-s",
+        type=_non_negative_float,
+        default=d.cooldown_s,
+        help="kubernaut-legacy: 500 for an alertname/namespace pair seen within this "
+        "many seconds (default: %(default)s)",
     )
     add(
         "--log-level",
@@ -270,7 +343,7 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
     Raises ``ParamsError`` (one line) when the options are inconsistent.
     """
     try:
-        return TargetConfig(
+        config = TargetConfig(
             workers=args.workers,
             service_ms=args.service_ms,
             service_dist=args.service_dist,
@@ -280,9 +353,23 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
             seed=args.seed,
             max_body_bytes=args.max_body_bytes,
             max_alerts=args.max_alerts,
+            api=args.api,
+            auth_token_env=args.auth_token_env,
+            max_concurrent_requests=args.max_concurrent_requests,
+            dedup_window_s=args.dedup_window_s,
+            managed_namespaces=tuple(args.managed_namespace),
+            future_tolerance_s=args.future_tolerance_s,
+            rate_limit_per_s=args.rate_limit,
+            cooldown_s=args.cooldown_s,
         )
     except ValueError as exc:
         raise ParamsError(f"target: {exc}") from None
+    if config.auth_token_env and not os.environ.get(config.auth_token_env):
+        raise ParamsError(
+            f"target: --auth-token-env names ${config.auth_token_env}, which is not set: "
+            "export the token first"
+        )
+    return config
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -329,12 +416,30 @@ def _arguments(config: TargetConfig, host: str) -> list[str]:
         repr(config.lognormal_sigma),
         "--error-rate",
         repr(config.error_rate),
-        "--max-body-bytes",
-        str(config.max_body_bytes),
         "--max-alerts",
         str(config.max_alerts),
+        "--api",
+        config.api,
+        "--dedup-window-s",
+        repr(config.dedup_window_s),
+        "--future-tolerance-s",
+        repr(config.future_tolerance_s),
+        "--cooldown-s",
+        repr(config.cooldown_s),
         "--exit-on-stdin-eof",
     ]
+    # The token's *name* only: the child inherits the environment that holds its value.
+    optional = (
+        ("--max-body-bytes", config.max_body_bytes),
+        ("--auth-token-env", config.auth_token_env),
+        ("--max-concurrent-requests", config.max_concurrent_requests),
+        ("--rate-limit", config.rate_limit_per_s),
+    )
+    for flag, value in optional:
+        if value is not None:
+            args += [flag, repr(value) if isinstance(value, float) else str(value)]
+    for ns in config.managed_namespaces:
+        args += ["--managed-namespace", ns]
     for start, duration in config.outages:
         args += ["--outage", f"{start!r}:{duration!r}"]
     if config.seed is not None:
@@ -378,7 +483,8 @@ class EmbeddedTarget:
 
     @property
     def webhook_url(self) -> str:
-        return self.base_url + "/webhook/prometheus"
+        """The profile's webhook: /webhook/prometheus, /api/v1/signals/prometheus or /alerts."""
+        return self.base_url + self.config.webhook_path
 
     @property
     def health_url(self) -> str:
@@ -481,20 +587,25 @@ class EmbeddedTarget:
         )
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a few seconds; safe to call twice."""
+        """Close the child's stdin (it stops at once), then SIGTERM, then SIGKILL after a
+        few seconds; safe to call twice. (uvicorn takes about a second to act on SIGTERM;
+        the stdin path stops within a tick.)"""
         proc, self._proc = self._proc, None
         atexit.unregister(self.stop)
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=_STOP_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
+            if proc.poll() is None:
+                try:
+                    proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=_STOP_GRACE_S)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
         if self._reader is not None:
             self._reader.join(timeout=2.0)
             self._reader = None

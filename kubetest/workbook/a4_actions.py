@@ -1,8 +1,11 @@
 """A4 — Kubernetes actions (BR-PA-011, the guide's A3).
 
 The guide counted HTTP 200 as "action succeeded". Here each action's alert is sent, and
-the action is counted only when the service's action history shows it *executed* for
-that alert's fingerprint. Destructive actions against a real service need
+the action is counted only when it is verified *executed*: ``verify: history`` reads the
+service's action history for that alert's fingerprint; ``verify: kubernetes`` (the
+``kubernaut`` profile with ``environment.kubeconfig``) follows the RemediationRequest
+named in the 201 answer through the Kubernetes API and counts the action only when it
+reached ``Completed``. Destructive actions against a real service need
 ``allow_destructive`` and are confined to the namespace allow-list.
 """
 
@@ -20,12 +23,21 @@ import pandas as pd
 from kubetest.alerts import ACTIONS, DESTRUCTIVE_ACTIONS, action_alert, webhook
 from kubetest.analysis.latency import proportion_ci
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
+from kubetest.checks import preflight_auth
 from kubetest.engine.client import classify
+from kubetest.remediation import COMPLETED, FollowResult, RemediationFollower, Signal
+from kubetest.remediation import follower_from_params as _follower
 from kubetest.workbook.context import TestContext
 
 BR_ID = "BR-PA-011"
 MIN_ACTIONS = 25
 VERIFY_TIMEOUT_S = 60.0
+
+JUDGED_ON = {
+    "history": "action history: the alert's action executed, per alert fingerprint",
+    "kubernetes": "Kubernetes API: the alert's RemediationRequest reached Completed",
+    "none": "HTTP acceptance only (not execution)",
+}
 
 
 @dataclass
@@ -59,28 +71,78 @@ def _history(client: httpx.Client, url: str) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else data.get("items", [])
 
 
+def _kube_follower(
+    ctx: TestContext, namespaces: list[str]
+) -> tuple[RemediationFollower | None, list[str]]:
+    """The follower for ``verify: kubernetes``, or the reasons it cannot run."""
+    if ctx.params.target.api != "kubernaut":
+        return None, [
+            f"verify: kubernetes follows RemediationRequests, which target.api "
+            f"{ctx.params.target.api} does not create: use target.api kubernaut"
+        ]
+    try:
+        follower = _follower(ctx.params, namespaces, force=True)
+    except Exception as exc:
+        return None, [f"verify: kubernetes: cannot read the kubeconfig: "
+                      f"{type(exc).__name__}: {exc}"[:300]]  # fmt: skip
+    if follower is None:
+        return None, ["verify: kubernetes needs environment.kubeconfig"]
+    return follower.start(), []
+
+
+def _answer(resp: httpx.Response) -> dict[str, Any]:
+    """The RemediationRequest named in a kubernaut answer (empty for other profiles)."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {"remediation": str(doc.get("remediationRequestName") or ""),
+            "remediation_namespace": str(doc.get("remediationRequestNamespace") or ""),
+            "signal_fingerprint": str(doc.get("fingerprint") or "")}  # fmt: skip
+
+
 def run(ctx: TestContext) -> A4Result:
     sec = ctx.section
     started = datetime.now(UTC)
+    preflight_auth(ctx.params, ctx.target_url)  # a refused token fails here, in one line
     actions, skipped = plan_actions(ctx)
     namespace = sec.namespaces[0]
     rows: list[dict[str, Any]] = []
     base = int(time.time() * 1000) % 10**9  # fresh fingerprints for every run
-    with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx)) as client:
-        for i, action in enumerate(actions):
-            alert = action_alert(action, base + i, namespace=namespace)
-            t0 = time.monotonic()
-            try:
-                resp = client.post(ctx.target_url, json=webhook([alert]))
-                outcome, error = classify(ctx.params.target.api, resp.status_code, resp.content)
-                status = resp.status_code
-            except httpx.HTTPError as exc:
-                outcome, error, status = "failed", type(exc).__name__, 0
-            rows.append({"action": action, "fingerprint": alert.fingerprint, "http_status": status,
-                         "outcome": outcome, "error": error, "latency_s": time.monotonic() - t0,
-                         "destructive": action in DESTRUCTIVE_ACTIONS})  # fmt: skip
-        frame = pd.DataFrame(rows)
-        verified = _verify(client, ctx, frame) if sec.verify == "history" else {}
+    follower, missing = (
+        _kube_follower(ctx, [namespace]) if sec.verify == "kubernetes" else (None, [])
+    )
+    followed: FollowResult | None = None
+    try:
+        with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx)) as client:
+            for i, action in enumerate(actions):
+                alert = action_alert(action, base + i, namespace=namespace)
+                t0, sent = time.monotonic(), time.time()
+                answer: dict[str, Any] = {}
+                try:
+                    resp = client.post(ctx.target_url, json=webhook([alert]))
+                    outcome, error = classify(ctx.params.target.api, resp.status_code,
+                                              resp.content)  # fmt: skip
+                    status = resp.status_code
+                    answer = _answer(resp)
+                except httpx.HTTPError as exc:
+                    outcome, error, status = "failed", type(exc).__name__, 0
+                rows.append({"action": action, "fingerprint": alert.fingerprint,
+                             "http_status": status, "outcome": outcome, "error": error,
+                             "latency_s": time.monotonic() - t0, "sent_epoch": sent,
+                             "destructive": action in DESTRUCTIVE_ACTIONS,
+                             **answer})  # fmt: skip
+            frame = pd.DataFrame(rows)
+            timeout = sec.verify_timeout_s or VERIFY_TIMEOUT_S
+            verified = _verify(client, ctx, frame, timeout) if sec.verify == "history" else {}
+        if follower is not None and len(frame):
+            timeout = sec.verify_timeout_s or ctx.params.remediation.timeout_min * 60.0
+            verified, followed = _verify_kubernetes(follower, frame, namespace, timeout)
+    finally:
+        if follower is not None:
+            follower.stop()
     frame["verified"] = frame["fingerprint"].map(lambda f: verified.get(f, {}).get("status", ""))
     frame["reason"] = frame["fingerprint"].map(lambda f: verified.get(f, {}).get("reason", ""))
     for action, why in skipped.items():
@@ -90,7 +152,7 @@ def run(ctx: TestContext) -> A4Result:
             "error": why,
             "verified": "",
         }
-    req = judge(frame, sec.verify)
+    req = judge(frame, sec.verify, reasons=missing, remediation=followed)
     ctx.save_result(
         {
             "title": "A4 Kubernetes actions",
@@ -99,19 +161,47 @@ def run(ctx: TestContext) -> A4Result:
             "complete": True,
             "requirements": [req.as_dict()],
             "actions": frame.fillna("").to_dict(orient="records"),
+            "remediation": followed.summary() if followed else None,
             "params": sec.model_dump(),
         }
     )
     return A4Result(req, frame)
 
 
+def _verify_kubernetes(
+    follower: RemediationFollower, frame: pd.DataFrame, namespace: str, timeout_s: float
+) -> tuple[dict[str, dict[str, Any]], FollowResult]:
+    """Follow each accepted alert's RemediationRequest (by the name in its 201 answer,
+    else its fingerprint) to a terminal phase; ``executed`` only for ``Completed``."""
+    signals: dict[str, Signal] = {}
+    for i, row in enumerate(frame[frame["outcome"] == "accepted"].to_dict("records")):
+        signals[row["fingerprint"]] = Signal(
+            i, float(row["sent_epoch"]), str(row.get("remediation_namespace") or namespace),
+            name=str(row.get("remediation") or "") or None,
+            fingerprint=str(row.get("signal_fingerprint") or "") or None,
+        )  # fmt: skip
+    result = follower.wait_for(list(signals.values()), timeout_s)
+    by_seq = {f.signal.seq: f for f in result.followed}
+    verified: dict[str, dict[str, Any]] = {}
+    for fp, sig in signals.items():
+        f = by_seq[sig.seq]
+        phase = f.phase or "not found"
+        verified[fp] = {
+            "status": "executed" if phase == COMPLETED else phase,
+            "reason": " > ".join(f.observation.phases)
+            if f.observation
+            else "no RemediationRequest seen",
+        }
+    return verified, result
+
+
 def _verify(
-    client: httpx.Client, ctx: TestContext, frame: pd.DataFrame
+    client: httpx.Client, ctx: TestContext, frame: pd.DataFrame, timeout_s: float
 ) -> dict[str, dict[str, Any]]:
     """Poll the action history until every accepted alert shows up, or the timeout."""
-    want = set(frame.loc[frame["outcome"] == "accepted", "fingerprint"])
+    want = set(frame.loc[frame["outcome"] == "accepted", "fingerprint"]) if len(frame) else set()
     found: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + VERIFY_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while want - set(found) and time.monotonic() < deadline:
         try:
             for entry in _history(client, ctx.actions_url):
@@ -125,19 +215,25 @@ def _verify(
     return found
 
 
-def judge(frame: pd.DataFrame, verify: str) -> Requirement:
-    """PASS when ≥ 25 distinct actions were tested and ≥ 95 % were verified executed."""
+def judge(
+    frame: pd.DataFrame,
+    verify: str,
+    *,
+    reasons: list[str] | None = None,
+    remediation: FollowResult | None = None,
+) -> Requirement:
+    """PASS when ≥ 25 distinct actions were tested and ≥ 95 % were verified executed.
+
+    ``reasons`` are prerequisites that failed (they make the verdict INCONCLUSIVE)."""
     tested = frame[frame["outcome"] != "skipped"]
     n = int(tested["action"].nunique())
     ok = tested["verified"] == "executed" if verify != "none" else tested["outcome"] == "accepted"
     executed = int(tested.loc[ok, "action"].nunique())
     rate = proportion_ci(executed, n) if n else None
     guarded = int(frame["error"].astype(str).str.startswith("destructive").sum())
-    reasons: list[str] = []
+    reasons = list(reasons or [])
     if verify == "none":
         reasons.append("verify: none counts HTTP acceptance only, not execution")
-    elif verify == "kubernetes":
-        reasons.append("verify: kubernetes is not supported yet: use verify: history")
     if n < MIN_ACTIONS and guarded:
         reasons.append(f"only {n} actions tested (< {MIN_ACTIONS}): {guarded} destructive "
                        "actions were held back by the guard")  # fmt: skip
@@ -151,12 +247,13 @@ def judge(frame: pd.DataFrame, verify: str) -> Requirement:
         BR_ID, measured, "%", f"≥ {MIN_ACTIONS} actions, ≥ 95 % verified executed", status,
         {
             "title": REQUIREMENTS[BR_ID][0],
-            "judged_on": f"action history ({verify}): executed per alert fingerprint",
+            "judged_on": JUDGED_ON[verify],
             "actions_tested": n, "actions_verified": executed,
             "actions_skipped": int((frame["outcome"] == "skipped").sum()),
             "success_rate_ci": [rate.low, rate.high] if rate else None,
             "outcomes": tested["outcome"].value_counts().to_dict(),
             "failed_actions": sorted(set(tested.loc[~ok, "action"])),
             "samples": n, "reasons": reasons,
+            **({"time_to_remediation": remediation.summary()} if remediation else {}),
         },
     )  # fmt: skip

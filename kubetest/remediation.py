@@ -1,0 +1,515 @@
+"""Follow created signals to the end of their remediation, through the Kubernetes API.
+
+The current Kubernaut gateway answers 201 as soon as it has created a
+``RemediationRequest`` (group ``kubernaut.ai``, version ``v1alpha1``); the remediation
+itself (analysis, approval, execution, verification) happens afterwards. Webhook latency
+alone therefore says nothing about how long an alert takes to be *remediated*. The
+follower watches (or polls, at a bounded rate) the RemediationRequests of the alerts'
+namespaces from *before* the load starts, notes on kubetest's own clock when each one
+reaches a terminal ``status.overallPhase``, and joins them to the requests that created
+them: by the name in the 201 body, by the fingerprint label, or by the labels
+``kubetest_run`` + ``kubetest_seq`` that every kubetest alert carries (the gateway copies
+alert labels into ``spec.signalLabels``). Time to remediation = terminal phase observed −
+request sent, both on one clock, so cluster clock skew does not enter it; its resolution
+is the event delivery (watch) or the poll interval.
+
+Written against the official ``kubernetes`` client (``CustomObjectsApi``), so it runs
+against any API server a kubeconfig reaches; the tests use a small stand-in server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Phases after which a RemediationRequest no longer changes (DESIGN.md). Some releases
+#: treat ``Blocked`` as a waiting state; pass ``terminal=`` to follow through it.
+TERMINAL_PHASES: tuple[str, ...] = (
+    "Completed", "Failed", "TimedOut", "Skipped", "Blocked", "Cancelled",
+)  # fmt: skip
+COMPLETED = "Completed"
+FINGERPRINT_LABEL = "kubernaut.ai/signal-fingerprint"
+RUN_LABEL, SEQ_LABEL = "kubetest_run", "kubetest_seq"
+
+GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "remediationrequests"
+
+#: Longest single watch request; the loop re-watches from the last resourceVersion.
+WATCH_CHUNK_S = 30
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A created signal to follow: ``sent_epoch`` on kubetest's clock, and at least one
+    way to find its RemediationRequest (``name``, ``fingerprint``, or ``run`` + ``seq``)."""
+
+    seq: int
+    sent_epoch: float
+    namespace: str
+    name: str | None = None
+    fingerprint: str | None = None
+    run: str | None = None
+
+
+@dataclass
+class Observation:
+    """What the follower saw of one RemediationRequest (times on kubetest's clock)."""
+
+    namespace: str
+    name: str
+    phase: str = ""
+    fingerprint: str = ""
+    run: str = ""
+    seq: int | None = None
+    first_seen_epoch: float = 0.0
+    terminal_epoch: float | None = None
+    before_start: bool = False  # already terminal when the follower first listed it
+    phases: list[str] = field(default_factory=list)
+    created: str = ""  # metadata.creationTimestamp (server clock)
+    completed: str = ""  # status.completedAt (server clock)
+
+
+def _observation(obj: dict[str, Any], now: float) -> Observation:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    labels = meta.get("labels") or {}
+    signal_labels = spec.get("signalLabels") or {}
+    seq_text = signal_labels.get(SEQ_LABEL)
+    try:
+        seq = int(seq_text) if seq_text is not None else None
+    except ValueError:
+        seq = None
+    return Observation(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        fingerprint=str(labels.get(FINGERPRINT_LABEL) or spec.get("signalFingerprint") or ""),
+        run=str(signal_labels.get(RUN_LABEL) or ""),
+        seq=seq,
+        first_seen_epoch=now,
+        created=str(meta.get("creationTimestamp") or ""),
+    )
+
+
+@dataclass
+class Followed:
+    """One signal joined to its RemediationRequest (``observation`` None: never seen)."""
+
+    signal: Signal
+    observation: Observation | None
+
+    @property
+    def phase(self) -> str:
+        return self.observation.phase if self.observation else ""
+
+    @property
+    def time_to_terminal_s(self) -> float | None:
+        obs = self.observation
+        if obs is None or obs.terminal_epoch is None or obs.before_start:
+            return None
+        return max(0.0, obs.terminal_epoch - self.signal.sent_epoch)
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    arr = np.asarray(values, dtype=float)
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"n": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99),
+            "max": float(arr.max()), "mean": float(arr.mean())}  # fmt: skip
+
+
+@dataclass
+class FollowResult:
+    """Every followed signal, and the figures the report shows beside webhook latency."""
+
+    followed: list[Followed]
+    mode: str
+    resolution_s: float
+    waited_s: float
+    timed_out: bool
+    api_calls: int
+    errors: list[str]
+    terminal: tuple[str, ...] = TERMINAL_PHASES
+
+    def phase_counts(self) -> dict[str, int]:
+        """Terminal phases, plus ``pending`` (seen, not terminal) and ``not_found``."""
+        counts = dict.fromkeys(self.terminal, 0) | {"pending": 0, "not_found": 0}
+        for f in self.followed:
+            if f.observation is None:
+                counts["not_found"] += 1
+            elif f.phase in self.terminal:
+                counts[f.phase] += 1
+            else:
+                counts["pending"] += 1
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: counts, time-to-remediation (Completed) and time-to-terminal (any
+        terminal phase) percentiles in seconds, and how they were measured."""
+        done = [f.time_to_terminal_s for f in self.followed if f.phase == COMPLETED]
+        ended = [f.time_to_terminal_s for f in self.followed if f.phase in self.terminal]
+        return {
+            "followed": len(self.followed),
+            "phases": self.phase_counts(),
+            "completed_rate": (
+                sum(f.phase == COMPLETED for f in self.followed) / len(self.followed)
+                if self.followed else None
+            ),
+            "time_to_remediation_s": _percentiles([v for v in done if v is not None]),
+            "time_to_terminal_s": _percentiles([v for v in ended if v is not None]),
+            "measured_as": "terminal phase observed - request sent, on kubetest's clock",
+            "mode": self.mode,
+            "resolution_s": self.resolution_s,
+            "waited_s": self.waited_s,
+            "timed_out": self.timed_out,
+            "api_calls": self.api_calls,
+            "errors": self.errors[:5],
+        }  # fmt: skip
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        for f in self.followed:
+            obs = f.observation
+            rows.append({
+                "seq": f.signal.seq, "namespace": f.signal.namespace,
+                "remediation": obs.name if obs else "", "phase": f.phase,
+                "phases": " > ".join(obs.phases) if obs else "",
+                "time_to_terminal_s": f.time_to_terminal_s,
+            })  # fmt: skip
+        return pd.DataFrame(rows)
+
+
+class _Pacer:
+    """At most ``per_s`` API calls a second across the follower's threads, in bursts of
+    up to ``burst`` (a list and the watch that goes on from it are one step)."""
+
+    def __init__(self, per_s: float, burst: int = 2) -> None:
+        self.per_s = per_s
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def wait(self, stop: threading.Event) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_s)
+            self.stamp = now
+            self.tokens -= 1.0  # may go negative: the debt is the wait
+            delay = -self.tokens / self.per_s if self.tokens < 0 else 0.0
+            self.calls += 1
+        return not stop.wait(delay)
+
+
+class RemediationFollower:
+    """Watches (or polls) the RemediationRequests of some namespaces in the background.
+
+    ``with RemediationFollower(api, ["test-workloads"]) as f: ...send...;
+    result = f.wait_for(signals, timeout_s)``. ``api`` is a ``kubernetes.client.
+    CustomObjectsApi`` (``from_kubeconfig`` builds one). API calls are paced to at most
+    ``max_requests_per_s``; a watch holds one request open per namespace.
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        namespaces: Iterable[str],
+        *,
+        group: str = GROUP,
+        version: str = VERSION,
+        plural: str = PLURAL,
+        mode: str = "watch",
+        poll_interval_s: float = 2.0,
+        max_requests_per_s: float = 5.0,
+        terminal: tuple[str, ...] = TERMINAL_PHASES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if mode not in ("watch", "poll"):
+            raise ValueError(f"mode must be 'watch' or 'poll', got {mode!r}")
+        if poll_interval_s <= 0 or max_requests_per_s <= 0:
+            raise ValueError("poll_interval_s and max_requests_per_s must be > 0")
+        self.api = api
+        self.namespaces = sorted(set(namespaces))
+        if not self.namespaces:
+            raise ValueError("at least one namespace to follow is needed")
+        self.group, self.version, self.plural = group, version, plural
+        self.mode = mode
+        self.poll_interval_s = max(poll_interval_s, len(self.namespaces) / max_requests_per_s)
+        self.terminal = terminal
+        self.clock = clock
+        self._pacer = _Pacer(max_requests_per_s, burst=2 * len(self.namespaces))
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._seen: dict[tuple[str, str], Observation] = {}
+        self._listed: set[str] = set()  # namespaces whose first list is done
+        self._threads: list[threading.Thread] = []
+        self._open: set[Any] = set()  # watch responses being read
+        self.errors: list[str] = []
+        self.started_epoch = 0.0
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | Path, namespaces: Iterable[str], *, context: str | None = None,
+        **kwargs: Any,
+    ) -> RemediationFollower:  # fmt: skip
+        """A follower whose client comes from a kubeconfig file (its current context)."""
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(
+            config_file=str(Path(path).expanduser()), context=context
+        )
+        return cls(client.CustomObjectsApi(api_client), namespaces, **kwargs)
+
+    # -- lifetime
+
+    def start(self) -> RemediationFollower:
+        """Start following; returns once every namespace has been listed once (or failed)."""
+        if self._threads:
+            return self
+        self.started_epoch = self.clock()
+        if self.mode == "watch":
+            for ns in self.namespaces:
+                self._spawn(self._watch_loop, ns)
+        else:
+            self._spawn(self._poll_loop)
+        deadline = time.monotonic() + 30.0
+        with self._changed:
+            while len(self._listed) < len(self.namespaces) and time.monotonic() < deadline:
+                if self._stop.is_set() or not any(t.is_alive() for t in self._threads):
+                    break
+                self._changed.wait(0.1)
+        return self
+
+    def _spawn(self, fn: Callable[..., None], *args: Any) -> None:
+        t = threading.Thread(target=fn, args=args, name="kubetest-follow", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._changed:
+            open_watches = list(self._open)
+        for resp in open_watches:  # wake a thread blocked reading its watch
+            with contextlib.suppress(Exception):
+                shutdown = getattr(resp, "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads = []
+
+    def __enter__(self) -> RemediationFollower:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what was seen
+
+    def _update(self, obj: dict[str, Any], initial: bool = False) -> None:
+        now = self.clock()
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        status = obj.get("status") or {}
+        phase = str(status.get("overallPhase") or "")
+        with self._changed:
+            obs = self._seen.get(key)
+            if obs is None:
+                obs = self._seen[key] = _observation(obj, now)
+            if phase and (not obs.phases or obs.phases[-1] != phase):
+                obs.phases.append(phase)
+            obs.phase = phase
+            obs.completed = str(status.get("completedAt") or obs.completed)
+            if phase in self.terminal and obs.terminal_epoch is None:
+                obs.terminal_epoch = now
+                obs.before_start = initial
+            elif phase not in self.terminal:
+                obs.terminal_epoch = None  # a phase may move on again (Blocked, retried)
+            self._changed.notify_all()
+
+    def _note_error(self, what: str, exc: BaseException) -> None:
+        lines = str(exc).strip().splitlines()
+        text = f"{what}: {type(exc).__name__}: {lines[0] if lines else ''}"
+        with self._changed:
+            if len(self.errors) < 50:
+                self.errors.append(text[:300])
+            self._changed.notify_all()
+
+    def _list(self, ns: str, initial: bool) -> str | None:
+        """List the namespace's RemediationRequests; the list's resourceVersion."""
+        if not self._pacer.wait(self._stop):
+            return None
+        doc = self.api.list_namespaced_custom_object(
+            self.group, self.version, ns, self.plural, _request_timeout=30
+        )
+        for item in doc.get("items") or []:
+            item.setdefault("metadata", {}).setdefault("namespace", ns)
+            self._update(item, initial=initial)
+        with self._changed:
+            self._listed.add(ns)
+            self._changed.notify_all()
+        return str((doc.get("metadata") or {}).get("resourceVersion") or "") or None
+
+    def _watch_loop(self, ns: str) -> None:
+        from kubernetes.client.rest import ApiException
+
+        rv: str | None = None
+        initial = True
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    rv = self._list(ns, initial)
+                    initial = False
+                    if rv is None:
+                        continue
+                if not self._pacer.wait(self._stop):
+                    break
+                rv = self._watch_once(ns, rv)
+            except ApiException as exc:
+                self._note_error(f"watch {ns}", exc)
+                rv = None
+                self._stop.wait(self.poll_interval_s)
+            except Exception as exc:  # a dropped connection: list again, paced
+                if not self._stop.is_set():
+                    self._note_error(f"watch {ns}", exc)
+                rv = None
+                self._stop.wait(self.poll_interval_s)
+            finally:
+                with self._changed:
+                    self._listed.add(ns)  # listed, or failed trying: start() need not wait
+                    self._changed.notify_all()
+
+    def _watch_once(self, ns: str, rv: str) -> str | None:
+        """One watch request from ``rv``; the resourceVersion to go on from (``None``:
+        list again, the server no longer has ``rv``). The response is kept where ``stop``
+        can shut it, so stopping never waits for the server's watch timeout."""
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self.api.list_namespaced_custom_object(
+            self.group, self.version, ns, self.plural, watch=True, resource_version=rv,
+            timeout_seconds=WATCH_CHUNK_S, allow_watch_bookmarks=True,
+            _preload_content=False, _request_timeout=WATCH_CHUNK_S + 10,
+        )  # fmt: skip
+        with self._changed:
+            self._open.add(resp)
+        try:
+            for line in iter_resp_lines(resp):
+                event = json.loads(line)
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:  # resourceVersion too old: list again
+                        return None
+                    raise RuntimeError(f"watch ERROR {obj.get('code')}: {obj.get('message')}")
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    rv = str(version)
+                if kind in ("ADDED", "MODIFIED"):
+                    obj.setdefault("metadata", {}).setdefault("namespace", ns)
+                    self._update(obj)
+                if self._stop.is_set():
+                    break
+        finally:
+            with self._changed:
+                self._open.discard(resp)
+            resp.close()
+            with contextlib.suppress(Exception):
+                resp.release_conn()
+        return rv
+
+    def _poll_loop(self) -> None:
+        initial = True
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            for ns in self.namespaces:
+                try:
+                    self._list(ns, initial)
+                except Exception as exc:
+                    self._note_error(f"list {ns}", exc)
+                    with self._changed:
+                        self._listed.add(ns)
+                        self._changed.notify_all()
+            initial = False
+            self._stop.wait(max(0.0, self.poll_interval_s - (time.monotonic() - t0)))
+
+    # -- joining
+
+    def _match(self, signals: list[Signal]) -> list[Followed]:
+        """Join each signal to an observed RemediationRequest (name, fingerprint, run+seq)."""
+        with self._changed:
+            seen = list(self._seen.values())
+        by_name = {(o.namespace, o.name): o for o in seen}
+        by_fp: dict[tuple[str, str], list[Observation]] = {}
+        by_seq: dict[tuple[str, int], Observation] = {}
+        for o in sorted(seen, key=lambda o: (o.created, o.first_seen_epoch)):
+            if o.fingerprint:
+                by_fp.setdefault((o.namespace, o.fingerprint[:63]), []).append(o)
+            if o.run and o.seq is not None:
+                by_seq[(o.run, o.seq)] = o
+        used: set[tuple[str, str]] = set()
+        out: list[Followed] = []
+        for s in sorted(signals, key=lambda s: s.sent_epoch):
+            obs = by_name.get((s.namespace, s.name)) if s.name else None
+            if obs is None and s.run:
+                obs = by_seq.get((s.run, s.seq))
+            if obs is None and s.fingerprint:
+                candidates = by_fp.get((s.namespace, s.fingerprint[:63]), [])
+                obs = next((o for o in candidates if (o.namespace, o.name) not in used), None)
+            if obs is not None:
+                used.add((obs.namespace, obs.name))
+            out.append(Followed(s, obs))
+        return out
+
+    def _settled(self, followed: list[Followed]) -> bool:
+        return all(f.observation is not None and f.phase in self.terminal for f in followed)
+
+    def wait_for(self, signals: list[Signal], timeout_s: float) -> FollowResult:
+        """Block until every signal's RemediationRequest is terminal, or ``timeout_s``."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        followed = self._match(signals)
+        while not self._settled(followed) and time.monotonic() < deadline:
+            if not any(t.is_alive() for t in self._threads):
+                break
+            with self._changed:
+                self._changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            followed = self._match(signals)
+        resolution = 0.0 if self.mode == "watch" else self.poll_interval_s
+        with self._changed:  # a snapshot: the follower may go on updating what it saw
+            errors = list(self.errors)
+            followed = [
+                Followed(f.signal, replace(f.observation, phases=list(f.observation.phases))
+                         if f.observation else None)
+                for f in followed
+            ]  # fmt: skip
+        return FollowResult(
+            followed, self.mode, resolution, time.monotonic() - t0,
+            not self._settled(followed), self._pacer.calls, errors, self.terminal,
+        )  # fmt: skip
+
+
+def follower_from_params(
+    params: Any, namespaces: Iterable[str], *, force: bool = False
+) -> RemediationFollower | None:
+    """A follower when the params ask for one (kubernaut profile, ``environment.kubeconfig``
+    and ``remediation.follow``, or ``force``: A4's ``verify: kubernetes``), else ``None``."""
+    env = params.environment
+    rem = params.remediation
+    if params.target.api != "kubernaut" or env is None or not env.kubeconfig:
+        return None
+    if not (rem.follow or force):
+        return None
+    return RemediationFollower.from_kubeconfig(
+        env.kubeconfig, namespaces, group=rem.group, version=rem.version, plural=rem.plural,
+        mode=rem.mode, poll_interval_s=rem.poll_interval_s,
+        max_requests_per_s=rem.max_requests_per_s, terminal=tuple(rem.terminal_phases),
+    )  # fmt: skip

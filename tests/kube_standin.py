@@ -1,0 +1,293 @@
+"""A stand-in for the Kubernetes API paths the remediation follower reads.
+
+No real API server can run here, so this serves just enough of one on 127.0.0.1:
+RemediationRequests (``kubernaut.ai/v1alpha1``) get / list / watch per namespace, with
+resourceVersions, watch timeouts and ``410 Gone`` for a compacted resourceVersion, plus
+``/version`` and ``/api/v1/namespaces/<ns>`` for the readiness check. Each object follows
+a script of ``(seconds after creation, phase)`` steps, applied by a ticker thread, so a
+watch sees the phases move as a controller would move them. ``Bridge`` mirrors what the
+reference target (kubernaut profile) created into it, as the real gateway creates CRDs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "remediationrequests"
+TOKEN = "standin-token-0123456789"
+
+#: The phases a successful remediation walks through, seconds after creation.
+COMPLETES = [(0.05, "Processing"), (0.1, "Analyzing"), (0.15, "Executing"),
+             (0.2, "Verifying"), (0.3, "Completed")]  # fmt: skip
+FAILS = [(0.05, "Processing"), (0.1, "Analyzing"), (0.2, "Failed")]
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubeStandIn:
+    """``with KubeStandIn() as api: api.create(...); api.kubeconfig(path)``."""
+
+    def __init__(self, token: str = TOKEN, tick_s: float = 0.01) -> None:
+        self.token = token
+        self.tick_s = tick_s
+        self.lock = threading.Condition()
+        self.rv = 0
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.scripts: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        self.compacted = 0  # watches from a resourceVersion below this get 410
+        self.generation = 0  # bumped by compact(): open watches end with 410
+        self.requests: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- objects
+
+    def create(
+        self, namespace: str, name: str, *, fingerprint: str = "",
+        signal_labels: dict[str, str] | None = None, script: list[tuple[float, str]] = COMPLETES,
+    ) -> None:  # fmt: skip
+        now = time.time()
+        with self.lock:
+            self.rv += 1
+            obj = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "RemediationRequest",
+                "metadata": {
+                    "name": name, "namespace": namespace, "resourceVersion": str(self.rv),
+                    "creationTimestamp": _rfc3339(now),
+                    "labels": {"kubernaut.ai/signal-fingerprint": fingerprint[:63]},
+                },
+                "spec": {"signalFingerprint": fingerprint, "signalLabels": signal_labels or {}},
+                "status": {"overallPhase": "Pending"},
+            }  # fmt: skip
+            self.objects[(namespace, name)] = obj
+            self.scripts[(namespace, name)] = [(now + dt, phase) for dt, phase in script]
+            self.events.append((self.rv, "ADDED", copy.deepcopy(obj)))
+            self.lock.notify_all()
+
+    def compact(self) -> None:
+        """Forget history: open watches and watches from an older resourceVersion get
+        410 Gone (the client must list again)."""
+        with self.lock:
+            self.compacted = self.rv
+            self.generation += 1
+            self.events.clear()
+            self.lock.notify_all()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            now = time.time()
+            with self.lock:
+                for key, steps in self.scripts.items():
+                    while steps and steps[0][0] <= now:
+                        _, phase = steps.pop(0)
+                        obj = self.objects[key]
+                        self.rv += 1
+                        obj["metadata"]["resourceVersion"] = str(self.rv)
+                        obj["status"]["overallPhase"] = phase
+                        if phase in ("Completed", "Failed", "TimedOut", "Cancelled", "Skipped"):
+                            obj["status"]["completedAt"] = _rfc3339(now)
+                        self.events.append((self.rv, "MODIFIED", copy.deepcopy(obj)))
+                        self.lock.notify_all()
+
+    # -- server
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def kubeconfig(self, path: Path, namespace: str = "test-workloads") -> Path:
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "standin",
+            "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
+            "users": [{"name": "kubetest", "user": {"token": self.token}}],
+            "contexts": [{"name": "standin", "context": {
+                "cluster": "standin", "user": "kubetest", "namespace": namespace}}],
+        }))  # fmt: skip
+        return path
+
+    def start(self) -> KubeStandIn:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # watches stream chunked, as API servers do
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                standin._get(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        for fn in (self._server.serve_forever, self._tick):
+            t = threading.Thread(target=fn, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.lock:
+            self.lock.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def __enter__(self) -> KubeStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- HTTP
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, code: int, doc: Any) -> None:
+        body = json.dumps(doc).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    @staticmethod
+    def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+        return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                "reason": reason, "message": message}  # fmt: skip
+
+    def _get(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        segs = [s for s in parts.path.split("/") if s]
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            self.requests["unauthorized"] += 1
+            return self._send(h, 401, self._status(401, "Unauthorized", "Unauthorized"))
+        if segs == ["version"]:
+            return self._send(h, 200, {"gitVersion": "v1.31.0-kubetest-standin"})
+        if len(segs) == 4 and segs[:3] == ["api", "v1", "namespaces"]:
+            return self._send(h, 200, {"kind": "Namespace", "metadata": {"name": segs[3]}})
+        prefix = ["apis", GROUP, VERSION, "namespaces"]
+        if len(segs) in (6, 7) and segs[:4] == prefix and segs[5] == PLURAL:
+            ns = segs[4]
+            if len(segs) == 7:
+                self.requests["get"] += 1
+                with self.lock:
+                    obj = copy.deepcopy(self.objects.get((ns, segs[6])))
+                if obj is None:
+                    return self._send(h, 404, self._status(404, "NotFound", f"{segs[6]} not found"))
+                return self._send(h, 200, obj)
+            if query.get("watch") in ("true", "1", "True"):
+                self.requests["watch"] += 1
+                return self._watch(h, ns, query)
+            self.requests["list"] += 1
+            with self.lock:
+                items = [copy.deepcopy(o) for (n, _), o in self.objects.items() if n == ns]
+                rv = self.rv
+            return self._send(h, 200, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "RemediationRequestList",
+                "metadata": {"resourceVersion": str(rv)}, "items": items})  # fmt: skip
+        self._send(h, 404, self._status(404, "NotFound", f"no route {parts.path}"))
+
+    def _watch(self, h: BaseHTTPRequestHandler, ns: str, query: dict[str, str]) -> None:
+        since = int(query.get("resourceVersion") or 0)
+        deadline = time.monotonic() + min(float(query.get("timeoutSeconds") or 30), 30.0)
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+
+        def chunk(data: bytes) -> None:
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            h.wfile.flush()
+
+        try:
+            self._stream(chunk, ns, since, deadline)
+            chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def _stream(self, chunk: Any, ns: str, since: int, deadline: float) -> None:
+        generation = self.generation
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if since < self.compacted or generation != self.generation:
+                gone = self._status(410, "Expired", f"too old resource version: {since}")
+                self.requests["gone"] += 1
+                chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+                return
+            with self.lock:
+                batch = [(rv, kind, obj) for rv, kind, obj in self.events
+                         if rv > since and obj["metadata"]["namespace"] == ns]  # fmt: skip
+                if not batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self.lock.wait(min(left, 0.2))
+                    continue
+            for rv, kind, obj in batch:
+                chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                since = rv
+
+class Bridge:
+    """Mirrors the reference target's created RemediationRequests into the stand-in, as the
+    real gateway creates CRDs: polls ``/api/v1/remediations`` every ``interval_s``."""
+
+    def __init__(
+        self, target_base: str, standin: KubeStandIn, *, interval_s: float = 0.02,
+        script: Any = COMPLETES,
+    ) -> None:  # fmt: skip
+        self.url = target_base.rstrip("/") + "/api/v1/remediations"
+        self.standin = standin
+        self.interval_s = interval_s
+        self.script = script  # a list of steps, or a function of the item giving one
+        self.mirrored = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5, trust_env=False) as client:
+            while not self._stop.is_set():
+                self.poll(client)
+                self._stop.wait(self.interval_s)
+            self.poll(client)
+
+    def poll(self, client: httpx.Client) -> None:
+        try:
+            items = client.get(self.url, params={"since": self.mirrored}).json()
+        except (httpx.HTTPError, ValueError):
+            return
+        for item in items:
+            script = self.script(item) if callable(self.script) else self.script
+            self.standin.create(
+                item["namespace"], item["name"], fingerprint=item["fingerprint"],
+                signal_labels=item["signalLabels"], script=script,
+            )  # fmt: skip
+            self.mirrored = item["index"] + 1
+
+    def __enter__(self) -> Bridge:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,212 @@
+"""The RemediationRequest follower, against a stand-in Kubernetes API on 127.0.0.1.
+
+The follower is the real thing (the ``kubernetes`` client, a kubeconfig, watch or list
+calls); only the API server is a stand-in (tests/kube_standin.py). The end-to-end tests
+send alerts to the reference target in the kubernaut profile, mirror the signals it
+created into the stand-in (as the real gateway creates CRDs) and check that A1 and A4 turn
+them into time-to-remediation figures and verified actions. Times are only bounded from
+below (a phase cannot be seen before it happens), never from above.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kube_standin import COMPLETES, FAILS, Bridge, KubeStandIn
+
+from kubetest.alerts import ACTIONS
+from kubetest.remediation import RemediationFollower, Signal
+from kubetest.workbook import a1_response_time, a4_actions
+from kubetest.workbook.context import TestContext
+
+pytestmark = pytest.mark.timeout(120)
+NS = "test-workloads"
+SCRIPT_S = COMPLETES[-1][0]  # a scripted remediation takes this long after creation
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Any:
+    with KubeStandIn() as api:
+        api.kubeconfig_path = api.kubeconfig(tmp_path / "kubeconfig")
+        yield api
+
+
+def follower(standin: Any, **kwargs: Any) -> RemediationFollower:
+    return RemediationFollower.from_kubeconfig(standin.kubeconfig_path, [NS], **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["watch", "poll"])
+def test_signals_are_followed_to_their_terminal_phase(standin: Any, mode: str) -> None:
+    with follower(standin, mode=mode, poll_interval_s=0.05, max_requests_per_s=50) as f:
+        signals = []
+        for i in range(4):
+            sent = time.time()
+            standin.create(NS, f"rr-{i}", fingerprint=f"{i:064x}",
+                           signal_labels={"kubetest_run": "r1", "kubetest_seq": str(i)},
+                           script=FAILS if i == 3 else COMPLETES)  # fmt: skip
+            # one way each to find it: the 201's name, the fingerprint label, run + seq
+            how = [{"name": f"rr-{i}"}, {"fingerprint": f"{i:064x}"}, {"run": "r1"}][i % 3]
+            signals.append(Signal(i, sent, NS, **how))
+        result = f.wait_for(signals, timeout_s=20)
+    summary = result.summary()
+    assert not result.timed_out and result.errors == []
+    assert summary["phases"]["Completed"] == 3 and summary["phases"]["Failed"] == 1
+    assert summary["phases"]["pending"] == summary["phases"]["not_found"] == 0
+    ttr = summary["time_to_remediation_s"]
+    assert ttr["n"] == 3 and ttr["p50"] >= SCRIPT_S - 0.02  # not seen before it happened
+    assert summary["time_to_terminal_s"]["n"] == 4
+    assert summary["completed_rate"] == pytest.approx(0.75)
+    assert {f.observation.name for f in result.followed} == {f"rr-{i}" for i in range(4)}
+    if mode == "watch":  # every phase arrives as an event
+        assert result.followed[0].observation.phases == [
+            "Pending", "Processing", "Analyzing", "Executing", "Verifying", "Completed"]
+        assert summary["resolution_s"] == 0.0
+    else:
+        assert summary["resolution_s"] == pytest.approx(0.05)
+
+
+def test_polling_keeps_to_its_rate(standin: Any) -> None:
+    standin.create(NS, "rr-slow", script=[(0.6, "Completed")])
+    t0 = time.monotonic()
+    with follower(standin, mode="poll", poll_interval_s=0.01, max_requests_per_s=10) as f:
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-slow")], timeout_s=10)
+    elapsed = time.monotonic() - t0
+    assert result.followed[0].phase == "Completed"
+    assert result.resolution_s == pytest.approx(0.1)  # 1 namespace / 10 per s
+    assert standin.requests["list"] <= elapsed * 10 + 2
+
+
+def test_a_compacted_watch_lists_again(standin: Any) -> None:
+    with follower(standin, mode="watch", max_requests_per_s=50) as f:
+        standin.create(NS, "rr-a")
+        time.sleep(0.1)
+        standin.compact()  # the open watch ends with 410 Gone
+        standin.create(NS, "rr-b")
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-a"),
+                             Signal(1, time.time(), NS, name="rr-b")], timeout_s=20)
+    assert standin.requests["gone"] >= 1 and standin.requests["list"] >= 2
+    assert [x.phase for x in result.followed] == ["Completed", "Completed"]
+
+
+def test_unfinished_and_missing_requests_are_counted_not_timed(standin: Any) -> None:
+    standin.create(NS, "rr-stuck", script=[(0.05, "Analyzing")])
+    standin.create(NS, "rr-old", script=[])  # Pending, and already there before following
+    with follower(standin, mode="watch") as f:
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-stuck"),
+                             Signal(1, time.time(), NS, name="rr-never")], timeout_s=0.5)
+    summary = result.summary()
+    assert result.timed_out
+    assert summary["phases"]["pending"] == 1 and summary["phases"]["not_found"] == 1
+    assert summary["time_to_remediation_s"]["n"] == 0
+    assert summary["time_to_remediation_s"]["p95"] is None
+
+
+def test_blocked_is_terminal_unless_left_out(standin: Any) -> None:
+    script = [(0.05, "Blocked"), (0.5, "Executing"), (0.6, "Completed")]
+    with follower(standin) as f:
+        standin.create(NS, "rr-b1", script=script)
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-b1")], timeout_s=10)
+    assert result.followed[0].phase == "Blocked"
+    through = ("Completed", "Failed", "TimedOut", "Skipped", "Cancelled")
+    with follower(standin, terminal=through) as f:
+        standin.create(NS, "rr-b2", script=script)
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-b2")], timeout_s=10)
+    assert result.followed[0].phase == "Completed"
+    assert "Blocked" in result.followed[0].observation.phases
+
+
+def test_an_unreachable_api_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    with KubeStandIn() as api:
+        path = api.kubeconfig(tmp_path / "kubeconfig")
+    f = RemediationFollower.from_kubeconfig(path, [NS], mode="poll", poll_interval_s=0.05)
+    with f:
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-x")], timeout_s=0.5)
+    assert result.timed_out and result.errors
+    assert result.summary()["phases"]["not_found"] == 1
+
+
+# ------------------------------------------------------------------ A1 and A4 end to end
+
+
+def context(tmp_path: Path, test: str, kubeconfig: Path | None, **sections: Any) -> TestContext:
+    params = {
+        "target": {"url": "embedded", "api": "kubernaut",
+                   "embedded": {"workers": 4, "service_ms": 2, "service_dist": "const"}},
+        "remediation": {"timeout_min": 0.5, "mode": "watch"},
+        "environment": {"kubeconfig": str(kubeconfig) if kubeconfig else None},
+        **sections,
+    }  # fmt: skip
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return TestContext.open(test, str(path), str(tmp_path / "session"))
+
+
+def test_a1_reports_time_to_remediation_beside_webhook_latency(
+    tmp_path: Path, standin: Any
+) -> None:
+    ctx = context(tmp_path, "A1", standin.kubeconfig_path, a1_response_time={
+        "rate_per_min": 2400, "duration_min": 0.02, "types": ["high_memory", "pod_crash"]})
+    try:
+        with Bridge(ctx.base_url, standin) as bridge:
+            result = a1_response_time.run(ctx, progress=False)
+    finally:
+        ctx.close()
+    accepted = int((result.records["outcome"] == "accepted").sum())
+    assert accepted == len(result.records) == bridge.mirrored == 48
+    details = result.requirement.details
+    assert "webhook latency" in details["judged_on"]
+    ttr = details["time_to_remediation"]
+    assert ttr["followed"] == accepted and ttr["phases"]["Completed"] == accepted
+    assert ttr["time_to_remediation_s"]["n"] == accepted
+    assert ttr["time_to_remediation_s"]["p50"] >= SCRIPT_S - 0.02
+    # webhook latency and time to remediation are different figures: the latter is longer
+    assert ttr["time_to_remediation_s"]["p50"] > details["p50"]
+    assert (ctx.records_dir / "A1_remediation.csv").exists()
+    assert result.remediation is not None and not result.remediation.timed_out
+
+
+def test_a4_verify_kubernetes_counts_only_completed_remediations(
+    tmp_path: Path, standin: Any
+) -> None:
+    def script(item: dict[str, Any]) -> list[tuple[float, str]]:
+        return FAILS if item["signalName"] == "KubetestAction_expand_pvc" else COMPLETES
+
+    ctx = context(tmp_path, "A4", standin.kubeconfig_path,
+                  a4_actions={"actions": "all", "verify": "kubernetes"})  # fmt: skip
+    try:
+        with Bridge(ctx.base_url, standin, script=script):
+            result = a4_actions.run(ctx)
+    finally:
+        ctx.close()
+    d = result.requirement.details
+    assert d["actions_tested"] == len(ACTIONS)
+    assert d["actions_verified"] == len(ACTIONS) - 1
+    assert d["failed_actions"] == ["expand_pvc"]
+    assert "RemediationRequest reached Completed" in d["judged_on"]
+    assert d["time_to_remediation"]["phases"]["Failed"] == 1
+    assert result.requirement.status == "PASS"  # 26 of 27 = 96 % >= 95 %
+    row = result.actions.set_index("action").loc["expand_pvc"]
+    assert row["verified"] == "Failed" and row["remediation"].startswith("rr-")
+
+
+@pytest.mark.parametrize(
+    ("api", "kubeconfig", "reason"),
+    [("kubernaut", False, "needs environment.kubeconfig"),
+     ("webhook", True, "use target.api kubernaut")],
+)  # fmt: skip
+def test_a4_verify_kubernetes_without_its_prerequisites_is_inconclusive(
+    tmp_path: Path, standin: Any, api: str, kubeconfig: bool, reason: str
+) -> None:
+    ctx = context(tmp_path, "A4", standin.kubeconfig_path if kubeconfig else None,
+                  a4_actions={"actions": list(ACTIONS[:3]), "verify": "kubernetes"})  # fmt: skip
+    ctx.params.target.api = api
+    try:
+        result = a4_actions.run(ctx)
+    finally:
+        ctx.close()
+    assert result.requirement.status == "INCONCLUSIVE"
+    assert any(reason in r for r in result.requirement.details["reasons"])

@@ -1,0 +1,142 @@
+"""Load against the reference target in each profile, counted exactly on both sides.
+
+Each test starts the embedded target (a child process on 127.0.0.1) from a params file,
+as a session does, sends a few seconds of load through the workbook's own path
+(``make_plan`` → ``execute``) and checks kubetest's records against the target's own
+counters (``/api/v1/outcomes``). Assertions are on counts, never on wall-clock times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from kubetest.checks import AuthError, check_auth, check_target
+from kubetest.workbook import a1_response_time
+from kubetest.workbook.context import TestContext
+from kubetest.workbook.loadtest import execute, make_plan
+
+pytestmark = pytest.mark.timeout(120)
+
+N = 48  # A1 here: 2,400/min for 1.2 s
+
+
+def context(tmp_path: Path, api: str, **sections: Any) -> TestContext:
+    embedded = {"workers": 4, "service_ms": 2, "service_dist": "const",
+                **sections.pop("embedded", {})}  # fmt: skip
+    target = {"url": "embedded", "api": api, "embedded": embedded, **sections.pop("target", {})}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "target": target,
+        "a1_response_time": {"rate_per_min": 2400, "duration_min": 0.02, "types": ["high_cpu"]},
+        **sections,
+    }))  # fmt: skip
+    return TestContext.open("A1", str(params), str(tmp_path / "session"))
+
+
+def target_outcomes(ctx: TestContext) -> dict[str, int]:
+    resp = httpx.get(ctx.base_url + "/api/v1/outcomes", timeout=5, trust_env=False)
+    return resp.json()["outcomes"]
+
+
+def record_outcomes(records: Any) -> dict[str, int]:
+    counts = records["outcome"].value_counts().to_dict()
+    return {k: int(counts.get(k, 0)) for k in
+            ("accepted", "duplicate", "rejected", "throttled", "failed")}  # fmt: skip
+
+
+@pytest.mark.parametrize("api", ["webhook", "kubernaut", "kubernaut-legacy"])
+def test_unique_alerts_are_all_accepted_and_counted_alike(tmp_path: Path, api: str) -> None:
+    ctx = context(tmp_path, api)
+    try:
+        assert ctx.target_url.endswith(
+            {"webhook": "/webhook/prometheus", "kubernaut": "/api/v1/signals/prometheus",
+             "kubernaut-legacy": "/alerts"}[api])  # fmt: skip
+        result = a1_response_time.run(ctx, progress=False)
+        mine, theirs = record_outcomes(result.records), target_outcomes(ctx)
+    finally:
+        ctx.close()
+    assert mine == theirs
+    assert mine["accepted"] == len(result.records) == N
+    assert mine["duplicate"] == 0
+    details = result.requirement.details
+    assert details["outcomes"]["accepted"] == N
+    assert "webhook latency" in details["judged_on"]
+    if api == "kubernaut":  # asynchronous, but no kubeconfig: A1 says how to follow it
+        assert "environment.kubeconfig" in details["time_to_remediation"]["reason"]
+    else:
+        assert "time_to_remediation" not in details
+
+
+def test_repeated_alerts_are_reported_as_duplicates(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "kubernaut", alerts={"unique": False})
+    try:
+        result = a1_response_time.run(ctx, progress=False)
+        mine, theirs = record_outcomes(result.records), target_outcomes(ctx)
+    finally:
+        ctx.close()
+    assert mine == theirs
+    assert mine["accepted"] == 1 and mine["duplicate"] == N - 1
+    req = result.requirement
+    assert req.details["outcomes"]["duplicate"] == N - 1
+    assert req.details["success_rate"] == pytest.approx(1 / N)
+    assert req.status == "FAIL"  # duplicates are not successes
+
+
+def test_legacy_cooldown_fails_repeats_and_unique_alerts_avoid_it(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "kubernaut-legacy", alerts={"unique": False})
+    try:
+        result = a1_response_time.run(ctx, progress=False)
+        mine, theirs = record_outcomes(result.records), target_outcomes(ctx)
+    finally:
+        ctx.close()
+    assert mine == theirs
+    assert mine["accepted"] == 1 and mine["failed"] == N - 1
+    assert set(result.records.loc[result.records["outcome"] == "failed", "error"]) == {"http_5xx"}
+
+
+def test_concurrency_above_the_limit_is_throttled(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "kubernaut",
+                  embedded={"workers": 2, "service_ms": 20, "max_concurrent_requests": 4})
+    try:
+        plan = make_plan(ctx, ["high_memory"], mode="closed", concurrency=16, duration_s=1.0)
+        outcome = execute(ctx, plan, "closed", progress=False)
+        mine, theirs = record_outcomes(outcome.records), target_outcomes(ctx)
+    finally:
+        ctx.close()
+    assert mine == theirs
+    assert mine["throttled"] > 0 and mine["accepted"] > 0
+    assert mine["duplicate"] == mine["failed"] == 0
+    throttled = outcome.records[outcome.records["outcome"] == "throttled"]
+    assert set(throttled["status"]) == {429}
+    assert outcome.load.summary["outcomes"]["throttled"] == mine["throttled"]
+
+
+def test_a_wrong_token_fails_fast_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KT_SERVICE_TOKEN", "the-right-token-1234")
+    monkeypatch.setenv("KT_CLIENT_TOKEN", "a-wrong-token-5678")
+    ctx = context(tmp_path, "kubernaut", target={"auth_token_env": "KT_CLIENT_TOKEN"},
+                  embedded={"auth_token_env": "KT_SERVICE_TOKEN"})  # fmt: skip
+    try:
+        check = check_auth(ctx.params, webhook_url=ctx.target_url)
+        row = check_target(ctx.params, health_url=ctx.health_url)  # the readiness table's
+        with pytest.raises(AuthError) as err:
+            a1_response_time.run(ctx, progress=False)
+        monkeypatch.setenv("KT_CLIENT_TOKEN", "the-right-token-1234")
+        fixed = check_auth(ctx.params, webhook_url=ctx.target_url)
+    finally:
+        ctx.close()
+    assert check.status == "failed" and check.detail.startswith("authentication failed")
+    assert row.name == "target" and row.blocking and row.detail == check.detail
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("authentication failed")
+    assert "401" in message and "$KT_CLIENT_TOKEN" in message and "kubectl create token" in message
+    assert "a-wrong-token" not in message and "the-right-token" not in message
+    assert fixed.status == "ok" and "accepted" in fixed.detail
+    assert not (ctx.records_dir / "A1.csv").exists()  # refused before any load was sent
