@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", help="comma-separated tests to run: ENV,A1,A2,A3,A4,B1,B2")
     run.add_argument("--session", help="session folder name under outputs/ (default: timestamp)")
     run.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root")
+    run.add_argument(
+        "--resume", action="store_true",
+        help="continue --session: keep its completed tests, run the rest",
+    )  # fmt: skip
 
     load = sub.add_parser("load", help="the guide's generate_synthetic_alerts.py: open-loop alerts")
     load.add_argument(
@@ -90,8 +94,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kubetest.session import parse_only, run_session
 
     result = run_session(
-        args.params, only=parse_only(args.only), session=args.session, outputs=args.outputs
-    )
+        args.params, only=parse_only(args.only), session=args.session, outputs=args.outputs,
+        resume=args.resume,
+    )  # fmt: skip
     s = result.summary
     for req in s["requirements"]:
         print(f"  {req['id']:<10} {req['status']:<13} {req.get('threshold') or ''}")
@@ -113,6 +118,11 @@ def _cmd_load(args: argparse.Namespace) -> int:
         _check_http_url(args.url)
     except ValueError as exc:
         raise ParamsError(f"--url {exc}") from None
+    from kubetest.checks import preflight_auth
+    from kubetest.params import parse_params
+
+    target = {"url": args.url, "api": args.api, "auth_token_env": args.auth_token_env}
+    preflight_auth(parse_params({"target": target}, source="kubetest load"), args.url)
     path = run_guide_load(
         args.url, args.rate, args.duration, args.types, args.out, unique=not args.no_unique,
         api=args.api, timeout_s=args.timeout, workers=args.workers, scheduler=args.scheduler,

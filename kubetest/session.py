@@ -153,9 +153,14 @@ def run_session(
     only: list[str] | None = None,
     session: str | None = None,
     outputs: Path | None = None,
+    resume: bool = False,
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> SessionResult:
-    """Run the selected tests of a params file into ``outputs/<session>/`` and report."""
+    """Run the selected tests of a params file into ``outputs/<session>/`` and report.
+
+    ``resume`` continues an interrupted session (a lost SSH session, a closed laptop):
+    tests whose result is complete are kept and skipped, the rest run again.
+    """
     params_path = Path(params_path).resolve()
     params = load_params(params_path)  # refuse bad params before anything starts
     selected = [k for k in params.selected_tests() if only is None or k in only]
@@ -164,7 +169,14 @@ def run_session(
             f"nothing to run: {params_path.name} has no section for {','.join(only or TESTS)}"
         )
     outputs = (outputs or Path.cwd() / "outputs").resolve()
+    if resume and not session:
+        raise KubetestError("--resume needs --session NAME: the session to continue")
     session_dir = outputs / (session or new_session_name())
+    params_text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+    done: list[str] = []
+    if resume:
+        done = _resumable(session_dir, params_text, selected)
+        echo(f"resuming {session_dir.name}: kept {', '.join(done) or 'nothing'}")
     try:
         session_dir.mkdir(parents=True, exist_ok=True)
         (session_dir / "notebooks").mkdir(exist_ok=True)
@@ -177,12 +189,10 @@ def run_session(
     interrupted = False
     stop: dict[str, bool] = {}
     with _session_lock(session_dir), _stop_signals(stop):
-        if (session_dir / "summary.json").exists() and (session_dir / "results").exists():
+        if not resume and (session_dir / "results").exists():
             shutil.rmtree(session_dir / "results")  # a rerun of a named session starts afresh
         # The params as run, for the report: they hold env var *names*, never secret values.
-        (session_dir / "params.yaml").write_text(
-            yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
-        )
+        (session_dir / "params.yaml").write_text(params_text)
         target = (
             _embedded_target(params, session_dir / "target.log")
             if params.target.is_embedded
@@ -197,6 +207,8 @@ def run_session(
             else:
                 target_url = params.target.url
             for key in selected:
+                if key in done:
+                    continue
                 nb = NOTEBOOKS_DIR / NOTEBOOKS[key]
                 gate = key not in PHASE_A and not params.continue_on_phase_a_failure
                 if gate and _phase_a_failed(session_dir, failures):
@@ -232,6 +244,22 @@ def run_session(
         summary = write_summary(session_dir, complete=not interrupted, failures=failures)
         report = _build_report(session_dir, echo)
     return SessionResult(session_dir, summary, report, failures, interrupted)
+
+
+def _resumable(session_dir: Path, params_text: str, selected: list[str]) -> list[str]:
+    """Tests of ``session_dir`` already complete, after checking the params are the same."""
+    from kubetest.summary import read_results
+
+    recorded = session_dir / "params.yaml"
+    if not recorded.exists():
+        raise KubetestError(f"--resume: {session_dir} holds no earlier run to continue")
+    if recorded.read_text() != params_text:
+        raise KubetestError(
+            f"--resume: the params differ from those {session_dir.name} ran with; "
+            "resume with the same file or start a new --session"
+        )
+    results = read_results(session_dir)
+    return [k for k in selected if results.get(k, {}).get("complete") is True]
 
 
 def _build_report(session_dir: Path, echo: Callable[[str], None]) -> Path | None:

@@ -139,3 +139,37 @@ def test_phase_b_waits_for_phase_a_when_asked(tmp_path: Path) -> None:
     assert a1["status"] == "FAIL" and a1["details"]["outcomes"]["failed"] > 0
     assert "B2" not in summary["tests_run"]
     assert "B2: not run: Phase A failed" in err
+
+
+def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
+    params = write_params(tmp_path, a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
+                          a3_availability={"duration_min": 0.3, "probe_interval_s": 0.05,
+                                           "target": 0.99})  # fmt: skip
+    out = tmp_path / "out"
+    session = out / "s"
+    proc = kubetest("run", "--params", str(params), "--outputs", str(out), "--session", "s")
+    probes = session / "records" / "A3_probes.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not probes.exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=90)
+    assert json.loads((session / "summary.json").read_text())["complete"] is False
+    a1_records = session / "records" / "A1.csv"
+    before = a1_records.stat().st_mtime_ns
+
+    other = tmp_path / "other.yaml"
+    other.write_text(params.read_text().replace("0.05", "0.06"))
+    refused = kubetest("run", "--params", str(other), "--outputs", str(out), "--session", "s",
+                       "--resume")  # fmt: skip
+    _, err = refused.communicate(timeout=60)
+    assert refused.returncode == 1 and "params differ" in err and len(err.splitlines()) == 1
+
+    again = kubetest("run", "--params", str(params), "--outputs", str(out), "--session", "s",
+                     "--resume")  # fmt: skip
+    _, err = again.communicate(timeout=240)
+    assert again.returncode == 0, err[-2000:]
+    assert "kept A1" in err and "A1: running" not in err
+    assert a1_records.stat().st_mtime_ns == before  # A1 was not sent again
+    summary = json.loads((session / "summary.json").read_text())
+    assert summary["complete"] is True and set(summary["tests_run"]) == {"A1", "A3"}

@@ -674,7 +674,7 @@ def run_guide_load(
     if rate_per_min <= 0 or duration_min <= 0:
         raise KubetestError("--rate and --duration must be > 0")
     try:
-        payload = PayloadFactory(list(types), unique=unique, seed=seed)
+        payload = PayloadFactory(list(types), unique=unique, seed=seed, api=api)
     except ValueError as exc:
         raise KubetestError(str(exc)) from None
     rate_s, duration_s = rate_per_min / 60.0, duration_min * 60.0
