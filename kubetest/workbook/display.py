@@ -48,14 +48,28 @@ def requirement_card(req: Requirement | dict[str, Any]) -> HTML:
     return HTML("\n".join(lines))
 
 
+def interval(r: dict[str, Any]) -> tuple[float, float] | None:
+    """The measured value's interval in its own unit: a 95 % CI for latencies and rates,
+    the probe-resolution bounds for availability."""
+    d = r.get("details", {})
+    if d.get("p95_ci") and None not in d["p95_ci"]:
+        return d["p95_ci"][0], d["p95_ci"][1]
+    if d.get("downtime_bounds_s") and d.get("window_s"):
+        low_s, high_s = d["downtime_bounds_s"]
+        return 100 * (1 - high_s / d["window_s"]), 100 * (1 - low_s / d["window_s"])
+    if r.get("unit") == "%" and d.get("success_rate_ci") and None not in d["success_rate_ci"]:
+        return 100 * d["success_rate_ci"][0], 100 * d["success_rate_ci"][1]
+    return None
+
+
 def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
     """The BR compliance table: requirement, measured value (with CI), criterion, status."""
     rows = []
     for r in requirements:
         d = r.get("details", {})
-        ci = d.get("p95_ci")
         measured = fmt_measured(r.get("measured"), r.get("unit", ""))
-        if ci and None not in ci:
+        ci = interval(r)
+        if ci is not None:
             measured += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
         rows.append(
             {
@@ -63,6 +77,7 @@ def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
                 "what": d.get("title", ""),
                 "measured [95 % CI]": measured,
                 "criterion": r.get("threshold") or "—",
+                "judged on": d.get("judged_on", "—"),
                 "status": r["status"],
                 "samples": d.get("samples", ""),
                 "note": "; ".join(
