@@ -1,0 +1,240 @@
+"""B1 — alert processing capacity (the guide's B1), found rather than stepped over.
+
+Open-loop phases at the params' rates, a recovery pause between them (``/health`` probed
+until it answers, at most ``recovery_s``), stopping at the breaking point (success below
+``stop_below_success``) or when the generator itself saturates (higher rates would only
+measure the generator; a saturated phase is first run once more, since one stall of a
+busy machine says nothing about the next). With ``refine``, the rate is then bisected
+between the last sustainable and the first unsustainable phase until that bracket is
+within 5 %, in at most ``MAX_REFINE_PHASES`` extra phases, each half as long as the
+shorter bracketing phase (at least ``REFINE_MIN_S`` s). The guide's ``max = avg × 1.5``
+is not copied: every percentile is measured. Rules of a sustainable phase:
+``kubetest.analysis.capacity``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kubetest.analysis.capacity import (
+    MAX_REFINE_PHASES,
+    bracket,
+    judge_rate_phase,
+    measure_phase,
+    rate_capacity,
+    rate_requirement,
+    reference_theory,
+    refine_duration_s,
+    refine_next,
+)
+from kubetest.analysis.verdicts import Requirement
+from kubetest.engine import schedule
+from kubetest.workbook.context import TestContext
+from kubetest.workbook.loadtest import execute, make_plan
+from kubetest.workbook.sweep import (
+    Phase,
+    Recovery,
+    echo_phase,
+    generator_table,
+    phase_records,
+    phases_load,
+    phases_table,
+    relative,
+    wait_for_health,
+)
+
+#: The guide's B1 sends random alert types.
+TYPES = ["random"]
+#: A generator-limited grid phase is run this often before the sweep stops there.
+GRID_TRIES = 2
+
+
+@dataclass
+class B1Result:
+    phases: list[Phase]
+    capacity: dict[str, Any]
+    requirement: Requirement
+    stopped: str
+    theory: dict[str, Any] | None = None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Every phase, in the order run: offered rate, verdict, latency, throughput."""
+        return phases_table(self.phases)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The phases table's key columns, sorted by offered rate."""
+        cols = ["phase", "kind", "label", "duration_s", "status", "success_rate", "p50_s",
+                "p95_s", "p99_s", "max_s", "throughput_per_min", "keep_up", "reasons"]  # fmt: skip
+        t = self.table
+        return t if t.empty else t.sort_values(["offered_per_min", "phase"])[cols]
+
+    @property
+    def capacity_table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"metric": k, "value": v} for k, v in self.capacity.items()])
+
+    @property
+    def records(self) -> pd.DataFrame:
+        return phase_records(self.phases)
+
+    @property
+    def generator(self) -> pd.DataFrame:
+        return generator_table(self.phases)
+
+
+def arrivals(kind: str, rate_s: float, duration_s: float, seed: int = 0) -> np.ndarray:
+    """A phase's schedule. Poisson arrivals are drawn *given their count* (sorted uniform
+    times: the same process, conditioned on n = rate × duration), so a short phase offers
+    exactly its nominal rate; an unconditioned 3 s phase at 150/s is off by ±5 % (1 σ),
+    which would blur the bisection."""
+    if kind != "poisson":
+        return schedule.constant(rate_s, duration_s)
+    n = int(math.floor(rate_s * duration_s + 1e-9))
+    return np.sort(np.random.default_rng(seed).uniform(0.0, duration_s, n))
+
+
+def _run_phase(
+    ctx: TestContext, index: int, kind: str, rate_per_min: float, duration_s: float,
+    recovery: Recovery | None, progress: bool | None,
+) -> Phase:  # fmt: skip
+    rate_s = rate_per_min / 60.0
+    sched = arrivals(ctx.params.generator.arrivals, rate_s, duration_s, seed=index)
+    plan = make_plan(ctx, TYPES, mode="open", schedule=sched, target_rate_per_s=rate_s)
+    outcome = execute(ctx, plan, f"{ctx.test}_p{index:02d}", progress)
+    stats = measure_phase(
+        outcome.records, index=index, kind=kind, duration_s=duration_s,
+        offered_per_min=rate_per_min, load_summary=outcome.load.summary,
+    )  # fmt: skip
+    slo, sec = ctx.params.slo, ctx.section
+    verdict = judge_rate_phase(
+        stats, p95_s=slo.p95_s, success_rate=slo.success_rate,
+        stop_below_success=sec.stop_below_success,
+    )  # fmt: skip
+    return Phase(stats, verdict, outcome, relative(ctx, outcome.load.records_path), recovery)
+
+
+def _theory(ctx: TestContext) -> dict[str, Any] | None:
+    if not ctx.params.target.is_embedded:
+        return None
+    e = ctx.params.target.embedded
+    return reference_theory(e.workers, e.service_ms / 1000.0, e.service_dist, ctx.params.slo.p95_s)
+
+
+class _Sweep:
+    """The B1 loop's state: phases so far, why it stopped, the result file kept current."""
+
+    def __init__(self, ctx: TestContext, progress: bool | None, echo: Callable[[str], None]):
+        self.ctx, self.progress, self.echo = ctx, progress, echo
+        self.sec, self.slo = ctx.section, ctx.params.slo
+        self.started = datetime.now(UTC)
+        self.theory = _theory(ctx)
+        self.phases: list[Phase] = []
+        self.stopped = "every phase ran"
+        self.halted = False  # interrupted, or the service did not recover: no refinement
+
+    def result(self) -> B1Result:
+        table = phases_table(self.phases)
+        cap = rate_capacity(table)
+        samples = int(table["requests"].sum()) if not table.empty else 0
+        req = rate_requirement(
+            cap, p95_s=self.slo.p95_s, success_rate=self.slo.success_rate, samples=samples
+        )
+        return B1Result(self.phases, cap, req, self.stopped, self.theory)
+
+    def save(self, complete: bool) -> B1Result:
+        res = self.result()
+        self.ctx.save_result({
+            "title": "B1 alert capacity",
+            "started": self.started.isoformat(),
+            "finished": datetime.now(UTC).isoformat(),
+            "complete": complete,
+            "stopped": res.stopped,
+            "requirements": [res.requirement.as_dict()],
+            "capacity": res.capacity,
+            "phases": res.table.to_dict(orient="records"),
+            "phases_load": phases_load(self.phases),
+            "theory": self.theory,
+            "slo": self.slo.model_dump(),
+            "params": self.sec.model_dump(),
+        })  # fmt: skip
+        return res
+
+    def step(self, kind: str, rate: float, duration_s: float) -> Phase | None:
+        """Recover (after the first phase), run one phase, record it; ``None`` = halted."""
+        recovery = None
+        if self.phases:
+            recovery = wait_for_health(self.ctx.health_url, self.sec.recovery_s)
+            if not recovery.healthy:
+                self.stopped = (
+                    f"the service did not answer {self.ctx.health_url} healthy within "
+                    f"recovery_s = {self.sec.recovery_s:g} s ({recovery.note})"
+                )
+                self.halted = True
+                return None
+        index = len(self.phases) + 1
+        phase = _run_phase(self.ctx, index, kind, rate, duration_s, recovery, self.progress)
+        self.phases.append(phase)
+        echo_phase(self.echo, phase)
+        self.save(complete=False)
+        if phase.stats.interrupted:
+            self.stopped = f"interrupted during {phase.label}"
+            self.halted = True
+        return phase
+
+    def grid(self) -> None:
+        """The params' phases in order, until the breaking point or the generator's limit.
+        A generator-limited phase is run once more first: a busy machine stalls briefly."""
+        for rate, minutes in self.sec.phases:
+            for _ in range(GRID_TRIES):
+                phase = self.step("grid", float(rate), float(minutes) * 60.0)
+                if phase is None or self.halted or phase.verdict.status != "generator-limited":
+                    break
+            if phase is None or self.halted:
+                return
+            if phase.verdict.status == "generator-limited":
+                self.stopped = (
+                    f"the load generator saturated at {phase.label}: higher rates would "
+                    "measure the generator (add generator.workers)"
+                )
+                return
+            if phase.verdict.broken:
+                self.stopped = (
+                    f"breaking point: success {phase.stats.latency.success.value:.1%} "
+                    f"< {self.sec.stop_below_success:.0%} at {phase.label}"
+                )
+                return
+
+    def refine(self) -> None:
+        """Bisect the bracket [last sustainable, first unsustainable] down to 5 %."""
+        for _ in range(MAX_REFINE_PHASES):
+            points = [(p.stats.offered_per_min or 0.0, p.verdict.status) for p in self.phases]
+            rate = refine_next(points)
+            if rate is None:
+                return
+            ends = bracket(points)
+            durations = [p.stats.duration_s for p in self.phases
+                         if p.stats.offered_per_min in ends]  # fmt: skip
+            if self.step("refine", rate, refine_duration_s(durations)) is None or self.halted:
+                return
+
+
+def run(
+    ctx: TestContext, progress: bool | None = None, echo: Callable[[str], None] = print
+) -> B1Result:
+    """Run the sweep (grid, then bisection), judge every phase, save ``results/B1.json``."""
+    sweep = _Sweep(ctx, progress, echo)
+    sweep.grid()
+    if ctx.section.refine and not sweep.halted:
+        sweep.refine()
+    done = bool(sweep.phases) and not any(p.stats.interrupted for p in sweep.phases)
+    res = sweep.save(complete=done)
+    echo(res.capacity["recommendation"])
+    return res

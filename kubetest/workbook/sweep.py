@@ -1,0 +1,131 @@
+"""Running Phase B's sweeps: one load phase at a time, with a recovery pause between.
+
+Shared by B1 (open-loop rates) and B2 (closed-loop levels). Each phase is a separate
+engine run with its own records file (``records/<test>_pNN.csv``) and start instant, so
+a phase's numbers never mix with its neighbours' drain; the judgement rules live in
+``kubetest.analysis.capacity``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from kubetest.analysis.capacity import PhaseStats, PhaseVerdict, phase_row
+from kubetest.workbook.context import TestContext
+from kubetest.workbook.loadtest import LoadOutcome
+
+#: Health probes during a recovery pause, this far apart.
+RECOVERY_PROBE_S = 0.25
+
+
+@dataclass
+class Recovery:
+    """How a recovery pause ended: ``healthy`` after ``waited_s``, or not within the limit."""
+
+    healthy: bool
+    waited_s: float
+    note: str = ""
+
+
+def wait_for_health(url: str, max_s: float, interval_s: float = RECOVERY_PROBE_S) -> Recovery:
+    """Probe ``url`` until it answers 2xx or ``max_s`` passes (at least one probe).
+
+    A service without a health endpoint (404/405) gets the guide's fixed pause instead.
+    Control plane, so plain httpx: a few requests, never part of the measurement.
+    """
+    start = time.monotonic()
+    deadline = start + max_s
+    last = "no answer"
+    with httpx.Client(timeout=max(min(2.0, max_s), 0.2)) as client:
+        while True:
+            try:
+                status = client.get(url).status_code
+            except httpx.HTTPError as exc:
+                status, last = 0, type(exc).__name__
+            if 200 <= status < 300:
+                return Recovery(True, time.monotonic() - start)
+            if status in (404, 405):
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                note = f"{url} answers {status}: paused the full recovery time"
+                return Recovery(True, time.monotonic() - start, note)
+            if status:
+                last = f"HTTP {status}"
+            if time.monotonic() + interval_s > deadline:
+                return Recovery(False, time.monotonic() - start, f"{url}: {last}")
+            time.sleep(interval_s)
+
+
+@dataclass
+class Phase:
+    """One phase of a sweep: what it measured, the verdict, and where its records are."""
+
+    stats: PhaseStats
+    verdict: PhaseVerdict
+    outcome: LoadOutcome
+    records_path: str  # relative to the session folder
+    recovery: Recovery | None
+
+    @property
+    def label(self) -> str:
+        s = self.stats
+        if s.concurrency is not None:
+            return f"N={s.concurrency:,}"
+        return f"{s.offered_per_min:,.0f}/min"
+
+    def row(self) -> dict[str, Any]:
+        rec = self.recovery
+        return phase_row(
+            self.stats, self.verdict, label=self.label, records=self.records_path,
+            recovery_s=rec.waited_s if rec else None,
+        )  # fmt: skip
+
+
+def phases_table(phases: list[Phase]) -> pd.DataFrame:
+    return pd.DataFrame([p.row() for p in phases])
+
+
+def phases_load(phases: list[Phase]) -> list[dict[str, Any]]:
+    """The engine's summary of each phase, tagged with the phase number and verdict, so a
+    reader can tell a generator-limited phase (kept out of the evidence) from the rest."""
+    return [{**p.outcome.load.summary, "phase": p.stats.index, "phase_status": p.verdict.status}
+            for p in phases]  # fmt: skip
+
+
+def phase_records(phases: list[Phase]) -> pd.DataFrame:
+    """All phases' records in one frame, with the phase's number, ``label`` and ``load``
+    (offered rate or concurrency)."""
+    frames = [
+        p.outcome.records.assign(phase=p.stats.index, label=p.label,
+                                 load=p.stats.concurrency or p.stats.offered_per_min)
+        for p in phases
+    ]  # fmt: skip
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def generator_table(phases: list[Phase]) -> pd.DataFrame:
+    """Generator health per phase: a saturated phase is not evidence about the target."""
+    return pd.DataFrame([{"phase": p.stats.index, "label": p.label,
+                          **p.outcome.generator_health()} for p in phases])  # fmt: skip
+
+
+def echo_phase(echo: Callable[[str], None], phase: Phase) -> None:
+    s, v = phase.stats, phase.verdict
+    why = f" ({'; '.join(v.reasons)})" if v.reasons else ""
+    echo(
+        f"phase {s.index} {s.kind:<6} {phase.label:>12} {s.duration_s:6.1f} s: {v.status:<17} "
+        f"success {s.latency.success.value:.1%}, p95 {s.latency.p95.value:.3f} s, "
+        f"{s.throughput_per_min:,.0f}/min done{why}"
+    )
+
+
+def relative(ctx: TestContext, path: Any) -> str:
+    try:
+        return str(path.relative_to(ctx.session_dir))
+    except ValueError:
+        return str(path)
