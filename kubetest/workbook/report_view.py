@@ -25,6 +25,9 @@ from kubetest.engine.records import read_records
 from kubetest.summary import read_results
 from kubetest.workbook.display import requirements_html
 
+#: Capacity keys holding the guide's recommendation texts (B1, B2).
+CAPACITY_RECOMMENDATIONS = ("recommendation", "concurrency_recommendation")
+
 SECRET_HINTS = ("password", "token", "secret", "dsn", "kubeconfig")
 
 #: Report sections, in order: (anchor text, title). nbconvert anchors headings by text.
@@ -170,8 +173,7 @@ class ReportView:
             if headroom < 1.5:
                 recs.append("Scale the analysers (or the LLM backend) before the pilot: "
                             "headroom is under 1.5×.")  # fmt: skip
-        if cap.get("recommendation"):
-            recs.append(str(cap["recommendation"]))
+        recs += [str(cap[k]) for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
         if self.summary.get("generator", {}).get("saturated"):
             concerns.append("The load generator was saturated: add generator workers "
                             "(generator.workers) and rerun.")  # fmt: skip
@@ -188,10 +190,71 @@ class ReportView:
 
     # ------------------------------------------------------------------ tables
     def capacity(self) -> HTML:
+        """The capacity a planner needs, each value with its caveat ("at least", "not
+        reached up to"), never a bare placeholder."""
         cap = self.summary.get("capacity", {})
-        rows = [{"metric": k.replace("_", " "), "value": "not measured" if v is None else v}
-                for k, v in cap.items() if not isinstance(v, dict | list)]  # fmt: skip
-        return table(pd.DataFrame(rows))
+
+        def rate(key: str, lower_key: str = "") -> str:
+            v = _num(cap.get(key))
+            if v is None:
+                return "not measured"
+            return ("at least " if cap.get(lower_key) else "") + f"{v:,.0f}/min"
+
+        tested_up_to = _num(cap.get("first_unsustainable_rate_per_min"))
+        b1_rows = self.results.get("B1", {}).get("phases", [])
+        top = max((p.get("offered_per_min") or 0 for p in b1_rows), default=0)
+
+        def reached(key: str) -> str:
+            v = _num(cap.get(key))
+            if v is not None:
+                return f"{v:,.0f}/min"
+            return f"not reached up to {top:,.0f}/min" if b1_rows else "not measured"
+
+        conc = cap.get("max_sustainable_concurrency")
+        rows = [
+            ("Max sustainable alert rate (B1)", rate("max_sustainable_rate_per_min",
+                                                     "max_sustainable_is_lower_bound")),
+            ("First unsustainable rate tested",
+             f"{tested_up_to:,.0f}/min" if tested_up_to else ("none" if b1_rows else "—")),
+            ("Degradation point (success < 90 %)", reached("degradation_point_per_min")),
+            ("Breaking point (success < stop threshold)", reached("breaking_point_per_min")),
+            ("Knee of the latency curve", rate("knee_rate_per_min")),
+            ("Headroom vs 1,000/min", f"{cap['headroom']:.2f}×"
+             if _num(cap.get("headroom")) is not None else "not measured"),
+            ("Max sustainable concurrency (B2)", "not measured" if conc is None else
+             ("at least " if cap.get("max_sustainable_concurrency_is_lower_bound") else "")
+             + f"{conc:,}"),
+            ("USL predicted peak throughput", rate("usl_peak_throughput_per_min")
+             + (f" at N ≈ {cap['usl_peak_concurrency']:.0f}"
+                if _num(cap.get("usl_peak_concurrency")) else "")),
+            ("USL contention σ / coherency κ",
+             f"{cap['usl_sigma']:.3g} / {cap['usl_kappa']:.3g} (R² {cap.get('usl_r2', 0):.3f})"
+             if _num(cap.get("usl_sigma")) is not None else "not measured"),
+            ("Little's law (N = X·R) worst error",
+             f"{cap['littles_law_max_error']:.1%}"
+             if _num(cap.get("littles_law_max_error")) is not None else "not measured"),
+        ]  # fmt: skip
+        recs = [cap[k] for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
+        extra = "".join(f"<p>{html.escape(str(r))}</p>" for r in recs)
+        return HTML(table(pd.DataFrame(rows, columns=["capacity", "value"])).data + extra)
+
+    def capacity_figures(self) -> list[Figure]:
+        """B1's latency and throughput curves and B2's USL curve, from the results alone."""
+        from kubetest import capacity_plots
+        from kubetest.analysis.capacity import UslFit
+
+        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        figs: list[Figure] = []
+        b1, b2 = self.results.get("B1"), self.results.get("B2")
+        if b1 and b1.get("phases"):
+            t = pd.DataFrame(b1["phases"])
+            figs.append(capacity_plots.latency_vs_rate(t, slo, b1.get("capacity")))
+            theory = (b1.get("theory") or {}).get("capacity_per_min")
+            figs.append(capacity_plots.throughput_vs_offered(t, b1.get("capacity"), theory))
+        if b2 and b2.get("phases"):
+            fit = UslFit(**b2["usl"]) if b2.get("usl") else None
+            figs.append(capacity_plots.concurrency_curve(pd.DataFrame(b2["phases"]), fit, slo))
+        return figs
 
     def latency_table(self) -> HTML:
         """Per load test: p50/p95/p99/max and success, as measured (seconds)."""
