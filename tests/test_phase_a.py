@@ -92,3 +92,55 @@ def test_destructive_actions_need_opt_in_against_a_real_service(tmp_path: Path) 
     ctx.params.a4_actions.allow_destructive = True
     actions, skipped = a4_actions.plan_actions(ctx)
     assert set(actions) == set(ACTIONS) and not skipped
+
+
+def test_a4_records_time_to_execution(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "A4", a4_actions={"actions": list(ACTIONS[:3])})
+    try:
+        result = a4_actions.run(ctx)
+    finally:
+        ctx.close()
+    times = result.actions["time_to_execution_s"]
+    assert times.notna().all() and (times >= 0).all() and (times < 30).all()
+
+
+def test_a4_fails_when_the_service_errors(tmp_path: Path) -> None:
+    ctx = context(tmp_path, "A4", embedded={"error_rate": 0.5, "seed": 1},
+                  a4_actions={"actions": "all"})  # fmt: skip
+    try:
+        result = a4_actions.run(ctx)
+    finally:
+        ctx.close()
+    assert result.requirement.status == "FAIL"
+    assert (
+        result.requirement.details["actions_verified"]
+        < result.requirement.details["actions_tested"]
+    )
+
+
+def test_a2_fails_when_the_service_errors(tmp_path: Path) -> None:
+    from kubetest.workbook import a2_concurrent
+
+    ctx = context(tmp_path, "A2", embedded={"error_rate": 0.3},
+                  a2_concurrent={"concurrency": 8, "duration_min": 0.05})  # fmt: skip
+    try:
+        result = a2_concurrent.run(ctx, progress=False)
+    finally:
+        ctx.close()
+    assert result.requirement.status == "FAIL"
+    assert result.requirement.details["success_rate"] < 0.95
+
+
+def test_a1_fails_when_the_service_is_slow(tmp_path: Path) -> None:
+    """Service time 100 ms against an SLO of p95 < 50 ms: the p95 decides, and fails."""
+    from kubetest.workbook import a1_response_time
+
+    ctx = context(tmp_path, "A1", embedded={"service_ms": 100},
+                  slo={"p95_s": 0.05, "success_rate": 0.95},
+                  a1_response_time={"rate_per_min": 1200, "duration_min": 0.05})  # fmt: skip
+    try:
+        result = a1_response_time.run(ctx, progress=False)
+    finally:
+        ctx.close()
+    assert result.requirement.status == "FAIL"
+    assert result.requirement.measured > 0.1  # at least the service time, never the mean

@@ -145,6 +145,10 @@ def run(ctx: TestContext) -> A4Result:
             follower.stop()
     frame["verified"] = frame["fingerprint"].map(lambda f: verified.get(f, {}).get("status", ""))
     frame["reason"] = frame["fingerprint"].map(lambda f: verified.get(f, {}).get("reason", ""))
+    frame["time_to_execution_s"] = [
+        _time_to_execution(verified.get(fp, {}), sent)
+        for fp, sent in zip(frame["fingerprint"], frame["sent_epoch"], strict=True)
+    ]
     for action, why in skipped.items():
         frame.loc[len(frame)] = {
             "action": action,
@@ -160,12 +164,21 @@ def run(ctx: TestContext) -> A4Result:
             "finished": datetime.now(UTC).isoformat(),
             "complete": True,
             "requirements": [req.as_dict()],
-            "actions": frame.fillna("").to_dict(orient="records"),
+            "actions": frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
             "remediation": followed.summary() if followed else None,
             "params": sec.model_dump(),
         }
     )
     return A4Result(req, frame)
+
+
+def _time_to_execution(entry: dict[str, Any], sent_epoch: float) -> float | None:
+    """From sending the alert to the service recording the action (history ``time``)."""
+    try:
+        done = datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, done - float(sent_epoch))
 
 
 def _verify_kubernetes(
