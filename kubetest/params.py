@@ -84,6 +84,16 @@ class EmbeddedTarget(_Model):
     future_tolerance_s: NonNegative | None = None  # kubernaut default: 120
     rate_limit_per_s: PositiveFloat | None = None  # default: no limit
     cooldown_s: NonNegative | None = None  # kubernaut-legacy default: 60
+    # integrity faults: shares of accepted alerts lost from / duplicated in the history
+    lose_rate: Fraction = 0.0
+    duplicate_rate: Fraction = 0.0
+    seed: int | None = None  # service times, errors and faults drawn reproducibly
+
+    @model_validator(mode="after")
+    def _faults(self) -> EmbeddedTarget:
+        if self.lose_rate + self.duplicate_rate > 1:
+            raise ValueError("lose_rate + duplicate_rate must be at most 1")
+        return self
 
 
 class Target(_Model):
@@ -92,6 +102,13 @@ class Target(_Model):
     health_url: str | None = None
     actions_url: str | None = None
     metrics_url: str | None = None
+    # a Prometheus server that scrapes the service: its query_range API is read after each
+    # test instead of scraping metrics_url; the selector narrows it to the service's series
+    prometheus_url: str | None = None
+    prometheus_selector: str = ""
+    metrics_interval_s: Annotated[float, Field(ge=0.5, le=300)] = 2.0
+    # longest wait for the history to show every accepted alert (integrity)
+    integrity_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     auth_token_env: str | None = None
     timeout_s: PositiveFloat = 30.0
     embedded: EmbeddedTarget = EmbeddedTarget()
@@ -101,10 +118,18 @@ class Target(_Model):
     def _url(cls, v: str) -> str:
         return _check_http_url(v, allow_embedded=True)  # type: ignore[return-value]
 
-    @field_validator("health_url", "actions_url", "metrics_url")
+    @field_validator("health_url", "actions_url", "metrics_url", "prometheus_url")
     @classmethod
     def _aux_url(cls, v: str | None) -> str | None:
         return _check_http_url(v)
+
+    @field_validator("prometheus_selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        v = v.strip().removeprefix("{").removesuffix("}").strip()
+        if v and "=" not in v:
+            raise ValueError(f"must be label matchers like job=\"gateway\", got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _profile_defaults(self) -> Target:

@@ -10,7 +10,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, decide, not_run
+from kubetest.analysis.integrity import COUNT_KEYS, integrity_requirement
+from kubetest.analysis.verdicts import (
+    INTEGRITY_ID,
+    RATE_REQUIREMENT_PER_MIN,
+    REQUIREMENTS,
+    Requirement,
+    decide,
+    not_run,
+)
 from kubetest.workbook.context import write_json
 
 
@@ -59,11 +67,18 @@ def build_summary(
             )  # fmt: skip
         else:
             requirements.append(not_run(br_id))
-    requirements.extend(by_id.values())  # extra requirements (e.g. integrity) after the four
+    by_id.pop(INTEGRITY_ID, None)  # built from every test's check below, never from one
+    requirements.extend(by_id.values())  # extra requirements after the four
+    requirements.append(integrity_requirement(results, failures))
 
     loads = [r["load"] for r in results.values() if isinstance(r.get("load"), dict)]
     loads += [p for r in results.values() for p in r.get("phases_load", [])]
-    saturated = any(bool(ld.get("saturated")) for ld in loads)
+    # A saturated Phase B phase is not evidence (the sweep marks it and reruns or stops
+    # there), so only load that judged something can make the generator the culprit.
+    saturated = any(
+        bool(ld.get("saturated")) and ld.get("phase_status", "judged") != "generator-limited"
+        for ld in loads
+    )
     lags = [ld["schedule_lag_p99"] for ld in loads if ld.get("schedule_lag_p99") is not None]
     capacity = {
         "max_sustainable_rate_per_min": None,
@@ -73,17 +88,23 @@ def build_summary(
     }
     for r in results.values():
         capacity.update(r.get("capacity", {}))
+    # Over the reconciled tests only (so accepted = handled + lost - extra copies holds);
+    # with none reconciled, accepted counts every load and the rest is unknown.
     integrity: dict[str, int | None] = {
         "accepted": sum(int(ld.get("outcomes", {}).get("accepted", 0)) for ld in loads),
         "handled": None, "lost": None, "duplicated": None, "unexpected": None,
     }  # fmt: skip
-    for r in results.values():
-        for k, v in r.get("integrity", {}).items():
-            integrity[k] = v if integrity.get(k) is None else integrity[k] + v
+    checked = [r["integrity"] for r in results.values() if isinstance(r.get("integrity"), dict)]
+    if checked:
+        integrity = {k: sum(int(c.get(k) or 0) for c in checked) for k in COUNT_KEYS}
     complete = complete and not failures
+    rate = capacity["max_sustainable_rate_per_min"]
+    if capacity.get("max_sustainable_is_lower_bound") and rate is not None:
+        # "at least X" below the requirement decides nothing: capacity stays unmeasured
+        rate = None if rate < RATE_REQUIREMENT_PER_MIN else rate
     verdict = decide(
         requirements, saturated=saturated, complete=complete,
-        max_sustainable_rate_per_min=capacity["max_sustainable_rate_per_min"],
+        max_sustainable_rate_per_min=rate,
     )  # fmt: skip
     return {
         "session": session_dir.name,

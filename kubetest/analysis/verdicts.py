@@ -27,6 +27,11 @@ REQUIREMENTS: dict[str, tuple[str, str, str]] = {
     "BR-PA-011": ("Kubernetes actions executed", "A4", "%"),
 }
 
+#: The guide's "no critical failures or data corruption": every accepted alert handled
+#: exactly once (``kubetest.analysis.integrity``). Not a BR of the guide's table, but a
+#: FAIL of it (an accepted alert lost or handled twice) is a NO-GO reason.
+INTEGRITY_ID = "DATA-INTEGRITY"
+
 #: Fewer accepted samples than this and a p95 says little: INCONCLUSIVE.
 MIN_SAMPLES = 20
 
@@ -154,6 +159,8 @@ def decide(
         penalties[why] = PENALTIES[key]
 
     for req in requirements:
+        if req.id == INTEGRITY_ID and req.status == "FAIL":
+            reasons.append(f"{req.id}: accepted alerts were lost or handled more than once")
         if req.id not in REQUIREMENTS:
             continue
         if req.status == "NOT_RUN":
@@ -191,7 +198,8 @@ def decide(
 DECISION_RULE = (
     "GO when every critical business requirement (BR-PA-003, BR-PA-004, BR-PA-001, "
     "BR-PA-011) was measured and PASSed, the session completed, the load generator was "
-    "never saturated, and — when capacity was measured (B1) — the maximum sustainable rate "
+    "never saturated, no accepted alert was lost or handled twice (DATA-INTEGRITY), and — "
+    "when capacity was measured (B1) — the maximum sustainable rate "
     f"is at least the {RATE_REQUIREMENT_PER_MIN:,.0f} alerts/min requirement; otherwise "
     "NO-GO. A requirement is INCONCLUSIVE when the data cannot decide it (fewer than "
     f"{MIN_SAMPLES} samples, saturated generator, interrupted run, probes too coarse). "

@@ -10,6 +10,11 @@ serves the guide's ``webhook`` profile and what every profile shares; ``profiles
 ``kubernaut`` and ``kubernaut-legacy``. Whatever the profile, the target counts each
 answer in kubetest's outcome vocabulary (``/api/v1/outcomes`` and
 ``kubetest_target_outcomes_total``), so a test can check kubetest's records against it.
+
+Integrity faults (``TargetConfig.lose_rate`` / ``duplicate_rate``) silently drop an
+accepted alert's history entry or record it twice, and count what they did
+(``/api/v1/outcomes`` ``faults``, ``kubetest_target_faults_total``): the truth against
+which ``kubetest.analysis.integrity`` is tested.
 """
 
 from __future__ import annotations
@@ -94,11 +99,15 @@ EXECUTED, FAILED = "executed", "failed"
 OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "failed")
 
 # History entries are tuples (a dict per entry would cost ~4x the memory at 500k entries).
-# ``remediation`` is the RemediationRequest name (kubernaut profile), else null.
+# ``remediation`` is the RemediationRequest name (kubernaut profile), else null; ``run`` the
+# alert's ``kubetest_run`` label (null without), so a reader can tell one run's entries apart.
 _FIELDS = (
     "alertname", "action", "namespace", "fingerprint", "status", "reason", "time", "seq",
-    "remediation",
+    "remediation", "run",
 )  # fmt: skip
+
+#: What an integrity fault did to an accepted alert's history entry.
+FAULTS: tuple[str, ...] = ("lost", "duplicated")
 
 
 def _iso(epoch: float) -> str:
@@ -136,6 +145,13 @@ class _Metrics:
             registry=reg,
         )
         self.outcome = {name: outcomes.labels(name) for name in OUTCOMES}
+        faults = Counter(
+            p + "faults",
+            "Accepted alerts whose history entry an injected fault lost or duplicated",
+            ["kind"],
+            registry=reg,
+        )
+        self.fault = {name: faults.labels(name) for name in FAULTS}
         self.service = Histogram(
             p + "service_seconds",
             "Time a worker spent on one alert",
@@ -155,6 +171,9 @@ class _Metrics:
             ("workers", "Configured worker slots (c)", lambda: cfg.workers),
             ("service_ms", "Configured mean service time per alert", lambda: cfg.service_ms),
             ("error_rate", "Configured injected 500 probability", lambda: cfg.error_rate),
+            ("lose_rate", "Configured share of accepted alerts lost", lambda: cfg.lose_rate),
+            ("duplicate_rate", "Configured share of accepted alerts recorded twice",
+             lambda: cfg.duplicate_rate),
             ("outage", "1 during an injected outage window", lambda: float(state.outage() > 0)),
             ("uptime_seconds", "Seconds since app start", lambda: state.elapsed()),
             ("actions_recorded", "Action history entries ever recorded", lambda: state.recorded),
@@ -219,6 +238,8 @@ class TargetState:
         seed = config.seed
         self.draw = make_sampler(config, random.Random(seed))
         self._error_random = random.Random(None if seed is None else seed + 1).random
+        self._fault_random = random.Random(None if seed is None else seed + 2).random
+        self.faults = dict.fromkeys(FAULTS, 0)
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
         self._outages = bool(config.outages)
@@ -259,6 +280,21 @@ class TargetState:
     def inject_error(self) -> bool:
         rate = self.config.error_rate
         return rate > 0.0 and self._error_random() < rate
+
+    def fault_copies(self) -> int:
+        """How many history entries an accepted alert gets: 1, or 0 (lost) / 2 (duplicated)
+        under an injected fault, counted in ``faults``."""
+        cfg = self.config
+        if not (cfg.lose_rate or cfg.duplicate_rate):
+            return 1
+        u = self._fault_random()
+        kind = "lost" if u < cfg.lose_rate else (
+            "duplicated" if u < cfg.lose_rate + cfg.duplicate_rate else None)
+        if kind is None:
+            return 1
+        self.faults[kind] += 1
+        self.metrics.fault[kind].inc()
+        return 0 if kind == "lost" else 2
 
     def slots(self) -> asyncio.Semaphore:
         """The worker semaphore of the running loop (a test client may run several loops)."""
@@ -339,16 +375,27 @@ async def serve_alerts(state: TargetState, alerts: list[AlertIn], handle: Any) -
     return results
 
 
-def execute_action(state: TargetState, alert: AlertIn, remediation: str | None = None) -> Any:
-    """Run (record) the alert's action: executed, or failed with the reason."""
+def execute_action(
+    state: TargetState, alert: AlertIn, remediation: str | None = None, copies: int | None = None
+) -> Any:
+    """Run (record) the alert's action: executed, or failed with the reason.
+
+    ``copies``: history entries to write (default: ``state.fault_copies()``, 1 unless a
+    fault is injected); a second copy names its RemediationRequest ``<name>-dup``.
+    """
     metrics = state.metrics
     reason = check_action(alert.action)
     status = EXECUTED if reason is None else FAILED
     (metrics.executed if reason is None else metrics.failed).inc()
-    state.record(
-        (alert.alertname, alert.action, alert.namespace, alert.fingerprint, status, reason,
-         time.time(), alert.seq, remediation)
-    )  # fmt: skip
+    if copies is None:
+        copies = state.fault_copies()
+    run = alert.labels.get("kubetest_run")
+    for i in range(copies):
+        name = remediation if i == 0 or remediation is None else f"{remediation}-dup{i}"
+        state.record(
+            (alert.alertname, alert.action, alert.namespace, alert.fingerprint, status, reason,
+             time.time(), alert.seq, name, run)
+        )  # fmt: skip
     return status, reason
 
 
@@ -458,7 +505,8 @@ def create_app(config: TargetConfig) -> Starlette:
 
     async def outcomes(request: Request) -> Response:
         metrics.count("outcomes", 200)
-        return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes)})
+        return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes),
+                             "faults": dict(state.faults)})  # fmt: skip
 
     post: Any = webhook
     extra: list[Route] = []

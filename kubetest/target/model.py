@@ -71,6 +71,10 @@ class TargetConfig:
     future_tolerance_s: float = 120.0
     rate_limit_per_s: float | None = None
     cooldown_s: float = 60.0
+    #: Integrity faults: fractions of accepted alerts silently left out of, or recorded
+    #: twice in, the action history (and the kubernaut profile's RemediationRequests).
+    lose_rate: float = 0.0
+    duplicate_rate: float = 0.0
 
     def __post_init__(self) -> None:
         # Normalise lists (from YAML/argparse) to tuples so the config stays hashable.
@@ -108,6 +112,11 @@ class TargetConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.rate_limit_per_s is not None and not 0 < self.rate_limit_per_s < math.inf:
             raise ValueError(f"rate_limit_per_s must be > 0, got {self.rate_limit_per_s!r}")
+        for name in ("lose_rate", "duplicate_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)!r}")
+        if self.lose_rate + self.duplicate_rate > 1.0:
+            raise ValueError("lose_rate + duplicate_rate must be <= 1")
 
     @classmethod
     def from_params(cls, embedded: Any) -> TargetConfig:
@@ -120,7 +129,7 @@ class TargetConfig:
         optional = {
             key: getattr(embedded, key)
             for key in ("max_concurrent_requests", "dedup_window_s", "future_tolerance_s",
-                        "rate_limit_per_s", "cooldown_s")
+                        "rate_limit_per_s", "cooldown_s", "seed")
             if getattr(embedded, key, None) is not None
         }  # fmt: skip
         return cls(
@@ -132,6 +141,8 @@ class TargetConfig:
             api=getattr(embedded, "api", None) or "webhook",
             auth_token_env=getattr(embedded, "auth_token_env", None),
             managed_namespaces=tuple(getattr(embedded, "managed_namespaces", None) or ()),
+            lose_rate=float(getattr(embedded, "lose_rate", 0.0) or 0.0),
+            duplicate_rate=float(getattr(embedded, "duplicate_rate", 0.0) or 0.0),
             **optional,
         )
 

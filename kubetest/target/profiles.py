@@ -139,6 +139,7 @@ def kubernaut_routes(state: TargetState) -> tuple[Any, list[Route]]:
     dedup = Deduplicator(config.dedup_window_s)
     managed = frozenset(config.managed_namespaces)
     created: deque[dict[str, Any]] = deque(maxlen=REMEDIATIONS_MAX)
+    appended = [0]  # RemediationRequests ever listed (faults make it differ from dedup's)
 
     def refuse(code: int, reason: str, **headers: str) -> Response:
         return problem(state, code, reason, path, **headers)
@@ -161,10 +162,13 @@ def kubernaut_routes(state: TargetState) -> tuple[Any, list[Route]]:
                     "remediationRequestNamespace": namespace,
                     "metadata": {"occurrenceCount": entry[2]}}  # fmt: skip
         name = dedup.create(fp, now)
-        execute_action(state, alert, name)
-        created.append({"name": name, "namespace": namespace, "fingerprint": fp,
-                        "signalName": alert.alertname, "signalLabels": alert.labels,
-                        "created": time.time()})  # fmt: skip
+        copies = state.fault_copies()  # an injected fault: no RemediationRequest, or two
+        execute_action(state, alert, name, copies)
+        for i in range(copies):
+            created.append({"name": name if i == 0 else f"{name}-dup{i}", "namespace": namespace,
+                            "fingerprint": fp, "signalName": alert.alertname,
+                            "signalLabels": alert.labels, "created": time.time()})  # fmt: skip
+            appended[0] += 1
         return {"status": "created", "duplicate": False, "fingerprint": fp,
                 "message": "RemediationRequest CRD created successfully",
                 "remediationRequestName": name,
@@ -223,11 +227,11 @@ def kubernaut_routes(state: TargetState) -> tuple[Any, list[Route]]:
             limit = int(request.query_params.get("limit", str(REMEDIATIONS_MAX)))
         except ValueError:
             return JSONResponse({"error": "since and limit must be integers"}, 400)
-        first = dedup.created - len(created)
+        first = appended[0] - len(created)
         start = max(since, first)
         page = list(islice(created, start - first, start - first + max(0, limit)))
         items = [{**item, "index": i} for i, item in enumerate(page, start)]
-        return JSONResponse(items, headers={"X-Total-Count": str(dedup.created)})
+        return JSONResponse(items, headers={"X-Total-Count": str(appended[0])})
 
     return handler, [Route("/api/v1/remediations", remediations, methods=["GET"])]
 

@@ -57,6 +57,9 @@ def _describe(config: TargetConfig) -> str:
         text += f", max {config.concurrency_limit} in flight"
     if config.rate_limit_per_s is not None:
         text += f", rate limit {config.rate_limit_per_s:g}/s"
+    if config.lose_rate or config.duplicate_rate:
+        text += (f", history faults: lose {config.lose_rate:g}, "
+                 f"duplicate {config.duplicate_rate:g}")  # fmt: skip
     return text
 
 
@@ -324,6 +327,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "many seconds (default: %(default)s)",
     )
     add(
+        "--lose-rate",
+        type=_fraction,
+        default=d.lose_rate,
+        help="integrity fault: share of accepted alerts silently left out of the action "
+        "history (default: %(default)s)",
+    )
+    add(
+        "--duplicate-rate",
+        type=_fraction,
+        default=d.duplicate_rate,
+        help="integrity fault: share of accepted alerts recorded twice in the action "
+        "history (default: %(default)s)",
+    )
+    add(
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),
         default="warning",
@@ -361,6 +378,8 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
             future_tolerance_s=args.future_tolerance_s,
             rate_limit_per_s=args.rate_limit,
             cooldown_s=args.cooldown_s,
+            lose_rate=args.lose_rate,
+            duplicate_rate=args.duplicate_rate,
         )
     except ValueError as exc:
         raise ParamsError(f"target: {exc}") from None
@@ -426,6 +445,10 @@ def _arguments(config: TargetConfig, host: str) -> list[str]:
         repr(config.future_tolerance_s),
         "--cooldown-s",
         repr(config.cooldown_s),
+        "--lose-rate",
+        repr(config.lose_rate),
+        "--duplicate-rate",
+        repr(config.duplicate_rate),
         "--exit-on-stdin-eof",
     ]
     # The token's *name* only: the child inherits the environment that holds its value.

@@ -114,6 +114,7 @@ def run(ctx: TestContext, progress: bool | None = None) -> A1Result:
             "remediation": remediation,
             "records": str(outcome.load.records_path.relative_to(ctx.session_dir)),
             "params": sec.model_dump(),
+            **outcome.service_result(),
         }
     )
     return A1Result(req, outcome, followed)

@@ -72,6 +72,7 @@ def run(ctx: TestContext, progress: bool | None = None) -> A2Result:
             "concurrency": asdict(conc),
             "records": str(outcome.load.records_path.relative_to(ctx.session_dir)),
             "params": sec.model_dump(),
+            **outcome.service_result(),
         }
     )
     return A2Result(req, outcome, conc)

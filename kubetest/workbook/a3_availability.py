@@ -6,6 +6,7 @@ probe timestamps and the budget from the window (99.9 % of 30 min is 1.8 s, not 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from kubetest.analysis.availability import Availability, availability_from_probes
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
+from kubetest.metrics import scrape_metrics
 from kubetest.probes import probe
 from kubetest.workbook.context import TestContext
 
@@ -79,9 +81,12 @@ def run(ctx: TestContext) -> A3Result:
     started = datetime.now(UTC)
     window_s = sec.duration_min * 60.0
     ctx.records_dir.mkdir(parents=True, exist_ok=True)
-    probes = probe(
-        ctx.health_url, window_s, sec.probe_interval_s, out_csv=ctx.records_dir / "A3_probes.csv"
-    )
+    with scrape_metrics(ctx, "A3") as scrape:  # what the service did while it was probed
+        scrape.align({"start_epoch": time.time()})
+        probes = probe(
+            ctx.health_url, window_s, sec.probe_interval_s,
+            out_csv=ctx.records_dir / "A3_probes.csv",
+        )  # fmt: skip
     avail = availability_from_probes(probes, window_s, sec.target, sec.probe_interval_s)
     req = judge(avail)
     ctx.save_result(
@@ -94,6 +99,7 @@ def run(ctx: TestContext) -> A3Result:
             "availability": avail.as_dict(),
             "records": "records/A3_probes.csv",
             "params": sec.model_dump(),
+            "service_metrics": scrape.summary(),
         }
     )
     return A3Result(req, avail, probes)

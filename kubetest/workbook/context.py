@@ -104,6 +104,10 @@ class TestContext:
         return self.params.target.actions_url or self.base_url + "/api/v1/actions"
 
     @property
+    def metrics_url(self) -> str:
+        return self.params.target.metrics_url or self.base_url + "/metrics"
+
+    @property
     def records_dir(self) -> Path:
         return self.session_dir / "records"
 

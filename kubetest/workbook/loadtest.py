@@ -1,17 +1,24 @@
-"""Shared steps of the load-based tests: build a plan from params, run it, summarise."""
+"""Shared steps of the load-based tests: build a plan from params, run it, summarise.
+
+Every load is watched from the service's side too: its metrics are scraped while it runs
+(``kubetest.metrics``) and, once it is over, what it accepted is reconciled with what the
+service handled (``kubetest.analysis.integrity``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from kubetest.alerts import PayloadFactory
+from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
 from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
+from kubetest.metrics import scrape_metrics
 from kubetest.workbook.context import TestContext
 
 
@@ -22,6 +29,8 @@ class LoadOutcome:
     load: LoadResult
     records: pd.DataFrame
     latency: LatencySummary
+    service_metrics: dict[str, Any] = field(default_factory=dict)
+    integrity: IntegrityCheck | None = None
 
     @property
     def saturated(self) -> bool:
@@ -36,6 +45,16 @@ class LoadOutcome:
         keys = ("target_rate_per_s", "achieved_rate_per_s", "schedule_lag_p99", "loop_busy",
                 "late_or_dropped", "saturated", "saturation_reasons", "workers")  # fmt: skip
         return {k: s.get(k) for k in keys}
+
+    def service_result(self) -> dict[str, Any]:
+        """The result-file keys of the service's side: ``service_metrics``, and
+        ``integrity`` (the counts, only when reconciled) with ``integrity_check``."""
+        out: dict[str, Any] = {"service_metrics": self.service_metrics}
+        if self.integrity is not None:
+            out["integrity_check"] = self.integrity.as_dict()
+            if self.integrity.checked:
+                out["integrity"] = self.integrity.counts()
+        return out
 
 
 def open_loop_schedule(ctx: TestContext, rate_per_min: float, duration_min: float) -> np.ndarray:
@@ -66,9 +85,14 @@ def execute(
 ) -> LoadOutcome:
     gen = ctx.params.generator
     preflight_auth(ctx.params, plan.url)  # a refused token fails here, in one line
-    load = run_load(
-        plan, ctx.records_dir, name=name, workers=gen.workers, scheduler=gen.scheduler,
-        records_url=gen.records_url, progress=progress,
-    )  # fmt: skip
+    watch = IntegrityWatch.begin(ctx)  # the history's length before any alert is sent
+    with scrape_metrics(ctx, name) as scrape:
+        load = run_load(
+            plan, ctx.records_dir, name=name, workers=gen.workers, scheduler=gen.scheduler,
+            records_url=gen.records_url, progress=progress,
+        )  # fmt: skip
+        scrape.align(load.summary)
     records = read_records(load.records_path)
-    return LoadOutcome(load, records, summarise(records))
+    wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
+    check = watch.check(records, plan.payload.run, wait_s)
+    return LoadOutcome(load, records, summarise(records), scrape.summary(), check)

@@ -1,0 +1,492 @@
+"""Service-side metrics while a test runs: what the service was doing when latency rose.
+
+A background thread samples the target's Prometheus ``/metrics`` (``target.metrics_url``)
+every ``target.metrics_interval_s`` seconds and streams every sample to
+``records/<test>_metrics.csv`` beside the test's records (columns ``t_s, epoch_s, metric,
+labels, value, type``; ``t_s`` on the load's clock, seconds since its ``start_epoch``, so
+the samples line up with the records' ``intended_s``). Each tick also samples the
+generator itself: its process CPU time and how late the tick woke up (a loaded generator
+process holds the GIL and wakes this thread late, like it delays its own event loop).
+
+The thread never sends more than one request per interval, gives up on a request after
+less than an interval, and never fails the test: a target without ``/metrics`` (404, or
+an answer that is not Prometheus text) gets a note and the scraping stops. With
+``target.prometheus_url`` the service is not scraped directly; the Prometheus server's
+``query_range`` API is read once the test is over, for the same kinds of series.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import numpy as np
+import pandas as pd
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+COLUMNS: tuple[str, ...] = ("t_s", "epoch_s", "metric", "labels", "value", "type")
+
+#: The generator's own samples, written beside the service's.
+GENERATOR_CPU = "kubetest_generator_cpu_seconds_total"
+GENERATOR_TICK_LAG = "kubetest_generator_tick_lag_seconds"
+
+#: Series kept from one scrape at most (a service exporting more gets a note).
+MAX_SERIES = 5_000
+
+#: What the figure and the summary look for, by metric name (whatever of it exists).
+REQUEST_RE = re.compile(r"(request|alert|signal|webhook)s?(_[a-z0-9]+)*_total$")
+IN_FLIGHT_RE = re.compile(r"in_?flight|inflight|busy|concurren|active_(request|worker)")
+QUEUE_RE = re.compile(r"queue|pending|waiting|backlog")
+CPU_METRIC = "process_cpu_seconds_total"
+MEMORY_METRIC = "process_resident_memory_bytes"
+#: Label values of requests that are not the service's work (the scraper's own, probes).
+_HOUSEKEEPING = re.compile(r"metrics|health|ready|live|outcomes|actions")
+#: Prometheus-server mode: the series asked for (``__name__`` is matched in full).
+PROMETHEUS_NAMES = (
+    r".*(request|alert|signal|webhook)s?(_[a-z0-9]+)*_total|.*(in_?flight|inflight|busy|"
+    r"concurren|queue|pending|waiting|backlog).*|process_cpu_seconds_total|"
+    r"process_resident_memory_bytes"
+)
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    """Labels as Prometheus writes them, sorted: ``code="200",handler="webhook"``."""
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
+def parse_labels(text: Any) -> dict[str, str]:
+    """The inverse of the ``labels`` column (values hold no ``",`` sequence in practice)."""
+    if not isinstance(text, str) or not text:
+        return {}
+    out = {}
+    for part in re.finditer(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', text):
+        out[part.group(1)] = part.group(2)
+    return out
+
+
+def parse_exposition(
+    text: str, *, keep_buckets: bool = False, openmetrics: bool = False
+) -> list[tuple[str, str, float, str]]:
+    """(metric, labels, value, type) of every sample in a Prometheus text exposition
+    (``openmetrics``: the OpenMetrics text format, which some services answer with).
+
+    Histogram buckets are left out unless asked for (their ``_sum`` and ``_count`` stay):
+    they multiply the rows by ~20 and the figure does not use them. ``_created``
+    timestamps are left out too. Raises ``ValueError`` on text that is not the format.
+    """
+    rows: list[tuple[str, str, float, str]] = []
+    parse = openmetrics_families if openmetrics else text_string_to_metric_families
+    for family in parse(text):
+        for sample in family.samples:
+            name = sample.name
+            if name.endswith("_created") or (name.endswith("_bucket") and not keep_buckets):
+                continue
+            rows.append((name, _labels_text(sample.labels), float(sample.value), family.type))
+    return rows
+
+
+@dataclass
+class MetricsScrape:
+    """One test's metrics: the scraping thread, the CSV it streams, and its summary.
+
+    ``url`` None: no direct scraping (not configured, or Prometheus-server mode). Call
+    ``start``, then ``align`` with the load's summary once it is known, then ``stop``.
+    """
+
+    path: Path
+    url: str | None = None
+    interval_s: float = 2.0
+    prometheus_url: str | None = None
+    prometheus_selector: str = ""
+    keep_buckets: bool = False
+    relative_to: Path | None = None
+    note: str | None = None
+    scrapes: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    start_epoch: float | None = None
+    end_epoch: float | None = None
+    generator: dict[str, Any] = field(default_factory=dict)
+    _t0: float = 0.0
+    _fh: IO[str] | None = field(default=None, repr=False)
+    _csv: Any = field(default=None, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _active: bool = field(default=True, repr=False)
+    _summary: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def timeout_s(self) -> float:
+        """Below the interval, so one slow answer never stacks requests up."""
+        return max(0.2, min(5.0, 0.8 * self.interval_s))
+
+    @property
+    def source(self) -> str:
+        if self.prometheus_url:
+            return "prometheus"
+        return "scrape" if self.url else "none"
+
+    def _give_up(self, why: str) -> None:
+        """Stop asking a URL that is not a metrics endpoint; say why and what to set."""
+        self.note = (f"{why}: set target.metrics_url to the service's metrics endpoint, or "
+                     "target.prometheus_url to a Prometheus server scraping it")[:400]  # fmt: skip
+        self._active = False
+
+    # -- lifetime
+
+    def start(self) -> MetricsScrape:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w", newline="")
+        self._csv = csv.writer(self._fh)
+        self._csv.writerow(COLUMNS)
+        self._t0 = time.time()
+        self._thread = threading.Thread(target=self._run, name="kubetest-metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def align(self, load_summary: dict[str, Any]) -> None:
+        """Put the samples on the load's clock and keep the engine's own loop figures."""
+        start = load_summary.get("start_epoch")
+        if isinstance(start, int | float):
+            self.start_epoch = float(start)
+        self.generator = {k: load_summary.get(k) for k in ("loop_busy", "loop_lag_p99")}
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling (one last sample first), fetch Prometheus-server series, rebase
+        ``t_s`` on the load's clock; the summary. Never raises."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=self.timeout_s + 5.0)
+            self._thread = None
+        self.end_epoch = time.time()
+        try:
+            if self.prometheus_url:
+                self._query_prometheus()
+        except Exception as exc:  # the test's result matters more than its metrics
+            self.note = f"Prometheus query failed: {type(exc).__name__}: {exc}"[:300]
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        try:
+            frame = self._rebase()
+        except Exception as exc:
+            self.note = f"metrics file unreadable: {type(exc).__name__}: {exc}"[:300]
+            frame = pd.DataFrame(columns=COLUMNS)
+        self._summary = self._summarise(frame)
+        return self._summary
+
+    def summary(self) -> dict[str, Any]:
+        return self._summary if self._summary is not None else self._summarise(None)
+
+    # -- sampling
+
+    def _write(self, epoch: float, rows: list[tuple[str, str, float, str]]) -> None:
+        if self._csv is None:
+            return
+        t = round(epoch - self._t0, 6)
+        with self._lock:
+            for metric, labels, value, kind in rows:
+                self._csv.writerow((t, f"{epoch:.6f}", metric, labels, repr(value), kind))
+            assert self._fh is not None
+            self._fh.flush()
+
+    def _run(self) -> None:
+        client = httpx.Client(
+            timeout=self.timeout_s, trust_env=False,
+            headers={"Accept": "text/plain;version=0.0.4"},
+        )  # fmt: skip
+        due = time.monotonic()
+        try:
+            while True:
+                late = max(0.0, time.monotonic() - due)
+                stopping = self._stop.is_set()
+                self._tick(client, late)
+                if stopping:
+                    return
+                due += self.interval_s
+                now = time.monotonic()
+                if due < now:  # ticks missed (a stalled process): skip them, never burst
+                    due = now + self.interval_s
+                self._stop.wait(due - now)
+        except Exception as exc:  # never take the test down
+            self.note = f"metrics sampling stopped: {type(exc).__name__}: {exc}"[:300]
+        finally:
+            client.close()
+
+    def _tick(self, client: httpx.Client, late_s: float) -> None:
+        epoch = time.time()
+        rows = [
+            (GENERATOR_CPU, "", time.process_time(), "counter"),
+            (GENERATOR_TICK_LAG, "", late_s, "gauge"),
+        ]
+        if self.url and self._active and not self.prometheus_url:
+            rows += self._scrape(client)
+        self._write(epoch, rows)
+
+    def _scrape(self, client: httpx.Client) -> list[tuple[str, str, float, str]]:
+        assert self.url is not None
+        try:
+            resp = client.get(self.url)
+        except httpx.HTTPError as exc:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            return []
+        if resp.status_code in (404, 405, 410, 501):
+            self._give_up(f"no metrics endpoint: GET {self.url} answered {resp.status_code}")
+            return []
+        if resp.status_code != 200:
+            self.errors += 1
+            self.last_error = f"HTTP {resp.status_code}"
+            return []
+        openmetrics = "openmetrics" in resp.headers.get("content-type", "")
+        try:
+            rows = parse_exposition(resp.text, keep_buckets=self.keep_buckets,
+                                    openmetrics=openmetrics)  # fmt: skip
+        except Exception as exc:
+            self._give_up(f"GET {self.url} is not Prometheus text format "
+                          f"({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
+            return []
+        self.scrapes += 1
+        if len(rows) > MAX_SERIES:
+            self.note = f"{len(rows)} series per scrape: kept the first {MAX_SERIES}"
+            rows = rows[:MAX_SERIES]
+        return rows
+
+    def _query_prometheus(self) -> None:
+        """The service's series over the test, from a Prometheus server's query_range."""
+        assert self.prometheus_url is not None
+        start = (self.start_epoch or self._t0) - self.interval_s
+        end = (self.end_epoch or time.time()) + self.interval_s
+        matchers = f'__name__=~"{PROMETHEUS_NAMES}"'
+        if self.prometheus_selector:
+            matchers += "," + self.prometheus_selector
+        url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
+        with httpx.Client(timeout=30.0, trust_env=False) as client:
+            resp = client.get(
+                url,
+                params={
+                    "query": "{" + matchers + "}",
+                    "start": f"{start:.3f}",
+                    "end": f"{end:.3f}",
+                    # Prometheus answers at most 11,000 points a series
+                    "step": f"{max(self.interval_s, (end - start) / 10_000):g}",
+                },
+            )
+        resp.raise_for_status()
+        doc = resp.json()
+        if doc.get("status") != "success":
+            raise ValueError(f"{doc.get('errorType')}: {doc.get('error')}")
+        series = (doc.get("data") or {}).get("result") or []
+        if len(series) > MAX_SERIES:
+            self.note = f"{len(series)} series from Prometheus: kept the first {MAX_SERIES}"
+            series = series[:MAX_SERIES]
+        by_time: dict[float, list[tuple[str, str, float, str]]] = {}
+        for s in series:
+            labels = dict(s.get("metric") or {})
+            name = labels.pop("__name__", "")
+            kind = "counter" if name.endswith("_total") else "gauge"
+            for ts, value in s.get("values") or []:
+                by_time.setdefault(float(ts), []).append(
+                    (name, _labels_text(labels), float(value), kind)
+                )
+        for epoch in sorted(by_time):
+            self._write(epoch, by_time[epoch])
+        self.scrapes = len(by_time)
+        if not series:
+            self.note = "Prometheus returned no series for the test window (check the selector)"
+
+    # -- after the test
+
+    def _rebase(self) -> pd.DataFrame:
+        """Rewrite the file with ``t_s`` since the load's start (atomically); the frame."""
+        frame = read_metrics(self.path)
+        if self.start_epoch is None or frame.empty:
+            return frame
+        frame["t_s"] = (frame["epoch_s"] - self.start_epoch).round(6)
+        frame = frame.sort_values(["epoch_s", "metric", "labels"], kind="stable")
+        tmp = self.path.with_suffix(".csv.tmp")
+        frame.to_csv(tmp, index=False, columns=list(COLUMNS))
+        tmp.replace(self.path)
+        return frame
+
+    def _summarise(self, frame: pd.DataFrame | None) -> dict[str, Any]:
+        path = self.path
+        if self.relative_to is not None:
+            with contextlib.suppress(ValueError):
+                path = self.path.relative_to(self.relative_to)
+        service = frame is not None and bool(
+            (~frame["metric"].isin([GENERATOR_CPU, GENERATOR_TICK_LAG])).any()
+        )
+        note = self.note
+        if note is None and self.errors and not self.scrapes:
+            note = f"no scrape succeeded ({self.errors} tried): {self.last_error}"
+        return {
+            "source": self.source,
+            "url": self.prometheus_url or self.url,
+            "path": str(path),
+            "interval_s": self.interval_s,
+            "scrapes": self.scrapes,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "service_metrics_found": service,
+            "note": note,
+            "series": summarise_panels(frame) if frame is not None else {},
+            "generator": {
+                **self.generator,
+                "cpu_scope": "this process (Dask workers' CPU is not in it)",
+            },
+        }
+
+
+# -- reading and deriving ---------------------------------------------------------------
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """A ``*_metrics.csv`` as a frame (empty, with the columns, when there is none)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("t_s", "epoch_s", "value")
+                                          else "string") for c in COLUMNS})  # fmt: skip
+    frame = pd.read_csv(path, dtype={"metric": "string", "labels": "string", "type": "string"},
+                        keep_default_na=False, na_values={"value": ["NaN", "nan"]})  # fmt: skip
+    return frame
+
+
+def counter_rate(frame: pd.DataFrame, metric: str, *, skip_housekeeping: bool = False) -> pd.Series:
+    """Per-second rate of a counter, summed over its label sets, by ``t_s`` of each sample
+    (the rate over the interval that ends there). A reset (the value falls) counts the
+    new value as the increase, as Prometheus' ``rate`` does."""
+    rows = frame[frame["metric"] == metric]
+    if skip_housekeeping:
+        values = (",".join(parse_labels(s).values()) for s in rows["labels"])
+        keep = [not _HOUSEKEEPING.search(v) for v in values]
+        rows = rows[np.asarray(keep, dtype=bool)] if len(rows) else rows
+    if rows.empty:
+        return pd.Series(dtype=float)
+    parts = []
+    for _, series in rows.sort_values("epoch_s").groupby("labels", sort=False):
+        dv = series["value"].diff()
+        dv = dv.where(dv >= 0, series["value"])
+        dt = series["epoch_s"].diff()
+        rate = (dv / dt).where(dt > 0)
+        parts.append(pd.Series(rate.to_numpy(), index=series["t_s"].to_numpy()).dropna())
+    if not parts:
+        return pd.Series(dtype=float)
+    return pd.concat(parts).groupby(level=0).sum().sort_index()
+
+
+def gauge(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """A gauge summed over its label sets, by ``t_s``."""
+    rows = frame[frame["metric"] == metric]
+    return rows.groupby("t_s")["value"].sum().sort_index() if len(rows) else pd.Series(dtype=float)
+
+
+def _names(frame: pd.DataFrame, pattern: re.Pattern[str], kinds: tuple[str, ...]) -> list[str]:
+    if frame.empty:
+        return []
+    typed = frame.drop_duplicates("metric")
+    names = [
+        str(m) for m, k in zip(typed["metric"], typed["type"], strict=True)
+        if pattern.search(str(m)) and str(k) in kinds
+        and not str(m).startswith(("kubetest_generator_", "process_", "python_", "go_"))
+    ]  # fmt: skip
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class Panels:
+    """The series the figure shows, by kind: name -> values by ``t_s``."""
+
+    request_rate: dict[str, pd.Series]
+    in_flight: dict[str, pd.Series]
+    queue: dict[str, pd.Series]
+    cpu_cores: pd.Series
+    rss_bytes: pd.Series
+    generator_cpu_cores: pd.Series
+    generator_tick_lag_s: pd.Series
+
+
+def panels(frame: pd.DataFrame) -> Panels:
+    """Pick what exists: request/alert counters as rates, in-flight and queue gauges,
+    ``process_*`` CPU (cores) and resident memory, the generator's CPU and tick lag."""
+    return Panels(
+        request_rate={m: counter_rate(frame, m, skip_housekeeping=True)
+                      for m in _names(frame, REQUEST_RE, ("counter",))},
+        in_flight={m: gauge(frame, m)
+                   for m in _names(frame, IN_FLIGHT_RE, ("gauge", "untyped", "unknown"))},
+        queue={m: gauge(frame, m)
+               for m in _names(frame, QUEUE_RE, ("gauge", "untyped", "unknown"))
+               if not IN_FLIGHT_RE.search(m)},
+        cpu_cores=counter_rate(frame, CPU_METRIC),
+        rss_bytes=gauge(frame, MEMORY_METRIC),
+        generator_cpu_cores=counter_rate(frame, GENERATOR_CPU),
+        generator_tick_lag_s=gauge(frame, GENERATOR_TICK_LAG),
+    )  # fmt: skip
+
+
+def _stats(values: pd.Series, unit: str) -> dict[str, Any]:
+    v = values.dropna().to_numpy(dtype=float)
+    if v.size == 0:
+        return {"unit": unit, "samples": 0, "mean": None, "max": None, "last": None}
+    return {"unit": unit, "samples": int(v.size), "mean": float(v.mean()),
+            "max": float(v.max()), "last": float(v[-1])}  # fmt: skip
+
+
+def summarise_panels(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """A few numbers per plotted series (mean / max / last), for the result JSON."""
+    if frame is None or frame.empty:
+        return {}
+    p = panels(frame)
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in p.request_rate.items():
+        out[name] = {"kind": "request rate", **_stats(s, "1/s")}
+    for name, s in {**p.in_flight, **p.queue}.items():
+        out[name] = {"kind": "queue depth" if name in p.queue else "in flight", **_stats(s, "")}
+    for name, s, kind, unit in (
+        (CPU_METRIC, p.cpu_cores, "service CPU", "cores"),
+        (MEMORY_METRIC, p.rss_bytes, "service memory", "bytes"),
+        (GENERATOR_CPU, p.generator_cpu_cores, "generator CPU", "cores"),
+        (GENERATOR_TICK_LAG, p.generator_tick_lag_s, "generator tick lag", "s"),
+    ):
+        if len(s):
+            out[name] = {"kind": kind, **_stats(s, unit)}
+    return out
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+
+def from_context(ctx: Any, name: str) -> MetricsScrape:
+    """The scrape for one load of a test (``records/<name>_metrics.csv``)."""
+    target = ctx.params.target
+    return MetricsScrape(
+        path=ctx.records_dir / f"{name}_metrics.csv",
+        url=None if target.prometheus_url else ctx.metrics_url,
+        interval_s=float(target.metrics_interval_s),
+        prometheus_url=target.prometheus_url,
+        prometheus_selector=target.prometheus_selector,
+        relative_to=ctx.session_dir,
+    )
+
+
+@contextlib.contextmanager
+def scrape_metrics(ctx: Any, name: str) -> Iterator[MetricsScrape]:
+    """``with scrape_metrics(ctx, "A1") as scrape: load = run_load(...);
+    scrape.align(load.summary)`` — then ``scrape.summary()`` for the result."""
+    scrape = from_context(ctx, name).start()
+    try:
+        yield scrape
+    finally:
+        scrape.stop()
