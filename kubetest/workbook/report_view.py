@@ -20,10 +20,15 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 
 from kubetest import plots
-from kubetest.analysis.verdicts import DECISION_RULE, RATE_REQUIREMENT_PER_MIN, REQUIREMENTS
+from kubetest.analysis.verdicts import (
+    DECISION_RULE,
+    INTEGRITY_ID,
+    RATE_REQUIREMENT_PER_MIN,
+    REQUIREMENTS,
+)
 from kubetest.engine.records import read_records
 from kubetest.summary import read_results
-from kubetest.workbook.display import requirements_html
+from kubetest.workbook.display import badge, requirements_html
 
 #: Capacity keys holding the guide's recommendation texts (B1, B2).
 CAPACITY_RECOMMENDATIONS = ("recommendation", "concurrency_recommendation")
@@ -33,7 +38,8 @@ SECRET_HINTS = ("password", "token", "secret", "dsn", "kubeconfig")
 #: Report sections, in order: (anchor text, title). nbconvert anchors headings by text.
 SECTIONS = (
     "Executive summary", "Business requirements", "Decision rule and confidence",
-    "Strengths, concerns and recommendations", "Capacity", "Latency", "Environment",
+    "Strengths, concerns and recommendations", "Capacity", "Latency",
+    "The service during the tests", "Data integrity", "Environment",
     "Generator health", "Test durations", "Per-test notebooks", "Parameters of this run",
 )  # fmt: skip
 
@@ -284,6 +290,46 @@ class ReportView:
                 fig.axes[0].set_title(f"{r.get('title', _test)}: latency over time")
                 figs.append(fig)
         return figs
+
+    def service_figures(self) -> list[Figure]:
+        """Per test: the service's own metrics on the same time axis as client latency."""
+        from kubetest.service_plots import service_timeline_for
+
+        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        figs = []
+        for _test, r in sorted(self.results.items()):
+            fig = service_timeline_for(self.session_dir, r, slo)
+            if fig is not None:
+                figs.append(fig)
+        return figs
+
+    def service_notes(self) -> HTML:
+        """Why a test has no service figure (no /metrics, Prometheus unreachable, ...)."""
+        notes = [
+            f"{t}: {r['service_metrics']['note']}"
+            for t, r in sorted(self.results.items())
+            if (r.get("service_metrics") or {}).get("note")
+        ]
+        if not notes:
+            return HTML("")
+        return HTML("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+
+    def integrity(self) -> HTML:
+        """Every accepted alert handled exactly once: per test and in total."""
+        row = next((r for r in self.summary["requirements"] if r["id"] == INTEGRITY_ID), None)
+        if row is None:
+            return HTML("<p><i>Integrity was not checked.</i></p>")
+        d = row.get("details", {})
+        per_test = d.get("per_test") or {}
+        keys = ("accepted", "handled", "lost", "duplicated", "unexpected")
+        frame = pd.DataFrame(
+            [{"test": t, **{k: c.get(k) for k in keys}, "how": c.get("method", "")}
+             for t, c in sorted(per_test.items())]  # fmt: skip
+        )
+        why = "; ".join(d.get("reasons") or [])
+        head = f"<p>{badge(row['status'])} {html.escape(row.get('threshold', ''))}"
+        head += f" — {html.escape(why)}</p>" if why else "</p>"
+        return HTML(head + table(frame, "No load test was reconciled.").data)
 
     def environment(self) -> HTML:
         env = self.results.get("ENV")
