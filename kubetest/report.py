@@ -36,9 +36,11 @@ def render_html(notebook: Path, html: Path, title: str | None = None) -> Path:
 
 def build_report(session_dir: Path) -> Path:
     """Execute the report notebook over a session's files and write ``report.html``."""
+    from kubetest.markdown_report import write_markdown
     from kubetest.session import execute_notebook
 
     session_dir = Path(session_dir).resolve()
+    write_markdown(session_dir)  # FINAL_TEST_REPORT.md, the guide's file, from the same data
     nb_dir = session_dir / "notebooks"
     for executed in sorted(nb_dir.glob("*.ipynb")):
         if executed.name != REPORT_NOTEBOOK.name:

@@ -93,6 +93,17 @@ def test_report_is_self_contained_and_hides_code(session: tuple[Path, object]) -
     assert "data:image/png;base64" in (session_dir / "html" / "a1_response_time.html").read_text()
 
 
+def test_markdown_report_fills_every_value(session: tuple[Path, object]) -> None:
+    session_dir, _ = session
+    md = (session_dir / "FINAL_TEST_REPORT.md").read_text()
+    for needle in ("BR-PA-003", "BR-PA-004", "BR-PA-001", "BR-PA-011", "DATA-INTEGRITY",
+                   "Go/No-Go decision", "Max sustainable alert rate"):  # fmt: skip
+        assert needle in md
+    assert "PLACEHOLDER" not in md and not re.search(r"\[[A-Z_]{4,}\]", md)
+    summary = json.loads((session_dir / "summary.json").read_text())
+    assert f"**Go/No-Go decision**: {summary['decision']}" in md
+
+
 def test_report_rebuilds_from_the_session_folder(session: tuple[Path, object]) -> None:
     session_dir, _ = session
     before = json.loads((session_dir / "summary.json").read_text())

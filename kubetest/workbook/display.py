@@ -17,7 +17,9 @@ def fmt_measured(value: float | None, unit: str) -> str:
         return "—"
     if unit == "%":
         return f"{value:.3f} %"
-    return f"{value:.3f} {unit}".strip()
+    if unit == "s":
+        return f"{value:.3f} s"
+    return f"{value:,.0f} {unit}".strip()  # counts and rates: whole numbers
 
 
 def badge(status: str) -> str:

@@ -96,7 +96,8 @@ class ReportView:
         )
         return HTML(f"<nav><b>Contents</b><ol>{items}</ol></nav>")
 
-    def executive_summary(self) -> HTML:
+    def summary_sentences(self) -> list[str]:
+        """The executive paragraph, every sentence built from a measured value."""
         s = self.summary
         reqs = [r for r in s["requirements"] if r["id"] in REQUIREMENTS]
         counts = pd.Series([r["status"] for r in reqs]).value_counts().to_dict()
@@ -120,6 +121,10 @@ class ReportView:
         if not s.get("complete", True):
             why = "; ".join(f"{k}: {v}" for k, v in s.get("failures", {}).items())
             para.append("The session did not complete" + (f" ({why})" if why else "") + ".")
+        return para
+
+    def executive_summary(self) -> HTML:
+        s, para = self.summary, self.summary_sentences()
         decision = s["decision"]
         return HTML(
             f'<p><span class="kt-decision kt-{decision}">{decision}</span> '
@@ -136,9 +141,11 @@ class ReportView:
         applied = f"<p>Applied here:</p><ul>{rows}</ul>" if rows else "<p>No penalty applied.</p>"
         return HTML(f"<p>{html.escape(DECISION_RULE)}</p>{applied}")
 
-    def findings(self) -> HTML:
+    def findings_lists(self) -> tuple[list[str], list[str], list[str]]:
         """Strengths, concerns and recommendations, each derived from a measured number."""
-        strengths, concerns, recs = [], [], []
+        strengths: list[str] = []
+        concerns: list[str] = []
+        recs: list[str] = []
         slo_p95 = (self.params.get("slo") or {}).get("p95_s", 5.0)
         for r in self.summary["requirements"]:
             d, status = r.get("details", {}), r["status"]
@@ -186,6 +193,10 @@ class ReportView:
         integ = self.summary.get("integrity", {})
         if integ.get("lost"):
             concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
+        return strengths, concerns, recs
+
+    def findings(self) -> HTML:
+        strengths, concerns, recs = self.findings_lists()
 
         def block(title: str, items: list[str]) -> str:
             lis = "".join(f"<li>{html.escape(i)}</li>" for i in items) or "<li>None.</li>"
@@ -195,7 +206,7 @@ class ReportView:
                     + block("Recommendations", recs))  # fmt: skip
 
     # ------------------------------------------------------------------ tables
-    def capacity(self) -> HTML:
+    def capacity_rows(self) -> list[tuple[str, str]]:
         """The capacity a planner needs, each value with its caveat ("at least", "not
         reached up to"), never a bare placeholder."""
         cap = self.summary.get("capacity", {})
@@ -240,9 +251,14 @@ class ReportView:
              f"{cap['littles_law_max_error']:.1%}"
              if _num(cap.get("littles_law_max_error")) is not None else "not measured"),
         ]  # fmt: skip
+        return rows
+
+    def capacity(self) -> HTML:
+        cap = self.summary.get("capacity", {})
+        rows = pd.DataFrame(self.capacity_rows(), columns=["capacity", "value"])
         recs = [cap[k] for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
         extra = "".join(f"<p>{html.escape(str(r))}</p>" for r in recs)
-        return HTML(table(pd.DataFrame(rows, columns=["capacity", "value"])).data + extra)
+        return HTML(table(rows).data + extra)
 
     def capacity_figures(self) -> list[Figure]:
         """B1's latency and throughput curves and B2's USL curve, from the results alone."""

@@ -1,0 +1,99 @@
+"""``FINAL_TEST_REPORT.md``: the guide's report template, every placeholder filled from the
+session's measurements (for wikis and pull requests). Same data as report.html, via
+``ReportView``, so the two never disagree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubetest.analysis.verdicts import DECISION_RULE
+from kubetest.workbook.display import requirements_frame
+from kubetest.workbook.report_view import ReportView
+
+FILE_NAME = "FINAL_TEST_REPORT.md"
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _bullets(items: list[str]) -> list[str]:
+    return [f"- {i}" for i in items] or ["- None."]
+
+
+def render_markdown(view: ReportView) -> str:
+    s = view.summary
+    frame = requirements_frame(s["requirements"])
+    strengths, concerns, recs = view.findings_lists()
+    started = min((r.get("started", "") for r in view.results.values()), default="") or "—"
+    lines = [
+        "# Kubernaut integration test report",
+        "",
+        f"**Test session**: {s['session']}  ",
+        f"**Date**: {started[:19].replace('T', ' ')} UTC  ",
+        f"**Tests run**: {', '.join(s.get('tests_run', [])) or 'none'}  ",
+        f"**Session complete**: {'yes' if s.get('complete') else 'no'}",
+        "",
+        "## Executive summary",
+        "",
+        f"**Decision: {s['decision']}** (confidence {s['confidence']}/100). "
+        + " ".join(view.summary_sentences()),
+        "",
+        "## Business requirement compliance",
+        "",
+        *_table(
+            ["Requirement", "What", "Measured [95 % CI]", "Pass criteria", "Judged on", "Status"],
+            [
+                [
+                    r["requirement"],
+                    r["what"],
+                    r["measured [95 % CI]"],
+                    r["criterion"],
+                    r["judged on"],
+                    f"**{r['status']}**",
+                ]
+                for r in frame.to_dict("records")
+            ],
+        ),  # fmt: skip
+        "",
+        "## Capacity analysis",
+        "",
+        *_table(["Capacity", "Value"], [list(row) for row in view.capacity_rows()]),
+        "",
+        "## Production readiness assessment",
+        "",
+        f"**Overall confidence rating**: {s['confidence']}/100",
+        "",
+        "### Strengths",
+        *_bullets(strengths),
+        "",
+        "### Areas of concern",
+        *_bullets(concerns),
+        "",
+        "### Recommendations",
+        *_bullets(recs),
+        "",
+        "## Pilot deployment recommendation",
+        "",
+        f"**Go/No-Go decision**: {s['decision']}",
+        "",
+        "**Rationale**: "
+        + ("; ".join(s.get("decision_reasons") or []) or "every criterion of the rule was met")
+        + ".",
+        "",
+        f"*Decision rule*: {DECISION_RULE}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(session_dir: Path) -> Path:
+    path = Path(session_dir) / FILE_NAME
+    path.write_text(render_markdown(ReportView.load(session_dir)), encoding="utf-8")
+    return path
