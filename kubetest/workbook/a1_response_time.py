@@ -104,17 +104,9 @@ def run(ctx: TestContext, progress: bool | None = None) -> A1Result:
     )  # fmt: skip
     ctx.save_result(
         {
-            "title": "A1 response time",
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": outcome.complete,
+            **outcome.result_fields(ctx, "A1 response time", started),
             "requirements": [req.as_dict()],
-            "latency": outcome.latency.as_dict(),
-            "load": outcome.load.summary,
             "remediation": remediation,
-            "records": str(outcome.load.records_path.relative_to(ctx.session_dir)),
-            "params": sec.model_dump(),
-            **outcome.service_result(),
         }
     )
     return A1Result(req, outcome, followed)

@@ -62,17 +62,9 @@ def run(ctx: TestContext, progress: bool | None = None) -> A2Result:
         )
     ctx.save_result(
         {
-            "title": "A2 concurrent load",
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": outcome.complete,
+            **outcome.result_fields(ctx, "A2 concurrent load", started),
             "requirements": [req.as_dict()],
-            "latency": outcome.latency.as_dict(),
-            "load": outcome.load.summary,
             "concurrency": asdict(conc),
-            "records": str(outcome.load.records_path.relative_to(ctx.session_dir)),
-            "params": sec.model_dump(),
-            **outcome.service_result(),
         }
     )
     return A2Result(req, outcome, conc)

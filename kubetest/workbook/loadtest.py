@@ -8,6 +8,7 @@ service handled (``kubetest.analysis.integrity``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,20 @@ class LoadOutcome:
             if self.integrity.checked:
                 out["integrity"] = self.integrity.counts()
         return out
+
+    def result_fields(self, ctx: TestContext, title: str, started: datetime) -> dict[str, Any]:
+        """What every load test's result file holds about its run (A1, A2)."""
+        return {
+            "title": title,
+            "started": started.isoformat(),
+            "finished": datetime.now(UTC).isoformat(),
+            "complete": self.complete,
+            "latency": self.latency.as_dict(),
+            "load": self.load.summary,
+            "records": str(self.load.records_path.relative_to(ctx.session_dir)),
+            "params": ctx.section.model_dump(),
+            **self.service_result(),
+        }
 
 
 def open_loop_schedule(ctx: TestContext, rate_per_min: float, duration_min: float) -> np.ndarray:
