@@ -262,7 +262,7 @@ class A3Availability(_Model):
 
 
 class A4Actions(_Model):
-    actions: Literal["all"] | list[str] = "all"
+    actions: Literal["all", "guide", "kubernaut"] | list[str] = "all"
     verify: Literal["history", "kubernetes", "none"] = "history"
     allow_destructive: bool = False
     namespaces: list[str] = ["test-workloads"]

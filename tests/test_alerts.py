@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import pickle
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kubetest.alerts import (
     ACTIONS,
+    ALERT_TYPES,
     DESTRUCTIVE_ACTIONS,
     PayloadFactory,
     action_alert,
@@ -90,3 +92,83 @@ def test_payload_factory_cycles_types_and_is_valid_json() -> None:
     ]
     with pytest.raises(ValueError):
         PayloadFactory(["bogus"])
+
+
+def _parsed_without_starts(raw: bytes) -> tuple[dict, datetime]:
+    doc = json.loads(raw)
+    starts = doc["alerts"][0].pop("startsAt")
+    return doc, datetime.fromisoformat(starts.replace("Z", "+00:00"))
+
+
+SEQS = [
+    *range(0, 40), 99, 100, 1023, 1024, 1025, 9_999, 10_000, 123_457, 9_999_999, 10_000_000,
+    99_999_999, 100_000_000, 123_456_789, 2**40 + 3, 10**18 - 1025, 10**18 + 5,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("api", ["webhook", "kubernaut", "kubernaut-legacy"])
+@pytest.mark.parametrize("unique", [True, False])
+@pytest.mark.parametrize("run", [None, "", "a1b2c3"])
+def test_fast_body_is_the_reference_body(api: str, unique: bool, run: str | None) -> None:
+    """The templated body parses to the reference builder's JSON (startsAt aside, which is
+    "now" in both), and its fingerprint is Alertmanager's of the labels actually sent."""
+    types = [*sorted(ALERT_TYPES), "random", "pod_crash"]
+    f = PayloadFactory(types, unique=unique, seed=5, api=api, run=run, namespace="ns-1%x\"é")
+    seqs = SEQS + [s * 7 + k for s in range(0, 3000, 97) for k in range(len(types))]
+    for seq in seqs:
+        before = datetime.now(UTC)
+        raw, kind, fp = f.body(seq)
+        ref_raw, ref_kind, ref_fp = f.reference_body(seq)
+        got, starts = _parsed_without_starts(raw)
+        want, ref_starts = _parsed_without_starts(ref_raw)
+        assert got == want, seq
+        assert (kind, fp) == (ref_kind, ref_fp)
+        labels = got["alerts"][0]["labels"]
+        assert fingerprint(labels) == got["alerts"][0]["fingerprint"] == fp
+        assert labels["kubetest_seq"] == str(seq) and labels["alert_type"] == kind
+        # startsAt is "now" less 1 ms, to the millisecond, when the body is built
+        assert abs((starts - ref_starts).total_seconds()) < 0.05
+        assert before - timedelta(milliseconds=2) <= starts <= datetime.now(UTC)
+
+
+def test_fast_bodies_out_of_order_and_after_pickling() -> None:
+    f = PayloadFactory(["high_cpu", "disk_full"], run="ffffff")
+    order = [5000, 3, 5001, 1_000_000, 2, 4999, 70]
+    first = [f.body(s)[2] for s in order]
+    assert first == [f.reference_body(s)[2] for s in order]
+    clone = pickle.loads(pickle.dumps(f))
+    assert not any(k.startswith("_c_") for k in vars(clone))  # caches stay home
+    clone.warm()
+    assert set(clone._c_templates) == {"high_cpu", "disk_full"}
+    assert [clone.body(s)[2] for s in order] == first
+    assert len(pickle.dumps(f)) < 1000
+
+
+def test_a_template_that_does_not_match_falls_back_to_the_reference(monkeypatch) -> None:
+    import kubetest.alerts as alerts
+
+    monkeypatch.setattr(alerts, "_STARTS", "\x00X\x00")  # breaks the startsAt slot
+    f = PayloadFactory(["high_memory"])
+    with pytest.warns(RuntimeWarning, match="slow way"):
+        raw, kind, fp = f.body(3)
+    ref, ref_kind, ref_fp = f.reference_body(3)
+    assert _parsed_without_starts(raw)[0] == _parsed_without_starts(ref)[0]
+    assert (kind, fp) == (ref_kind, ref_fp)
+
+
+def test_bodies_take_the_template_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path never falls back to the slow reference builder (speed is bench/'s
+    business; this only proves the template is what runs)."""
+    import warnings
+
+    f = PayloadFactory(["high_memory", "pod_crash"])
+    f.warm()
+
+    def slow(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the reference builder ran on the hot path")
+
+    monkeypatch.setattr(f, "reference_body", slow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a template mismatch warns before falling back
+        for seq in range(0, 5_000, 7):
+            f.body(seq)

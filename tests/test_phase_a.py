@@ -144,3 +144,16 @@ def test_a1_fails_when_the_service_is_slow(tmp_path: Path) -> None:
         ctx.close()
     assert result.requirement.status == "FAIL"
     assert result.requirement.measured > 0.1  # at least the service time, never the mean
+
+
+def test_a4_action_sets(tmp_path: Path) -> None:
+    from kubetest.alerts import GUIDE_ACTIONS, KUBERNAUT_ACTIONS
+
+    assert len(GUIDE_ACTIONS) == 25 and "create_secret" in GUIDE_ACTIONS
+    ctx = context(tmp_path, "A4", a4_actions={"actions": "guide"})
+    try:
+        assert a4_actions.plan_actions(ctx) == (list(GUIDE_ACTIONS), {})
+        ctx.params.a4_actions.actions = "kubernaut"
+        assert a4_actions.plan_actions(ctx)[0] == list(KUBERNAUT_ACTIONS)
+    finally:
+        ctx.close()

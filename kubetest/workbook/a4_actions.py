@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from kubetest.alerts import ACTIONS, DESTRUCTIVE_ACTIONS, action_alert, webhook
+from kubetest.alerts import ACTION_SETS, ACTIONS, DESTRUCTIVE_ACTIONS, action_alert, webhook
 from kubetest.analysis.latency import proportion_ci
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
 from kubetest.checks import preflight_auth
@@ -49,7 +49,7 @@ class A4Result:
 def plan_actions(ctx: TestContext) -> tuple[list[str], dict[str, str]]:
     """Actions to send, and those skipped with why (the destructive guard)."""
     sec = ctx.section
-    wanted = list(ACTIONS) if sec.actions == "all" else list(sec.actions)
+    wanted = list(ACTION_SETS[sec.actions] if isinstance(sec.actions, str) else sec.actions)
     unknown = [a for a in wanted if a not in ACTIONS]
     skipped = {a: "unknown action" for a in unknown}
     guarded = not ctx.params.target.is_embedded and not sec.allow_destructive
