@@ -8,6 +8,7 @@ failed or interrupted notebook never takes the others' results with it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import yaml
 from kubetest.errors import KubetestError
 from kubetest.params import TESTS, Params, load_params
 from kubetest.summary import write_summary
-from kubetest.workbook.context import REPO_ROOT, new_session_name
+from kubetest.workbook.context import REPO_ROOT, new_session_name, write_json
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -48,6 +50,32 @@ class SessionResult:
     report: Path | None
     failures: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+
+
+class NotebookStates:
+    """``state.json``: each test's state (pending / running / done / failed / interrupted /
+    not run) and the attempt that produced it, rewritten atomically as the run goes, so a
+    resumed session and its report can say which test ran in which attempt."""
+
+    def __init__(self, session_dir: Path, selected: list[str], resume: bool) -> None:
+        self.path = session_dir / "state.json"
+        old = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
+        self.attempt = int(old.get("attempt", 0)) + 1
+        self.tests: dict[str, dict[str, Any]] = old.get("tests", {})
+        for key in selected:
+            if self.tests.get(key, {}).get("state") != "done":
+                self.tests[key] = {"state": "pending"}
+        self.save()
+
+    def set(self, key: str, state: str, **extra: Any) -> None:
+        stamp = datetime.now(UTC).isoformat()
+        entry = {**self.tests.get(key, {}), "state": state, "attempt": self.attempt, **extra}
+        entry["started" if state == "running" else "updated"] = stamp
+        self.tests[key] = entry
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, {"attempt": self.attempt, "tests": self.tests})
 
 
 def parse_only(only: str | None) -> list[str] | None:
@@ -193,6 +221,7 @@ def run_session(
             shutil.rmtree(session_dir / "results")  # a rerun of a named session starts afresh
         # The params as run, for the report: they hold env var *names*, never secret values.
         (session_dir / "params.yaml").write_text(params_text)
+        states = NotebookStates(session_dir, selected, resume)
         target = (
             _embedded_target(params, session_dir / "target.log")
             if params.target.is_embedded
@@ -213,8 +242,10 @@ def run_session(
                 gate = key not in PHASE_A and not params.continue_on_phase_a_failure
                 if gate and _phase_a_failed(session_dir, failures):
                     echo(f"{key}: not run: Phase A failed (continue_on_phase_a_failure: false)")
+                    states.set(key, "not run", reason="Phase A failed")
                     continue
                 current, t0 = key, time.monotonic()
+                states.set(key, "running")
                 echo(f"{key}: running {nb.name} ...")
                 try:
                     execute_notebook(
@@ -229,14 +260,17 @@ def run_session(
                     if stop.get("interrupted"):
                         raise KeyboardInterrupt from None
                     failures[key] = _one_line(exc)
+                    states.set(key, "failed", error=failures[key])
                     echo(f"{key}: FAILED after {time.monotonic() - t0:.0f} s: {failures[key]}")
                     continue
                 current = ""
+                states.set(key, "done")
                 echo(f"{key}: done in {time.monotonic() - t0:.0f} s")
         except KeyboardInterrupt:
             interrupted = True
             if current:
                 failures[current] = f"interrupted after {time.monotonic() - t0:.0f} s"
+                states.set(current, "interrupted")
             echo("interrupted: writing what was measured")
         finally:
             if target is not None:

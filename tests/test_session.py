@@ -155,6 +155,9 @@ def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=90)
     assert json.loads((session / "summary.json").read_text())["complete"] is False
+    state = json.loads((session / "state.json").read_text())
+    assert state["tests"]["A1"]["state"] == "done"
+    assert state["tests"]["A3"]["state"] == "interrupted"
     a1_records = session / "records" / "A1.csv"
     before = a1_records.stat().st_mtime_ns
 
@@ -173,3 +176,8 @@ def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
     assert a1_records.stat().st_mtime_ns == before  # A1 was not sent again
     summary = json.loads((session / "summary.json").read_text())
     assert summary["complete"] is True and set(summary["tests_run"]) == {"A1", "A3"}
+    state = json.loads((session / "state.json").read_text())
+    assert state["attempt"] == 2
+    assert {k: (v["state"], v["attempt"]) for k, v in state["tests"].items()} == {
+        "A1": ("done", 1), "A3": ("done", 2)
+    }  # fmt: skip

@@ -373,16 +373,20 @@ class ReportView:
         return table(pd.DataFrame(rows))
 
     def durations(self) -> HTML:
+        state_path = self.session_dir / "state.json"
+        states = json.loads(state_path.read_text()).get("tests", {}) if state_path.exists() else {}
         rows = []
         for test, r in sorted(self.results.items()):
             if r.get("started") and r.get("finished"):
                 t0, t1 = pd.Timestamp(r["started"]), pd.Timestamp(r["finished"])
                 rows.append({"test": test, "started (UTC)": t0.strftime("%Y-%m-%d %H:%M:%S"),
                              "duration (s)": (t1 - t0).total_seconds(),
-                             "complete": r.get("complete")})  # fmt: skip
+                             "complete": r.get("complete"),
+                             "attempt": states.get(test, {}).get("attempt", 1)})  # fmt: skip
         for test, why in self.summary.get("failures", {}).items():
             rows.append({"test": test, "started (UTC)": "—", "duration (s)": None,
-                         "complete": f"failed: {why}"})  # fmt: skip
+                         "complete": f"failed: {why}",
+                         "attempt": states.get(test, {}).get("attempt", 1)})  # fmt: skip
         return table(pd.DataFrame(rows))
 
     def links(self) -> HTML:
