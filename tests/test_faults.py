@@ -216,3 +216,20 @@ def test_slow_client_does_not_block_the_target(target: EmbeddedTarget) -> None:
                             timeout=10)  # fmt: skip
             assert ok.status_code == 200
             time.sleep(0.2)
+
+
+def test_a_full_disk_stops_the_run_with_one_clear_line(tmp_path: Path) -> None:
+    """Records that cannot be written make the run stop with a KubetestError (one line
+    on the CLI), not a traceback and not load sent into the void."""
+    from kubetest.engine.records import RecordsWriteError
+
+    (tmp_path / "full.csv").symlink_to("/dev/full")  # every write: ENOSPC
+
+    async def ok(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200, body=b"ok")
+
+    with WebServer(ok) as server, pytest.raises(RecordsWriteError) as info:
+        run_load(plan(server.url, 50, 2.0), tmp_path, name="full", progress=False)
+    message = str(info.value)
+    assert "No space left on device" in message and "\n" not in message
+    assert server.requests < 100  # it stopped instead of sending the whole plan

@@ -15,15 +15,19 @@ reads a file or such a folder; pandas and pyarrow read the folder as one dataset
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from hdrh.histogram import HdrHistogram
+
+from kubetest.errors import KubetestError
 
 #: Outcomes that every API profile maps its answers to; success rates count ``accepted`` only.
 OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "failed")
@@ -70,45 +74,68 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(HDR_LOW_US, HDR_HIGH_US, HDR_DIGITS)
 
 
+class RecordsWriteError(KubetestError):
+    """The records cannot be written (disk full, read-only, gone): stop, say so in a line.
+    Load that cannot be recorded measures nothing, so the run does not go on without it."""
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise RecordsWriteError(
+            f"cannot write records to {path}: {exc.strerror or exc}; "
+            "free disk space or choose another output folder"
+        ) from None
+
+
 class RecordWriter:
     """Append records to a CSV file and an HDR histogram of successful latencies."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w", newline="", buffering=1 << 16)
-        self._csv = csv.writer(self._fh)
-        self._csv.writerow(COLUMNS)
-        self._fh.flush()
+        with _writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", newline="", buffering=1 << 16)
+            self._csv = csv.writer(self._fh)
+            self._csv.writerow(COLUMNS)
+            self._fh.flush()
         self._last_flush = time.monotonic()
         self.histogram = new_histogram()
         self.count = 0
 
     def write(self, rec: Record) -> None:
-        self._csv.writerow(
-            (
-                rec.seq, rec.worker, f"{rec.intended_s:.6f}", f"{rec.sent_s:.6f}",
-                f"{rec.done_s:.6f}", f"{rec.latency_s:.6f}", f"{rec.service_s:.6f}",
-                f"{rec.lag_s:.6f}", rec.status, rec.outcome, rec.error, rec.alert_type,
-                rec.fingerprint,
-            )
-        )  # fmt: skip
+        with _writing(self.path):
+            self._csv.writerow(
+                (
+                    rec.seq, rec.worker, f"{rec.intended_s:.6f}", f"{rec.sent_s:.6f}",
+                    f"{rec.done_s:.6f}", f"{rec.latency_s:.6f}", f"{rec.service_s:.6f}",
+                    f"{rec.lag_s:.6f}", rec.status, rec.outcome, rec.error, rec.alert_type,
+                    rec.fingerprint,
+                )
+            )  # fmt: skip
+            now = time.monotonic()
+            if now - self._last_flush >= FLUSH_EVERY_S:
+                self._fh.flush()
+                self._last_flush = now
         self.count += 1
         if rec.outcome == "accepted":
             self.histogram.record_value(max(HDR_LOW_US, min(HDR_HIGH_US, int(rec.latency_s * 1e6))))
-        now = time.monotonic()
-        if now - self._last_flush >= FLUSH_EVERY_S:
-            self._fh.flush()
-            self._last_flush = now
 
     def flush(self) -> None:
         if not self._fh.closed:
-            self._fh.flush()
+            with _writing(self.path):
+                self._fh.flush()
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.flush()
-            self._fh.close()
+        if self._fh.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            with contextlib.suppress(OSError):  # the buffer that could not be written
+                self._fh.close()
 
     def __enter__(self) -> RecordWriter:
         return self
