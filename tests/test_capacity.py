@@ -328,7 +328,7 @@ def test_b1_finds_the_capacity_of_an_md_c_target(tmp_path: Path) -> None:
     """D/D/4 with D = 20 ms: no queue below c/D = 12,000/min, so it is sustainable just
     under it and unsustainable above it, whatever the 0.1 s SLO."""
     res = run_b1(tmp_path, {"workers": 4, "service_ms": 20, "service_dist": "const"},
-                 [[9000, 2 / 60], [11000, 2 / 60], [13000, 2 / 60]])  # fmt: skip
+                 [[9000, 3 / 60], [11000, 3 / 60], [16000, 3 / 60]])  # fmt: skip
     c = res.capacity
     theory = res.theory
     assert theory is not None and theory["capacity_per_min"] == pytest.approx(12000)
