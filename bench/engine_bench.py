@@ -19,7 +19,11 @@ Three measurements, each reported as ratios against peers measured in the same r
    that a rate far beyond it is reported ``saturated``; the peers' maximum throughput
    (wrk -t1 -c50, hey -c50, Locust 50 users, closed loop) and CPU per 1,000 requests,
    also at a common 2,000 req/s for the tools that can hold a rate (hey -q, Locust
-   constant_throughput).
+   constant_throughput). The same sweep again with the engine's shards on its local Dask
+   cluster (``run_load(..., workers=2)``, issue 10): 2 workers against 1 worker against
+   the peers, from the same run. That run is not pinned: its processes use both cores,
+   nginx included (which stays on its core), and its CPU is the sum over the generator's
+   process tree (client, Dask scheduler, workers), sampled per pid.
 3. ``stall``: a server stalling 1 s every 10 s (otherwise 1 ms): the engine's open-loop
    p99 against the analytic value, and the closed-loop p99 of wrk and hey, which hides
    the stall (coordinated omission).
@@ -86,6 +90,8 @@ STALL_S = 1.0
 STALL_BASE_S = 0.001
 STALL_RATE = 200.0
 STALL_TOL = 0.10  # engine p99 within 10 % of the analytic value
+# Issue 10: the engine's shards on a local Dask cluster, against nginx.
+WORKERS_2 = 2
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class Profile:
     slow_peers: tuple[str, ...]
     step_s: int
     rates: tuple[int, ...]
+    rates2: tuple[int, ...]  # the 2-worker (Dask) sweep
     refine: bool
     retry: bool
     sat_s: int
@@ -110,12 +117,13 @@ class Profile:
                    ("locust", (("users", 50), ("rate_per_user", 40))))  # fmt: skip
         if quick:
             return cls(slow_s=6, slow_peers=("wrk", "hey"), step_s=3, rates=(2000, 3000, 4000),
-                       refine=False, retry=True, sat_s=3, peer_s=3,
+                       rates2=(2000, 4000, 6000), refine=False, retry=True, sat_s=3, peer_s=3,
                        nginx_peers=(*at_max, at_2000[0]), stall_s=10,
                        stall_peers=("wrk", "hey"))  # fmt: skip
         return cls(
             slow_s=25, slow_peers=("wrk", "hey", "locust"), step_s=10,
             rates=(1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 15000),
+            rates2=(2000, 4000, 6000, 8000, 10000, 12000, 15000),
             refine=True, retry=True, sat_s=6, peer_s=10, nginx_peers=(*at_max, *at_2000),
             stall_s=30, stall_peers=("wrk", "hey", "locust"),
         )  # fmt: skip
@@ -134,32 +142,45 @@ def err(value: float | None, truth: float) -> float | None:
 
 def engine_trial(
     url: str, *, rate: float, duration_s: float, timeout_s: float, max_in_flight: int,
-    core: int | None,
+    core: int | None, workers: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
-    """One ``bench.engine_trial`` process pinned to ``core``; its summary plus CPU figures."""
+    """One ``bench.engine_trial`` process pinned to ``core``; its summary plus CPU figures.
+
+    ``workers`` > 1: the engine's shards on its local Dask cluster (worker processes
+    started by the trial process), not pinned: the generator then has every core, and
+    its CPU is that of the whole process tree (client + scheduler + workers), sampled
+    per pid, with the worker processes' share reported apart."""
+    spread = workers > 1
     with tempfile.TemporaryDirectory(prefix="bench-trial-") as tmp:
         result_file = Path(tmp) / "trial.json"
         cmd = [
-            *pin_prefix(core), sys.executable, "-m", "bench.engine_trial", "--url", url,
-            "--rate", f"{rate:g}", "--duration", f"{duration_s:g}", "--timeout", f"{timeout_s:g}",
-            "--max-in-flight", str(max_in_flight), "--result", str(result_file),
+            *pin_prefix(None if spread else core), sys.executable, "-m", "bench.engine_trial",
+            "--url", url, "--rate", f"{rate:g}", "--duration", f"{duration_s:g}",
+            "--timeout", f"{timeout_s:g}", "--max-in-flight", str(max_in_flight),
+            "--result", str(result_file),
+            *(["--workers", str(workers)] if spread else []),
         ]  # fmt: skip
         m = run_measured(
-            cmd, timeout_s=duration_s + timeout_s + 90, cwd=ROOT, preexec_fn=pin_preexec(core)
-        )
+            cmd, timeout_s=duration_s + timeout_s + 90, cwd=ROOT,
+            preexec_fn=None if spread else pin_preexec(core), tree=spread,
+        )  # fmt: skip
         if m.returncode != 0 or not result_file.exists():
-            return {"tool": "kubetest", "target_rate": rate, "command": " ".join(cmd),
+            return {"tool": "kubetest", "workers": workers, "target_rate": rate,
+                    "command": " ".join(cmd),
                     "error": f"exit {m.returncode}: {m.stderr.strip()[-600:]}"}  # fmt: skip
         doc = json.loads(result_file.read_text())
     s = doc["summary"]
     achieved = s.get("achieved_rate_per_s") or 0.0
     start = doc["start_monotonic"]
-    cpu = cpu_per_1k(m, requests=s.get("sent_count") or 0, rate_per_s=achieved,
-                     t_from=start + 1.0, t_to=start + duration_s - 0.3)  # fmt: skip
     sent = s.get("sent_count") or 0
-    return {
+    window = {"requests": sent, "rate_per_s": achieved, "t_from": start + 1.0,
+              "t_to": start + duration_s - 0.3}  # fmt: skip
+    cpu = cpu_per_1k(m, **window)
+    out: dict[str, Any] = {
         "tool": "kubetest",
-        "mode": f"open loop, constant {rate:g}/s",
+        "workers": workers,
+        "mode": f"open loop, constant {rate:g}/s"
+        + (f", {workers} Dask workers (not pinned)" if spread else ""),
         "command": " ".join(cmd),
         "target_rate": rate,
         "duration_s": duration_s,
@@ -178,29 +199,51 @@ def engine_trial(
         "schedule_lag_p50": s.get("schedule_lag_p50"),
         "schedule_lag_p99": s.get("schedule_lag_p99"),
         "schedule_lag_max": s.get("schedule_lag_max"),
-        "loop_busy": s.get("loop_busy"),
+        "loop_busy": s.get("loop_busy"),  # sharded: the busiest shard's
         "loop_lag_p99": s.get("loop_lag_p99"),
         "max_in_flight_seen": s.get("max_in_flight_seen"),
         "saturated": s.get("saturated"),
         "saturation_reasons": s.get("saturation_reasons"),
         "cpu_per_1k_steady_s": cpu["steady"],
         "cpu_per_1k_total_s": cpu["total"],
-        "cpu_per_1k_run_load_s": doc["cpu_run_load_s"] / sent * 1000 if sent else None,
+        "cpu_per_1k_run_load_s": doc["cpu_run_load_s"] / sent * 1000
+        if sent and not spread
+        else None,
         "utilisation": cpu["utilisation"],
         "cpu_total_s": m.cpu_total_s,
         "records_bytes": doc.get("records_bytes"),
+        "records_format": doc.get("records_format"),
         "records_check": doc.get("records_check"),
-        "machine": machine(m),
+        "machine": machine(m, spread=spread),
     }
+    if spread:
+        pids = doc.get("worker_pids") or []
+        wcpu = cpu_per_1k(m, **window, pids=pids) if pids else {}
+        out.update(
+            summary_workers=s.get("workers"),
+            complete=s.get("complete"),
+            worker_pids=pids,
+            cluster_start_s=doc.get("cluster_start_s"),
+            cpu_per_1k_workers_s=wcpu.get("steady"),
+            utilisation_workers=wcpu.get("utilisation"),
+            per_worker=[{k: w.get(k) for k in PER_WORKER_KEYS} for w in s.get("per_worker") or []],
+        )
+    return out
 
 
+PER_WORKER_KEYS = ("worker", "status", "sent_count", "achieved_rate_per_s", "schedule_lag_p99",
+                   "loop_busy", "clock_offset_s", "clock_uncertainty_s", "saturated",
+                   "saturation_reasons")  # fmt: skip
 DISTURBED_GEN = 0.05  # another program used > 5 % of the generator core during a run
 DISTURBED_TGT = 0.10  # ... or > 10 % of the target core
 
 
 def disturbed(t: dict[str, Any]) -> bool:
-    """Whether something else on the machine competed with the measured run."""
+    """Whether something else on the machine competed with the measured run (a generator
+    spread over every core: anything beyond it and the target, on all cores together)."""
     m = t.get("machine") or {}
+    if "machine_other" in m:
+        return (m.get("machine_other") or 0) > DISTURBED_GEN + DISTURBED_TGT
     return (m.get("gen_core_other") or 0) > DISTURBED_GEN or (
         m.get("target_core_other") or 0
     ) > DISTURBED_TGT
@@ -264,79 +307,116 @@ def part_slow(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dict
     return res
 
 
+def _sweep(trial: Any, p: Profile, rates: tuple[int, ...]) -> dict[str, Any]:
+    """Search upwards for the highest rate ``trial(rate, duration)`` holds (see ``holds``)."""
+    sweep: list[dict[str, Any]] = []
+    best: float | None = None
+    first_fail: float | None = None
+    for rate in rates:
+        t = trial(rate, p.step_s)
+        if not t["holds"] and not p.retry:
+            sweep.append(t)
+            first_fail = rate
+            break
+        if not t["holds"]:
+            # retry: a single bad second is not a ceiling; once more when another program
+            # competed for the cores (a shared machine), so the ceiling is the engine's
+            sweep.append(t)
+            tries = 3 if t["disturbed"] else 2
+            for _ in range(tries - 1):
+                t = trial(rate, p.step_s)
+                t["retry"] = True
+                sweep.append(t)
+                if t["holds"] or not t["disturbed"]:
+                    break
+            if not t["holds"]:
+                first_fail = rate
+                break
+        else:
+            sweep.append(t)
+        best = rate
+    if p.refine and best is not None and first_fail is not None and first_fail - best > 500:
+        mid = round((best + first_fail) / 2 / 250) * 250
+        t = trial(mid, p.step_s)
+        sweep.append(t)
+        if t["holds"]:
+            best = mid
+    # what the loop's CPU share says, less sensitive to a busy machine than the search:
+    # rate / loop busy is the rate at which the event-loop thread would be 100 % busy
+    # (sharded: the busiest shard's loop, so the rate at which the first shard would be)
+    ceilings = sorted(t["rate_per_s"] / t["loop_busy"] for t in sweep
+                      if t.get("holds") and t.get("loop_busy"))  # fmt: skip
+    return {
+        "sweep": sweep,
+        "loop_bound_rate": ceilings[len(ceilings) // 2] if ceilings else None,
+        "max_held_rate": best,
+        "first_failing_rate": first_fail,
+    }
+
+
+def _at(sweep: list[dict[str, Any]], rate: float | None) -> dict[str, Any] | None:
+    """The (last) held trial at ``rate`` in a sweep."""
+    return next((t for t in reversed(sweep) if t["target_rate"] == rate and t["holds"]), None)
+
+
 def part_nginx(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dict[str, Any]:
     res: dict[str, Any] = {"step_s": p.step_s}
-    sweep: list[dict[str, Any]] = []
     with Nginx(core=tgt) as ng:
         watch(target_pid=ng.pid, target_core=tgt, gen_core=gen)
         res["server_command"] = " ".join(ng.command)
 
-        def trial(rate: float, duration: float, cap: int = 1000) -> dict[str, Any]:
+        def trial(rate: float, duration: float, cap: int = 1000, workers: int = 1
+                  ) -> dict[str, Any]:  # fmt: skip
             t = engine_trial(ng.url, rate=rate, duration_s=duration, timeout_s=5.0,
-                             max_in_flight=cap, core=gen)  # fmt: skip
+                             max_in_flight=cap, core=gen, workers=workers)  # fmt: skip
             t["holds"] = holds(t)
             t["disturbed"] = disturbed(t)
             lag = t.get("schedule_lag_p99")
             mach = t.get("machine") or {}
-            log(f"nginx: engine {rate:g}/s -> {t.get('rate_per_s') or 0:.0f}/s, lag p99 "
-                f"{(lag or 0) * 1e3:.1f} ms, saturated={t.get('saturated')}, "
-                f"holds={t['holds']}; other load on generator/target core "
-                f"{mach.get('gen_core_other') or 0:.0%}/{mach.get('target_core_other') or 0:.0%}"
+            if "machine_other" in mach:
+                other = f"other load on all cores {mach.get('machine_other') or 0:.0%}"
+            else:
+                other = (f"other load on generator/target core "
+                         f"{mach.get('gen_core_other') or 0:.0%}/"
+                         f"{mach.get('target_core_other') or 0:.0%}")  # fmt: skip
+            log(f"nginx: engine x{workers} {rate:g}/s -> {t.get('rate_per_s') or 0:.0f}/s, lag "
+                f"p99 {(lag or 0) * 1e3:.1f} ms, saturated={t.get('saturated')}, "
+                f"holds={t['holds']}; {other}"
                 f"{'  ' + t['error'] if 'error' in t else ''}")  # fmt: skip
             time.sleep(0.5)
             return t
 
-        best: float | None = None
-        first_fail: float | None = None
-        for rate in p.rates:
-            t = trial(rate, p.step_s)
-            if not t["holds"] and not p.retry:
-                sweep.append(t)
-                first_fail = rate
-                break
-            if not t["holds"]:
-                # retry: a single bad second is not a ceiling; once more when another program
-                # competed for the cores (a shared machine), so the ceiling is the engine's
-                sweep.append(t)
-                tries = 3 if t["disturbed"] else 2
-                for _ in range(tries - 1):
-                    t = trial(rate, p.step_s)
-                    t["retry"] = True
-                    sweep.append(t)
-                    if t["holds"] or not t["disturbed"]:
-                        break
-                if not t["holds"]:
-                    first_fail = rate
-                    break
-            else:
-                sweep.append(t)
-            best = rate
-        if p.refine and best is not None and first_fail is not None and first_fail - best > 500:
-            mid = round((best + first_fail) / 2 / 250) * 250
-            t = trial(mid, p.step_s)
-            sweep.append(t)
-            if t["holds"]:
-                best = mid
-        res["sweep"] = sweep
-        # what the loop's CPU share says, less sensitive to a busy machine than the search:
-        # rate / loop busy is the rate at which the event-loop thread would be 100 % busy
-        ceilings = sorted(t["rate_per_s"] / t["loop_busy"] for t in sweep
-                          if t.get("holds") and t.get("loop_busy"))  # fmt: skip
-        res["loop_bound_rate"] = ceilings[len(ceilings) // 2] if ceilings else None
-        res["max_held_rate"] = best
-        res["first_failing_rate"] = first_fail
+        # 1. one worker (one process, pinned to the generator core)
+        res.update(_sweep(trial, p, p.rates))
+        sweep, best, first_fail = res["sweep"], res["max_held_rate"], res["first_failing_rate"]
         far = max(25000.0, 5 * (first_fail or best or 5000))
         log(f"nginx: far beyond the ceiling: {far:g}/s for {p.sat_s} s")
         res["far_beyond"] = trial(far, p.sat_s)
-        at_2000 = next((t for t in sweep if t["target_rate"] == 2000 and t["holds"]), None)
+        at_2000 = _at(sweep, 2000)
         if at_2000 is None and p.rates[0] <= 2000:
             at_2000 = next((t for t in sweep if t["target_rate"] == 2000), None)
         if at_2000 is None:
             at_2000 = trial(2000, p.step_s)
         res["engine_at_2000"] = at_2000
-        res["engine_at_max"] = next(
-            (t for t in reversed(sweep) if t["target_rate"] == best and t["holds"]), None
+        res["engine_at_max"] = _at(sweep, best)
+
+        # 2. two workers: shards on the engine's local Dask cluster, not pinned (both
+        # cores; nginx, pinned to its core, shares it with one of them)
+        w = WORKERS_2
+        log(f"nginx: engine with {w} Dask workers, rates {p.rates2}")
+        two = _sweep(lambda rate, duration: trial(rate, duration, workers=w), p, p.rates2)
+        if p.sat_s:
+            far2 = max(25000.0, 5 * (two["first_failing_rate"] or two["max_held_rate"] or 5000))
+            log(f"nginx: {w} workers, far beyond the ceiling: {far2:g}/s for {p.sat_s} s")
+            two["far_beyond"] = trial(far2, p.sat_s, workers=w)
+        two2000 = _at(two["sweep"], 2000) or next(
+            (t for t in two["sweep"] if t["target_rate"] == 2000), None
         )
+        two["engine_at_2000"] = two2000
+        two["engine_at_max"] = _at(two["sweep"], two["max_held_rate"])
+        two["workers"] = w
+        res["workers2"] = two
+
         peer_runs: list[dict[str, Any]] = []
         for tool, items in p.nginx_peers:
             kw: dict[str, Any] = dict(items)
@@ -448,6 +528,8 @@ def _load(r: dict[str, Any]) -> str:
         return "-" if v is None else f"{v * 100:.0f}%"
 
     mark = " (disturbed)" if disturbed(r) else ""
+    if "machine_other" in m:  # generator on every core: other load on all of them
+        return f"{pct(m.get('target_cpu'))} / {pct(m.get('machine_other'))} all cores{mark}"
     return (f"{pct(m.get('target_cpu'))} / {pct(m.get('gen_core_other'))} / "
             f"{pct(m.get('target_core_other'))}{mark}")  # fmt: skip
 
@@ -523,16 +605,66 @@ def markdown(doc: dict[str, Any]) -> str:
             f"its event loop would be 100 % busy (rate / loop busy, median of the held "
             f"steps): {_s(ng.get('loop_bound_rate'), 'rate')}.\n"
         )
+        two = ng.get("workers2")
+        if two:
+            w = two.get("workers", WORKERS_2)
+            out.append(f"#### The same sweep with {w} workers (shards on a local Dask cluster)\n")
+            out.append(
+                "| target | achieved | achieved % | lag p99 | per worker: rate, lag p99 | "
+                "p50 | p99 | loop busy (busiest) | CPU/1k req (all processes) | "
+                "CPU/1k req (workers) | nginx CPU / other load | saturated | held |"
+            )
+            out.append("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|")
+            rows2 = [*two["sweep"], *([two["far_beyond"]] if two.get("far_beyond") else [])]
+            for t in rows2:
+                if "error" in t:
+                    out.append(f"| {t['target_rate']:,.0f} | error: {t['error'][:80]} "
+                               "|||||||||||")  # fmt: skip
+                    continue
+                reasons = "; ".join(t.get("saturation_reasons") or [])[:90]
+                per = "; ".join(
+                    f"{_s(x.get('achieved_rate_per_s'), 'rate')}, "
+                    f"{_s(x.get('schedule_lag_p99'), 'ms')}"
+                    + (" **sat.**" if x.get("saturated") else "")
+                    + ("" if x.get("status") == "ok" else f" {x.get('status')}")
+                    for x in t.get("per_worker") or []
+                )
+                out.append(
+                    f"| {t['target_rate']:,.0f}{' (retry)' if t.get('retry') else ''} | "
+                    f"{_s(t.get('rate_per_s'), 'rate')} | "
+                    f"{_s(t.get('achieved_fraction'), 'pct')} | "
+                    f"{_s(t.get('schedule_lag_p99'), 'ms')} | {per} | {_s(t.get('p50'))} | "
+                    f"{_s(t.get('p99'))} | {_s(t.get('loop_busy'), 'pct')} | "
+                    f"{_s(t.get('cpu_per_1k_steady_s'), 'cpu')} | "
+                    f"{_s(t.get('cpu_per_1k_workers_s'), 'cpu')} | {_load(t)} | "
+                    f"{'yes: ' + reasons if t.get('saturated') else 'no'} | "
+                    f"{'yes' if t.get('holds') else 'no'} |"
+                )
+            out.append(
+                f"\n{w} workers: max held open-loop rate **{_s(two['max_held_rate'], 'rate')}**"
+                f" (first failing step {_s(two['first_failing_rate'], 'rate')}); rate at which "
+                f"the busiest shard's event loop would be 100 % busy (median of the held "
+                f"steps): {_s(two.get('loop_bound_rate'), 'rate')}. Not pinned: the "
+                f"generator's processes (client and Dask scheduler, {w} workers) use both "
+                f"cores, so nginx, pinned to core {env['target_core']}, shares its core with "
+                f"them. CPU/1k req sums the processes' CPU (per pid, /proc); 'workers' is the "
+                f"worker processes' share. Other load = all cores' busy time less the "
+                f"generator's processes and nginx, in cores.\n"
+            )
         out.append("| tool | mode | rate | p50 | p99 | CPU used (cores) | CPU/1k req (steady) "
                    "| CPU/1k req (whole process) | errors "
                    "| nginx CPU / other on gen. / target core |")  # fmt: skip
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         at_max, at_2000 = ng.get("engine_at_max"), ng.get("engine_at_2000")
         rows = [
-            ("kubetest", at_max),
-            ("kubetest", at_2000 if at_2000 is not at_max else None),
-            *[(r["tool"], r) for r in ng["peers"]],
+            ("kubetest, 1 worker", at_max),
+            ("kubetest, 1 worker", at_2000 if at_2000 is not at_max else None),
         ]
+        if two:
+            m2, a2 = two.get("engine_at_max"), two.get("engine_at_2000")
+            label = f"kubetest, {two.get('workers', WORKERS_2)} workers"
+            rows += [(label, m2), (label, a2 if a2 is not m2 else None)]
+        rows += [(r["tool"], r) for r in ng["peers"]]
         for tool, r in rows:
             if not r:
                 continue
@@ -607,6 +739,19 @@ def ratios(doc: dict[str, Any]) -> dict[str, float | None]:
         best = ng.get("max_held_rate")
         at_max = ng.get("engine_at_max") or {}
         at_2000 = ng.get("engine_at_2000") or {}
+        two = ng.get("workers2") or {}
+        w = f"{two.get('workers', WORKERS_2)} workers"
+        best2 = two.get("max_held_rate")
+        max2 = two.get("engine_at_max") or {}
+        at2000_2 = two.get("engine_at_2000") or {}
+        if two:
+            r[f"engine max open-loop rate: {w} / 1 worker"] = _ratio(best2, best)
+            r[f"CPU/1k req: engine {w} / 1 worker, both @2000/s"] = _ratio(
+                at2000_2.get("cpu_per_1k_steady_s"), at_2000.get("cpu_per_1k_steady_s")
+            )
+            r[f"CPU/1k req: engine {w} @max / 1 worker @max"] = _ratio(
+                max2.get("cpu_per_1k_steady_s"), at_max.get("cpu_per_1k_steady_s")
+            )
         for p in ng["peers"]:
             if p.get("rate_per_s") is None:
                 continue
@@ -618,10 +763,21 @@ def ratios(doc: dict[str, Any]) -> dict[str, float | None]:
                 r[f"CPU/1k req: engine @max / {label} @max"] = _ratio(
                     at_max.get("cpu_per_1k_steady_s"), p.get("cpu_per_1k_steady_s")
                 )
+                if two:
+                    r[f"engine {w} max open-loop rate / {label} closed-loop max"] = _ratio(
+                        best2, p["rate_per_s"]
+                    )
+                    r[f"CPU/1k req: engine {w} @max / {label} @max"] = _ratio(
+                        max2.get("cpu_per_1k_steady_s"), p.get("cpu_per_1k_steady_s")
+                    )
             else:
                 r[f"CPU/1k req: engine @2000/s / {label}"] = _ratio(
                     at_2000.get("cpu_per_1k_steady_s"), p.get("cpu_per_1k_steady_s")
                 )
+                if two:
+                    r[f"CPU/1k req: engine {w} @2000/s / {label}"] = _ratio(
+                        at2000_2.get("cpu_per_1k_steady_s"), p.get("cpu_per_1k_steady_s")
+                    )
     slow = doc.get("slow")
     if slow:
         e = slow["runs"][0]
