@@ -41,9 +41,8 @@ from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
     Phase,
     Recovery,
+    SweepViews,
     echo_phase,
-    generator_table,
-    phase_records,
     phases_load,
     phases_table,
     relative,
@@ -57,7 +56,7 @@ GRID_TRIES = 2
 
 
 @dataclass
-class B1Result:
+class B1Result(SweepViews):
     phases: list[Phase]
     capacity: dict[str, Any]
     requirement: Requirement
@@ -76,18 +75,6 @@ class B1Result:
                 "p95_s", "p99_s", "max_s", "throughput_per_min", "keep_up", "reasons"]  # fmt: skip
         t = self.table
         return t if t.empty else t.sort_values(["offered_per_min", "phase"])[cols]
-
-    @property
-    def capacity_table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"metric": k, "value": v} for k, v in self.capacity.items()])
-
-    @property
-    def records(self) -> pd.DataFrame:
-        return phase_records(self.phases)
-
-    @property
-    def generator(self) -> pd.DataFrame:
-        return generator_table(self.phases)
 
 
 def arrivals(kind: str, rate_s: float, duration_s: float, seed: int = 0) -> np.ndarray:

@@ -30,9 +30,8 @@ from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
     Phase,
     Recovery,
+    SweepViews,
     echo_phase,
-    generator_table,
-    phase_records,
     phases_load,
     phases_table,
     relative,
@@ -45,7 +44,7 @@ LEVEL_TRIES = 2
 
 
 @dataclass
-class B2Result:
+class B2Result(SweepViews):
     phases: list[Phase]
     capacity: dict[str, Any]
     usl: UslFit | None
@@ -70,18 +69,6 @@ class B2Result:
             return t
         return t[["concurrency", "throughput_per_min", "window_mean_latency_s", "little_x_r",
                   "in_flight_mean", "little_error"]]  # fmt: skip
-
-    @property
-    def capacity_table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"metric": k, "value": v} for k, v in self.capacity.items()])
-
-    @property
-    def records(self) -> pd.DataFrame:
-        return phase_records(self.phases)
-
-    @property
-    def generator(self) -> pd.DataFrame:
-        return generator_table(self.phases)
 
 
 def _run_level(

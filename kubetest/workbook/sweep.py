@@ -129,3 +129,22 @@ def relative(ctx: TestContext, path: Any) -> str:
         return str(path.relative_to(ctx.session_dir))
     except ValueError:
         return str(path)
+
+
+class SweepViews:
+    """Tables every sweep result (B1, B2) shows, from its ``phases`` and ``capacity``."""
+
+    phases: list[Phase]
+    capacity: dict[str, Any]
+
+    @property
+    def capacity_table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"metric": k, "value": v} for k, v in self.capacity.items()])
+
+    @property
+    def records(self) -> pd.DataFrame:
+        return phase_records(self.phases)
+
+    @property
+    def generator(self) -> pd.DataFrame:
+        return generator_table(self.phases)
