@@ -422,6 +422,28 @@ async def read_alerts(
         return error(exc.status, exc.reason)
 
 
+def admitted(state: TargetState, handle: Any, refuse: Any) -> Any:
+    """A webhook handler for any API profile: counted in flight while it runs, and refused
+    first during an injected outage (503) or by the gate (auth, 429 above the limit)."""
+
+    async def handler(request: Request) -> Response:
+        state.in_flight += 1
+        try:
+            remaining = state.outage()
+            if remaining:
+                return refuse(503, "service unavailable: injected outage window",
+                              **{"Retry-After": str(math.ceil(remaining))})  # fmt: skip
+            gate = state.gate(request)
+            if gate is not None:
+                code, reason = gate
+                return refuse(code, reason, **({"Retry-After": "1"} if code == 429 else {}))
+            return await handle(request)
+        finally:
+            state.in_flight -= 1
+
+    return handler
+
+
 def create_app(config: TargetConfig) -> Starlette:
     """A fresh app (own state, own metrics registry) for ``config``; started now."""
     state = TargetState(config)
@@ -432,25 +454,7 @@ def create_app(config: TargetConfig) -> Starlette:
         state.count_outcome("throttled" if code == 429 else "failed")
         return _error(metrics, "webhook", code, reason, **headers)
 
-    async def webhook(request: Request) -> Response:
-        state.in_flight += 1
-        try:
-            return await _webhook(request)
-        finally:
-            state.in_flight -= 1
-
     async def _webhook(request: Request) -> Response:
-        remaining = state.outage()
-        if remaining:
-            return refuse(
-                503,
-                "service unavailable: injected outage window",
-                **{"Retry-After": str(math.ceil(remaining))},
-            )
-        gate = state.gate(request)
-        if gate is not None:
-            code, reason = gate
-            return refuse(code, reason, **({"Retry-After": "1"} if code == 429 else {}))
         alerts = await read_alerts(state, request, "webhook", refuse)
         if isinstance(alerts, Response):
             return alerts
@@ -508,7 +512,7 @@ def create_app(config: TargetConfig) -> Starlette:
         return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes),
                              "faults": dict(state.faults)})  # fmt: skip
 
-    post: Any = webhook
+    post: Any = admitted(state, _webhook, refuse)
     extra: list[Route] = []
     if config.api != "webhook":
         from kubetest.target.profiles import kubernaut_routes, legacy_routes

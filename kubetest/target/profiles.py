@@ -10,7 +10,6 @@ both is the same M/G/c model as the guide's profile, so capacity figures keep th
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from itertools import islice
@@ -22,6 +21,7 @@ from starlette.routing import Route
 
 from kubetest.target.app import (
     TargetState,
+    admitted,
     execute_action,
     read_alerts,
     serve_alerts,
@@ -174,22 +174,7 @@ def kubernaut_routes(state: TargetState) -> tuple[Any, list[Route]]:
                 "remediationRequestName": name,
                 "remediationRequestNamespace": namespace}  # fmt: skip
 
-    async def handler(request: Request) -> Response:
-        state.in_flight += 1
-        try:
-            return await _handle(request)
-        finally:
-            state.in_flight -= 1
-
     async def _handle(request: Request) -> Response:
-        remaining = state.outage()
-        if remaining:
-            return refuse(503, "service unavailable: injected outage window",
-                          **{"Retry-After": str(math.ceil(remaining))})  # fmt: skip
-        gate = state.gate(request)
-        if gate is not None:
-            code, reason = gate
-            return refuse(code, reason, **({"Retry-After": "1"} if code == 429 else {}))
         stale = _bad_timestamp(request.headers.get("x-timestamp"))
         if stale:
             return refuse(400, stale)
@@ -233,7 +218,8 @@ def kubernaut_routes(state: TargetState) -> tuple[Any, list[Route]]:
         items = [{**item, "index": i} for i, item in enumerate(page, start)]
         return JSONResponse(items, headers={"X-Total-Count": str(appended[0])})
 
-    return handler, [Route("/api/v1/remediations", remediations, methods=["GET"])]
+    remediations_route = Route("/api/v1/remediations", remediations, methods=["GET"])
+    return admitted(state, _handle, refuse), [remediations_route]
 
 
 def legacy_routes(state: TargetState) -> tuple[Any, list[Route]]:
@@ -272,22 +258,7 @@ def legacy_routes(state: TargetState) -> tuple[Any, list[Route]]:
         return {"fingerprint": alert.fingerprint, "action": alert.action,
                 "status": status, "reason": reason}  # fmt: skip
 
-    async def handler(request: Request) -> Response:
-        state.in_flight += 1
-        try:
-            return await _handle(request)
-        finally:
-            state.in_flight -= 1
-
     async def _handle(request: Request) -> Response:
-        remaining = state.outage()
-        if remaining:
-            return refuse(503, "service unavailable: injected outage window",
-                          **{"Retry-After": str(math.ceil(remaining))})  # fmt: skip
-        gate = state.gate(request)
-        if gate is not None:
-            code, reason = gate
-            return refuse(code, reason, **({"Retry-After": "1"} if code == 429 else {}))
         alerts = await read_alerts(state, request, "webhook", refuse)
         if isinstance(alerts, Response):
             return alerts
@@ -301,4 +272,4 @@ def legacy_routes(state: TargetState) -> tuple[Any, list[Route]]:
         state.count_outcome("accepted", len(results))
         return JSONResponse({"status": "success", "processed": len(results), "results": results})
 
-    return handler, []
+    return admitted(state, _handle, refuse), []
