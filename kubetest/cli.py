@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the test plan of a params file and build the report")
     run.add_argument("--params", required=True, help="params YAML (e.g. params/local.yaml)")
-    run.add_argument("--only", help="comma-separated tests to run: ENV,A1,A2,A3,A4,B1,B2")
+    run.add_argument("--only", help="comma-separated tests to run: ENV,EXT,A1,A2,A3,A4,B1,B2")
     run.add_argument("--session", help="session folder name under outputs/ (default: timestamp)")
     run.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root")
     run.add_argument(
@@ -87,6 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild report.html from a session folder")
     report.add_argument("session_dir", type=Path)
+
+    debug = sub.add_parser(
+        "debug-info", help="write one archive (platform, checks, params, logs) for a bug report"
+    )
+    debug.add_argument(
+        "session_dir",
+        type=Path,
+        nargs="?",
+        metavar="SESSION",
+        help="session folder (outputs/NAME); without it: platform and --params",
+    )
+    debug.add_argument(
+        "--params", type=Path, metavar="FILE", help="params YAML (default: the session's)"
+    )
+    debug.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="archive path or folder (default: kubetest-debug-SESSION.tar.gz next to the session)",
+    )
+    debug.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="skip the environment checks (they contact the configured services)",
+    )
     return parser
 
 
@@ -98,8 +123,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
     )  # fmt: skip
     s = result.summary
+    width = max((len(req["id"]) for req in s["requirements"]), default=10)
     for req in s["requirements"]:
-        print(f"  {req['id']:<10} {req['status']:<13} {req.get('threshold') or ''}")
+        print(f"  {req['id']:<{width}} {req['status']:<13} {req.get('threshold') or ''}")
     print(f"decision: {s['decision']} (confidence {s['confidence']}/100)")
     print(f"summary:  {result.session_dir / 'summary.json'}")
     if result.report:
@@ -181,9 +207,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_debug_info(args: argparse.Namespace) -> int:
+    from kubetest.debug_bundle import write_debug_bundle
+
+    path = write_debug_bundle(
+        args.session_dir, params_path=args.params, output=args.output,
+        run_checks=not args.no_checks,
+    )  # fmt: skip
+    print(path)
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run, "load": _cmd_load, "target": _cmd_target, "check": _cmd_check,
-    "report": _cmd_report,
+    "report": _cmd_report, "debug-info": _cmd_debug_info,
 }  # fmt: skip
 
 

@@ -27,6 +27,23 @@ def _bullets(items: list[str]) -> list[str]:
     return [f"- {i}" for i in items] or ["- None."]
 
 
+def _suites_section(view: ReportView) -> list[str]:
+    """The guide's Step 1a results, when suites were configured."""
+    from kubetest.workbook.external_suites import by_requirement_frame, suite_row
+
+    reqs = view.suite_requirements()
+    if not reqs:
+        return []
+    cols = ["suite", "status", "passed", "failed", "skipped", "exit code", "why"]
+    rows = [[suite_row(r)[c] for c in cols] for r in reqs]
+    mapped = by_requirement_frame(reqs)
+    lines = ["## The service's own suites (Step 1a)", "", *_table(cols, rows), ""]
+    if not mapped.empty:
+        header = ["requirement", "suite", "passed", "failed", "skipped", "failing tests"]
+        lines += [*_table(header, mapped[header].values.tolist()), ""]
+    return lines
+
+
 def render_markdown(view: ReportView) -> str:
     s = view.summary
     frame = requirements_frame(s["requirements"])
@@ -66,6 +83,7 @@ def render_markdown(view: ReportView) -> str:
         "",
         *_table(["Capacity", "Value"], [list(row) for row in view.capacity_rows()]),
         "",
+        *_suites_section(view),
         "## Production readiness assessment",
         "",
         f"**Overall confidence rating**: {s['confidence']}/100",

@@ -8,6 +8,7 @@ A section that is absent from the file is ``None`` here and its test is not run.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from kubetest.errors import ParamsError
+from kubetest.secrets import secret_named
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -41,6 +43,7 @@ API_PATHS: dict[str, str] = {
 #: Tests in the order they run; keys are the ``--only`` names, values the params section.
 TESTS: dict[str, str] = {
     "ENV": "environment",
+    "EXT": "external_suites",
     "A1": "a1_response_time",
     "A2": "a2_concurrent",
     "A3": "a3_availability",
@@ -290,6 +293,51 @@ class B2Concurrency(_Model):
     stop_below_success: Fraction = 0.75
 
 
+SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ExternalSuite(_Model):
+    """One of the service's own suites (the guide's Step 1a), run as a command.
+
+    ``command``: a string runs under ``/bin/sh -c`` (as typed in a terminal); a list runs
+    without a shell. ``cwd`` is relative to the params file. Results are read from
+    ``go test -json`` on stdout or from JUnit XML (``junit_path``, relative to ``cwd``, or
+    stdout). ``requirements`` maps a regular expression, searched in each test's
+    ``package.TestName`` (or ``classname.name``), to the BR id that test evidences.
+    """
+
+    name: Annotated[str, Field(pattern=SUITE_NAME)]
+    command: Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)]
+    cwd: str | None = None
+    timeout_s: PositiveFloat = 900.0
+    format: Literal["auto", "go-json", "junit"] = "auto"
+    junit_path: str | None = None
+    env: dict[str, str] = {}
+    requirements: dict[str, Annotated[str, Field(min_length=1)]] = {}
+
+    @field_validator("requirements")
+    @classmethod
+    def _patterns(cls, v: dict[str, str]) -> dict[str, str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if secret_named(name):
+                # params are copied into outputs/: a secret here would land there
+                raise ValueError(
+                    f"{name} looks like a secret: export it before the run instead "
+                    "(the suite inherits your environment)"
+                )
+        return v
+
+
 class Params(_Model):
     """A whole params file. Absent test sections are ``None``: that test is NOT_RUN."""
 
@@ -299,6 +347,7 @@ class Params(_Model):
     slo: Slo = Slo()
     remediation: Remediation = Remediation()
     environment: Environment | None = None
+    external_suites: list[ExternalSuite] | None = None
     a1_response_time: A1ResponseTime | None = None
     a2_concurrent: A2Concurrent | None = None
     a3_availability: A3Availability | None = None
@@ -306,6 +355,17 @@ class Params(_Model):
     b1_capacity: B1Capacity | None = None
     b2_concurrency: B2Concurrency | None = None
     continue_on_phase_a_failure: bool = True
+
+    @field_validator("external_suites")
+    @classmethod
+    def _suite_names(cls, v: list[ExternalSuite] | None) -> list[ExternalSuite] | None:
+        if v is not None and not v:
+            raise ValueError("needs at least one suite, or leave the key out")
+        names = [s.name for s in v or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"suite name {twice[0]!r} is used twice: names must be unique")
+        return v
 
     @model_validator(mode="after")
     def _secrets_present(self) -> Params:

@@ -33,6 +33,7 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 #: Test key -> notebook file (in run order). Phase A first, then Phase B.
 NOTEBOOKS: dict[str, str] = {
     "ENV": "environment.ipynb",
+    "EXT": "external_suites.ipynb",
     "A1": "a1_response_time.ipynb",
     "A2": "a2_concurrent.ipynb",
     "A3": "a3_availability.ipynb",
@@ -40,7 +41,7 @@ NOTEBOOKS: dict[str, str] = {
     "B1": "b1_capacity.ipynb",
     "B2": "b2_concurrency.ipynb",
 }
-PHASE_A = ("ENV", "A1", "A2", "A3", "A4")
+PHASE_A = ("ENV", "EXT", "A1", "A2", "A3", "A4")
 
 
 @dataclass

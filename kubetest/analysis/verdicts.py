@@ -32,6 +32,10 @@ REQUIREMENTS: dict[str, tuple[str, str, str]] = {
 #: FAIL of it (an accepted alert lost or handled twice) is a NO-GO reason.
 INTEGRITY_ID = "DATA-INTEGRITY"
 
+#: Rows of the service's own suites (the guide's Step 1a, ``external_suites``) are
+#: ``SUITE:<name>``: a FAIL is a NO-GO reason, an INCONCLUSIVE costs confidence.
+SUITE_PREFIX = "SUITE:"
+
 #: Fewer accepted samples than this and a p95 says little: INCONCLUSIVE.
 MIN_SAMPLES = 20
 
@@ -161,6 +165,12 @@ def decide(
     for req in requirements:
         if req.id == INTEGRITY_ID and req.status == "FAIL":
             reasons.append(f"{req.id}: accepted alerts were lost or handled more than once")
+        if req.id.startswith(SUITE_PREFIX):
+            if req.status == "FAIL":
+                reasons.append(f"the service's own suite {req.id[len(SUITE_PREFIX):]} failed")
+            elif req.status == "INCONCLUSIVE":
+                penalise("inconclusive", f"{req.id} inconclusive")
+            continue
         if req.id not in REQUIREMENTS:
             continue
         if req.status == "NOT_RUN":
@@ -198,7 +208,8 @@ def decide(
 DECISION_RULE = (
     "GO when every critical business requirement (BR-PA-003, BR-PA-004, BR-PA-001, "
     "BR-PA-011) was measured and PASSed, the session completed, the load generator was "
-    "never saturated, no accepted alert was lost or handled twice (DATA-INTEGRITY), and — "
+    "never saturated, no accepted alert was lost or handled twice (DATA-INTEGRITY), the "
+    "service's own suites (external_suites), when configured, all passed, and — "
     "when capacity was measured (B1) — the maximum sustainable rate "
     f"is at least the {RATE_REQUIREMENT_PER_MIN:,.0f} alerts/min requirement; otherwise "
     "NO-GO. A requirement is INCONCLUSIVE when the data cannot decide it (fewer than "

@@ -62,6 +62,7 @@ class TestContext:
     session_dir: Path
     target_url: str
     _owned_target: Any = field(default=None, repr=False)
+    params_path: Path | None = None  # relative paths in params (suite cwd) start from here
 
     @classmethod
     def open(
@@ -85,7 +86,7 @@ class TestContext:
                 target_url = owned.webhook_url
             else:
                 target_url = params.target.url
-        return cls(test, params, session, target_url, owned)
+        return cls(test, params, session, target_url, owned, Path(params_path).resolve())
 
     @property
     def section(self) -> Any:

@@ -25,6 +25,7 @@ from kubetest.analysis.verdicts import (
     INTEGRITY_ID,
     RATE_REQUIREMENT_PER_MIN,
     REQUIREMENTS,
+    SUITE_PREFIX,
 )
 from kubetest.engine.records import read_records
 from kubetest.summary import read_results
@@ -40,7 +41,8 @@ SECTIONS = (
     "Executive summary", "Business requirements", "Decision rule and confidence",
     "Strengths, concerns and recommendations", "Capacity", "Latency",
     "The service during the tests", "Data integrity", "Environment",
-    "Generator health", "Test durations", "Per-test notebooks", "Parameters of this run",
+    "Service test suites", "Generator health", "Test durations", "Per-test notebooks",
+    "Parameters of this run",
 )  # fmt: skip
 
 
@@ -150,6 +152,9 @@ class ReportView:
         for r in self.summary["requirements"]:
             d, status = r.get("details", {}), r["status"]
             name = f"{r['id']} ({d.get('title', '')})"
+            if r["id"].startswith(SUITE_PREFIX):
+                self._suite_findings(r, strengths, concerns, recs)
+                continue
             if status == "PASS":
                 extra = ""
                 if r["unit"] == "s" and _num(r.get("measured")) is not None:
@@ -168,7 +173,7 @@ class ReportView:
                 recs.append(
                     f"Rerun {REQUIREMENTS.get(r['id'], ('', r['id']))[1]} with the cause fixed."
                 )
-            elif status == "NOT_RUN":
+            elif status == "NOT_RUN" and r["id"] in REQUIREMENTS:
                 recs.append(f"Measure {r['id']}: add its section to the params file.")
             errors = d.get("errors") or {}
             if errors:
@@ -194,6 +199,25 @@ class ReportView:
         if integ.get("lost"):
             concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
         return strengths, concerns, recs
+
+    @staticmethod
+    def _suite_findings(
+        r: dict[str, Any], strengths: list[str], concerns: list[str], recs: list[str]
+    ) -> None:
+        name, d = r["id"][len(SUITE_PREFIX):], r.get("details", {})
+        counts = d.get("counts") or {}
+        why = "; ".join(d.get("reasons") or [])
+        if r["status"] == "PASS":
+            strengths.append(f"The service's own suite {name}: all {counts.get('passed', 0)} "
+                             f"tests passed ({counts.get('skipped', 0)} skipped).")  # fmt: skip
+        elif r["status"] == "FAIL":
+            concerns.append(f"The service's own suite {name} FAILED: {why}.")
+            log = (d.get("logs") or {}).get("stdout", "its log")
+            recs.append(f"Fix the failing tests of suite {name} (log: {log}) and rerun it "
+                        "(kubetest run --only EXT).")  # fmt: skip
+        else:
+            concerns.append(f"The service's own suite {name} decided nothing: {why}.")
+            recs.append(f"Make suite {name} run and report results (go test -json or JUnit).")
 
     def findings(self) -> HTML:
         strengths, concerns, recs = self.findings_lists()
@@ -355,6 +379,50 @@ class ReportView:
         keep = [c for c in ("name", "status", "required", "detail", "fix") if c in frame]
         ready = "ready" if env.get("ready") else "NOT ready: a required check failed"
         return HTML(f"<p>Environment: <b>{ready}</b>.</p>" + table(frame[keep]).data)
+
+    def suite_requirements(self) -> list[dict[str, Any]]:
+        return [r for r in self.summary["requirements"] if r["id"].startswith(SUITE_PREFIX)]
+
+    def suites(self) -> HTML:
+        """The guide's Step 1a: each suite's outcome, its tests per BR, what failed."""
+        from kubetest.workbook.external_suites import (
+            by_requirement_frame,
+            failures_frame,
+            suite_row,
+        )
+
+        reqs = self.suite_requirements()
+        if not reqs:
+            return HTML("<p><i>No suite of the service's own was configured "
+                        "(params: external_suites).</i></p>")  # fmt: skip
+        frame = pd.DataFrame([suite_row(r) for r in reqs])
+        frame["status"] = frame["status"].map(badge)
+        logs = "".join(
+            f'<li>{html.escape(r["id"])}: '
+            + ", ".join(f'<a href="{html.escape(p)}">{html.escape(k)}</a>'
+                        for k, p in (r.get("details", {}).get("logs") or {}).items())
+            + "</li>"
+            for r in reqs
+        )  # fmt: skip
+        parts = [
+            frame.to_html(index=False, escape=False, na_rep="—"),
+            "<h4>Tests per business requirement</h4>",
+            table(by_requirement_frame(reqs), "No requirement patterns were given.").data,
+            "<h4>Failed tests</h4>",
+        ]
+        failed = failures_frame(reqs)
+        pre = '<pre style="margin:0;white-space:pre-wrap;text-align:left;font-size:85%">'
+        rows = "".join(
+            f"<tr><td>{html.escape(row['suite'])}</td><td>{html.escape(row['test'])}</td>"
+            f"<td>{pre}{html.escape(row['last output'] or '(no output)')}</pre></td></tr>"
+            for row in failed.to_dict("records")
+        )
+        parts.append(
+            "<table><thead><tr><th>suite</th><th>test</th><th>last output</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>" if rows else "<p>None.</p>"
+        )
+        parts.append(f"<p>Logs (in the session folder):</p><ul>{logs}</ul>")
+        return HTML("".join(parts))
 
     def generator_health(self) -> HTML:
         rows = []
