@@ -420,7 +420,37 @@ class Panels:
 
 def panels(frame: pd.DataFrame) -> Panels:
     """Pick what exists: request/alert counters as rates, in-flight and queue gauges,
-    ``process_*`` CPU (cores) and resident memory, the generator's CPU and tick lag."""
+    ``process_*`` CPU (cores) and resident memory, the generator's CPU and tick lag.
+
+    A ``segment`` column (a sweep's phases, scraped separately) gets each segment's series
+    on its own, joined with a gap: no rate is computed, nor line drawn, across the pause
+    between two phases."""
+    if "segment" in frame.columns and frame["segment"].nunique() > 1:
+        parts = [_panels(g) for _, g in frame.groupby("segment", sort=True)]
+        return Panels(
+            **{attr: {name: _with_gaps([getattr(p, attr).get(name, _EMPTY) for p in parts])
+                      for name in sorted({n for p in parts for n in getattr(p, attr)})}
+               for attr in ("request_rate", "in_flight", "queue")},
+            **{attr: _with_gaps([getattr(p, attr) for p in parts])
+               for attr in ("cpu_cores", "rss_bytes", "generator_cpu_cores",
+                            "generator_tick_lag_s")},
+        )  # fmt: skip
+    return _panels(frame)
+
+
+_EMPTY = pd.Series(dtype=float)
+
+
+def _with_gaps(series: list[pd.Series]) -> pd.Series:
+    """Consecutive segments as one series, a NaN after each so a plotted line breaks."""
+    parts: list[pd.Series] = []
+    for s in series:
+        if len(s):
+            parts += [s, pd.Series([np.nan], index=[float(s.index[-1]) + 1e-6])]
+    return pd.concat(parts[:-1]) if parts else _EMPTY.copy()
+
+
+def _panels(frame: pd.DataFrame) -> Panels:
     return Panels(
         request_rate={m: counter_rate(frame, m, skip_housekeeping=True)
                       for m in _names(frame, REQUEST_RE, ("counter",))},

@@ -120,8 +120,12 @@ def service_timeline(
     window_s: float | None = None,
     generator: dict[str, Any] | None = None,
     note: str | None = None,
+    spans: list[tuple[float, float, str]] | None = None,
 ) -> Figure:
-    """Client p95 over the service's metrics and the generator's (panels that have data)."""
+    """Client p95 over the service's metrics and the generator's (panels that have data).
+
+    ``spans`` (start, end, label) shade the phases of a sweep, so a reader can tell which
+    rate or concurrency level the service was under at any instant."""
     if not {"intended_s", "done_s", "latency_s", "outcome"} <= set(records.columns):
         records = pd.DataFrame(columns=["intended_s", "done_s", "latency_s", "outcome"])
     window = window_s or _window(records, metrics)
@@ -141,6 +145,15 @@ def service_timeline(
     axes = np.atleast_1d(fig.subplots(len(drawers), 1, sharex=True))
     for draw, ax in zip(drawers, axes, strict=True):
         draw(ax)
+        for i, (t0, t1, _label) in enumerate(spans or []):
+            ax.axvspan(t0, t1, color="#e9ecef" if i % 2 else "#dee2e6", alpha=0.6, lw=0,
+                       zorder=0)  # fmt: skip
+    if spans:  # the phase labels on a top axis, above the first panel
+        top = axes[0].secondary_xaxis("top")
+        top.set_xticks([(t0 + t1) / 2 for t0, t1, _ in spans],
+                       [label for *_, label in spans], fontsize="x-small", rotation=30)  # fmt: skip
+        top.tick_params(length=0)
+        axes[0].set_title(axes[0].get_title(), pad=28)
     axes[-1].set_xlabel("time since the test's start (s)")
     fig.suptitle("What the service and the generator were doing", fontsize="medium")
     if note:
@@ -157,6 +170,8 @@ def service_timeline_for(
     records, read from the session folder. ``None`` when the result has no metrics."""
     from kubetest.engine.records import read_records
 
+    if result.get("phases_service"):
+        return _sweep_timeline(Path(session_dir), result, slo_p95_s)
     info = result.get("service_metrics") or {}
     if not info.get("path"):
         return None
@@ -171,3 +186,44 @@ def service_timeline_for(
         note = "the service exported no metrics"
     return service_timeline(metrics, records, slo_p95_s=slo_p95_s,
                             generator=info.get("generator"), note=note)  # fmt: skip
+
+
+def _sweep_timeline(session: Path, result: dict[str, Any], slo_p95_s: float) -> Figure | None:
+    """A Phase B sweep as one timeline: every phase's metrics and records moved onto the
+    sweep's clock (from each phase's start instant), the phases shaded and labelled."""
+    from kubetest.engine.records import read_records
+
+    phases = [p for p in result["phases_service"]
+              if isinstance(p.get("start_epoch"), int | float)
+              and (p.get("service_metrics") or {}).get("path")]  # fmt: skip
+    if not phases:
+        return None
+    t0 = min(float(p["start_epoch"]) for p in phases)
+    metrics, records, spans, notes = [], [], [], set()
+    for p in phases:
+        shift = float(p["start_epoch"]) - t0
+        info = p["service_metrics"]
+        m = read_metrics(session / info["path"])
+        if len(m):
+            metrics.append(m.assign(t_s=m["epoch_s"] - t0, segment=len(spans)))
+        end = shift + (float(m["t_s"].max()) if len(m) else 0.0)
+        path = session / str(p.get("records", ""))
+        if p.get("records") and path.is_file():
+            r = read_records(path)
+            if len(r):
+                records.append(r.assign(intended_s=r["intended_s"] + shift,
+                                        done_s=r["done_s"] + shift))  # fmt: skip
+                end = max(end, shift + float(r["intended_s"].max()))
+        spans.append((shift, end, str(p.get("label", p.get("phase", "")))))
+        if info.get("note"):
+            notes.add(str(info["note"]))
+    if metrics:
+        frame = pd.concat(metrics, ignore_index=True)
+    else:  # no phase's scrape wrote a sample: the empty frame, with its columns
+        frame = read_metrics(session / phases[0]["service_metrics"]["path"])
+    recs = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
+    fig = service_timeline(frame, recs, slo_p95_s=slo_p95_s, spans=spans,
+                           note="; ".join(sorted(notes)) or None)  # fmt: skip
+    fig.suptitle(f"{result.get('title', result.get('test', ''))}: the service across the sweep",
+                 fontsize="medium")  # fmt: skip
+    return fig

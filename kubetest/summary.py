@@ -69,7 +69,8 @@ def build_summary(
             requirements.append(not_run(br_id))
     by_id.pop(INTEGRITY_ID, None)  # built from every test's check below, never from one
     requirements.extend(by_id.values())  # extra requirements after the four
-    requirements.append(integrity_requirement(results, failures))
+    integrity_row = integrity_requirement(results, failures)
+    requirements.append(integrity_row)
 
     loads = [r["load"] for r in results.values() if isinstance(r.get("load"), dict)]
     loads += [p for r in results.values() for p in r.get("phases_load", [])]
@@ -94,9 +95,8 @@ def build_summary(
         "accepted": sum(int(ld.get("outcomes", {}).get("accepted", 0)) for ld in loads),
         "handled": None, "lost": None, "duplicated": None, "unexpected": None,
     }  # fmt: skip
-    checked = [r["integrity"] for r in results.values() if isinstance(r.get("integrity"), dict)]
-    if checked:
-        integrity = {k: sum(int(c.get(k) or 0) for c in checked) for k in COUNT_KEYS}
+    if integrity_row.details.get("reconciled"):  # load tests and Phase B phases alike
+        integrity = {k: int(integrity_row.details[k]) for k in COUNT_KEYS}
     complete = complete and not failures
     rate = capacity["max_sustainable_rate_per_min"]
     if capacity.get("max_sustainable_is_lower_bound") and rate is not None:

@@ -22,7 +22,7 @@ from kubetest.analysis.integrity import IntegrityWatch, integrity_requirement, r
 from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, decide
 from kubetest.summary import build_summary
 from kubetest.target import EmbeddedTarget, TargetConfig
-from kubetest.workbook import a1_response_time, a2_concurrent
+from kubetest.workbook import a1_response_time, a2_concurrent, b2_concurrency
 from kubetest.workbook.context import TestContext
 
 pytestmark = pytest.mark.timeout(120)
@@ -130,6 +130,34 @@ def test_no_faults_no_discrepancy(tmp_path: Path) -> None:
     assert row["status"] == "PASS" and row["measured"] == 0
 
 
+def test_every_phase_of_a_sweep_is_reconciled_and_counted(tmp_path: Path) -> None:
+    ctx = _context(
+        tmp_path, "B2", b2_concurrency={"levels": [2, 6], "duration_s": 1.0, "recovery_s": 0},
+        target={"embedded": {"lose_rate": 0.1, "duplicate_rate": 0.05, "seed": 5}},
+    )  # fmt: skip
+    try:
+        b2_concurrency.run(ctx, progress=False, echo=lambda _line: None)
+        faults = _target_faults(ctx)
+    finally:
+        ctx.close()
+    saved = yaml.safe_load(ctx.result_path.read_text())
+    phases = saved["phases_service"]
+    numbers = [p["phase"] for p in phases]
+    assert len(numbers) >= 2 and numbers == list(range(1, len(numbers) + 1))
+    for ph, load in zip(phases, saved["phases_load"], strict=True):
+        assert ph["integrity_check"]["status"] == "checked"
+        assert ph["integrity"]["accepted"] == load["outcomes"]["accepted"] > 0
+        assert (tmp_path / "session" / ph["service_metrics"]["path"]).is_file()
+    assert faults["lost"] > 0 and faults["duplicated"] > 0  # the knob did something
+    summary = build_summary(ctx.session_dir, complete=True)
+    assert summary["integrity"]["lost"] == faults["lost"]
+    assert summary["integrity"]["duplicated"] == faults["duplicated"]
+    assert summary["integrity"]["accepted"] == sum(p["integrity"]["accepted"] for p in phases)
+    row = next(r for r in summary["requirements"] if r["id"] == INTEGRITY_ID)
+    assert row["status"] == "FAIL"
+    assert set(row["details"]["per_test"]) == {f"B2 phase {n}" for n in numbers}
+
+
 def test_a_service_without_history_or_metrics_is_inconclusive_not_broken(tmp_path: Path) -> None:
     with EmbeddedTarget(TargetConfig(workers=4, service_ms=2, service_dist="const")) as t:
         ctx = _context(
@@ -207,6 +235,9 @@ def _result(status: str = "checked", **counts: int) -> dict[str, Any]:
         ({"A2": _result("unavailable")}, "INCONCLUSIVE", None),
         ({"A1": _result(accepted=0, handled=0)}, "INCONCLUSIVE", 0),
         ({"A1": _result(unexpected=4)}, "PASS", 0),
+        ({"B1": {"phases_service": [{"phase": 1, **_result()},
+                                    {"phase": 2, **_result(lost=1)}]}}, "FAIL", 1),
+        ({"B1": {"phases_service": [{"phase": 1, **_result()}]}}, "PASS", 0),
     ],
 )
 def test_the_requirement_row(results: dict[str, Any], status: str, measured: Any) -> None:

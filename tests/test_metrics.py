@@ -94,6 +94,26 @@ def _context(tmp_path: Path, **target: Any) -> TestContext:
     return TestContext.open("A2", str(params), str(tmp_path / "session"), target.get("url", ""))
 
 
+def test_a_sweeps_segments_get_no_rate_across_the_pause_between_them() -> None:
+    def samples(segment: int, start: float, values: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "t_s": [start + i for i in range(len(values))],
+            "epoch_s": [1000.0 + start + i for i in range(len(values))],
+            "metric": "kubetest_target_alerts_processed_total", "labels": "",
+            "value": values, "type": "counter", "segment": segment,
+        })  # fmt: skip
+
+    # 10/s in the first phase, 30/s in the second; 5,000 alerts "during" the pause between
+    frame = pd.concat([samples(0, 0.0, [0, 10, 20]), samples(1, 60.0, [5020, 5050, 5080])])
+    rate = panels(frame).request_rate["kubetest_target_alerts_processed_total"]
+    values = rate.dropna()
+    assert list(values.index) == [1.0, 2.0, 61.0, 62.0]
+    assert list(values.values) == [10.0, 10.0, 30.0, 30.0]  # nothing from the pause
+    assert rate.isna().sum() == 1  # one break, so the plotted line does not bridge it
+    whole = panels(frame.drop(columns="segment")).request_rate
+    assert whole["kubetest_target_alerts_processed_total"].loc[60.0] == pytest.approx(5000 / 58)
+
+
 def test_the_target_is_scraped_while_the_load_runs(tmp_path: Path) -> None:
     ctx = _context(tmp_path)
     try:

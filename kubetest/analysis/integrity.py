@@ -348,6 +348,19 @@ class IntegrityWatch:
 # -- the session's requirement row ------------------------------------------------------
 
 
+def integrity_checks(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every reconciliation of a session, labelled: one per load test (``integrity_check``),
+    one per Phase B phase (``phases_service[].integrity_check``, as ``B1 phase 3``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for test, r in sorted(results.items()):
+        if isinstance(r.get("integrity_check"), dict):
+            out[test] = r["integrity_check"]
+        for ph in r.get("phases_service") or []:
+            if isinstance(ph, dict) and isinstance(ph.get("integrity_check"), dict):
+                out[f"{test} phase {ph.get('phase')}"] = ph["integrity_check"]
+    return out
+
+
 def integrity_requirement(
     results: dict[str, dict[str, Any]], failures: dict[str, str] | None = None
 ) -> Requirement:
@@ -355,8 +368,7 @@ def integrity_requirement(
     lost or duplicated accepted alert; PASS when every such test was reconciled and none
     was; INCONCLUSIVE when a history was missing or nothing was accepted; NOT_RUN when no
     load test ran."""
-    checks = {t: r["integrity_check"] for t, r in sorted(results.items())
-              if isinstance(r.get("integrity_check"), dict)}  # fmt: skip
+    checks = integrity_checks(results)
     totals = dict.fromkeys(COUNT_KEYS, 0)
     per_test: dict[str, Any] = {}
     reasons: list[str] = []
@@ -377,14 +389,14 @@ def integrity_requirement(
             reasons.append(f"{test}: the history was still growing when the wait ended")
     checked = [t for t in checks if t not in unchecked]
     details: dict[str, Any] = {"title": TITLE, "per_test": per_test, **totals,
-                               "reasons": reasons}  # fmt: skip
+                               "reconciled": len(checked), "reasons": reasons}  # fmt: skip
     measured = float(totals["lost"] + totals["duplicated"]) if checked else None
     status: Status
     if not checks:
         failed = sorted(failures or {})
         status = "INCONCLUSIVE" if failed else "NOT_RUN"
         details["reason"] = (f"load test notebook failed: {', '.join(failed)}" if failed
-                             else "no load test (A1, A2) ran")  # fmt: skip
+                             else "no load test (A1, A2, B1, B2) ran")  # fmt: skip
     elif measured:
         status = "FAIL"
         reasons.insert(0, f"{totals['lost']} accepted alerts lost, {totals['duplicated']} "

@@ -43,9 +43,9 @@ from kubetest.workbook.sweep import (
     Recovery,
     SweepViews,
     echo_phase,
-    phases_load,
     phases_table,
     relative,
+    sweep_result,
     wait_for_health,
 )
 
@@ -139,18 +139,11 @@ class _Sweep:
     def save(self, complete: bool) -> B1Result:
         res = self.result()
         self.ctx.save_result({
-            "title": "B1 alert capacity",
-            "started": self.started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": complete,
-            "stopped": res.stopped,
+            **sweep_result(self.ctx, self.phases, res.table, title="B1 alert capacity",
+                           started=self.started, complete=complete, stopped=res.stopped),
             "requirements": [res.requirement.as_dict()],
             "capacity": res.capacity,
-            "phases": res.table.to_dict(orient="records"),
-            "phases_load": phases_load(self.phases),
             "theory": self.theory,
-            "slo": self.slo.model_dump(),
-            "params": self.sec.model_dump(),
         })  # fmt: skip
         return res
 

@@ -32,9 +32,9 @@ from kubetest.workbook.sweep import (
     Recovery,
     SweepViews,
     echo_phase,
-    phases_load,
     phases_table,
     relative,
+    sweep_result,
     wait_for_health,
 )
 
@@ -92,7 +92,7 @@ def run(
     ctx: TestContext, progress: bool | None = None, echo: Callable[[str], None] = print
 ) -> B2Result:
     """Run the levels, judge each, fit the USL, save ``results/B2.json``."""
-    sec, slo = ctx.section, ctx.params.slo
+    sec = ctx.section
     started = datetime.now(UTC)
     phases: list[Phase] = []
     stopped = "every level ran"
@@ -101,18 +101,11 @@ def run(
         table = phases_table(phases)
         cap, fit = concurrency_capacity(table)
         ctx.save_result({
-            "title": "B2 concurrency capacity",
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": complete,
-            "stopped": stopped,
+            **sweep_result(ctx, phases, table, title="B2 concurrency capacity",
+                           started=started, complete=complete, stopped=stopped),
             "requirements": [],
             "capacity": cap,
             "usl": fit.as_dict() if fit else None,
-            "phases": table.to_dict(orient="records"),
-            "phases_load": phases_load(phases),
-            "slo": slo.model_dump(),
-            "params": sec.model_dump(),
         })  # fmt: skip
         return B2Result(phases, cap, fit, stopped)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -95,6 +96,34 @@ def phases_load(phases: list[Phase]) -> list[dict[str, Any]]:
     reader can tell a generator-limited phase (kept out of the evidence) from the rest."""
     return [{**p.outcome.load.summary, "phase": p.stats.index, "phase_status": p.verdict.status}
             for p in phases]  # fmt: skip
+
+
+def phases_service(phases: list[Phase]) -> list[dict[str, Any]]:
+    """Per phase, the service's side: its metrics file and the reconciliation of what it
+    accepted (``kubetest.analysis.integrity`` counts every phase, like a load test)."""
+    return [{"phase": p.stats.index, "label": p.label,
+             "start_epoch": p.outcome.load.summary.get("start_epoch"),
+             "records": p.records_path, **p.outcome.service_result()}
+            for p in phases]  # fmt: skip
+
+
+def sweep_result(
+    ctx: TestContext, phases: list[Phase], table: pd.DataFrame, *, title: str,
+    started: datetime, complete: bool, stopped: str,
+) -> dict[str, Any]:  # fmt: skip
+    """What every sweep's result file holds (B1, B2); each adds its capacity keys."""
+    return {
+        "title": title,
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "complete": complete,
+        "stopped": stopped,
+        "phases": table.to_dict(orient="records"),
+        "phases_load": phases_load(phases),
+        "phases_service": phases_service(phases),
+        "slo": ctx.params.slo.model_dump(),
+        "params": ctx.section.model_dump(),
+    }
 
 
 def phase_records(phases: list[Phase]) -> pd.DataFrame:
