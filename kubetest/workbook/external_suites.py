@@ -34,7 +34,7 @@ class SuitesResult:
     def table(self) -> pd.DataFrame:
         """One row per suite: status, counts, exit code, how long it took."""
         rows = [suite_row(r.as_dict()) for r in self.requirements]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=SUITE_COLUMNS)
 
     @property
     def by_requirement(self) -> pd.DataFrame:
@@ -47,11 +47,17 @@ class SuitesResult:
     @property
     def verdict(self) -> str:
         failed = [r.id for r in self.requirements if r.status != "PASS"]
+        if not self.requirements:
+            return "no suite configured: add external_suites to the params"
         if not failed:
             return f"PASS: all {len(self.requirements)} suites passed"
         return "NOT PASSED: " + ", ".join(
             f"{r.id} {r.status}" for r in self.requirements if r.status != "PASS"
         )
+
+
+SUITE_COLUMNS = ["suite", "status", "passed", "failed", "skipped", "format", "exit code",
+                 "duration (s)", "why"]  # fmt: skip
 
 
 def suite_row(req: dict[str, Any]) -> dict[str, Any]:
