@@ -64,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -542,6 +543,51 @@ def _yes(flag: bool | None) -> str:
     return "**held**" if flag else "**NOT held**"
 
 
+def _table(
+    header: str, align: str, rows: list[tuple[str, dict[str, Any] | None]],
+    cells: Callable[[dict[str, Any]], list[str]], *, needs: str | None = None,
+) -> list[str]:  # fmt: skip
+    """A Markdown table: ``header``, ``align``, then a line per ``(label, run)`` (a None run
+    is left out). A run with an ``error`` (and, with ``needs``, no value for that key: an
+    error beside a measurement is shown as a measurement) gets a line with the error."""
+    width = align.count("|") - 1
+    out = [header, align]
+    for label, r in rows:
+        if r is None:
+            continue
+        if "error" in r and (needs is None or r.get(needs) is None):
+            out.append(f"| {label} | error: {str(r['error'])[:80]} |" + "|" * (width - 2))
+        else:
+            out.append(f"| {' | '.join([label, *cells(r)])} |")
+    return out
+
+
+def _sweep_rows(sweep: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any] | None]]:
+    """A rate sweep's trials as table rows, labelled by target rate (and retry)."""
+    return [(f"{t['target_rate']:,.0f}{' (retry)' if t.get('retry') else ''}", t) for t in sweep]
+
+
+def _sweep_cells(t: dict[str, Any], *, sharded: bool = False) -> list[str]:
+    """The cells of a sweep row after the target rate; ``sharded``: the per-worker rate and
+    lag after the lag, and the worker processes' CPU after the total."""
+    reasons = "; ".join(t.get("saturation_reasons") or [])[:90]
+    per = "; ".join(
+        f"{_s(x.get('achieved_rate_per_s'), 'rate')}, {_s(x.get('schedule_lag_p99'), 'ms')}"
+        + (" **sat.**" if x.get("saturated") else "")
+        + ("" if x.get("status") == "ok" else f" {x.get('status')}")
+        for x in t.get("per_worker") or []
+    )
+    return [
+        _s(t.get("rate_per_s"), "rate"), _s(t.get("achieved_fraction"), "pct"),
+        _s(t.get("schedule_lag_p99"), "ms"), *([per] if sharded else []),
+        _s(t.get("p50")), _s(t.get("p99")), _s(t.get("loop_busy"), "pct"),
+        _s(t.get("cpu_per_1k_steady_s"), "cpu"),
+        *([_s(t.get("cpu_per_1k_workers_s"), "cpu")] if sharded else []),
+        _load(t), "yes: " + reasons if t.get("saturated") else "no",
+        "yes" if t.get("holds") else "no",
+    ]  # fmt: skip
+
+
 def markdown(doc: dict[str, Any]) -> str:
     out: list[str] = []
     env = doc["environment"]
@@ -557,20 +603,19 @@ def markdown(doc: dict[str, Any]) -> str:
     if slow:
         out.append(f"### 1. Server answering in exactly {slow['delay_s']:g} s, "
                    f"{slow['rate']:g} req/s for {slow['duration_s']} s\n")  # fmt: skip
-        out.append("| tool | mode | requests | success | rate | rate err | p50 | p50 err | "
-                   "p99 | p99 err | max | target CPU / other on gen. / target core |")  # fmt: skip
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        for r in slow["runs"]:
-            if "error" in r and r.get("p50") is None:
-                out.append(f"| {r['tool']} | error: {str(r['error'])[:80]} |||||||||||")
-                continue
-            out.append(
-                f"| {r['tool']} | {r.get('mode', '')} | {r.get('requests', '-')} | "
-                f"{_s(r.get('success_rate'), 'pct')} | {_s(r.get('rate_per_s'), 'rate')} | "
-                f"{_s(r.get('rate_error'), '%')} | {_s(r.get('p50'))} | "
-                f"{_s(r.get('p50_error'), '%')} | {_s(r.get('p99'))} | "
-                f"{_s(r.get('p99_error'), '%')} | {_s(r.get('max'))} | {_load(r)} |"
-            )
+        out += _table(
+            "| tool | mode | requests | success | rate | rate err | p50 | p50 err | "
+            "p99 | p99 err | max | target CPU / other on gen. / target core |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            [(r["tool"], r) for r in slow["runs"]],
+            lambda r: [
+                r.get("mode", ""), str(r.get("requests", "-")), _s(r.get("success_rate"), "pct"),
+                _s(r.get("rate_per_s"), "rate"), _s(r.get("rate_error"), "%"), _s(r.get("p50")),
+                _s(r.get("p50_error"), "%"), _s(r.get("p99")), _s(r.get("p99_error"), "%"),
+                _s(r.get("max")), _load(r),
+            ],
+            needs="p50",
+        )  # fmt: skip
         e = slow["runs"][0]
         rc = e.get("records_check") or {}
         out.append(f"\nEngine schedule lag p99 {_s(e.get('schedule_lag_p99'), 'ms')}, max in "
@@ -581,24 +626,13 @@ def markdown(doc: dict[str, Any]) -> str:
     if ng:
         out.append(f"### 2. nginx: open-loop rate sweep ({ng['step_s']} s per step; held = lag "
                    f"p99 < 10 ms, achieved >= 99 %, not saturated)\n")  # fmt: skip
-        out.append("| target | achieved | achieved % | lag p99 | p50 | p99 | loop busy | "
-                   "CPU/1k req | nginx CPU / other on gen. / target core | saturated "
-                   "| held |")  # fmt: skip
-        out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
-        for t in [*ng["sweep"], ng["far_beyond"]]:
-            if "error" in t:
-                out.append(f"| {t['target_rate']:,.0f} | error: {t['error'][:80]} |||||||||")
-                continue
-            reasons = "; ".join(t.get("saturation_reasons") or [])[:90]
-            out.append(
-                f"| {t['target_rate']:,.0f}{' (retry)' if t.get('retry') else ''} | "
-                f"{_s(t.get('rate_per_s'), 'rate')} | {_s(t.get('achieved_fraction'), 'pct')} | "
-                f"{_s(t.get('schedule_lag_p99'), 'ms')} | {_s(t.get('p50'))} | "
-                f"{_s(t.get('p99'))} | {_s(t.get('loop_busy'), 'pct')} | "
-                f"{_s(t.get('cpu_per_1k_steady_s'), 'cpu')} | {_load(t)} | "
-                f"{'yes: ' + reasons if t.get('saturated') else 'no'} | "
-                f"{'yes' if t.get('holds') else 'no'} |"
-            )
+        out += _table(
+            "| target | achieved | achieved % | lag p99 | p50 | p99 | loop busy | "
+            "CPU/1k req | nginx CPU / other on gen. / target core | saturated | held |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+            _sweep_rows([*ng["sweep"], ng["far_beyond"]]),
+            _sweep_cells,
+        )
         out.append(
             f"\nEngine max held open-loop rate: **{_s(ng['max_held_rate'], 'rate')}**"
             f" (first failing step {_s(ng['first_failing_rate'], 'rate')}); rate at which "
@@ -609,37 +643,15 @@ def markdown(doc: dict[str, Any]) -> str:
         if two:
             w = two.get("workers", WORKERS_2)
             out.append(f"#### The same sweep with {w} workers (shards on a local Dask cluster)\n")
-            out.append(
+            out += _table(
                 "| target | achieved | achieved % | lag p99 | per worker: rate, lag p99 | "
                 "p50 | p99 | loop busy (busiest) | CPU/1k req (all processes) | "
-                "CPU/1k req (workers) | nginx CPU / other load | saturated | held |"
-            )
-            out.append("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|")
-            rows2 = [*two["sweep"], *([two["far_beyond"]] if two.get("far_beyond") else [])]
-            for t in rows2:
-                if "error" in t:
-                    out.append(f"| {t['target_rate']:,.0f} | error: {t['error'][:80]} "
-                               "|||||||||||")  # fmt: skip
-                    continue
-                reasons = "; ".join(t.get("saturation_reasons") or [])[:90]
-                per = "; ".join(
-                    f"{_s(x.get('achieved_rate_per_s'), 'rate')}, "
-                    f"{_s(x.get('schedule_lag_p99'), 'ms')}"
-                    + (" **sat.**" if x.get("saturated") else "")
-                    + ("" if x.get("status") == "ok" else f" {x.get('status')}")
-                    for x in t.get("per_worker") or []
-                )
-                out.append(
-                    f"| {t['target_rate']:,.0f}{' (retry)' if t.get('retry') else ''} | "
-                    f"{_s(t.get('rate_per_s'), 'rate')} | "
-                    f"{_s(t.get('achieved_fraction'), 'pct')} | "
-                    f"{_s(t.get('schedule_lag_p99'), 'ms')} | {per} | {_s(t.get('p50'))} | "
-                    f"{_s(t.get('p99'))} | {_s(t.get('loop_busy'), 'pct')} | "
-                    f"{_s(t.get('cpu_per_1k_steady_s'), 'cpu')} | "
-                    f"{_s(t.get('cpu_per_1k_workers_s'), 'cpu')} | {_load(t)} | "
-                    f"{'yes: ' + reasons if t.get('saturated') else 'no'} | "
-                    f"{'yes' if t.get('holds') else 'no'} |"
-                )
+                "CPU/1k req (workers) | nginx CPU / other load | saturated | held |",
+                "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|",
+                _sweep_rows([*two["sweep"], *([two["far_beyond"]] if two.get("far_beyond")
+                                              else [])]),
+                lambda t: _sweep_cells(t, sharded=True),
+            )  # fmt: skip
             out.append(
                 f"\n{w} workers: max held open-loop rate **{_s(two['max_held_rate'], 'rate')}**"
                 f" (first failing step {_s(two['first_failing_rate'], 'rate')}); rate at which "
@@ -651,10 +663,6 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"worker processes' share. Other load = all cores' busy time less the "
                 f"generator's processes and nginx, in cores.\n"
             )
-        out.append("| tool | mode | rate | p50 | p99 | CPU used (cores) | CPU/1k req (steady) "
-                   "| CPU/1k req (whole process) | errors "
-                   "| nginx CPU / other on gen. / target core |")  # fmt: skip
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         at_max, at_2000 = ng.get("engine_at_max"), ng.get("engine_at_2000")
         rows = [
             ("kubetest, 1 worker", at_max),
@@ -665,22 +673,24 @@ def markdown(doc: dict[str, Any]) -> str:
             label = f"kubetest, {two.get('workers', WORKERS_2)} workers"
             rows += [(label, m2), (label, a2 if a2 is not m2 else None)]
         rows += [(r["tool"], r) for r in ng["peers"]]
-        for tool, r in rows:
-            if not r:
-                continue
-            if "error" in r and r.get("rate_per_s") is None:
-                out.append(f"| {tool} | error: {str(r['error'])[:80]} ||||||||")
-                continue
-            errors = r.get("errors")
-            if isinstance(errors, dict):
-                errors = sum(errors.values())
-            out.append(
-                f"| {tool} | {r.get('mode', '')} | {_s(r.get('rate_per_s'), 'rate')} | "
-                f"{_s(r.get('p50'))} | {_s(r.get('p99'))} | "
-                f"{_s(r.get('utilisation'), 'x').rstrip('x')} | "
-                f"{_s(r.get('cpu_per_1k_steady_s'), 'cpu')} | "
-                f"{_s(r.get('cpu_per_1k_total_s'), 'cpu')} | {errors} | {_load(r)} |"
-            )
+
+        def errors(r: dict[str, Any]) -> str:
+            n = r.get("errors")
+            return str(sum(n.values()) if isinstance(n, dict) else n)
+
+        out += _table(
+            "| tool | mode | rate | p50 | p99 | CPU used (cores) | CPU/1k req (steady) "
+            "| CPU/1k req (whole process) | errors | nginx CPU / other on gen. / target core |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            [(tool, r or None) for tool, r in rows],
+            lambda r: [
+                r.get("mode", ""), _s(r.get("rate_per_s"), "rate"), _s(r.get("p50")),
+                _s(r.get("p99")), _s(r.get("utilisation"), "x").rstrip("x"),
+                _s(r.get("cpu_per_1k_steady_s"), "cpu"), _s(r.get("cpu_per_1k_total_s"), "cpu"),
+                errors(r), _load(r),
+            ],
+            needs="rate_per_s",
+        )  # fmt: skip
         bound = [r["tool"] for r in ng["peers"] if not r.get("at_fixed_rate")
                  and r.get("utilisation") is not None and r["utilisation"] < 0.8]  # fmt: skip
         if bound:
@@ -698,18 +708,18 @@ def markdown(doc: dict[str, Any]) -> str:
             f"Analytic p99 = base + S - (1 - q) T = {st['analytic_p99']:.3f} s "
             f"({st['held_fraction']:.0%} of open-loop arrivals are held).\n"
         )
-        out.append("| tool | mode | requests | rate | p50 | p99 | p99 / analytic | max | "
-                   "target CPU / other on gen. / target core |")  # fmt: skip
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
-        for r in st["runs"]:
-            if "error" in r and r.get("p99") is None:
-                out.append(f"| {r['tool']} | error: {str(r['error'])[:80]} |||||||")
-                continue
-            out.append(
-                f"| {r['tool']} | {r.get('mode', '')} | {r.get('requests', '-')} | "
-                f"{_s(r.get('rate_per_s'), 'rate')} | {_s(r.get('p50'))} | {_s(r.get('p99'))} | "
-                f"{_s(r.get('p99_vs_analytic'), 'x')} | {_s(r.get('max'))} | {_load(r)} |"
-            )
+        out += _table(
+            "| tool | mode | requests | rate | p50 | p99 | p99 / analytic | max | "
+            "target CPU / other on gen. / target core |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            [(r["tool"], r) for r in st["runs"]],
+            lambda r: [
+                r.get("mode", ""), str(r.get("requests", "-")), _s(r.get("rate_per_s"), "rate"),
+                _s(r.get("p50")), _s(r.get("p99")), _s(r.get("p99_vs_analytic"), "x"),
+                _s(r.get("max")), _load(r),
+            ],
+            needs="p99",
+        )  # fmt: skip
         if any(r.get("co_corrected") for r in st["runs"]):
             out.append(
                 "\nwrk 4 (Debian's) is closed-loop but, after the run, back-fills its histogram "

@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +53,25 @@ def _base(tool: str, m: Measured, mode: str) -> dict[str, Any]:
         "wall_s": round(m.ended - m.started, 3),
         "cpu_total_s": m.cpu_total_s,
         "machine": machine(m),
+    }
+
+
+def _tally(
+    requests: int,
+    errors: int,
+    rate_per_s: float | None,
+    quantile: Callable[[str], float | None],
+    max_s: float | None,
+) -> dict[str, Any]:
+    """What every peer reports: counts, success rate, rate and latency (s) at p50/p90/p99
+    (``quantile("50")`` ...) and max."""
+    return {
+        "requests": requests,
+        "errors": errors,
+        "success_rate": (requests - min(errors, requests)) / requests if requests else None,
+        "rate_per_s": rate_per_s,
+        **{f"p{q}": quantile(q) for q in ("50", "90", "99")},
+        "max": max_s,
     }
 
 
@@ -120,15 +140,11 @@ def run_wrk(
         errors = sum(int(x) for x in sock.groups()) if sock else 0
         errors += int(non2xx.group(1)) if non2xx else 0
         out.update(
-            requests=requests,
-            errors=errors,
-            success_rate=(requests - min(errors, requests)) / requests if requests else None,
-            rate_per_s=requests / elapsed if elapsed else None,
-            p50=_dur(dist["50"]) if "50" in dist else None,
-            p90=_dur(dist["90"]) if "90" in dist else None,
-            p99=_dur(dist["99"]) if "99" in dist else None,
-            max=_dur(lat.group(3)),
-        )
+            _tally(
+                requests, errors, requests / elapsed if elapsed else None,
+                lambda q: _dur(dist[q]) if q in dist else None, _dur(lat.group(3)),
+            )
+        )  # fmt: skip
         exact = re.search(r"BENCH p50=(\d+) p90=(\d+) p99=(\d+) max=(\d+)", text)
         if exact:
             p50, p90, p99, mx = (int(x) * 1e-6 for x in exact.groups())
@@ -184,15 +200,12 @@ def run_hey(
         requests = ok + errors
         elapsed = float(total.group(1))
         out.update(
-            requests=requests,
-            errors=errors,
-            success_rate=ok / requests if requests else None,
-            rate_per_s=requests / elapsed if elapsed else None,
-            p50=float(dist["50"]) if "50" in dist else None,
-            p90=float(dist["90"]) if "90" in dist else None,
-            p99=float(dist["99"]) if "99" in dist else None,
-            max=float(slowest.group(1)) if slowest else None,
-        )
+            _tally(
+                requests, errors, requests / elapsed if elapsed else None,
+                lambda q: float(dist[q]) if q in dist else None,
+                float(slowest.group(1)) if slowest else None,
+            )
+        )  # fmt: skip
         if errs and "Error distribution:" in text:
             out["error_kinds"] = [f"{n} x {what.strip()[:120]}" for n, what in errs[:3]]
     except (AssertionError, ValueError) as exc:
@@ -254,18 +267,12 @@ def run_locust(
         value = agg.get(key)
         return float(value) / 1000 if value not in (None, "", "N/A") else None
 
-    requests = int(agg["Request Count"])
-    failures = int(agg["Failure Count"])
     out.update(
-        requests=requests,
-        errors=failures,
-        success_rate=(requests - failures) / requests if requests else None,
-        rate_per_s=float(agg["Requests/s"]),
-        p50=ms("50%"),
-        p90=ms("90%"),
-        p99=ms("99%"),
-        max=ms("Max Response Time"),
-    )
+        _tally(
+            int(agg["Request Count"]), int(agg["Failure Count"]), float(agg["Requests/s"]),
+            lambda q: ms(f"{q}%"), ms("Max Response Time"),
+        )
+    )  # fmt: skip
     if exact:  # every response time, unrounded (see bench/locustfile.py)
         out.update(p50=exact["p50"], p90=exact["p90"], p99=exact["p99"], max=exact["max"])
     # Locust spends ~1-2 s importing before the run: skip 3 s, and the last 1.5 s (stop).

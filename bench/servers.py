@@ -112,6 +112,32 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         proc.wait(timeout=5)
 
 
+class _Served:
+    """A loopback server process (context manager): ``.url``, ``.pid`` and ``.command``
+    once entered; leaving stops it with ``stop_signal``."""
+
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, core: int | None) -> None:
+        self.core = core
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.url = ""
+        self.command: list[str] = []
+
+    def _listening(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://{HOST}:{port}/webhook/prometheus"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            _stop(self.proc, self.stop_signal)
+
+
 # --------------------------------------------------------------------------- nginx
 
 _NGINX_CONF = """\
@@ -143,19 +169,17 @@ http {{
 """
 
 
-class Nginx:
+class Nginx(_Served):
     """nginx on a free loopback port (context manager); ``.url`` once entered."""
 
+    stop_signal = signal.SIGQUIT
+
     def __init__(self, core: int | None = 0) -> None:
-        self.core = core
+        super().__init__(core)
         self.binary = shutil.which("nginx") or (
             "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
         )
-        self.proc: subprocess.Popen | None = None
         self.tmp: tempfile.TemporaryDirectory | None = None
-        self.port = 0
-        self.url = ""
-        self.command: list[str] = []
 
     def __enter__(self) -> Nginx:
         if not self.binary:
@@ -185,16 +209,11 @@ class Nginx:
                     err = self.proc.stderr.read() if self.proc.stderr else b""
                     err = err.decode(errors="replace")
                     raise RuntimeError(f"nginx did not start: {err.strip()[-300:]}") from None
-        self.url = f"http://{HOST}:{self.port}/webhook/prometheus"
+        self._listening(self.port)
         return self
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            _stop(self.proc, signal.SIGQUIT)
+        super().__exit__(*exc)
         if self.tmp is not None:
             self.tmp.cleanup()
 
@@ -202,18 +221,14 @@ class Nginx:
 # --------------------------------------------------------------------------- Python servers
 
 
-class PyServer:
+class PyServer(_Served):
     """``python -m bench.servers MODE ...`` pinned to ``core`` (context manager)."""
 
     def __init__(self, mode: str, core: int | None = 0, **options: float) -> None:
+        super().__init__(core)
         self.mode = mode
-        self.core = core
         self.options = options
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.url = ""
         self.started_at = 0.0  # time.monotonic() when the server said READY (stall phase 0)
-        self.command: list[str] = []
 
     def __enter__(self) -> PyServer:
         args = [f"--{k.replace('_', '-')}={v}" for k, v in self.options.items()]
@@ -234,17 +249,8 @@ class PyServer:
             err = self.proc.stderr.read() if self.proc.stderr else ""
             raise RuntimeError(f"bench server {self.mode} did not start: {err.strip()[-300:]}")
         self.started_at = time.monotonic()
-        self.port = int(line[1])
-        self.url = f"http://{HOST}:{self.port}/webhook/prometheus"
+        self._listening(int(line[1]))
         return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
 
 
 class _App:

@@ -1,25 +1,38 @@
 """Tiny loopback servers for the engine tests (127.0.0.1 only, each on its own thread/loop).
 
 ``WebServer`` wraps an aiohttp.web handler; ``RawServer`` a raw asyncio connection callback
-for faults aiohttp.web would never produce (resets, silence, garbage).
+for faults aiohttp.web would never produce (resets, silence, garbage); ``send_json`` answers
+from an http.server handler (the API fakes of the other tests). ``interrupt_cli`` stops a
+command-line load against a ``WebServer`` with a signal. ``shard_result`` is a synthetic
+shard result for the summary's judgement (no server at all).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, Self
 
 from aiohttp import web
 
+from kubetest.engine import OUTCOMES, ShardResult, new_histogram
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _LoopThread:
+    """A server on its own event loop thread (context manager): ``_start`` and ``_close``
+    run on that loop; ``.url`` once entered."""
+
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -45,6 +58,27 @@ class _LoopThread:
             self.thread.join(5)
             if not self.thread.is_alive():
                 self.loop.close()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/webhook/prometheus"
+
+    def __enter__(self) -> Self:
+        self.start()
+        self.call(self._start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.call(self._close())
+        finally:
+            self.stop()
 
 
 class WebServer(_LoopThread):
@@ -83,20 +117,14 @@ class WebServer(_LoopThread):
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook/prometheus"
+    async def _close(self) -> None:
+        await self.runner.cleanup()
 
-    def __enter__(self) -> WebServer:
-        self.start()
-        self.call(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.call(self.runner.cleanup())
-        finally:
-            self.stop()
+    def wait_for_requests(self, n: int, timeout_s: float = 30.0) -> None:
+        """Until ``n`` requests have come in, or ``timeout_s`` has passed."""
+        deadline = time.monotonic() + timeout_s
+        while self.requests < n and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 class RawServer(_LoopThread):
@@ -129,21 +157,6 @@ class RawServer(_LoopThread):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook/prometheus"
-
-    def __enter__(self) -> RawServer:
-        self.start()
-        self.call(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.call(self._close())
-        finally:
-            self.stop()
-
 
 async def read_request(reader: asyncio.StreamReader) -> None:
     """Read one HTTP/1.1 request (headers + Content-Length body)."""
@@ -154,6 +167,16 @@ async def read_request(reader: asyncio.StreamReader) -> None:
             length = int(line.split(b":", 1)[1])
     if length:
         await reader.readexactly(length)
+
+
+def send_json(h: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
+    """Answer ``doc`` as JSON (with its Content-Length) from an http.server handler."""
+    body = json.dumps(doc).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
 
 
 def closed_port() -> int:
@@ -170,3 +193,60 @@ def ok_handler(status: int = 200, body: bytes = b"ok", delay_s: float = 0.0) -> 
         return web.Response(status=status, body=body)
 
     return handler
+
+
+def interrupt_cli(
+    cmd: list[str], server: WebServer, sig: int, *, after_requests: int, timeout_s: float
+) -> tuple[bytes, float]:
+    """Run ``cmd`` (a load against ``server``) and send it ``sig`` once the server has had
+    ``after_requests`` requests; asserts that it got that far and exited with 130 within
+    ``timeout_s``. Its stdout, and how long it took to exit after the signal."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        server.wait_for_requests(after_requests)
+        assert server.requests >= after_requests, (
+            proc.stderr.read() if proc.poll() is not None else ""
+        )
+        proc.send_signal(sig)
+        signalled = time.monotonic()
+        out, err = proc.communicate(timeout=timeout_s)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    print("stop took", took)
+    return out, took
+
+
+# -- synthetic shard results, for the summary's judgement (no network, no clock) ----------
+
+
+def histogram_of(values_s: Iterable[float]) -> Any:
+    """An HDR histogram (µs) of latencies in seconds, as the engine records them."""
+    h = new_histogram()
+    for v in values_s:
+        h.record_value(max(1, min(3_600_000_000, int(v * 1e6))))
+    return h
+
+
+def hdr(values_s: Iterable[float]) -> bytes:
+    return histogram_of(values_s).encode()
+
+
+def outcomes(accepted: int = 0, **others: int) -> dict[str, int]:
+    """Every outcome, 0 unless given."""
+    return {**dict.fromkeys(OUTCOMES, 0), "accepted": accepted, **others}
+
+
+def shard_result(n: int = 100, **over: Any) -> ShardResult:
+    """A healthy shard: ``n`` arrivals sent on time over 10 s, all accepted in 0.1 s."""
+    base: dict[str, Any] = dict(
+        shard=0, n_shards=1, mode="open", records_path="r.csv", scheduled=n, dispatched=n,
+        completed=n, outcomes=outcomes(n), errors={}, error_samples={},
+        latency_hdr=hdr([0.1] * n), service_hdr=hdr([0.1] * n), lag_hdr=hdr([0.001] * n),
+        loop_lag_hdr=hdr([0.001] * 40), lag_max_by_second=[0.001] * 12, first_intended_s=0.0,
+        last_sent_s=9.9, dispatch_end_s=9.9, end_s=10.0, loop_busy=0.2, max_in_flight=100,
+        max_in_flight_seen=3, interrupted=False,
+    )  # fmt: skip
+    return ShardResult(**{**base, **over})

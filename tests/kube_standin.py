@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from engine_servers import send_json
 
 GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "remediationrequests"
 TOKEN = "standin-token-0123456789"
@@ -161,15 +162,6 @@ class KubeStandIn:
     # -- HTTP
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, code: int, doc: Any) -> None:
-        body = json.dumps(doc).encode()
-        h.send_response(code)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-
-    @staticmethod
     def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
                 "reason": reason, "message": message}  # fmt: skip
@@ -180,11 +172,11 @@ class KubeStandIn:
         segs = [s for s in parts.path.split("/") if s]
         if h.headers.get("Authorization") != f"Bearer {self.token}":
             self.requests["unauthorized"] += 1
-            return self._send(h, 401, self._status(401, "Unauthorized", "Unauthorized"))
+            return send_json(h, 401, self._status(401, "Unauthorized", "Unauthorized"))
         if segs == ["version"]:
-            return self._send(h, 200, {"gitVersion": "v1.31.0-kubetest-standin"})
+            return send_json(h, 200, {"gitVersion": "v1.31.0-kubetest-standin"})
         if len(segs) == 4 and segs[:3] == ["api", "v1", "namespaces"]:
-            return self._send(h, 200, {"kind": "Namespace", "metadata": {"name": segs[3]}})
+            return send_json(h, 200, {"kind": "Namespace", "metadata": {"name": segs[3]}})
         prefix = ["apis", GROUP, VERSION, "namespaces"]
         if len(segs) in (6, 7) and segs[:4] == prefix and segs[5] == PLURAL:
             ns = segs[4]
@@ -193,8 +185,8 @@ class KubeStandIn:
                 with self.lock:
                     obj = copy.deepcopy(self.objects.get((ns, segs[6])))
                 if obj is None:
-                    return self._send(h, 404, self._status(404, "NotFound", f"{segs[6]} not found"))
-                return self._send(h, 200, obj)
+                    return send_json(h, 404, self._status(404, "NotFound", f"{segs[6]} not found"))
+                return send_json(h, 200, obj)
             if query.get("watch") in ("true", "1", "True"):
                 self.requests["watch"] += 1
                 return self._watch(h, ns, query)
@@ -202,10 +194,10 @@ class KubeStandIn:
             with self.lock:
                 items = [copy.deepcopy(o) for (n, _), o in self.objects.items() if n == ns]
                 rv = self.rv
-            return self._send(h, 200, {
+            return send_json(h, 200, {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "RemediationRequestList",
                 "metadata": {"resourceVersion": str(rv)}, "items": items})  # fmt: skip
-        self._send(h, 404, self._status(404, "NotFound", f"no route {parts.path}"))
+        send_json(h, 404, self._status(404, "NotFound", f"no route {parts.path}"))
 
     def _watch(self, h: BaseHTTPRequestHandler, ns: str, query: dict[str, str]) -> None:
         since = int(query.get("resourceVersion") or 0)
@@ -247,6 +239,7 @@ class KubeStandIn:
             for rv, kind, obj in batch:
                 chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
                 since = rv
+
 
 class Bridge:
     """Mirrors the reference target's created RemediationRequests into the stand-in, as the

@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 import pytest
 import yaml
+from engine_servers import send_json
 
 from kubetest.checks import (
     FAILED,
@@ -121,6 +122,36 @@ def unchecked_env(**kw: Any) -> Environment:
 def assert_no_secret(text: str) -> None:
     for secret in SECRETS:
         assert secret not in text
+
+
+def write_params(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_environment(tmp_path: Path, data: dict[str, Any]) -> tuple[TestContext, Any]:
+    """The environment test on these params: its context (closed) and its result."""
+    ctx = TestContext.open("ENV", str(write_params(tmp_path, data)), str(tmp_path / "session"))
+    try:
+        return ctx, environment.run(ctx)
+    finally:
+        ctx.close()
+
+
+def written(ctx: TestContext, result: Any) -> tuple[str, ...]:
+    """All the environment test shows and saves: its tables and its result file."""
+    return (result.table.to_string(), result.debug_table.to_string(),
+            ctx.result_path.read_text())  # fmt: skip
+
+
+def cli_check(tmp_path: Path, data: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """``kubetest check`` on these params, without KUBECONFIG and with HOME in tmp_path."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, "-m", "kubetest", "check", "--params", str(write_params(tmp_path, data))],
+        capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- Redis
@@ -393,12 +424,7 @@ class FakeAPI:
                     status, body = 401, {"kind": "Status", "code": 401}
                 else:
                     status, body = api.routes.get(self.path, (404, {"error": "not found"}))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -681,27 +707,17 @@ def test_environment_notebook_result_has_no_secret(
     monkeypatch.setenv("KT_PG_DSN", _dsn(postgres_port, PG_PW))
     with FakeAPI({"/api/tags": (200, OLLAMA_TAGS), **KUBE_ROUTES}) as api:
         kube = kubeconfig(tmp_path, api.url, {"token": KUBE_TOKEN})
-        params = tmp_path / "params.yaml"
-        params.write_text(
-            yaml.safe_dump(
-                {
-                    "target": {"url": "embedded", "embedded": {"workers": 2, "service_ms": 5}},
-                    "environment": {
-                        "llm_url": api.url,
-                        "llm_model": "granite3.1-dense:8b",
-                        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-                        "redis_password_env": "KT_REDIS_PW",
-                        "postgres_dsn_env": "KT_PG_DSN",
-                        "kubeconfig": str(kube),
-                    },
-                }
-            )
-        )
-        ctx = TestContext.open("ENV", str(params), str(tmp_path / "session"))
-        try:
-            result = environment.run(ctx)
-        finally:
-            ctx.close()
+        ctx, result = run_environment(tmp_path, {
+            "target": {"url": "embedded", "embedded": {"workers": 2, "service_ms": 5}},
+            "environment": {
+                "llm_url": api.url,
+                "llm_model": "granite3.1-dense:8b",
+                "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+                "redis_password_env": "KT_REDIS_PW",
+                "postgres_dsn_env": "KT_PG_DSN",
+                "kubeconfig": str(kube),
+            },
+        })  # fmt: skip
     statuses = dict(zip(result.table["check"], result.table["status"], strict=True))
     assert statuses == dict.fromkeys(["target", "llm", "redis", "postgresql", "kubernetes"], OK)
     assert ctx.health_url in result.checks[0].detail  # the running target, probed for real
@@ -710,11 +726,7 @@ def test_environment_notebook_result_has_no_secret(
     assert saved["test"] == "ENV" and "requirements" not in saved
     assert {"title", "started", "finished", "complete", "checks"} <= saved.keys()
     assert len(saved["checks"]) == 5
-    for text in (
-        result.table.to_string(),
-        result.debug_table.to_string(),
-        ctx.result_path.read_text(),
-    ):
+    for text in written(ctx, result):
         assert_no_secret(text)
 
 
@@ -726,40 +738,20 @@ def test_environment_result_scrubs_a_failing_check(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KT_REDIS_PW", wrong)
     with FakeAPI({"/health": (200, {})}) as api:
-        params = tmp_path / "params.yaml"
-        params.write_text(
-            yaml.safe_dump(
-                {
-                    "target": {"url": api.url + "/webhook/prometheus"},
-                    "environment": {
-                        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-                        "redis_password_env": "KT_REDIS_PW",
-                    },
-                }
-            )
-        )
-        ctx = TestContext.open("ENV", str(params), str(tmp_path / "session"))
-        result = environment.run(ctx)
+        ctx, result = run_environment(tmp_path, {
+            "target": {"url": api.url + "/webhook/prometheus"},
+            "environment": {
+                "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+                "redis_password_env": "KT_REDIS_PW",
+            },
+        })  # fmt: skip
     assert result.required_failed == ["redis"]
-    for text in (
-        result.table.to_string(),
-        result.debug_table.to_string(),
-        ctx.result_path.read_text(),
-    ):
+    for text in written(ctx, result):
         assert wrong not in text
 
 
 def test_cli_check_exits_1_on_a_required_failure(tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"target": {"url": f"http://127.0.0.1:{free_port()}/x"}}))
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "kubetest", "check", "--params", str(params)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
+    out = cli_check(tmp_path, {"target": {"url": f"http://127.0.0.1:{free_port()}/x"}})
     assert out.returncode == 1, out
     assert out.stdout.count("status") == 1  # one table
     assert "failed" in out.stdout and "not configured" in out.stdout
@@ -768,16 +760,7 @@ def test_cli_check_exits_1_on_a_required_failure(tmp_path: Path) -> None:
 
 
 def test_cli_check_exits_0_when_only_unconfigured(tmp_path: Path) -> None:
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"target": {"url": "embedded"}, "environment": {}}))
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "kubetest", "check", "--params", str(params)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
+    out = cli_check(tmp_path, {"target": {"url": "embedded"}, "environment": {}})
     assert out.returncode == 0, out
     assert out.stdout.count("not configured") == 4
 

@@ -10,10 +10,8 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +19,19 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from engine_servers import WebServer, ok_handler
+from engine_servers import (
+    WebServer,
+    hdr,
+    histogram_of,
+    interrupt_cli,
+    ok_handler,
+    shard_result,
+)
 
-from kubetest.engine import LoadPlan, ShardResult, new_histogram, read_records, run_load
+from kubetest.engine import LoadPlan, ShardResult, read_records, run_load
 from kubetest.engine import cluster as dask_cluster
 from kubetest.engine.run import ShardInfo, summarize
 from kubetest.engine.schedule import constant, poisson
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _hdr_of(latencies_s: np.ndarray) -> Any:
-    h = new_histogram()
-    for v in latencies_s:
-        h.record_value(max(1, min(3_600_000_000, int(v * 1e6))))
-    return h
 
 
 def test_two_local_workers_run_the_plan_exactly_once(tmp_path: Path) -> None:
@@ -66,7 +62,7 @@ def test_two_local_workers_run_the_plan_exactly_once(tmp_path: Path) -> None:
     # merged HDR histograms: the count is the accepted count, percentiles those of the union
     accepted = df[df.outcome == "accepted"]
     assert result.histogram.get_total_count() == len(accepted) == s["success_count"]
-    union = _hdr_of(accepted.latency_s.to_numpy())
+    union = histogram_of(accepted.latency_s.to_numpy())
     for pct, key in ((50, "p50"), (95, "p95"), (99, "p99")):
         assert s[key] == pytest.approx(union.get_value_at_percentile(pct) / 1e6, rel=2e-3)
 
@@ -133,9 +129,7 @@ def test_a_killed_worker_is_reported_lost_and_the_other_shard_kept(tmp_path: Pat
             target=lambda: box.update(r=run_load(plan, tmp_path, workers=2, progress=False))
         )
         runner.start()
-        deadline = time.monotonic() + 30
-        while server.requests < 60 and time.monotonic() < deadline:  # both shards sending
-            time.sleep(0.02)
+        server.wait_for_requests(60)  # both shards sending
         client = dask_cluster.local_client()
         assert client is not None and server.requests >= 60
         pids = client.run(os.getpid)
@@ -168,21 +162,7 @@ def test_sigint_stops_a_two_worker_cli_load_within_seconds(tmp_path: Path) -> No
         cmd = [sys.executable, "-m", "kubetest", "load", "--url", server.url,
                "--rate", "1200", "--duration", "1", "--workers", "2", "--out", str(tmp_path),
                "--quiet"]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 30
-            while server.requests < 20 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert server.requests >= 20, proc.stderr.read() if proc.poll() is not None else ""
-            proc.send_signal(signal.SIGINT)
-            signalled = time.monotonic()
-            out, err = proc.communicate(timeout=30)
-            took = time.monotonic() - signalled
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130, err.decode()
-    print("stop took", took)
+        out, took = interrupt_cli(cmd, server, signal.SIGINT, after_requests=20, timeout_s=30)
     assert took < 10, took  # expected ~2.5 s: grace 1.5 s, Parquet, summary, cluster close
     doc = json.loads(Path(out.decode().strip().splitlines()[-1]).read_text())
     assert doc["complete"] is False and doc["interrupted"] is True and doc["workers"] == 2
@@ -195,21 +175,10 @@ def test_sigint_stops_a_two_worker_cli_load_within_seconds(tmp_path: Path) -> No
 # -- the summary's per-worker judgement, on synthetic shard results (no cluster) -----------
 
 
-def _hdr(values_s: list[float]) -> bytes:
-    return _hdr_of(np.asarray(values_s)).encode()
-
-
 def _shard(shard: int, n: int = 50, **over: Any) -> ShardResult:
-    base: dict[str, Any] = dict(
-        shard=shard, n_shards=2, mode="open", records_path="", scheduled=n, dispatched=n,
-        completed=n, outcomes={"accepted": n, "duplicate": 0, "rejected": 0, "throttled": 0,
-        "failed": 0}, errors={}, error_samples={}, latency_hdr=_hdr([0.1] * n),
-        service_hdr=_hdr([0.1] * n), lag_hdr=_hdr([0.001] * n), loop_lag_hdr=_hdr([0.001] * 40),
-        lag_max_by_second=[0.001] * 12, first_intended_s=0.0, last_sent_s=9.8, dispatch_end_s=9.9,
-        end_s=10.0, loop_busy=0.2, max_in_flight=100, max_in_flight_seen=3, interrupted=False,
-    )  # fmt: skip
-    base.update(over)
-    return ShardResult(**base)
+    """One of two shards (``shard_result`` with two)."""
+    over = {"n_shards": 2, "records_path": "", "last_sent_s": 9.8, **over}
+    return shard_result(n, shard=shard, **over)
 
 
 def _summary(results: list[ShardResult], shards: list[ShardInfo]) -> dict[str, Any]:
@@ -220,7 +189,7 @@ def _summary(results: list[ShardResult], shards: list[ShardInfo]) -> dict[str, A
 
 
 def test_one_saturated_shard_saturates_the_run() -> None:
-    slow = _shard(1, lag_hdr=_hdr([0.2] * 50))
+    slow = _shard(1, lag_hdr=hdr([0.2] * 50))
     s = _summary([_shard(0), slow], [ShardInfo(0, "a"), ShardInfo(1, "b")])
     assert s["saturated"] is True
     assert [r["saturated"] for r in s["per_worker"]] == [False, True]

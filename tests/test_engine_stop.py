@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from engine_servers import WebServer, ok_handler
+from engine_servers import WebServer, interrupt_cli, ok_handler
 
 from kubetest.engine import LoadPlan, StopToken, read_records, run_load, run_shard
 from kubetest.engine.schedule import constant
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _wait_for_rows(path: Path, rows: int, timeout_s: float = 15.0) -> None:
@@ -80,39 +77,10 @@ def test_sigint_in_process_stops_cleanly_and_restores_handlers(tmp_path: Path) -
 )
 def test_signal_stops_a_cli_run_within_seconds(sig: int, workers: int, tmp_path: Path) -> None:
     with WebServer(ok_handler(delay_s=5.0)) as server:
-        cmd = [
-            sys.executable,
-            "-m",
-            "kubetest.engine",
-            "--url",
-            server.url,
-            "--rate",
-            "20",
-            "--duration",
-            "60",
-            "--timeout",
-            "30",
-            "--out",
-            str(tmp_path),
-            "--no-progress",
-            "--workers",
-            str(workers),
-        ]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 30
-            while server.requests < 10 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert server.requests >= 10, proc.stderr.read() if proc.poll() is not None else ""
-            proc.send_signal(sig)
-            signalled = time.monotonic()
-            out, err = proc.communicate(timeout=20)
-            took = time.monotonic() - signalled
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130, err.decode()
-    print("stop took", took)
+        cmd = [sys.executable, "-m", "kubetest.engine", "--url", server.url, "--rate", "20",
+               "--duration", "60", "--timeout", "30", "--out", str(tmp_path), "--no-progress",
+               "--workers", str(workers)]  # fmt: skip
+        out, took = interrupt_cli(cmd, server, sig, after_requests=10, timeout_s=20)
     assert took < 10, took  # expected ~2 s: grace 1.5 s + flush
     summary = json.loads(out)
     assert summary["complete"] is False and summary["interrupted"] is True

@@ -6,47 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_servers import hdr, outcomes, shard_result
 
-from kubetest.engine import LoadPlan, ShardResult, new_histogram, summarize
+from kubetest.engine import LoadPlan, ShardResult, summarize
 from kubetest.engine.schedule import constant
-
-
-def _hdr(values_s: list[float]) -> bytes:
-    h = new_histogram()
-    for v in values_s:
-        h.record_value(max(1, int(v * 1e6)))
-    return h.encode()
-
-
-def _shard(**over: Any) -> ShardResult:
-    n = over.pop("n", 100)
-    base: dict[str, Any] = dict(
-        shard=0,
-        n_shards=1,
-        mode="open",
-        records_path="r.csv",
-        scheduled=n,
-        dispatched=n,
-        completed=n,
-        outcomes={"accepted": n, "duplicate": 0, "rejected": 0, "throttled": 0, "failed": 0},
-        errors={},
-        error_samples={},
-        latency_hdr=_hdr([0.1] * n),
-        service_hdr=_hdr([0.1] * n),
-        lag_hdr=_hdr([0.001] * n),
-        loop_lag_hdr=_hdr([0.001] * 40),
-        lag_max_by_second=[0.001] * 12,
-        first_intended_s=0.0,
-        last_sent_s=9.9,
-        dispatch_end_s=9.9,
-        end_s=10.0,
-        loop_busy=0.2,
-        max_in_flight=100,
-        max_in_flight_seen=3,
-        interrupted=False,
-    )
-    base.update(over)
-    return ShardResult(**base)
 
 
 def _summary(results: list[ShardResult], plan: LoadPlan | None = None, **kw: Any) -> dict:
@@ -63,7 +26,7 @@ def _summary(results: list[ShardResult], plan: LoadPlan | None = None, **kw: Any
 
 
 def test_healthy_run_is_not_saturated() -> None:
-    s = _summary([_shard()])
+    s = _summary([shard_result()])
     assert s["saturated"] is False and s["saturation_reasons"] == []
     assert s["achieved_rate_per_s"] == pytest.approx(10, rel=0.01)
     assert s["p50"] == pytest.approx(0.1, rel=0.01) and s["success_rate"] == 1.0
@@ -71,16 +34,11 @@ def test_healthy_run_is_not_saturated() -> None:
 
 
 def test_target_failures_do_not_flag_the_generator() -> None:
-    failed = {"accepted": 10, "duplicate": 0, "rejected": 0, "throttled": 30, "failed": 60}
+    failed = outcomes(10, throttled=30, failed=60)
     s = _summary(
-        [
-            _shard(
-                outcomes=failed,
-                errors={"http_5xx": 60, "http_4xx": 30},
-                latency_hdr=_hdr([0.1] * 10),
-            )
-        ]
-    )
+        [shard_result(outcomes=failed, errors={"http_5xx": 60, "http_4xx": 30},
+                      latency_hdr=hdr([0.1] * 10))]
+    )  # fmt: skip
     assert s["success_rate"] == pytest.approx(0.1)
     assert s["saturated"] is False
 
@@ -90,27 +48,27 @@ def test_target_failures_do_not_flag_the_generator() -> None:
     [
         (dict(dispatched=80, last_sent_s=9.9), "of the scheduled"),
         (dict(last_sent_s=14.0), "of the scheduled"),  # sent everything, but 40 % too slowly
-        (dict(lag_hdr=_hdr([0.2] * 100)), "schedule lag p99"),
+        (dict(lag_hdr=hdr([0.2] * 100)), "schedule lag p99"),
         (dict(lag_max_by_second=[0.001] * 6 + [0.04] * 6), "lag grew"),
         (dict(loop_busy=0.97), "event loop busy"),
-        (dict(loop_lag_hdr=_hdr([0.2] * 40)), "ticker lag"),
+        (dict(loop_lag_hdr=hdr([0.2] * 40)), "ticker lag"),
         (dict(errors={"dropped": 5}), "dropped"),
         (dict(errors={"late": 5}), "late"),
     ],
 )
 def test_each_saturation_signal(over: dict[str, Any], needle: str) -> None:
-    s = _summary([_shard(**over)])
+    s = _summary([shard_result(**over)])
     assert s["saturated"] is True
     assert any(needle in r for r in s["saturation_reasons"]), s["saturation_reasons"]
 
 
 def test_shards_merge_counts_and_histograms() -> None:
-    a = _shard(n=50, latency_hdr=_hdr([0.1] * 50), lag_max_by_second=[0.001] * 12)
-    b = _shard(
+    a = shard_result(n=50, latency_hdr=hdr([0.1] * 50), lag_max_by_second=[0.001] * 12)
+    b = shard_result(
         n=50,
         shard=1,
         n_shards=2,
-        latency_hdr=_hdr([0.3] * 50),
+        latency_hdr=hdr([0.3] * 50),
         lag_max_by_second=[0.002] * 12,
         max_in_flight_seen=4,
     )
@@ -124,25 +82,10 @@ def test_shards_merge_counts_and_histograms() -> None:
 def test_interrupted_run_judges_only_what_came_due() -> None:
     # stopped at 4 s: 40 of the 100 arrivals came due and were sent on time
     s = _summary(
-        [
-            _shard(
-                scheduled=40,
-                dispatched=40,
-                completed=40,
-                last_sent_s=3.9,
-                dispatch_end_s=4.0,
-                interrupted=True,
-                outcomes={
-                    "accepted": 40,
-                    "duplicate": 0,
-                    "rejected": 0,
-                    "throttled": 0,
-                    "failed": 0,
-                },
-            )
-        ],
+        [shard_result(scheduled=40, dispatched=40, completed=40, last_sent_s=3.9,
+                      dispatch_end_s=4.0, interrupted=True, outcomes=outcomes(40))],
         interrupted=True,
-    )
+    )  # fmt: skip
     assert s["complete"] is False and s["interrupted"] is True
     assert s["saturated"] is False, s["saturation_reasons"]
     assert s["achieved_rate_per_s"] == pytest.approx(10, rel=0.05)
@@ -150,28 +93,16 @@ def test_interrupted_run_judges_only_what_came_due() -> None:
 
 def test_generator_errors_stay_out_of_outcomes_and_success_rate() -> None:
     s = _summary(
-        [
-            _shard(
-                completed=90,
-                dispatched=95,
-                outcomes={
-                    "accepted": 90,
-                    "duplicate": 0,
-                    "rejected": 0,
-                    "throttled": 0,
-                    "failed": 0,
-                },
-                errors={"cancelled": 5, "dropped": 5},
-            )
-        ]
-    )
+        [shard_result(completed=90, dispatched=95, outcomes=outcomes(90),
+                      errors={"cancelled": 5, "dropped": 5})]
+    )  # fmt: skip
     assert s["success_rate"] == 1.0 and sum(s["outcomes"].values()) == 90
     assert s["late_or_dropped"] == 5 and s["errors"]["cancelled"] == 5
 
 
 def test_closed_loop_has_no_rate_target() -> None:
     plan = LoadPlan(url="http://127.0.0.1:1/x", mode="closed", concurrency=4, duration_s=10)
-    s = _summary([_shard(mode="closed", lag_hdr=_hdr([0.0] * 100))], plan)
+    s = _summary([shard_result(mode="closed", lag_hdr=hdr([0.0] * 100))], plan)
     assert s["target_rate_per_s"] is None and s["schedule_lag_p99"] is None
     assert s["achieved_rate_per_s"] == pytest.approx(100 / 9.9)
     assert s["saturated"] is False

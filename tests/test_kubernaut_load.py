@@ -8,6 +8,8 @@ counters (``/api/v1/outcomes``). Assertions are on counts, never on wall-clock t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ pytestmark = pytest.mark.timeout(120)
 N = 48  # A1 here: 2,400/min for 1.2 s
 
 
-def context(tmp_path: Path, api: str, **sections: Any) -> TestContext:
+@contextmanager
+def context(tmp_path: Path, api: str, **sections: Any) -> Iterator[TestContext]:
+    """A1 on the embedded target in profile ``api``, closed (the target stopped) on leaving."""
     embedded = {"workers": 4, "service_ms": 2, "service_dist": "const",
                 **sections.pop("embedded", {})}  # fmt: skip
     target = {"url": "embedded", "api": api, "embedded": embedded, **sections.pop("target", {})}
@@ -35,7 +39,11 @@ def context(tmp_path: Path, api: str, **sections: Any) -> TestContext:
         "a1_response_time": {"rate_per_min": 2400, "duration_min": 0.02, "types": ["high_cpu"]},
         **sections,
     }))  # fmt: skip
-    return TestContext.open("A1", str(params), str(tmp_path / "session"))
+    ctx = TestContext.open("A1", str(params), str(tmp_path / "session"))
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 def target_outcomes(ctx: TestContext) -> dict[str, int]:
@@ -49,18 +57,28 @@ def record_outcomes(records: Any) -> dict[str, int]:
             ("accepted", "duplicate", "rejected", "throttled", "failed")}  # fmt: skip
 
 
+def counted_alike(ctx: TestContext, records: Any) -> dict[str, int]:
+    """The outcomes in kubetest's records, asserted equal to the target's own counts."""
+    mine = record_outcomes(records)
+    assert mine == target_outcomes(ctx)
+    return mine
+
+
+def run_a1(tmp_path: Path, api: str, **sections: Any) -> tuple[Any, dict[str, int]]:
+    """A1 against the embedded target: its result and outcomes (counted alike)."""
+    with context(tmp_path, api, **sections) as ctx:
+        result = a1_response_time.run(ctx, progress=False)
+        return result, counted_alike(ctx, result.records)
+
+
 @pytest.mark.parametrize("api", ["webhook", "kubernaut", "kubernaut-legacy"])
 def test_unique_alerts_are_all_accepted_and_counted_alike(tmp_path: Path, api: str) -> None:
-    ctx = context(tmp_path, api)
-    try:
+    with context(tmp_path, api) as ctx:
         assert ctx.target_url.endswith(
             {"webhook": "/webhook/prometheus", "kubernaut": "/api/v1/signals/prometheus",
              "kubernaut-legacy": "/alerts"}[api])  # fmt: skip
         result = a1_response_time.run(ctx, progress=False)
-        mine, theirs = record_outcomes(result.records), target_outcomes(ctx)
-    finally:
-        ctx.close()
-    assert mine == theirs
+        mine = counted_alike(ctx, result.records)
     assert mine["accepted"] == len(result.records) == N
     assert mine["duplicate"] == 0
     details = result.requirement.details
@@ -73,13 +91,7 @@ def test_unique_alerts_are_all_accepted_and_counted_alike(tmp_path: Path, api: s
 
 
 def test_repeated_alerts_are_reported_as_duplicates(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "kubernaut", alerts={"unique": False})
-    try:
-        result = a1_response_time.run(ctx, progress=False)
-        mine, theirs = record_outcomes(result.records), target_outcomes(ctx)
-    finally:
-        ctx.close()
-    assert mine == theirs
+    result, mine = run_a1(tmp_path, "kubernaut", alerts={"unique": False})
     assert mine["accepted"] == 1 and mine["duplicate"] == N - 1
     req = result.requirement
     assert req.details["outcomes"]["duplicate"] == N - 1
@@ -88,27 +100,17 @@ def test_repeated_alerts_are_reported_as_duplicates(tmp_path: Path) -> None:
 
 
 def test_legacy_cooldown_fails_repeats_and_unique_alerts_avoid_it(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "kubernaut-legacy", alerts={"unique": False})
-    try:
-        result = a1_response_time.run(ctx, progress=False)
-        mine, theirs = record_outcomes(result.records), target_outcomes(ctx)
-    finally:
-        ctx.close()
-    assert mine == theirs
+    result, mine = run_a1(tmp_path, "kubernaut-legacy", alerts={"unique": False})
     assert mine["accepted"] == 1 and mine["failed"] == N - 1
     assert set(result.records.loc[result.records["outcome"] == "failed", "error"]) == {"http_5xx"}
 
 
 def test_concurrency_above_the_limit_is_throttled(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "kubernaut",
-                  embedded={"workers": 2, "service_ms": 20, "max_concurrent_requests": 4})
-    try:
+    limited = {"workers": 2, "service_ms": 20, "max_concurrent_requests": 4}
+    with context(tmp_path, "kubernaut", embedded=limited) as ctx:
         plan = make_plan(ctx, ["high_memory"], mode="closed", concurrency=16, duration_s=1.0)
         outcome = execute(ctx, plan, "closed", progress=False)
-        mine, theirs = record_outcomes(outcome.records), target_outcomes(ctx)
-    finally:
-        ctx.close()
-    assert mine == theirs
+        mine = counted_alike(ctx, outcome.records)
     assert mine["throttled"] > 0 and mine["accepted"] > 0
     assert mine["duplicate"] == mine["failed"] == 0
     throttled = outcome.records[outcome.records["outcome"] == "throttled"]
@@ -121,17 +123,14 @@ def test_a_wrong_token_fails_fast_in_one_line(
 ) -> None:
     monkeypatch.setenv("KT_SERVICE_TOKEN", "the-right-token-1234")
     monkeypatch.setenv("KT_CLIENT_TOKEN", "a-wrong-token-5678")
-    ctx = context(tmp_path, "kubernaut", target={"auth_token_env": "KT_CLIENT_TOKEN"},
-                  embedded={"auth_token_env": "KT_SERVICE_TOKEN"})  # fmt: skip
-    try:
+    with context(tmp_path, "kubernaut", target={"auth_token_env": "KT_CLIENT_TOKEN"},
+                 embedded={"auth_token_env": "KT_SERVICE_TOKEN"}) as ctx:  # fmt: skip
         check = check_auth(ctx.params, webhook_url=ctx.target_url)
         row = check_target(ctx.params, health_url=ctx.health_url)  # the readiness table's
         with pytest.raises(AuthError) as err:
             a1_response_time.run(ctx, progress=False)
         monkeypatch.setenv("KT_CLIENT_TOKEN", "the-right-token-1234")
         fixed = check_auth(ctx.params, webhook_url=ctx.target_url)
-    finally:
-        ctx.close()
     assert check.status == "failed" and check.detail.startswith("authentication failed")
     assert row.name == "target" and row.blocking and row.detail == check.detail
     message = str(err.value)

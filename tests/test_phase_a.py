@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -15,25 +17,27 @@ from kubetest.workbook.context import TestContext
 pytestmark = pytest.mark.timeout(120)
 
 
-def context(tmp_path: Path, test: str, **sections: object) -> TestContext:
+@contextmanager
+def context(tmp_path: Path, test: str, **sections: object) -> Iterator[TestContext]:
+    """``test`` on the embedded target, closed (the target stopped) on leaving."""
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"target": {"url": "embedded", "embedded": {
         "workers": 4, "service_ms": 5, "service_dist": "const",
         **sections.pop("embedded", {})}}, **sections}))  # fmt: skip
     ctx = TestContext.open(test, str(params), str(tmp_path / "session"))
     assert ctx.target_url.startswith("http://127.0.0.1:")
-    return ctx
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 def test_a3_measures_an_outage_from_probe_timestamps(tmp_path: Path) -> None:
-    ctx = context(
+    with context(
         tmp_path, "A3", embedded={"outages": [[2.0, 1.0]]},
         a3_availability={"duration_min": 0.08, "probe_interval_s": 0.05, "target": 0.999},
-    )  # fmt: skip
-    try:
+    ) as ctx:  # fmt: skip
         result = a3_availability.run(ctx)
-    finally:
-        ctx.close()
     a = result.availability
     assert len(a.outages) == 1
     # the target is down for 1.0 s; the probes resolve it to one interval either side
@@ -45,11 +49,8 @@ def test_a3_measures_an_outage_from_probe_timestamps(tmp_path: Path) -> None:
 
 
 def test_a4_counts_actions_verified_in_the_history(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "A4", a4_actions={"actions": "all"})
-    try:
+    with context(tmp_path, "A4", a4_actions={"actions": "all"}) as ctx:
         result = a4_actions.run(ctx)
-    finally:
-        ctx.close()
     assert result.requirement.details["actions_tested"] == len(ACTIONS)
     assert result.requirement.details["actions_verified"] == len(ACTIONS)
     assert set(result.actions["verified"]) == {"executed"}
@@ -57,12 +58,9 @@ def test_a4_counts_actions_verified_in_the_history(tmp_path: Path) -> None:
 
 
 def test_a4_refuses_unknown_actions_before_sending(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "A4", a4_actions={"actions": [*ACTIONS[:25], "format_disk"]})
-    try:
+    with context(tmp_path, "A4", a4_actions={"actions": [*ACTIONS[:25], "format_disk"]}) as ctx:
         actions, skipped = a4_actions.plan_actions(ctx)
         assert "format_disk" in skipped and "format_disk" not in actions
-    finally:
-        ctx.close()
 
 
 def _frame(verified: list[str]) -> pd.DataFrame:
@@ -95,22 +93,16 @@ def test_destructive_actions_need_opt_in_against_a_real_service(tmp_path: Path) 
 
 
 def test_a4_records_time_to_execution(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "A4", a4_actions={"actions": list(ACTIONS[:3])})
-    try:
+    with context(tmp_path, "A4", a4_actions={"actions": list(ACTIONS[:3])}) as ctx:
         result = a4_actions.run(ctx)
-    finally:
-        ctx.close()
     times = result.actions["time_to_execution_s"]
     assert times.notna().all() and (times >= 0).all() and (times < 30).all()
 
 
 def test_a4_fails_when_the_service_errors(tmp_path: Path) -> None:
-    ctx = context(tmp_path, "A4", embedded={"error_rate": 0.5, "seed": 1},
-                  a4_actions={"actions": "all"})  # fmt: skip
-    try:
+    with context(tmp_path, "A4", embedded={"error_rate": 0.5, "seed": 1},
+                 a4_actions={"actions": "all"}) as ctx:  # fmt: skip
         result = a4_actions.run(ctx)
-    finally:
-        ctx.close()
     assert result.requirement.status == "FAIL"
     assert (
         result.requirement.details["actions_verified"]
@@ -121,12 +113,9 @@ def test_a4_fails_when_the_service_errors(tmp_path: Path) -> None:
 def test_a2_fails_when_the_service_errors(tmp_path: Path) -> None:
     from kubetest.workbook import a2_concurrent
 
-    ctx = context(tmp_path, "A2", embedded={"error_rate": 0.3},
-                  a2_concurrent={"concurrency": 8, "duration_min": 0.05})  # fmt: skip
-    try:
+    with context(tmp_path, "A2", embedded={"error_rate": 0.3},
+                 a2_concurrent={"concurrency": 8, "duration_min": 0.05}) as ctx:  # fmt: skip
         result = a2_concurrent.run(ctx, progress=False)
-    finally:
-        ctx.close()
     assert result.requirement.status == "FAIL"
     assert result.requirement.details["success_rate"] < 0.95
 
@@ -135,13 +124,10 @@ def test_a1_fails_when_the_service_is_slow(tmp_path: Path) -> None:
     """Service time 100 ms against an SLO of p95 < 50 ms: the p95 decides, and fails."""
     from kubetest.workbook import a1_response_time
 
-    ctx = context(tmp_path, "A1", embedded={"service_ms": 100},
-                  slo={"p95_s": 0.05, "success_rate": 0.95},
-                  a1_response_time={"rate_per_min": 1200, "duration_min": 0.05})  # fmt: skip
-    try:
+    with context(tmp_path, "A1", embedded={"service_ms": 100},
+                 slo={"p95_s": 0.05, "success_rate": 0.95},
+                 a1_response_time={"rate_per_min": 1200, "duration_min": 0.05}) as ctx:  # fmt: skip
         result = a1_response_time.run(ctx, progress=False)
-    finally:
-        ctx.close()
     assert result.requirement.status == "FAIL"
     assert result.requirement.measured > 0.1  # at least the service time, never the mean
 
@@ -150,10 +136,7 @@ def test_a4_action_sets(tmp_path: Path) -> None:
     from kubetest.alerts import GUIDE_ACTIONS, KUBERNAUT_ACTIONS
 
     assert len(GUIDE_ACTIONS) == 25 and "create_secret" in GUIDE_ACTIONS
-    ctx = context(tmp_path, "A4", a4_actions={"actions": "guide"})
-    try:
+    with context(tmp_path, "A4", a4_actions={"actions": "guide"}) as ctx:
         assert a4_actions.plan_actions(ctx) == (list(GUIDE_ACTIONS), {})
         ctx.params.a4_actions.actions = "kubernaut"
         assert a4_actions.plan_actions(ctx)[0] == list(KUBERNAUT_ACTIONS)
-    finally:
-        ctx.close()

@@ -138,54 +138,42 @@ def serve(
 # ---------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _number(
+    kind: type[int] | type[float],
+    lo: float,
+    hi: float,
+    message: str,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Any:
+    """An argparse ``type`` that reads ``kind`` and refuses it outside ``lo``..``hi``.
+
+    The bounds are closed unless ``lo_open``/``hi_open``; NaN is always refused. A refusal
+    reads ``<message>, got <text>``, with the text as typed (``1e999`` rather than ``inf``).
+    """
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun}, got {text!r}") from None
+        above = lo < value if lo_open else lo <= value
+        below = value < hi if hi_open else value <= hi
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"{message}, got {text}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be within 0..65535 (0: any free port), got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_INF = float("inf")
+_positive_int = _number(int, 1, _INF, "must be >= 1")
+_port = _number(int, 0, 65535, "must be within 0..65535 (0: any free port)")
+_positive_float = _number(float, 0, _INF, "must be > 0", lo_open=True, hi_open=True)
+_fraction = _number(float, 0, 1, "must be within [0, 1]")
+_non_negative_float = _number(float, 0, _INF, "must be >= 0", hi_open=True)
 
 
 def _outage(text: str) -> tuple[float, float]:
