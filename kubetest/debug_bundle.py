@@ -502,7 +502,8 @@ def _add_session(bundle: _Bundle, session: Path) -> None:
         if path.is_file() and not path.is_symlink():
             bundle.add(f"session/results/{path.name}", _json_text(bundle.scrub, path),
                        "a test's result (what the report is built from)", path)  # fmt: skip
-    for path in sorted(session.rglob("*.log")):
+    # logs, and the JUnit XML of the service's own suites (which test failed, and how)
+    for path in sorted([*session.rglob("*.log"), *session.glob("suites/*.xml")]):
         rel = path.relative_to(session)
         if path.is_symlink() or not path.is_file() or rel.parts[0] == "records":
             continue
@@ -514,7 +515,8 @@ def _add_session(bundle: _Bundle, session: Path) -> None:
         kept = text.count("\n")
         whole = total is not None and kept >= total
         how = "whole" if whole else f"last {kept} lines" + (f" of {total}" if total else "")
-        bundle.add(f"session/{rel.as_posix()}", text, f"log ({how}, ANSI codes stripped)", path)
+        kind = "JUnit XML" if path.suffix == ".xml" else "log"
+        bundle.add(f"session/{rel.as_posix()}", text, f"{kind} ({how}, ANSI codes stripped)", path)
     notebooks = sorted((session / "notebooks").glob("*.ipynb"))
     bundle.add(
         "session/notebook-errors.txt",

@@ -116,6 +116,10 @@ def make_session(root: Path, found: dict[str, tuple[str, str]]) -> Path:
     lines[-1] = f"dsn={dsn} quoted={quote(found['pg'][0], safe='')} key={found['api_key'][0]}"
     (session / "target.log").write_text("\n".join(lines) + "\n")
     (session / "suites" / "x.stdout.log").write_text("suite x: 3 passed\n")
+    (session / "suites" / "x.junit.xml").write_text(
+        f'<testsuite><testcase name="t"><failure message="token {token}"/></testcase>'
+        "</testsuite>\n"
+    )
     (session / "suites" / "x.stderr.log").write_text(
         f"kubeconfig token {found['kube'][0]}\nllm at {os.environ['LLM_ENDPOINT']}\n"
     )
@@ -167,8 +171,9 @@ def test_bundle_of_a_failed_session_holds_the_facts_and_no_secret(
         "platform.json", "checks.json", "params.yaml", "MANIFEST.txt", "session/state.json",
         "session/summary.json", "session/results/ENV.json", "session/target.log",
         "session/suites/x.stdout.log", "session/suites/x.stderr.log",
-        "session/notebook-errors.txt",
+        "session/suites/x.junit.xml", "session/notebook-errors.txt",
     } == set(members)  # fmt: skip
+    assert b'<failure message="token ***"/>' in members["session/suites/x.junit.xml"]
     assert not [n for n in members if "records" in n or n.endswith((".html", ".ipynb", ".csv"))]
     assert_no_secret(members, planted)
 
