@@ -42,6 +42,8 @@ NOTEBOOKS: dict[str, str] = {
     "B2": "b2_concurrency.ipynb",
 }
 PHASE_A = ("ENV", "EXT", "A1", "A2", "A3", "A4")
+#: How often the session looks for progress lines from the running notebook.
+TAIL_S = 0.5
 
 
 @dataclass
@@ -77,6 +79,59 @@ class NotebookStates:
 
     def save(self) -> None:
         write_json(self.path, {"attempt": self.attempt, "tests": self.tests})
+
+
+class ProgressTail(threading.Thread):
+    """Echoes the lines the running notebook appends to ``progress.log`` (see
+    ``kubetest.engine.progress.session_note``), prefixed with the test, while it runs."""
+
+    def __init__(self, path: Path, echo: Callable[[str], None]) -> None:
+        super().__init__(name="kubetest-progress-tail", daemon=True)
+        self.path, self.echo, self.test = path, echo, ""
+        self._stop_event, self._offset = threading.Event(), 0
+        self.path.touch()
+        self._offset = self.path.stat().st_size  # a resumed session's old lines stay quiet
+
+    def run(self) -> None:
+        while not self._stop_event.wait(TAIL_S):
+            self.drain()
+
+    def drain(self) -> None:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        done = chunk.rfind(b"\n") + 1  # whole lines only; a half-written one waits
+        self._offset += done
+        for line in chunk[:done].decode("utf-8", "replace").splitlines():
+            if line.strip():
+                self.echo(f"  {self.test}: {line}" if self.test else f"  {line}")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=2 * TAIL_S)
+        self.drain()
+
+
+@contextlib.contextmanager
+def _progress_channel(session_dir: Path, echo: Callable[[str], None]) -> Iterator[ProgressTail]:
+    """Point the kernels at ``progress.log`` (an env var they inherit) and tail it."""
+    from kubetest.engine.progress import PROGRESS_FILE_ENV
+
+    tail = ProgressTail(session_dir / "progress.log", echo)
+    previous = os.environ.get(PROGRESS_FILE_ENV)
+    os.environ[PROGRESS_FILE_ENV] = str(tail.path)
+    tail.start()
+    try:
+        yield tail
+    finally:
+        tail.stop()
+        if previous is None:
+            os.environ.pop(PROGRESS_FILE_ENV, None)
+        else:
+            os.environ[PROGRESS_FILE_ENV] = previous
 
 
 def parse_only(only: str | None) -> list[str] | None:
@@ -217,7 +272,8 @@ def run_session(
     failures: dict[str, str] = {}
     interrupted = False
     stop: dict[str, bool] = {}
-    with _session_lock(session_dir), _stop_signals(stop):
+    with _session_lock(session_dir), _stop_signals(stop), \
+            _progress_channel(session_dir, echo) as progress:  # fmt: skip
         if not resume and (session_dir / "results").exists():
             shutil.rmtree(session_dir / "results")  # a rerun of a named session starts afresh
         # The params as run, for the report: they hold env var *names*, never secret values.
@@ -246,6 +302,7 @@ def run_session(
                     states.set(key, "not run", reason="Phase A failed")
                     continue
                 current, t0 = key, time.monotonic()
+                progress.test = key
                 states.set(key, "running")
                 echo(f"{key}: running {nb.name} ...")
                 try:

@@ -181,3 +181,48 @@ def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
     assert {k: (v["state"], v["attempt"]) for k, v in state["tests"].items()} == {
         "A1": ("done", 1), "A3": ("done", 2)
     }  # fmt: skip
+
+
+def test_a_running_notebook_reports_progress_to_the_terminal(tmp_path: Path) -> None:
+    from kubetest.session import run_session
+
+    params = write_params(
+        tmp_path, a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
+        b2_concurrency={"levels": [2, 4], "duration_s": 1, "recovery_s": 0},
+    )  # fmt: skip
+    lines: list[str] = []
+    result = run_session(params, session="s", outputs=tmp_path / "out", echo=lines.append)
+    assert result.summary["complete"], lines
+    # the load's last status from inside the A1 kernel, prefixed with its test
+    a1 = [ln for ln in lines if ln.startswith("  A1: load open ")]
+    assert len(a1) == 1 and re.search(r"sent \d+ in-flight \d+ ok 100\.0%", a1[0]), lines
+    # each B2 phase's verdict, in order, between its notebook's start and end
+    start, end = lines.index("B2: running b2_concurrency.ipynb ..."), next(
+        i for i, ln in enumerate(lines) if ln.startswith("B2: done"))  # fmt: skip
+    phases = [ln for ln in lines[start:end] if ln.startswith("  B2: phase ")]
+    assert [ln.split()[2] for ln in phases] == ["1", "2"], lines
+    assert (result.session_dir / "progress.log").read_text().count("\n") == len(a1) + len(
+        [ln for ln in lines if ln.startswith("  B2: ")])  # fmt: skip
+    assert "KUBETEST_PROGRESS_FILE" not in os.environ  # the run put it back
+
+
+def test_progress_tail_echoes_whole_lines_only(tmp_path: Path) -> None:
+    from kubetest.engine.progress import session_note
+    from kubetest.session import ProgressTail
+
+    path = tmp_path / "progress.log"
+    path.write_text("from an earlier attempt\n")
+    lines: list[str] = []
+    tail = ProgressTail(path, lines.append)
+    tail.test = "A3"
+    with path.open("a") as fh:
+        fh.write("probes 15/60 s: 300 sent, 0 failed\nhalf a li")
+    tail.drain()
+    assert lines == ["  A3: probes 15/60 s: 300 sent, 0 failed"]
+    with path.open("a") as fh:
+        fh.write("ne\n")
+    tail.drain()
+    assert lines[-1] == "  A3: half a line"
+    os.environ.pop("KUBETEST_PROGRESS_FILE", None)
+    session_note("nobody listens")  # no session: nothing written anywhere, no error
+    assert path.read_text().count("\n") == 3

@@ -4,12 +4,19 @@ An engineer watching a ten-minute test wants to know early that it is going wron
 elapsed time, requests sent, success rate so far and the *current* p95 (a rolling window
 of recent answers, so a degradation shows at once instead of being averaged away).
 The display never touches the measurement: it reads counters a few times a second.
+
+Under ``kubetest run`` the notebooks run in a kernel whose output nobody sees until the
+test ends; the session names a file in ``$KUBETEST_PROGRESS_FILE`` and echoes what is
+appended to it, so a half-hour test still shows a line every ``SESSION_EVERY_S`` seconds
+on the terminal (``session_note``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +28,33 @@ import numpy as np
 REFRESH_S = 0.5
 #: The "current p95" looks at answers completed in the last WINDOW_S seconds.
 WINDOW_S = 5.0
+#: Where ``kubetest run`` listens for progress lines from its notebooks (a file path).
+PROGRESS_FILE_ENV = "KUBETEST_PROGRESS_FILE"
+#: A long test sends the session's terminal a line at most this often.
+SESSION_EVERY_S = 15.0
+
+
+def session_note(line: str) -> None:
+    """One line for the terminal running ``kubetest run``; nothing when no session listens."""
+    path = os.environ.get(PROGRESS_FILE_ENV)
+    if not path:
+        return
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as fh:
+        fh.write(" ".join(line.split()) + "\n")
+
+
+class Throttle:
+    """True at most once per ``every_s``, the first time ``every_s`` after it was made."""
+
+    def __init__(self, every_s: float = SESSION_EVERY_S) -> None:
+        self.every_s, self._next = every_s, time.monotonic() + every_s
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every_s
+        return True
 
 
 @dataclass(slots=True)
@@ -164,9 +198,40 @@ def in_notebook() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+class SessionDisplay:
+    """The load's status line, every ``SESSION_EVERY_S``, to the listening session."""
+
+    def __init__(self, label: str, inner: Display) -> None:
+        self._label, self._inner, self._due = label, inner, Throttle()
+        self._last: Snapshot | None = None  # not yet sent
+
+    def update(self, snap: Snapshot) -> None:
+        self._inner.update(snap)
+        self._last = snap
+        if self._due():
+            self._send()
+
+    def _send(self) -> None:
+        if self._last is not None:
+            snap, self._last = self._last, None
+            planned = f"/{snap.planned_s:.0f}" if snap.planned_s else ""
+            session_note(f"{self._label} {snap.elapsed_s:.0f}{planned} s: {_fmt(snap)}")
+
+    def close(self) -> None:
+        self._send()  # the last state seen, so even a short load leaves one line
+        self._inner.close()
+
+
 def make_display(progress: bool | None, label: str, planned_s: float) -> Display:
     """``progress``: True/False force it on/off; None = on in a notebook or when stderr is a
-    terminal (and ``TERM`` is not ``dumb``)."""
+    terminal (and ``TERM`` is not ``dumb``). A listening session gets lines too."""
+    display = _local_display(progress, label, planned_s)
+    if progress is not False and os.environ.get(PROGRESS_FILE_ENV):
+        return SessionDisplay(label, display)
+    return display
+
+
+def _local_display(progress: bool | None, label: str, planned_s: float) -> Display:
     notebook = in_notebook()
     tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
     if progress is False or (progress is None and not (notebook or tty)):

@@ -7,6 +7,7 @@ probe timestamps and the budget from the window (99.9 % of 30 min is 1.8 s, not 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from kubetest.analysis.availability import Availability, availability_from_probes
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
+from kubetest.engine.progress import Throttle, in_notebook, session_note
 from kubetest.metrics import scrape_metrics
 from kubetest.probes import probe
 from kubetest.workbook.context import TestContext
@@ -76,6 +78,29 @@ def judge(a: Availability) -> Requirement:
     )  # fmt: skip
 
 
+def _progress(window_s: float) -> Callable[[dict[str, object]], None]:
+    """Probes so far and how many failed: a line in the notebook, updated in place, and
+    one every ``SESSION_EVERY_S`` to a listening ``kubetest run``."""
+    handle = None
+    if in_notebook():
+        from IPython.display import display
+
+        handle = display({"text/plain": "A3 probing ..."}, raw=True, display_id=True)
+    due, counts = Throttle(), {"probes": 0, "failed": 0}
+
+    def on_probe(row: dict[str, object]) -> None:
+        counts["probes"] += 1
+        counts["failed"] += 0 if row["ok"] else 1
+        if due():
+            line = (f"probes {float(row['t_s']):.0f}/{window_s:.0f} s: {counts['probes']} sent, "
+                    f"{counts['failed']} failed")  # fmt: skip
+            if handle is not None:
+                handle.update({"text/plain": line}, raw=True)
+            session_note(line)
+
+    return on_probe
+
+
 def run(ctx: TestContext) -> A3Result:
     sec = ctx.section
     started = datetime.now(UTC)
@@ -85,7 +110,7 @@ def run(ctx: TestContext) -> A3Result:
         scrape.align({"start_epoch": time.time()})
         probes = probe(
             ctx.health_url, window_s, sec.probe_interval_s,
-            out_csv=ctx.records_dir / "A3_probes.csv",
+            out_csv=ctx.records_dir / "A3_probes.csv", on_probe=_progress(window_s),
         )  # fmt: skip
     avail = availability_from_probes(probes, window_s, sec.target, sec.probe_interval_s)
     req = judge(avail)

@@ -9,7 +9,6 @@ sends load) and ``KUBETEST_SESSION_DIR``; secrets come from the caller's environ
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from kubetest.analysis.verdicts import Requirement
 from kubetest.checks import env_secrets
+from kubetest.engine.progress import session_note
 from kubetest.suites.runner import SuiteRun, run_suite
 from kubetest.workbook.context import TestContext
 
@@ -109,7 +109,7 @@ def failures_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _say(line: str) -> None:
     print(line, flush=True)
-    sys.stdout.flush()
+    session_note(line)
 
 
 def run(ctx: TestContext) -> SuitesResult:

@@ -18,6 +18,7 @@ import httpx
 import pandas as pd
 
 from kubetest.analysis.capacity import PhaseStats, PhaseVerdict, phase_row
+from kubetest.engine.progress import session_note
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import LoadOutcome
 
@@ -144,13 +145,16 @@ def generator_table(phases: list[Phase]) -> pd.DataFrame:
 
 
 def echo_phase(echo: Callable[[str], None], phase: Phase) -> None:
+    """The phase's verdict in one line, to the notebook and to a listening session."""
     s, v = phase.stats, phase.verdict
     why = f" ({'; '.join(v.reasons)})" if v.reasons else ""
-    echo(
+    line = (
         f"phase {s.index} {s.kind:<6} {phase.label:>12} {s.duration_s:6.1f} s: {v.status:<17} "
         f"success {s.latency.success.value:.1%}, p95 {s.latency.p95.value:.3f} s, "
         f"{s.throughput_per_min:,.0f}/min done{why}"
     )
+    echo(line)
+    session_note(line)
 
 
 def relative(ctx: TestContext, path: Any) -> str:
