@@ -22,6 +22,7 @@ from typing import Any
 
 from kubetest.analysis.verdicts import SUITE_PREFIX, Requirement, Status
 from kubetest.checks import redact
+from kubetest.engine.progress import SESSION_EVERY_S
 from kubetest.params import ExternalSuite
 from kubetest.secrets import env_safety_net
 from kubetest.suites.formats import (
@@ -190,7 +191,7 @@ def run_suite(
     env: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
     progress: Progress | None = None,
-    progress_every_s: float = 5.0,
+    progress_every_s: float = SESSION_EVERY_S,
 ) -> SuiteRun:
     """Run ``suite`` to completion, its timeout, or Ctrl-C, and read its results.
 
