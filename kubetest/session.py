@@ -88,7 +88,7 @@ class ProgressTail(threading.Thread):
     def __init__(self, path: Path, echo: Callable[[str], None]) -> None:
         super().__init__(name="kubetest-progress-tail", daemon=True)
         self.path, self.echo, self.test = path, echo, ""
-        self._stop_event, self._offset = threading.Event(), 0
+        self._stop_event = threading.Event()
         self.path.touch()
         self._offset = self.path.stat().st_size  # a resumed session's old lines stay quiet
 

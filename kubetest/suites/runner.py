@@ -22,7 +22,7 @@ from typing import Any
 
 from kubetest.analysis.verdicts import SUITE_PREFIX, Requirement, Status
 from kubetest.checks import redact
-from kubetest.engine.progress import SESSION_EVERY_S
+from kubetest.engine.progress import SESSION_EVERY_S, Throttle
 from kubetest.params import ExternalSuite
 from kubetest.secrets import env_safety_net
 from kubetest.suites.formats import (
@@ -222,7 +222,7 @@ def run_suite(
         except OSError as exc:
             run.cannot_run = f"{argv[0]}: {exc.strerror or exc}"
             return run
-        counter, next_note = _GoCounter(out_path), t0 + progress_every_s
+        counter, due = _GoCounter(out_path), Throttle(progress_every_s)
         say(f"{suite.name}: running {shown} (timeout {suite.timeout_s:g} s)")
         try:
             while proc.poll() is None:
@@ -231,22 +231,19 @@ def run_suite(
                     run.timed_out = True
                     _kill_group(proc)
                     break
-                if now >= next_note:
+                if due():
                     c = counter.update()
                     tally = f", {c['pass']} passed, {c['fail']} failed" if any(c.values()) else ""
                     say(f"{suite.name}: {now - t0:.0f} s{tally}")
-                    next_note = now + progress_every_s
                 time.sleep(POLL_S)
         except KeyboardInterrupt:
             run.interrupted = True
             _kill_group(proc)
         run.exit_code = proc.returncode
         run.duration_s = time.monotonic() - t0
-    _scrub(out_path, secrets)
-    _scrub(err_path, secrets)
-    stdout = out_path.read_text(errors="replace")
+    stdout, stderr = _scrub(out_path, secrets), _scrub(err_path, secrets)
     if run.exit_code in CANNOT_RUN and not stdout.strip():
-        last = [ln for ln in err_path.read_text(errors="replace").splitlines() if ln.strip()]
+        last = [ln for ln in stderr.splitlines() if ln.strip()]
         run.cannot_run = f"exit {run.exit_code}: {last[-1] if last else 'no message'}"
         return run
     _read_cases(run, suite, cwd, stdout, log_dir, secrets)
@@ -293,10 +290,10 @@ def _read_cases(
         run.format_error = f"could not read the {fmt} output: {exc}"
 
 
-def _scrub(path: Path, secrets: list[str]) -> None:
-    if not any(secrets):
-        return
+def _scrub(path: Path, secrets: list[str]) -> str:
+    """Rewrite the log without the secrets (when it holds any); its clean text."""
     text = path.read_text(errors="replace")
     clean = redact(text, secrets)
     if clean != text:
         path.write_text(clean)
+    return clean

@@ -64,11 +64,6 @@ class B1Result(SweepViews):
     theory: dict[str, Any] | None = None
 
     @property
-    def table(self) -> pd.DataFrame:
-        """Every phase, in the order run: offered rate, verdict, latency, throughput."""
-        return phases_table(self.phases)
-
-    @property
     def summary(self) -> pd.DataFrame:
         """The phases table's key columns, sorted by offered rate."""
         cols = ["phase", "kind", "label", "duration_s", "status", "success_rate", "p50_s",

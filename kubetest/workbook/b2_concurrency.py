@@ -51,10 +51,6 @@ class B2Result(SweepViews):
     stopped: str
 
     @property
-    def table(self) -> pd.DataFrame:
-        return phases_table(self.phases)
-
-    @property
     def summary(self) -> pd.DataFrame:
         cols = ["phase", "concurrency", "duration_s", "status", "success_rate", "p50_s", "p95_s",
                 "p99_s", "throughput_per_min", "in_flight_mean", "reasons"]  # fmt: skip

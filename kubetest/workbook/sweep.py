@@ -171,6 +171,11 @@ class SweepViews:
     capacity: dict[str, Any]
 
     @property
+    def table(self) -> pd.DataFrame:
+        """Every phase, in the order run: load, verdict, latency, throughput."""
+        return phases_table(self.phases)
+
+    @property
     def capacity_table(self) -> pd.DataFrame:
         return pd.DataFrame([{"metric": k, "value": v} for k, v in self.capacity.items()])
 
