@@ -99,6 +99,14 @@ class EmbeddedTarget(_Model):
         return self
 
 
+class Tls(_Model):
+    """How HTTPS to the service is verified: ``ca_file`` (PEM) trusts a private CA;
+    ``insecure`` skips verification (a test setup only)."""
+
+    ca_file: str | None = None
+    insecure: bool = False
+
+
 class Target(_Model):
     url: str = "embedded"
     api: API = "webhook"
@@ -114,6 +122,7 @@ class Target(_Model):
     integrity_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     auth_token_env: str | None = None
     timeout_s: PositiveFloat = 30.0
+    tls: Tls = Tls()
     embedded: EmbeddedTarget = EmbeddedTarget()
 
     @field_validator("url")
@@ -154,20 +163,68 @@ class Target(_Model):
         return self.url == "embedded"
 
 
+#: Label every workload kubetest creates carries, with the run token as its value:
+#: ``kubetest cleanup`` finds what interrupted runs left behind by it.
+RUN_LABEL = "kubetest.io/run"
+#: Label the Kubernaut gateway reads to decide a resource is in scope.
+MANAGED_LABEL = "kubernaut.ai/managed"
+
+
+class Workloads(_Model):
+    """The Deployments alerts name (the real gateway resolves each alert's owner in the
+    cluster and answers 400 when it does not exist). ``create: N`` makes N Deployments
+    (replicas 0, ``image``) labelled ``kubernaut.ai/managed=true`` and
+    ``kubetest.io/run=<token>`` in ``alerts.namespace`` before the load and deletes them
+    afterwards; ``selector`` uses existing ones (a label selector) and never deletes them."""
+
+    create: PositiveInt | None = None
+    selector: str | None = None
+    image: str = "registry.k8s.io/pause:3.10"
+    ready_timeout_s: PositiveFloat = 60.0
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must be a label selector like app=checkout, or leave it out")
+        return v.strip() if v else v
+
+    @model_validator(mode="after")
+    def _one(self) -> Workloads:
+        if (self.create is None) == (self.selector is None):
+            raise ValueError(
+                "give exactly one of create: N (kubetest makes N Deployments) or "
+                "selector: '<label selector>' (existing ones)"
+            )
+        return self
+
+
 class Alerts(_Model):
     """``unique`` varies what services deduplicate on (owner and pod names, fingerprint;
     the alertname too for ``kubernaut-legacy``, whose cooldown is per alertname and
-    namespace); ``namespace`` is where the alerts say the resource lives (a managed one)."""
+    namespace); ``namespace`` is where the alerts say the resource lives (a managed one);
+    ``workloads`` the pool of real Deployments alerts name (``kubernaut`` profile)."""
 
     unique: bool = True
     namespace: str = "test-workloads"
+    workloads: Workloads | None = None
+
+
+#: RemediationRequest phases after which the gateway accepts a new signal for the owner
+#: (``IsTerminalPhase`` in Kubernaut's ``pkg/gateway/processing/phase_checker.go``).
+TERMINAL_PHASES = ["Completed", "Failed", "TimedOut", "Skipped", "Cancelled"]
+#: Non-terminal phases that can wait indefinitely (cooldown, a human's approval).
+WAITING_PHASES = ["Blocked", "AwaitingApproval"]
 
 
 class Remediation(_Model):
     """Following created signals to their RemediationRequest's terminal phase (``kubernaut``
-    profile with ``environment.kubeconfig``): how long to wait and how hard to ask."""
+    profile with ``environment.kubeconfig``): where, how long to wait and how hard to ask.
+    ``namespace`` is the controller namespace the gateway creates RRs in; left out, it is
+    read from the first 201 answer (``remediationRequestNamespace``)."""
 
     follow: bool = True
+    namespace: str | None = None
     timeout_min: PositiveFloat = 10.0
     mode: Literal["watch", "poll"] = "watch"
     poll_interval_s: PositiveFloat = 2.0
@@ -175,9 +232,8 @@ class Remediation(_Model):
     group: str = "kubernaut.ai"  # earlier releases: remediation.kubernaut.ai
     version: str = "v1alpha1"
     plural: str = "remediationrequests"
-    # Releases that retry out of Blocked: leave it out to follow through it.
-    terminal_phases: list[str] = ["Completed", "Failed", "TimedOut", "Skipped", "Blocked",
-                                  "Cancelled"]  # fmt: skip
+    terminal_phases: list[str] = TERMINAL_PHASES
+    waiting_phases: list[str] = WAITING_PHASES
 
     @field_validator("terminal_phases")
     @classmethod
@@ -185,6 +241,15 @@ class Remediation(_Model):
         if "Completed" not in v:
             raise ValueError("must include Completed (a remediation's success)")
         return v
+
+    @model_validator(mode="after")
+    def _apart(self) -> Remediation:
+        both = sorted(set(self.terminal_phases) & set(self.waiting_phases))
+        if both:
+            raise ValueError(
+                f"{both[0]} is in both terminal_phases and waiting_phases: keep it in one"
+            )
+        return self
 
 
 class Generator(_Model):
@@ -214,6 +279,7 @@ class Environment(_Model):
     redis_url: str | None = None
     redis_password_env: str | None = "REDIS_PASSWORD"
     postgres_dsn_env: str | None = None
+    # a kubeconfig file, or "embedded": the embedded kubernaut target's own cluster
     kubeconfig: str | None = None
 
     @field_validator("llm_url")
@@ -366,6 +432,35 @@ class Params(_Model):
         if twice:
             raise ValueError(f"suite name {twice[0]!r} is used twice: names must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _workloads(self) -> Params:
+        if self.alerts.workloads is None:
+            return self
+        kubeconfig = self.environment.kubeconfig if self.environment else None
+        if not kubeconfig:
+            raise ValueError(
+                "alerts.workloads needs environment.kubeconfig: the cluster the workloads "
+                "live in ('embedded' for the embedded target's own)"
+            )
+        if self.generator.workers > 1 or self.generator.scheduler:
+            raise ValueError(
+                "alerts.workloads needs generator.workers: 1 and no scheduler: the pool's "
+                "free/busy state is kept in one process"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _embedded_cluster(self) -> Params:
+        kubeconfig = self.environment.kubeconfig if self.environment else None
+        if kubeconfig == "embedded" and not (
+            self.target.is_embedded and self.target.api == "kubernaut"
+        ):
+            raise ValueError(
+                "environment.kubeconfig: 'embedded' needs target.url: embedded with "
+                "target.api: kubernaut (only that target holds a cluster)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secrets_present(self) -> Params:
