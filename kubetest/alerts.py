@@ -150,12 +150,18 @@ def _fields(
     action: str | None,
     run: str,
     alertname_suffix: bool,
+    workload: str | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """An alert's labels and annotations, ``seq`` given as its text (``%d``, ``%08d``):
-    ``make_alert`` passes the numbers, ``PayloadFactory``'s templates placeholders."""
+    ``make_alert`` passes the numbers, ``PayloadFactory``'s templates placeholders.
+
+    ``workload`` names an existing Deployment (a pool member): the alert then names it and
+    no pod, so the gateway's owner resolution finds a resource that exists."""
     alertname, severity, summary, default_action = ALERT_TYPES[alert_type]
     app = f"kubetest-{alert_type.replace('_', '-')}"
-    if unique:
+    if workload is not None:
+        deployment = workload
+    elif unique:
         suffix = f"{run}-{seq8}" if run else seq8
         deployment = f"{app}-{suffix}"
         if alertname_suffix:
@@ -172,6 +178,8 @@ def _fields(
         "alert_type": alert_type,
         "kubetest_seq": seq,
     }
+    if workload is not None:
+        del labels["pod"]  # a pool Deployment has no pods (replicas 0)
     if run:
         labels["kubetest_run"] = run
     if action is not None:
@@ -196,13 +204,15 @@ def make_alert(
     rng: random.Random | None = None,
     run: str = "",
     alertname_suffix: bool = False,
+    workload: str | None = None,
 ) -> Alert:
     """Build one alert of a guide type (``random`` picks one).
 
     ``unique`` varies the owning Deployment and its pod (with ``run`` and ``seq``) so a
     deduplicating service processes every alert instead of collapsing them;
     ``alertname_suffix`` varies the alertname as well (services keyed on it);
-    ``action`` pins ``action_required`` (A4). ``startsAt`` is now, in UTC.
+    ``action`` pins ``action_required`` (A4); ``workload`` names an existing Deployment
+    instead (see ``_fields``). ``startsAt`` is now, in UTC.
     """
     if alert_type == "random":
         alert_type = (rng or random).choice(sorted(ALERT_TYPES))
@@ -213,7 +223,7 @@ def make_alert(
     now = now or datetime.now(UTC)
     labels, annotations = _fields(
         alert_type, str(seq), f"{seq:08d}", unique=unique, namespace=namespace, action=action,
-        run=run, alertname_suffix=alertname_suffix,
+        run=run, alertname_suffix=alertname_suffix, workload=workload,
     )  # fmt: skip
     # "now", a millisecond back so its RFC 3339 text (to the ms) is never ahead of the
     # send: the real gateway refuses alerts whose startsAt lies in the future.
@@ -222,11 +232,13 @@ def make_alert(
     )
 
 
-def action_alert(action: str, seq: int = 0, *, namespace: str = "test-workloads") -> Alert:
+def action_alert(
+    action: str, seq: int = 0, *, namespace: str = "test-workloads", workload: str | None = None
+) -> Alert:
     """An alert that asks for exactly one Kubernetes action (A4, BR-PA-011)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-    alert = make_alert("high_memory", seq, namespace=namespace, action=action)
+    alert = make_alert("high_memory", seq, namespace=namespace, action=action, workload=workload)
     labels = {**alert.labels, "alertname": "KubetestAction_" + action}
     return Alert(labels=labels, annotations=alert.annotations, starts_at=alert.starts_at)
 
@@ -341,10 +353,11 @@ def _fnv_many(h0: int, steps: list[bytes | str], seqs: Any) -> Any:
 class _Template:
     """One alert type's body with placeholders, and its label bytes split for the hash."""
 
-    def __init__(self, factory: PayloadFactory, alert_type: str) -> None:
+    def __init__(self, factory: PayloadFactory, alert_type: str, workload: str | None) -> None:
         labels, annotations = _fields(
             alert_type, _SEQ_D, _SEQ_8, unique=factory.unique, namespace=factory.namespace,
             action=None, run=factory.run, alertname_suffix=factory.api == "kubernaut-legacy",
+            workload=workload,
         )  # fmt: skip
         payload = webhook([Alert(labels, annotations, starts_at=datetime(2000, 1, 1))])
         # one alert: the common labels/annotations are its own (in a stable order here)
@@ -432,37 +445,39 @@ class PayloadFactory:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def body(self, seq: int) -> tuple[bytes, str, str]:
-        """The request body for ``seq``: what ``reference_body`` builds (startsAt = now),
-        rendered from a per-type template."""
+    def body(self, seq: int, workload: str | None = None) -> tuple[bytes, str, str]:
+        """The request body for ``seq`` (naming ``workload`` when given): what
+        ``reference_body`` builds (startsAt = now), rendered from a per-type template."""
         alert_type = self.types[seq % len(self.types)]
         if alert_type == "random":
             alert_type = random.Random(self.seed * 1_000_003 + seq).choice(_SORTED_TYPES)
         try:
-            template = self.__dict__["_c_templates"][alert_type]
+            template = self.__dict__["_c_templates"][(alert_type, workload)]
         except KeyError:
-            template = self._template(alert_type)
+            template = self._template(alert_type, workload)
         if template is None or not 0 <= seq < _FAST_SEQ_LIMIT:
-            return self.reference_body(seq)
+            return self.reference_body(seq, workload)
         body, fp = template.render(seq, template.fingerprint(seq, self._wanted(alert_type)))
         return body, alert_type, fp
 
-    def warm(self) -> None:
-        """Build the templates of every type this factory can send (the engine calls this
-        before a run starts: ~2 ms per type, better not spent on the first requests)."""
+    def warm(self, workloads: list[str] | None = None) -> None:
+        """Build the templates of every type this factory can send, for each workload when
+        given (the engine calls this before a run starts: ~2 ms per template, better not
+        spent on the first requests)."""
         kinds = _SORTED_TYPES if "random" in self.types else self.types
-        for alert_type in dict.fromkeys(kinds):
-            if alert_type not in self.__dict__.get("_c_templates", {}):
-                self._template(alert_type)
+        for workload in workloads or [None]:
+            for alert_type in dict.fromkeys(kinds):
+                if (alert_type, workload) not in self.__dict__.get("_c_templates", {}):
+                    self._template(alert_type, workload)
 
-    def reference_body(self, seq: int) -> tuple[bytes, str, str]:
+    def reference_body(self, seq: int, workload: str | None = None) -> tuple[bytes, str, str]:
         """The body built the slow, obvious way (``make_alert`` + ``webhook``): the
         definition ``body`` is checked against."""
         alert_type = self.types[seq % len(self.types)]
         rng = random.Random(self.seed * 1_000_003 + seq) if alert_type == "random" else None
         alert = make_alert(
             alert_type, seq, unique=self.unique, rng=rng, namespace=self.namespace,
-            run=self.run, alertname_suffix=self.api == "kubernaut-legacy",
+            run=self.run, alertname_suffix=self.api == "kubernaut-legacy", workload=workload,
         )  # fmt: skip
         payload = webhook([alert])
         return (
@@ -485,17 +500,18 @@ class PayloadFactory:
                 cache[alert_type] = lambda seqs: np.isin(seqs % n, slots)
         return cache[alert_type]
 
-    def _template(self, alert_type: str) -> _Template | None:
-        """Build (and check against the reference) the template of ``alert_type``; None,
-        with a warning, if it does not reproduce the reference body (the slow path then)."""
-        template: _Template | None = _Template(self, alert_type)
+    def _template(self, alert_type: str, workload: str | None = None) -> _Template | None:
+        """Build (and check against the reference) the template of ``alert_type`` naming
+        ``workload``; None, with a warning, if it does not reproduce the reference body
+        (the slow path then)."""
+        template: _Template | None = _Template(self, alert_type, workload)
         probe = PayloadFactory([alert_type], unique=self.unique, seed=self.seed, api=self.api,
                                namespace=self.namespace, run=self.run)  # fmt: skip
         for seq in (0, 7, 123_456_789):
             assert template is not None
             h = _fnv_many(template.h0, template.steps, _int64([seq]))
             fast, fp = template.render(seq, int(h[0]))
-            ref, _, ref_fp = probe.reference_body(seq)
+            ref, _, ref_fp = probe.reference_body(seq, workload)
             got, want = json.loads(fast), json.loads(ref)
             a, b = (_parse_starts(doc["alerts"][0].pop("startsAt")) for doc in (got, want))
             close = a is not None and b is not None and abs(a - b) < 1.0
@@ -508,7 +524,7 @@ class PayloadFactory:
                 )
                 template = None
                 break
-        self.__dict__.setdefault("_c_templates", {})[alert_type] = template
+        self.__dict__.setdefault("_c_templates", {})[(alert_type, workload)] = template
         return template
 
 

@@ -1,17 +1,28 @@
 """Follow created signals to the end of their remediation, through the Kubernetes API.
 
 The current Kubernaut gateway answers 201 as soon as it has created a
-``RemediationRequest`` (group ``kubernaut.ai``, version ``v1alpha1``); the remediation
-itself (analysis, approval, execution, verification) happens afterwards. Webhook latency
-alone therefore says nothing about how long an alert takes to be *remediated*. The
-follower watches (or polls, at a bounded rate) the RemediationRequests of the alerts'
-namespaces from *before* the load starts, notes on kubetest's own clock when each one
-reaches a terminal ``status.overallPhase``, and joins them to the requests that created
-them: by the name in the 201 body, by the fingerprint label, or by the labels
-``kubetest_run`` + ``kubetest_seq`` that every kubetest alert carries (the gateway copies
-alert labels into ``spec.signalLabels``). Time to remediation = terminal phase observed −
-request sent, both on one clock, so cluster clock skew does not enter it; its resolution
-is the event delivery (watch) or the poll interval.
+``RemediationRequest`` (group ``kubernaut.ai``, version ``v1alpha1``) in its *controller*
+namespace (``remediationRequestNamespace`` in the 201 body; ``pkg/gateway/processing/
+crd_creator.go`` at commit d5a4a87); the remediation itself (analysis, approval,
+execution, verification) happens afterwards. Webhook latency alone therefore says nothing
+about how long an alert takes to be *remediated*. The follower watches (or polls, at a
+bounded rate) the RemediationRequests of the controller namespace (given, or added when
+the first 201 names it), notes on kubetest's own clock when each one reaches a terminal
+``status.overallPhase``, and joins them to the requests that created them: by the name in
+the 201 body, by ``spec.signalFingerprint``, or by the labels ``kubetest_run`` +
+``kubetest_seq`` that every kubetest alert carries (the gateway copies alert labels into
+``spec.signalLabels``). Time to remediation = terminal phase observed − request sent, both
+on one clock, so cluster clock skew does not enter it; its resolution is the event delivery
+(watch) or the poll interval. Beside it, the RR's own timestamps (``status.phaseProgress.*
+StartTime``, ``status.completedAt``, whole seconds on the server's clock) give the time
+from creation to Processing, Analyzing, Executing and Completed; "Completed" includes the
+verification window, so the time to Executing is the one that says when the action ran.
+
+Terminal phases are the gateway's (``IsTerminalPhase``, ``pkg/gateway/processing/
+phase_checker.go``): Completed, Failed, TimedOut, Skipped, Cancelled. ``Blocked`` and
+``AwaitingApproval`` are not terminal and can last indefinitely: they are counted apart as
+"waiting". Listeners (``on_phase``) hear every phase change, which is how the workload
+scheduler frees a workload whose RR ended.
 
 Written against the official ``kubernetes`` client (``CustomObjectsApi``), so it runs
 against any API server a kubeconfig reaches; the tests use a small stand-in server.
@@ -25,18 +36,27 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-#: Phases after which a RemediationRequest no longer changes (DESIGN.md). Some releases
-#: treat ``Blocked`` as a waiting state; pass ``terminal=`` to follow through it.
-TERMINAL_PHASES: tuple[str, ...] = (
-    "Completed", "Failed", "TimedOut", "Skipped", "Blocked", "Cancelled",
-)  # fmt: skip
+from kubetest.params import TERMINAL_PHASES as _TERMINAL
+from kubetest.params import WAITING_PHASES as _WAITING
+
+#: Phases after which the gateway accepts a new signal for the owner (see the docstring).
+TERMINAL_PHASES: tuple[str, ...] = tuple(_TERMINAL)
+#: Non-terminal phases that can wait indefinitely (a cooldown, a human's approval).
+WAITING_PHASES: tuple[str, ...] = tuple(_WAITING)
 COMPLETED = "Completed"
+#: Phase start times in an RR's status (``api/remediation/v1alpha1``), creation-relative.
+PHASE_TIMES: dict[str, str] = {
+    "Processing": "processingStartTime",
+    "Analyzing": "analyzingStartTime",
+    "Executing": "executingStartTime",
+}
 FINGERPRINT_LABEL = "kubernaut.ai/signal-fingerprint"
 RUN_LABEL, SEQ_LABEL = "kubetest_run", "kubetest_seq"
 
@@ -44,6 +64,9 @@ GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "remediationrequests"
 
 #: Longest single watch request; the loop re-watches from the last resourceVersion.
 WATCH_CHUNK_S = 30
+#: How long every RR must have stood still in a terminal or waiting phase before
+#: ``wait_for`` stops waiting for the waiting ones (a human may never approve).
+WAITING_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,36 @@ class Observation:
     phases: list[str] = field(default_factory=list)
     created: str = ""  # metadata.creationTimestamp (server clock)
     completed: str = ""  # status.completedAt (server clock)
+    # seconds from creation to each phase's start (and to completedAt), server clock
+    phase_offsets: dict[str, float] = field(default_factory=dict)
+
+
+def _epoch(text: Any) -> float | None:
+    """An RFC 3339 time (as Kubernetes writes ``metav1.Time``) in Unix seconds."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _phase_offsets(obj: dict[str, Any]) -> dict[str, float]:
+    """Seconds from ``metadata.creationTimestamp`` to each phase the RR's status dates."""
+    created = _epoch((obj.get("metadata") or {}).get("creationTimestamp"))
+    if created is None:
+        return {}
+    status = obj.get("status") or {}
+    progress = status.get("phaseProgress") or {}
+    stamps = {phase: progress.get(key) for phase, key in PHASE_TIMES.items()}
+    if status.get("overallPhase") == COMPLETED:
+        stamps[COMPLETED] = status.get("completedAt")
+    out: dict[str, float] = {}
+    for phase, text in stamps.items():
+        ts = _epoch(text)
+        if ts is not None:
+            out[phase] = max(0.0, ts - created)
+    return out
 
 
 def _observation(obj: dict[str, Any], now: float) -> Observation:
@@ -138,18 +191,40 @@ class FollowResult:
     api_calls: int
     errors: list[str]
     terminal: tuple[str, ...] = TERMINAL_PHASES
+    waiting: tuple[str, ...] = WAITING_PHASES
+    namespaces: tuple[str, ...] = ()
 
     def phase_counts(self) -> dict[str, int]:
-        """Terminal phases, plus ``pending`` (seen, not terminal) and ``not_found``."""
-        counts = dict.fromkeys(self.terminal, 0) | {"pending": 0, "not_found": 0}
+        """Terminal phases, ``waiting`` (Blocked, AwaitingApproval: may wait for ever),
+        ``pending`` (seen, still moving) and ``not_found``."""
+        counts = dict.fromkeys(self.terminal, 0) | {"waiting": 0, "pending": 0, "not_found": 0}
         for f in self.followed:
             if f.observation is None:
                 counts["not_found"] += 1
             elif f.phase in self.terminal:
                 counts[f.phase] += 1
+            elif f.phase in self.waiting:
+                counts["waiting"] += 1
             else:
                 counts["pending"] += 1
         return counts
+
+    def waiting_phases(self) -> dict[str, int]:
+        """How many followed RRs stand in each waiting phase (Blocked, AwaitingApproval)."""
+        return {w: sum(f.phase == w for f in self.followed) for w in self.waiting}
+
+    def time_to_phase(self) -> dict[str, Any]:
+        """Percentiles of seconds from an RR's creation to the start of Processing,
+        Analyzing, Executing and to Completed, from the RR's own timestamps (server
+        clock, whole seconds: ``resolution_s`` 1). Completed includes verification."""
+        out: dict[str, Any] = {}
+        for phase in (*PHASE_TIMES, COMPLETED):
+            values = [f.observation.phase_offsets[phase] for f in self.followed
+                      if f.observation and phase in f.observation.phase_offsets]  # fmt: skip
+            out[phase] = _percentiles(values)
+        out["measured_as"] = "RR timestamp - metadata.creationTimestamp, server clock"
+        out["resolution_s"] = 1.0
+        return out
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: counts, time-to-remediation (Completed) and time-to-terminal (any
@@ -166,6 +241,9 @@ class FollowResult:
             "time_to_remediation_s": _percentiles([v for v in done if v is not None]),
             "time_to_terminal_s": _percentiles([v for v in ended if v is not None]),
             "measured_as": "terminal phase observed - request sent, on kubetest's clock",
+            "time_to_phase_s": self.time_to_phase(),
+            "waiting": self.waiting_phases(),
+            "namespaces": list(self.namespaces),
             "mode": self.mode,
             "resolution_s": self.resolution_s,
             "waited_s": self.waited_s,
@@ -231,6 +309,7 @@ class RemediationFollower:
         poll_interval_s: float = 2.0,
         max_requests_per_s: float = 5.0,
         terminal: tuple[str, ...] = TERMINAL_PHASES,
+        waiting: tuple[str, ...] = WAITING_PHASES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if mode not in ("watch", "poll"):
@@ -238,19 +317,25 @@ class RemediationFollower:
         if poll_interval_s <= 0 or max_requests_per_s <= 0:
             raise ValueError("poll_interval_s and max_requests_per_s must be > 0")
         self.api = api
+        # may start empty: the controller namespace is then added from the first 201
         self.namespaces = sorted(set(namespaces))
-        if not self.namespaces:
-            raise ValueError("at least one namespace to follow is needed")
         self.group, self.version, self.plural = group, version, plural
         self.mode = mode
-        self.poll_interval_s = max(poll_interval_s, len(self.namespaces) / max_requests_per_s)
+        self.max_requests_per_s = max_requests_per_s
+        self.poll_interval_s = max(
+            poll_interval_s, max(1, len(self.namespaces)) / max_requests_per_s
+        )
         self.terminal = terminal
+        self.waiting = waiting
         self.clock = clock
-        self._pacer = _Pacer(max_requests_per_s, burst=2 * len(self.namespaces))
+        self._listeners: list[Callable[[Observation], None]] = []
+        self._pacer = _Pacer(max_requests_per_s, burst=2 * max(1, len(self.namespaces)))
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._seen: dict[tuple[str, str], Observation] = {}
         self._listed: set[str] = set()  # namespaces whose first list is done
+        self._started = False
+        self._late: set[str] = set()  # namespaces added once following had started
         self._threads: list[threading.Thread] = []
         self._open: set[Any] = set()  # watch responses being read
         self.errors: list[str] = []
@@ -271,23 +356,50 @@ class RemediationFollower:
 
     # -- lifetime
 
+    def on_phase(self, listener: Callable[[Observation], None]) -> None:
+        """Call ``listener(observation)`` (from a follower thread, outside its lock) each
+        time an RR is seen in a new phase, the first listing included."""
+        self._listeners.append(listener)
+
     def start(self) -> RemediationFollower:
         """Start following; returns once every namespace has been listed once (or failed)."""
-        if self._threads:
+        if self._started:
             return self
+        self._started = True
         self.started_epoch = self.clock()
         if self.mode == "watch":
             for ns in self.namespaces:
                 self._spawn(self._watch_loop, ns)
         else:
             self._spawn(self._poll_loop)
+        self._await_listed(self.namespaces)
+        return self
+
+    def add_namespace(self, namespace: str) -> None:
+        """Follow one more namespace from now on (the controller namespace, once the
+        first 201 names it). Never blocks (the engine's loop calls it); safe from any
+        thread, and again for a namespace already followed."""
+        with self._changed:
+            if namespace in self.namespaces:
+                return
+            if self._started:
+                self._late.add(namespace)
+            self.namespaces = sorted({*self.namespaces, namespace})
+            self.poll_interval_s = max(
+                self.poll_interval_s, len(self.namespaces) / self.max_requests_per_s
+            )
+            self._pacer.burst = float(2 * len(self.namespaces))
+        if self._started and self.mode == "watch":
+            self._spawn(self._watch_loop, namespace)
+        # poll mode: the running poll loop picks the new namespace up on its next round
+
+    def _await_listed(self, namespaces: list[str]) -> None:
         deadline = time.monotonic() + 30.0
         with self._changed:
-            while len(self._listed) < len(self.namespaces) and time.monotonic() < deadline:
+            while not set(namespaces) <= self._listed and time.monotonic() < deadline:
                 if self._stop.is_set() or not any(t.is_alive() for t in self._threads):
                     break
                 self._changed.wait(0.1)
-        return self
 
     def _spawn(self, fn: Callable[..., None], *args: Any) -> None:
         t = threading.Thread(target=fn, args=args, name="kubetest-follow", daemon=True)
@@ -306,6 +418,7 @@ class RemediationFollower:
         for t in self._threads:
             t.join(timeout=10)
         self._threads = []
+        self._started = False
 
     def __enter__(self) -> RemediationFollower:
         return self.start()
@@ -325,16 +438,31 @@ class RemediationFollower:
             obs = self._seen.get(key)
             if obs is None:
                 obs = self._seen[key] = _observation(obj, now)
-            if phase and (not obs.phases or obs.phases[-1] != phase):
+            changed = bool(phase) and (not obs.phases or obs.phases[-1] != phase)
+            if changed:
                 obs.phases.append(phase)
             obs.phase = phase
             obs.completed = str(status.get("completedAt") or obs.completed)
+            obs.phase_offsets = _phase_offsets(obj) or obs.phase_offsets
             if phase in self.terminal and obs.terminal_epoch is None:
                 obs.terminal_epoch = now
-                obs.before_start = initial
+                obs.before_start = initial and self._older_than_start(key[0], obj)
             elif phase not in self.terminal:
                 obs.terminal_epoch = None  # a phase may move on again (Blocked, retried)
+            snapshot = replace(obs, phases=list(obs.phases)) if changed else None
             self._changed.notify_all()
+        if snapshot is not None:
+            for listener in self._listeners:
+                listener(snapshot)
+
+    def _older_than_start(self, namespace: str, obj: dict[str, Any]) -> bool:
+        """Whether an RR terminal at its first listing ended before following started. In
+        a namespace followed from the start, yes; in one added later (learned from a 201),
+        only if it was created before the start (whole-second timestamps: 1 s slack)."""
+        if namespace not in self._late:
+            return True
+        created = _epoch((obj.get("metadata") or {}).get("creationTimestamp"))
+        return created is None or created < self.started_epoch - 1.0
 
     def _note_error(self, what: str, exc: BaseException) -> None:
         lines = str(exc).strip().splitlines()
@@ -427,10 +555,12 @@ class RemediationFollower:
         return rv
 
     def _poll_loop(self) -> None:
-        initial = True
+        listed: set[str] = set()
         while not self._stop.is_set():
             t0 = time.monotonic()
-            for ns in self.namespaces:
+            for ns in list(self.namespaces):
+                initial = ns not in listed
+                listed.add(ns)
                 try:
                     self._list(ns, initial)
                 except Exception as exc:
@@ -438,7 +568,6 @@ class RemediationFollower:
                     with self._changed:
                         self._listed.add(ns)
                         self._changed.notify_all()
-            initial = False
             self._stop.wait(max(0.0, self.poll_interval_s - (time.monotonic() - t0)))
 
     # -- joining
@@ -469,20 +598,34 @@ class RemediationFollower:
             out.append(Followed(s, obs))
         return out
 
-    def _settled(self, followed: list[Followed]) -> bool:
-        return all(f.observation is not None and f.phase in self.terminal for f in followed)
+    def _settled(self, followed: list[Followed], also: tuple[str, ...] = ()) -> bool:
+        ended = (*self.terminal, *also)
+        return all(f.observation is not None and f.phase in ended for f in followed)
 
     def wait_for(self, signals: list[Signal], timeout_s: float) -> FollowResult:
-        """Block until every signal's RemediationRequest is terminal, or ``timeout_s``."""
+        """Block until every signal's RemediationRequest is terminal, or ``timeout_s``.
+        RRs in a waiting phase (Blocked, AwaitingApproval) may wait for a human: once
+        every RR is terminal or waiting and nothing has moved for ``WAITING_GRACE_S``,
+        the wait ends early and the waiting ones are counted as such."""
         t0 = time.monotonic()
         deadline = t0 + timeout_s
         followed = self._match(signals)
+        last = [f.phase for f in followed]
+        still_since = time.monotonic()
         while not self._settled(followed) and time.monotonic() < deadline:
-            if not any(t.is_alive() for t in self._threads):
+            if self._threads and not any(t.is_alive() for t in self._threads):
                 break
+            if not self._threads and not self.namespaces:
+                break  # nothing to follow: no RR was ever created
             with self._changed:
                 self._changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
             followed = self._match(signals)
+            phases = [f.phase for f in followed]
+            if phases != last:
+                last, still_since = phases, time.monotonic()
+            elif (self._settled(followed, self.waiting)
+                  and time.monotonic() - still_since >= WAITING_GRACE_S):  # fmt: skip
+                break
         resolution = 0.0 if self.mode == "watch" else self.poll_interval_s
         with self._changed:  # a snapshot: the follower may go on updating what it saw
             errors = list(self.errors)
@@ -493,23 +636,31 @@ class RemediationFollower:
             ]  # fmt: skip
         return FollowResult(
             followed, self.mode, resolution, time.monotonic() - t0,
-            not self._settled(followed), self._pacer.calls, errors, self.terminal,
+            not self._settled(followed, self.waiting), self._pacer.calls, errors,
+            self.terminal, self.waiting, tuple(self.namespaces),
         )  # fmt: skip
 
 
 def follower_from_params(
-    params: Any, namespaces: Iterable[str], *, force: bool = False
+    params: Any, namespaces: Iterable[str] | None = None, *, force: bool = False
 ) -> RemediationFollower | None:
     """A follower when the params ask for one (kubernaut profile, ``environment.kubeconfig``
-    and ``remediation.follow``, or ``force``: A4's ``verify: kubernetes``), else ``None``."""
+    and ``remediation.follow``, or ``force``: A4's ``verify: kubernetes``), else ``None``.
+    It follows ``namespaces`` if given, else ``remediation.namespace`` (the controller
+    namespace) if set, else none until ``add_namespace`` (from the first 201)."""
+    from kubetest.workloads import kubeconfig_path
+
     env = params.environment
     rem = params.remediation
     if params.target.api != "kubernaut" or env is None or not env.kubeconfig:
         return None
     if not (rem.follow or force):
         return None
+    if namespaces is None:
+        namespaces = [rem.namespace] if rem.namespace else []
     return RemediationFollower.from_kubeconfig(
-        env.kubeconfig, namespaces, group=rem.group, version=rem.version, plural=rem.plural,
-        mode=rem.mode, poll_interval_s=rem.poll_interval_s,
+        kubeconfig_path(params), namespaces, group=rem.group, version=rem.version,
+        plural=rem.plural, mode=rem.mode, poll_interval_s=rem.poll_interval_s,
         max_requests_per_s=rem.max_requests_per_s, terminal=tuple(rem.terminal_phases),
+        waiting=tuple(rem.waiting_phases),
     )  # fmt: skip

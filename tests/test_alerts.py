@@ -139,7 +139,7 @@ def test_fast_bodies_out_of_order_and_after_pickling() -> None:
     clone = pickle.loads(pickle.dumps(f))
     assert not any(k.startswith("_c_") for k in vars(clone))  # caches stay home
     clone.warm()
-    assert set(clone._c_templates) == {"high_cpu", "disk_full"}
+    assert set(clone._c_templates) == {("high_cpu", None), ("disk_full", None)}
     assert [clone.body(s)[2] for s in order] == first
     assert len(pickle.dumps(f)) < 1000
 
@@ -172,3 +172,19 @@ def test_bodies_take_the_template_path(monkeypatch: pytest.MonkeyPatch) -> None:
         warnings.simplefilter("error")  # a template mismatch warns before falling back
         for seq in range(0, 5_000, 7):
             f.body(seq)
+
+
+def test_a_workload_body_names_that_deployment_and_no_pod() -> None:
+    """Pool alerts name an existing Deployment (the gateway resolves the owner in the
+    cluster): the fast body equals the reference one, per workload, fingerprint included."""
+    f = PayloadFactory(["high_cpu", "pod_crash"], run="abc123")
+    for seq, workload in ((0, "kubetest-abc123-0"), (1, "kubetest-abc123-7"), (4242, "web")):
+        raw, kind, fp = f.body(seq, workload)
+        ref, ref_kind, ref_fp = f.reference_body(seq, workload)
+        got, want = _parsed_without_starts(raw)[0], _parsed_without_starts(ref)[0]
+        assert got == want and (kind, fp) == (ref_kind, ref_fp)
+        labels = got["alerts"][0]["labels"]
+        assert labels["deployment"] == workload and "pod" not in labels
+        assert labels["namespace"] == "test-workloads" and labels["severity"]
+        assert labels["kubetest_run"] == "abc123" and labels["kubetest_seq"] == str(seq)
+    assert f.body(5, "a")[2] != f.body(5, "b")[2]  # the workload is in the label set

@@ -35,8 +35,12 @@ def standin(tmp_path: Path) -> Any:
         yield api
 
 
-def follower(standin: Any, **kwargs: Any) -> RemediationFollower:
-    return RemediationFollower.from_kubeconfig(standin.kubeconfig_path, [NS], **kwargs)
+def follower(
+    standin: Any, namespaces: list[str] | None = None, **kwargs: Any
+) -> RemediationFollower:
+    return RemediationFollower.from_kubeconfig(
+        standin.kubeconfig_path, [NS] if namespaces is None else namespaces, **kwargs
+    )
 
 
 @pytest.mark.parametrize("mode", ["watch", "poll"])
@@ -105,18 +109,47 @@ def test_unfinished_and_missing_requests_are_counted_not_timed(standin: Any) -> 
     assert summary["time_to_remediation_s"]["p95"] is None
 
 
-def test_blocked_is_terminal_unless_left_out(standin: Any) -> None:
+def test_blocked_is_not_terminal(standin: Any) -> None:
+    """The gateway keeps deduplicating while an RR is Blocked (IsTerminalPhase,
+    pkg/gateway/processing/phase_checker.go): the follower follows through it."""
     script = [(0.05, "Blocked"), (0.5, "Executing"), (0.6, "Completed")]
+    seen: list[tuple[str, str]] = []
     with follower(standin) as f:
+        f.on_phase(lambda obs: seen.append((obs.name, obs.phase)))
         standin.create(NS, "rr-b1", script=script)
         result = f.wait_for([Signal(0, time.time(), NS, name="rr-b1")], timeout_s=10)
-    assert result.followed[0].phase == "Blocked"
-    through = ("Completed", "Failed", "TimedOut", "Skipped", "Cancelled")
-    with follower(standin, terminal=through) as f:
-        standin.create(NS, "rr-b2", script=script)
-        result = f.wait_for([Signal(0, time.time(), NS, name="rr-b2")], timeout_s=10)
+    assert result.followed[0].phase == "Completed" and not result.timed_out
+    assert result.followed[0].observation.phases == ["Pending", "Blocked", "Executing",
+                                                     "Completed"]  # fmt: skip
+    assert seen == [("rr-b1", p) for p in ("Pending", "Blocked", "Executing", "Completed")]
+
+
+def test_an_rr_left_waiting_is_counted_apart(standin: Any, monkeypatch: Any) -> None:
+    """Blocked (or AwaitingApproval) may last for ever: once everything is terminal or
+    waiting and still, the wait ends and the waiting ones are counted as such."""
+    import kubetest.remediation as remediation
+
+    monkeypatch.setattr(remediation, "WAITING_GRACE_S", 0.3)
+    with follower(standin) as f:
+        standin.create(NS, "rr-w1", script=[(0.05, "AwaitingApproval")])
+        standin.create(NS, "rr-w2", script=COMPLETES)
+        result = f.wait_for([Signal(0, time.time(), NS, name="rr-w1"),
+                             Signal(1, time.time(), NS, name="rr-w2")], timeout_s=8)
+    summary = result.summary()
+    assert not result.timed_out and result.waited_s < 8
+    assert summary["phases"]["waiting"] == 1 and summary["phases"]["Completed"] == 1
+    assert summary["waiting"] == {"Blocked": 0, "AwaitingApproval": 1}
+
+
+def test_a_namespace_added_later_is_followed(standin: Any) -> None:
+    """The controller namespace may only be known from the first 201."""
+    with follower(standin, namespaces=[]) as f:
+        standin.create("kubernaut-system", "rr-late", script=COMPLETES)
+        f.add_namespace("kubernaut-system")
+        result = f.wait_for([Signal(0, time.time(), "kubernaut-system", name="rr-late")],
+                            timeout_s=10)  # fmt: skip
     assert result.followed[0].phase == "Completed"
-    assert "Blocked" in result.followed[0].observation.phases
+    assert result.summary()["namespaces"] == ["kubernaut-system"]
 
 
 def test_an_unreachable_api_is_an_error_not_a_hang(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from hdrh.histogram import HdrHistogram
 
 from kubetest.alerts import PayloadFactory
 from kubetest.engine.client import APIS
+from kubetest.engine.pool import WorkloadScheduler
 from kubetest.engine.progress import Display, in_notebook, make_display
 from kubetest.engine.records import OUTCOMES, new_histogram
 from kubetest.engine.schedule import constant, mean_rate, planned_duration, poisson
@@ -86,6 +87,8 @@ class LoadPlan:
     auth_token_env: str | None = None
     target_rate_per_s: float | None = None
     max_lag_s: float = 1.0  # an arrival this far behind schedule is recorded late, not sent
+    # the workloads alerts name (kubernaut: real Deployments); one process only (params)
+    pool: WorkloadScheduler | None = None
 
 
 @dataclass

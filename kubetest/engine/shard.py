@@ -337,8 +337,13 @@ class _Shard:
         status, outcome, error = 0, "failed", "other"
         alert_type = fingerprint = ""
         sent = math.nan
+        data = b""
+        workload = plan.pool.acquire() if plan.pool is not None else None
         try:
-            body, alert_type, fingerprint = plan.payload.body(seq)
+            if workload is None:
+                body, alert_type, fingerprint = plan.payload.body(seq)
+            else:
+                body, alert_type, fingerprint = plan.payload.body(seq, workload)
             headers = auth_header(self.headers_env) if self.headers_env else None
             sent = self.now()
             if intended is None:  # closed loop: the request is due when the worker is free
@@ -366,6 +371,8 @@ class _Shard:
         finally:
             self.in_flight -= 1
             done = self.now()
+            if workload is not None:
+                plan.pool.answered(workload, outcome, data)  # type: ignore[union-attr]
             if math.isnan(sent):  # failed before sending (payload or token): count as sent now
                 sent = done
                 intended = done if intended is None else intended
@@ -583,8 +590,8 @@ def run_shard(
         raise ValueError(f"shard {shard} out of range for {n_shards} shards")
     runner = _Shard(plan, shard, n_shards, start_epoch, Path(records_path), stop, on_progress)
     warm = getattr(plan.payload, "warm", None)
-    if warm is not None:
-        warm()  # build the payload templates now, not during the first requests
+    if warm is not None:  # build the payload templates now, not during the first requests
+        warm(plan.pool.names if plan.pool is not None else None)
     loop = new_event_loop()
     try:
         with quiet_gc(start_epoch):
