@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="environment readiness checks of a params file")
     check.add_argument("--params", required=True)
 
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="delete the workload Deployments interrupted runs left behind (label "
+        "kubetest.io/run) in alerts.namespace",
+    )
+    cleanup.add_argument("--params", required=True, help="the params file the runs used")
+
     report = sub.add_parser("report", help="rebuild report.html from a session folder")
     report.add_argument("session_dir", type=Path)
 
@@ -188,6 +195,29 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if required_failed else 0
 
 
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from kubetest.params import load_params
+    from kubetest.workloads import api_client, cleanup
+
+    params = load_params(args.params)
+    env = params.environment
+    if env is None or not env.kubeconfig:
+        raise KubetestError(
+            f"{args.params}: environment.kubeconfig is not set: name the cluster to clean"
+        )
+    if env.kubeconfig == "embedded":
+        print("kubetest cleanup: nothing to do: the embedded cluster ends with its target")
+        return 0
+    namespace = params.alerts.namespace
+    gone = cleanup(api_client(params), namespace)
+    if not gone:
+        print(f"kubetest cleanup: no kubetest Deployments left in {namespace}")
+    else:
+        print(f"kubetest cleanup: deleted {len(gone)} Deployments from {namespace}: "
+              + ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))  # fmt: skip
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from kubetest.report import build_report
     from kubetest.summary import write_summary
@@ -220,7 +250,7 @@ def _cmd_debug_info(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": _cmd_run, "load": _cmd_load, "target": _cmd_target, "check": _cmd_check,
-    "report": _cmd_report, "debug-info": _cmd_debug_info,
+    "report": _cmd_report, "debug-info": _cmd_debug_info, "cleanup": _cmd_cleanup,
 }  # fmt: skip
 
 

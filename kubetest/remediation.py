@@ -143,7 +143,8 @@ def _observation(obj: dict[str, Any], now: float) -> Observation:
     return Observation(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
-        fingerprint=str(labels.get(FINGERPRINT_LABEL) or spec.get("signalFingerprint") or ""),
+        # the spec holds the whole fingerprint; the label is cut to 63 characters
+        fingerprint=str(spec.get("signalFingerprint") or labels.get(FINGERPRINT_LABEL) or ""),
         run=str(signal_labels.get(RUN_LABEL) or ""),
         seq=seq,
         first_seen_epoch=now,
@@ -358,8 +359,21 @@ class RemediationFollower:
 
     def on_phase(self, listener: Callable[[Observation], None]) -> None:
         """Call ``listener(observation)`` (from a follower thread, outside its lock) each
-        time an RR is seen in a new phase, the first listing included."""
-        self._listeners.append(listener)
+        time an RR is seen in a new phase; the RRs already seen are replayed to it now."""
+        with self._changed:
+            self._listeners.append(listener)
+            seen = [replace(o, phases=list(o.phases)) for o in self._seen.values()]
+        for obs in seen:
+            listener(obs)
+
+    def lifetime_s(self) -> float | None:
+        """Mean seconds from first sight to a terminal phase of the RRs that both appeared
+        and ended while followed: how long a workload stays busy (for pool sizing)."""
+        with self._changed:
+            spans = [o.terminal_epoch - o.first_seen_epoch for o in self._seen.values()
+                     if o.terminal_epoch is not None and not o.before_start
+                     and o.first_seen_epoch >= self.started_epoch]  # fmt: skip
+        return sum(spans) / len(spans) if spans else None
 
     def start(self) -> RemediationFollower:
         """Start following; returns once every namespace has been listed once (or failed)."""
@@ -647,7 +661,8 @@ def follower_from_params(
     """A follower when the params ask for one (kubernaut profile, ``environment.kubeconfig``
     and ``remediation.follow``, or ``force``: A4's ``verify: kubernetes``), else ``None``.
     It follows ``namespaces`` if given, else ``remediation.namespace`` (the controller
-    namespace) if set, else none until ``add_namespace`` (from the first 201)."""
+    namespace) if set, else, with a workload pool, none until ``add_namespace`` (the
+    first 201 names it), else ``alerts.namespace`` (releases that created RRs there)."""
     from kubetest.workloads import kubeconfig_path
 
     env = params.environment
@@ -656,8 +671,10 @@ def follower_from_params(
         return None
     if not (rem.follow or force):
         return None
-    if namespaces is None:
-        namespaces = [rem.namespace] if rem.namespace else []
+    if namespaces is None:  # a pool's first 201 names the controller namespace
+        namespaces = [rem.namespace] if rem.namespace else (
+            [] if params.alerts.workloads is not None else [params.alerts.namespace]
+        )
     return RemediationFollower.from_kubeconfig(
         kubeconfig_path(params), namespaces, group=rem.group, version=rem.version,
         plural=rem.plural, mode=rem.mode, poll_interval_s=rem.poll_interval_s,

@@ -26,7 +26,14 @@ import yaml
 from kubetest.errors import KubetestError
 from kubetest.params import TESTS, Params, load_params
 from kubetest.summary import write_summary
-from kubetest.workbook.context import REPO_ROOT, new_session_name, write_json
+from kubetest.workbook.context import (
+    REPO_ROOT,
+    TARGET_FILE,
+    export_kubeconfig,
+    new_session_name,
+    target_endpoints,
+    write_json,
+)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -206,6 +213,47 @@ def _session_lock(session_dir: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _exported_kubeconfig(endpoints: dict[str, str]) -> Iterator[None]:
+    """The embedded target's kubeconfig path in the environment the kernels inherit."""
+    from kubetest.workloads import EMBEDDED_KUBECONFIG_ENV
+
+    previous = os.environ.get(EMBEDDED_KUBECONFIG_ENV)
+    export_kubeconfig(endpoints)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(EMBEDDED_KUBECONFIG_ENV, None)
+        else:
+            os.environ[EMBEDDED_KUBECONFIG_ENV] = previous
+
+
+@contextlib.contextmanager
+def _workload_pool(
+    params: Params, session_dir: Path, resume: bool, echo: Callable[[str], None]
+) -> Iterator[Any]:
+    """The session's workload pool (``alerts.workloads``): made or found before the first
+    test, written to ``pool.json`` for the notebooks, and deleted when the run ends, by
+    Ctrl-C or SIGTERM too. ``--resume`` reuses the interrupted run's token (and whatever
+    of its pool is still there)."""
+    from kubetest.alerts import new_run_token
+    from kubetest.workloads import Pool, pool_from_params, release_pool
+
+    if params.alerts.workloads is None:
+        yield None
+        return
+    previous = Pool.load(session_dir) if resume else None
+    run = previous.run if previous is not None and previous.run else new_run_token()
+    pool = pool_from_params(params, run, reuse=resume, echo=echo)
+    assert pool is not None
+    pool.save(session_dir)
+    try:
+        yield pool
+    finally:
+        release_pool(params, pool, echo)
+
+
 def _embedded_target(params: Params, log_path: Path) -> Any:
     from kubetest.target.model import TargetConfig
     from kubetest.target.server import EmbeddedTarget
@@ -285,13 +333,18 @@ def run_session(
             else None
         )
         current, t0 = "", time.monotonic()
+        pool_scope = contextlib.ExitStack()
         try:
             if target is not None:
                 target.start()
                 target_url = target.webhook_url
+                endpoints = target_endpoints(target)
+                write_json(session_dir / TARGET_FILE, endpoints)
+                pool_scope.enter_context(_exported_kubeconfig(endpoints))
                 echo(f"embedded reference target on {target.base_url}")
             else:
                 target_url = params.target.url
+            pool_scope.enter_context(_workload_pool(params, session_dir, resume, echo))
             for key in selected:
                 if key in done:
                     continue
@@ -331,8 +384,11 @@ def run_session(
                 states.set(current, "interrupted")
             echo("interrupted: writing what was measured")
         finally:
-            if target is not None:
-                target.stop()
+            try:
+                pool_scope.close()  # the pool goes before the target that may hold it
+            finally:
+                if target is not None:
+                    target.stop()
         summary = write_summary(session_dir, complete=not interrupted, failures=failures)
         report = _build_report(session_dir, echo)
     return SessionResult(session_dir, summary, report, failures, interrupted)

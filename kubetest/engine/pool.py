@@ -86,7 +86,10 @@ class WorkloadScheduler:
         self._slots = {n: _Slot(queued=True) for n in self.names}
         self._free: deque[str] = deque(self.names)
         self._round = cycle(self.names)
-        self._by_fp = {owner_fingerprint(namespace, n): n for n in self.names}
+        self._by_fp: dict[str, str] = {}
+        for n in self.names:  # the RR's label holds the fingerprint cut to 63 characters
+            fp = owner_fingerprint(namespace, n)
+            self._by_fp[fp] = self._by_fp[fp[:63]] = n
         self._ended: set[str] = set()  # RemediationRequests seen terminal (by name)
         self._started = False
         self._on_namespace: list[Any] = []

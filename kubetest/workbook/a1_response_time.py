@@ -61,7 +61,7 @@ def _start_follower(ctx: TestContext) -> tuple[RemediationFollower | None, dict[
     if ctx.params.target.api != "kubernaut":
         return None, None
     try:
-        follower = follower_from_params(ctx.params, [ctx.params.alerts.namespace])
+        follower = follower_from_params(ctx.params)
     except Exception as exc:  # an unreadable kubeconfig must not cost the latency verdict
         return None, {"followed": 0, "error": f"{type(exc).__name__}: {exc}"[:300]}
     if follower is None:
@@ -81,9 +81,12 @@ def run(ctx: TestContext, progress: bool | None = None) -> A1Result:
     follower, remediation = _start_follower(ctx)  # before the load: no phase goes unseen
     followed: FollowResult | None = None
     try:
-        outcome = execute(ctx, plan, "A1", progress)
+        outcome = execute(ctx, plan, "A1", progress, follower=follower)
         if follower is not None:
-            signals = created_signals(outcome, ctx.params.alerts.namespace, plan.payload.run)
+            namespace = (outcome.pool or {}).get("controller_namespace") or (
+                follower.namespaces[0] if follower.namespaces else ctx.params.alerts.namespace
+            )
+            signals = created_signals(outcome, namespace, plan.payload.run)
             followed = follower.wait_for(signals, ctx.params.remediation.timeout_min * 60.0)
             remediation = followed.summary()
             ctx.records_dir.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,11 @@ from kubetest.analysis.latency import proportion_ci
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
 from kubetest.checks import preflight_auth
 from kubetest.engine.client import classify
+from kubetest.engine.pool import WorkloadScheduler
 from kubetest.remediation import COMPLETED, FollowResult, RemediationFollower, Signal
 from kubetest.remediation import follower_from_params as _follower
 from kubetest.workbook.context import TestContext
+from kubetest.workbook.loadtest import connect_pool
 
 BR_ID = "BR-PA-011"
 MIN_ACTIONS = 25
@@ -53,10 +55,23 @@ def plan_actions(ctx: TestContext) -> tuple[list[str], dict[str, str]]:
     unknown = [a for a in wanted if a not in ACTIONS]
     skipped = {a: "unknown action" for a in unknown}
     guarded = not ctx.params.target.is_embedded and not sec.allow_destructive
+    namespace = _namespace(ctx)
+    outside = not ctx.params.target.is_embedded and namespace not in sec.namespaces
     for a in wanted:
         if a in DESTRUCTIVE_ACTIONS and guarded:
             skipped[a] = "destructive: set a4_actions.allow_destructive to run it"
+        elif a in DESTRUCTIVE_ACTIONS and outside:
+            skipped[a] = (f"destructive: namespace {namespace} is not in "
+                          "a4_actions.namespaces")  # fmt: skip
     return [a for a in wanted if a not in skipped], skipped
+
+
+def _namespace(ctx: TestContext) -> str:
+    """Where the action alerts point: the workload pool's namespace, else the first of
+    the allow-list."""
+    return ctx.params.alerts.namespace if ctx.params.alerts.workloads else (
+        ctx.section.namespaces[0]
+    )
 
 
 def _headers(ctx: TestContext) -> dict[str, str]:
@@ -72,7 +87,7 @@ def _history(client: httpx.Client, url: str) -> list[dict[str, Any]]:
 
 
 def _kube_follower(
-    ctx: TestContext, namespaces: list[str]
+    ctx: TestContext, namespaces: list[str] | None
 ) -> tuple[RemediationFollower | None, list[str]]:
     """The follower for ``verify: kubernetes``, or the reasons it cannot run."""
     if ctx.params.target.api != "kubernaut":
@@ -108,17 +123,24 @@ def run(ctx: TestContext) -> A4Result:
     started = datetime.now(UTC)
     preflight_auth(ctx.params, ctx.target_url)  # a refused token fails here, in one line
     actions, skipped = plan_actions(ctx)
-    namespace = sec.namespaces[0]
+    namespace = _namespace(ctx)
     rows: list[dict[str, Any]] = []
     base = int(time.time() * 1000) % 10**9  # fresh fingerprints for every run
+    pool = ctx.pool()
+    scheduler = WorkloadScheduler(pool.names, pool.namespace) if pool is not None else None
+    # with a pool the controller namespace is learned from the first 201 (or given)
+    watch = None if scheduler is not None or ctx.params.remediation.namespace else [namespace]
     follower, missing = (
-        _kube_follower(ctx, [namespace]) if sec.verify == "kubernetes" else (None, [])
+        _kube_follower(ctx, watch) if sec.verify == "kubernetes" else (None, [])
     )
+    if follower is not None and scheduler is not None:
+        connect_pool(follower, scheduler)
     followed: FollowResult | None = None
     try:
         with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx)) as client:
             for i, action in enumerate(actions):
-                alert = action_alert(action, base + i, namespace=namespace)
+                workload = scheduler.acquire() if scheduler is not None else None
+                alert = action_alert(action, base + i, namespace=namespace, workload=workload)
                 t0, sent = time.monotonic(), time.time()
                 answer: dict[str, Any] = {}
                 try:
@@ -129,6 +151,8 @@ def run(ctx: TestContext) -> A4Result:
                     answer = _answer(resp)
                 except httpx.HTTPError as exc:
                     outcome, error, status = "failed", type(exc).__name__, 0
+                if scheduler is not None and workload is not None:
+                    scheduler.answered(workload, outcome, resp.content if status else b"")
                 rows.append({"action": action, "fingerprint": alert.fingerprint,
                              "http_status": status, "outcome": outcome, "error": error,
                              "latency_s": time.monotonic() - t0, "sent_epoch": sent,

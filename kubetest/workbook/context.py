@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,35 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+TARGET_FILE = "target.json"
+
+
+def target_endpoints(target: Any) -> dict[str, str]:
+    """The URLs an embedded target reported (no secrets: the kubeconfig is a path)."""
+    keys = ("webhook_url", "health_url", "metrics_url", "actions_url", "kube_url",
+            "kubeconfig_path")  # fmt: skip
+    out = {}
+    for key in keys:
+        value = getattr(target, key, None)
+        if value:
+            out[key.removesuffix("_url").removesuffix("_path")] = str(value)
+    return out
+
+
+def read_endpoints(session_dir: Path) -> dict[str, str]:
+    path = Path(session_dir) / TARGET_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def export_kubeconfig(endpoints: dict[str, str]) -> None:
+    """Tell ``environment.kubeconfig: embedded`` (and the kernels, which inherit the
+    environment) where the embedded target's kubeconfig lies."""
+    from kubetest.workloads import EMBEDDED_KUBECONFIG_ENV
+
+    if endpoints.get("kubeconfig"):
+        os.environ[EMBEDDED_KUBECONFIG_ENV] = endpoints["kubeconfig"]
+
+
 @dataclass
 class TestContext:
     """One test's view of a session: params, folders, and where to send load."""
@@ -63,6 +93,9 @@ class TestContext:
     target_url: str
     _owned_target: Any = field(default=None, repr=False)
     params_path: Path | None = None  # relative paths in params (suite cwd) start from here
+    # what an embedded target reported (health, metrics, kube URLs): session's target.json
+    endpoints: dict[str, str] = field(default_factory=dict)
+    _owned_pool: Any = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -76,6 +109,7 @@ class TestContext:
         )
         session.mkdir(parents=True, exist_ok=True)
         owned = None
+        endpoints = read_endpoints(session)
         if not target_url:
             if params.target.is_embedded:
                 from kubetest.target.model import TargetConfig
@@ -84,9 +118,29 @@ class TestContext:
                 owned = EmbeddedTarget(TargetConfig.from_params(params.target.embedded)).start()
                 atexit.register(owned.stop)
                 target_url = owned.webhook_url
+                endpoints = target_endpoints(owned)
+                export_kubeconfig(endpoints)
             else:
                 target_url = params.target.url
-        return cls(test, params, session, target_url, owned, Path(params_path).resolve())
+        return cls(
+            test, params, session, target_url, owned, Path(params_path).resolve(), endpoints
+        )
+
+    def pool(self) -> Any:
+        """The session's workload pool (``pool.json``), or one made for this notebook run by
+        hand (deleted again when the context closes); None without ``alerts.workloads``."""
+        from kubetest.workloads import Pool
+
+        if self.params.alerts.workloads is None:
+            return None
+        pool = Pool.load(self.session_dir) or self._owned_pool
+        if pool is None:
+            from kubetest.alerts import new_run_token
+            from kubetest.workloads import pool_from_params
+
+            pool = self._owned_pool = pool_from_params(self.params, new_run_token())
+            atexit.register(self.close)
+        return pool
 
     @property
     def section(self) -> Any:
@@ -98,7 +152,9 @@ class TestContext:
 
     @property
     def health_url(self) -> str:
-        return self.params.target.health_url or self.base_url + "/health"
+        return self.params.target.health_url or self.endpoints.get("health") or (
+            self.base_url + "/health"
+        )
 
     @property
     def actions_url(self) -> str:
@@ -106,7 +162,9 @@ class TestContext:
 
     @property
     def metrics_url(self) -> str:
-        return self.params.target.metrics_url or self.base_url + "/metrics"
+        return self.params.target.metrics_url or self.endpoints.get("metrics") or (
+            self.base_url + "/metrics"
+        )
 
     @property
     def records_dir(self) -> Path:
@@ -121,6 +179,11 @@ class TestContext:
         return self.result_path
 
     def close(self) -> None:
+        if self._owned_pool is not None:
+            from kubetest.workloads import release_pool
+
+            pool, self._owned_pool = self._owned_pool, None
+            release_pool(self.params, pool)
         if self._owned_target is not None:
             self._owned_target.stop()
             self._owned_target = None

@@ -7,6 +7,8 @@ service handled (``kubetest.analysis.integrity``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +21,9 @@ from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
 from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
+from kubetest.engine.pool import WorkloadScheduler, needed_workloads
 from kubetest.metrics import scrape_metrics
+from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.workbook.context import TestContext
 
 
@@ -32,6 +36,7 @@ class LoadOutcome:
     latency: LatencySummary
     service_metrics: dict[str, Any] = field(default_factory=dict)
     integrity: IntegrityCheck | None = None
+    pool: dict[str, Any] | None = None  # how the workload pool served it (pool_report)
 
     @property
     def saturated(self) -> bool:
@@ -51,6 +56,8 @@ class LoadOutcome:
         """The result-file keys of the service's side: ``service_metrics``, and
         ``integrity`` (the counts, only when reconciled) with ``integrity_check``."""
         out: dict[str, Any] = {"service_metrics": self.service_metrics}
+        if self.pool is not None:
+            out["workload_pool"] = self.pool
         if self.integrity is not None:
             out["integrity_check"] = self.integrity.as_dict()
             if self.integrity.checked:
@@ -81,6 +88,9 @@ def open_loop_schedule(ctx: TestContext, rate_per_min: float, duration_min: floa
 
 def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
     target, gen = ctx.params.target, ctx.params.generator
+    pool = ctx.pool()
+    if pool is not None:
+        mode.setdefault("pool", WorkloadScheduler(pool.names, pool.namespace))
     return LoadPlan(
         url=ctx.target_url,
         api=target.api,
@@ -95,19 +105,81 @@ def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
     )
 
 
+def connect_pool(follower: RemediationFollower, scheduler: WorkloadScheduler) -> None:
+    """Let the follower tell the scheduler which workloads' RRs are live or ended, and
+    the scheduler tell the follower the controller namespace the first 201 names."""
+    terminal = set(follower.terminal)
+    follower.on_phase(
+        lambda obs: scheduler.remediation(obs.fingerprint, obs.name, obs.phase in terminal)
+    )
+    scheduler.on_controller_namespace(follower.add_namespace)
+
+
+@contextmanager
+def _pool_follower(
+    ctx: TestContext, plan: LoadPlan, follower: RemediationFollower | None
+) -> Iterator[RemediationFollower | None]:
+    """With a workload pool, a follower must run during the load (workloads become free
+    when their RR ends): the caller's, or one for this load alone."""
+    if plan.pool is None:
+        yield follower
+        return
+    own = None
+    if follower is None:
+        own = follower = follower_from_params(ctx.params)
+    if follower is not None:
+        connect_pool(follower, plan.pool)
+        follower.start()
+    try:
+        yield follower
+    finally:
+        if own is not None:
+            own.stop()
+
+
+def pool_report(
+    scheduler: WorkloadScheduler, load_summary: dict[str, Any], lifetime_s: float | None
+) -> dict[str, Any]:
+    """How the pool served the load; ``finding`` when alerts had to go to busy workloads:
+    the pool was smaller than rate × time to terminal (Little's law)."""
+    stats = scheduler.stats
+    out: dict[str, Any] = {**stats.as_dict(), "lifetime_s": lifetime_s}
+    rate = float(load_summary.get("achieved_rate_per_s") or 0.0)
+    needed = needed_workloads(rate, lifetime_s) if lifetime_s else None
+    out["needed"] = needed
+    if stats.to_busy:
+        if needed:
+            why = f"rate × time to terminal ≈ {needed} needed"
+        else:
+            why = "time to terminal unknown (follow RRs with environment.kubeconfig)"
+        out["finding"] = (
+            f"pool too small: {stats.workloads} workloads, {why}; {stats.to_busy} alerts "
+            "named a busy workload and were expected back as duplicates (202)"
+        )
+    return out
+
+
 def execute(
-    ctx: TestContext, plan: LoadPlan, name: str, progress: bool | None = None
+    ctx: TestContext,
+    plan: LoadPlan,
+    name: str,
+    progress: bool | None = None,
+    follower: RemediationFollower | None = None,
 ) -> LoadOutcome:
     gen = ctx.params.generator
     preflight_auth(ctx.params, plan.url)  # a refused token fails here, in one line
     watch = IntegrityWatch.begin(ctx)  # the history's length before any alert is sent
-    with scrape_metrics(ctx, name) as scrape:
+    with _pool_follower(ctx, plan, follower) as following, scrape_metrics(ctx, name) as scrape:
         load = run_load(
             plan, ctx.records_dir, name=name, workers=gen.workers, scheduler=gen.scheduler,
             records_url=gen.records_url, progress=progress,
         )  # fmt: skip
         scrape.align(load.summary)
+        lifetime = following.lifetime_s() if following is not None else None
     records = read_records(load.records_path)
     wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
     check = watch.check(records, plan.payload.run, wait_s)
-    return LoadOutcome(load, records, summarise(records), scrape.summary(), check)
+    outcome = LoadOutcome(load, records, summarise(records), scrape.summary(), check)
+    if plan.pool is not None:
+        outcome.pool = pool_report(plan.pool, load.summary, lifetime)
+    return outcome
