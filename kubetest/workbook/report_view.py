@@ -40,7 +40,7 @@ SECRET_HINTS = ("password", "token", "secret", "dsn", "kubeconfig")
 SECTIONS = (
     "Executive summary", "Business requirements", "Decision rule and confidence",
     "Strengths, concerns and recommendations", "Capacity", "Latency",
-    "The service during the tests", "Data integrity", "Environment",
+    "The service during the tests", "Data integrity", "Remediation", "Environment",
     "Service test suites", "Generator health", "Test durations", "Per-test notebooks",
     "Parameters of this run",
 )  # fmt: skip
@@ -198,7 +198,65 @@ class ReportView:
         integ = self.summary.get("integrity", {})
         if integ.get("lost"):
             concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
+        for test, pool in self.pool_reports():
+            if pool.get("finding"):
+                concerns.append(f"{test}: {pool['finding']}.")
+                if pool.get("needed"):
+                    recs.append(f"Give the alerts a larger workload pool (alerts.workloads."
+                                f"create: {pool['needed']}) and rerun {test}.")  # fmt: skip
         return strengths, concerns, recs
+
+    def pool_reports(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(test, workload_pool)`` of every load and sweep phase that used a pool."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for test, result in sorted(self.results.items()):
+            if isinstance(result.get("workload_pool"), dict):
+                out.append((test, result["workload_pool"]))
+            for phase in result.get("phases_service") or []:
+                if isinstance(phase, dict) and isinstance(phase.get("workload_pool"), dict):
+                    out.append((f"{test} {phase.get('label') or phase.get('phase')}",
+                                phase["workload_pool"]))  # fmt: skip
+        return out
+
+    def remediation(self) -> HTML:
+        """What happened after the 201s: each followed RemediationRequest's end, its time
+        to a terminal phase on kubetest's clock, the RR's own phase timestamps, and how
+        the workload pool served each load."""
+        rows = []
+        for test, result in sorted(self.results.items()):
+            rem = result.get("remediation")
+            if not isinstance(rem, dict) or not rem.get("followed"):
+                continue
+            phases = rem.get("phases") or {}
+            ttt = rem.get("time_to_terminal_s") or {}
+            by_phase = rem.get("time_to_phase_s") or {}
+            row: dict[str, Any] = {
+                "test": test, "followed": rem.get("followed"),
+                "Completed": phases.get("Completed"), "Failed": phases.get("Failed"),
+                "waiting": phases.get("waiting"), "pending": phases.get("pending"),
+                "not found": phases.get("not_found"),
+                "to terminal p50 (s)": ttt.get("p50"), "to terminal p95 (s)": ttt.get("p95"),
+            }  # fmt: skip
+            for phase in ("Executing", "Completed"):
+                stats = by_phase.get(phase) or {}
+                row[f"RR to {phase} p50 (s)"] = stats.get("p50")
+                row[f"RR to {phase} p95 (s)"] = stats.get("p95")
+            rows.append(row)
+        pools = [{"load": test, "workloads": pool.get("workloads"),
+                  "to a free one": pool.get("to_free"), "to a busy one": pool.get("to_busy"),
+                  "busy at start": pool.get("busy_at_start"), "needed": pool.get("needed"),
+                  "controller namespace": pool.get("controller_namespace")}
+                 for test, pool in self.pool_reports()]  # fmt: skip
+        note = ("<p>To terminal: from the request's send to the phase seen by kubetest "
+                "(its clock). RR to a phase: from the RR's creation to the phase's start "
+                "(status.phaseProgress, status.completedAt: the server's clock, whole "
+                "seconds). Completed includes the verification window, so the time to "
+                "Executing is when the action ran. Waiting: Blocked or AwaitingApproval, "
+                "which may wait for a human.</p>")  # fmt: skip
+        parts = [note, table(pd.DataFrame(rows), "No RemediationRequest was followed.").data]
+        if pools:
+            parts += ["<h4>Workload pool</h4>", table(pd.DataFrame(pools)).data]
+        return HTML("".join(parts))
 
     @staticmethod
     def _suite_findings(
