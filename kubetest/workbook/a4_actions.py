@@ -27,6 +27,7 @@ from kubetest.checks import preflight_auth
 from kubetest.engine.client import classify
 from kubetest.remediation import COMPLETED, FollowResult, RemediationFollower, Signal
 from kubetest.remediation import follower_from_params as _follower
+from kubetest.tls import tls_problem, verify
 from kubetest.workbook.context import TestContext
 
 BR_ID = "BR-PA-011"
@@ -116,7 +117,8 @@ def run(ctx: TestContext) -> A4Result:
     )
     followed: FollowResult | None = None
     try:
-        with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx)) as client:
+        with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx),
+                          verify=verify(ctx.params.target.tls)) as client:  # fmt: skip
             for i, action in enumerate(actions):
                 alert = action_alert(action, base + i, namespace=namespace)
                 t0, sent = time.monotonic(), time.time()
@@ -128,7 +130,8 @@ def run(ctx: TestContext) -> A4Result:
                     status = resp.status_code
                     answer = _answer(resp)
                 except httpx.HTTPError as exc:
-                    outcome, error, status = "failed", type(exc).__name__, 0
+                    error = "tls" if tls_problem(exc) else type(exc).__name__
+                    outcome, status = "failed", 0
                 rows.append({"action": action, "fingerprint": alert.fingerprint,
                              "http_status": status, "outcome": outcome, "error": error,
                              "latency_s": time.monotonic() - t0, "sent_epoch": sent,
