@@ -12,6 +12,8 @@ import ipaddress
 import json
 import pickle
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +38,7 @@ from kubetest.metrics import MetricsScrape
 from kubetest.metrics import from_context as metrics_from_context
 from kubetest.params import Params, load_params, parse_params
 from kubetest.probes import probe
+from kubetest.target.server import READY_PREFIX
 from kubetest.tls import TlsError, TlsSettings, tls_problem, verify
 from kubetest.workbook.sweep import wait_for_health
 
@@ -418,3 +421,24 @@ def test_a_tests_clients_take_target_tls_from_its_context(
         w.history.close()  # type: ignore[attr-defined]
     assert isinstance(metrics_from_context(trusted, "T").verify, ssl.SSLContext)
     assert metrics_from_context(untrusted, "T").verify is True
+
+
+def test_reference_target_serves_https_for_trying_it_locally(pki: dict[str, Path]) -> None:
+    """``kubetest target --tls-cert --tls-key``: the same checks against the real target."""
+    cmd = [sys.executable, "-m", "kubetest", "target", "--port", "0", "--exit-on-stdin-eof",
+           "--tls-cert", str(pki["chain"]), "--tls-key", str(pki["key"])]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        base = line.removeprefix(READY_PREFIX).split()[0]
+        assert base.startswith("https://127.0.0.1:"), line
+        params = parse_params({"target": {"url": base, "tls": {"ca_file": str(pki["ca"])}}})
+        assert check_target(params).status == "ok"
+        refused = check_target(parse_params({"target": {"url": base}}))
+        assert refused.fix == tls.UNTRUSTED_FIX
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=15)
+    assert main(["target", "--port", "0", "--tls-cert", str(pki["chain"])]) == 2
