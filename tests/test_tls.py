@@ -376,10 +376,10 @@ def test_metrics_scrape_and_action_history_use_the_settings(
     server: HttpsTarget, pki: dict[str, Path], tmp_path: Path
 ) -> None:
     trusted = verify(params_for(server, ca_file=str(pki["ca"])).target.tls)
-    good = MetricsScrape(tmp_path / "good.csv", url=server.base + "/metrics", interval_s=0.5,
+    good = MetricsScrape(tmp_path / "good.csv", url=server.base + "/metrics", interval_s=2.0,
                          verify=trusted).start()  # fmt: skip
     bad = MetricsScrape(tmp_path / "bad.csv", url=server.base + "/metrics",
-                        interval_s=0.5).start()  # fmt: skip
+                        interval_s=2.0).start()  # fmt: skip
     good.stop()
     bad.stop()
     assert good.scrapes >= 1 and good.errors == 0
