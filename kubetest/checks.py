@@ -37,6 +37,8 @@ import yaml
 from kubetest import __version__
 from kubetest.errors import KubetestError
 from kubetest.params import A4Actions, Environment, Params, load_params
+from kubetest.tls import FIXES as TLS_FIXES
+from kubetest.tls import TlsError, tls_problem, verify
 from kubetest.workbook.context import origin
 
 OK, FAILED, NOT_CONFIGURED = "ok", "failed", "not configured"
@@ -151,8 +153,11 @@ def check_target(
         return _ok("target", "embedded reference target: started for each run")
     url = health_url or params.target.health_url or origin(params.target.url) + "/health"
     try:
-        resp = httpx.get(url, timeout=timeout_s)
+        resp = httpx.get(url, timeout=timeout_s, verify=verify(params.target.tls))
     except httpx.HTTPError as exc:
+        problem = tls_problem(exc)
+        if problem is not None:
+            return _failed("target", f"{url}: {problem.what}", problem.fix)
         return _failed(
             "target",
             f"{url}: {_one_line(exc)}",
@@ -169,7 +174,7 @@ def check_target(
     if params.target.is_embedded and not var:
         return healthy
     auth = check_auth(params, timeout_s, webhook_url_for(params, health_url))
-    if auth.status == FAILED and is_auth_failure(auth):
+    if auth.status == FAILED and (is_auth_failure(auth) or is_tls_failure(auth)):
         return replace(auth, name="target")
     if var and auth.status == OK:
         return replace(healthy, detail=f"{healthy.detail}; {auth.detail}")
@@ -227,8 +232,12 @@ def check_auth(
                            TOKEN_FIX.format(var=var))  # fmt: skip
         headers["Authorization"] = f"Bearer {token}"
     try:
-        resp = httpx.post(url, json=_probe_body(), headers=headers, timeout=timeout_s)
+        resp = httpx.post(url, json=_probe_body(), headers=headers, timeout=timeout_s,
+                          verify=verify(params.target.tls))  # fmt: skip
     except httpx.HTTPError as exc:
+        problem = tls_problem(exc)
+        if problem is not None:
+            return _failed("auth", f"{url}: {problem.what}", problem.fix)
         return _failed("auth", f"POST {url}: {_one_line(exc)}",
                        "start the service or fix target.url")  # fmt: skip
     from kubetest.engine.client import problem_detail
@@ -275,19 +284,40 @@ def is_auth_failure(check: Check) -> bool:
     )
 
 
+def is_tls_failure(check: Check) -> bool:
+    """A failed check whose cause is the service's certificate (its fix says what to set)."""
+    return check.status == FAILED and check.fix in TLS_FIXES
+
+
 class AuthError(KubetestError):
     """The service refused the bearer token (401/403): one line, before any load."""
 
 
 def preflight_auth(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> None:
     """Raise ``AuthError`` (one line) when the webhook at ``url`` refuses kubetest's token,
-    so a load test fails in a second instead of measuring ten minutes of 401s. Other
-    problems are left to the load itself (it records them as outcomes)."""
+    or ``TlsError`` when its certificate is refused, so a load test fails in a second
+    instead of measuring ten minutes of 401s or handshake failures. Other problems are left
+    to the load itself (it records them as outcomes)."""
     if params.target.is_embedded and not params.target.auth_token_env:
         return
     check = _scrub(check_auth(params, timeout_s, webhook_url=url), env_secrets(params))
     if is_auth_failure(check):
         raise AuthError(f"{check.detail}; fix: {check.fix}")
+    if is_tls_failure(check):
+        raise TlsError(f"{check.detail}: {check.fix}")
+
+
+def preflight_tls(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Raise ``TlsError`` (one line) when an HTTPS ``url`` of the service refuses the
+    handshake: a test that only probes (A3) fails now, not after its whole window."""
+    if urlsplit(url).scheme != "https":
+        return
+    try:
+        httpx.get(url, timeout=timeout_s, verify=verify(params.target.tls))
+    except httpx.HTTPError as exc:
+        problem = tls_problem(exc)
+        if problem is not None:
+            raise TlsError(problem.line(url)) from None
 
 
 # --------------------------------------------------------------------------- LLM

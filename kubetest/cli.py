@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: shipped back to this machine",
     )
     load.add_argument("--auth-token-env", help="env var holding a bearer token")
+    verify = load.add_mutually_exclusive_group()
+    verify.add_argument(
+        "--ca-file", help="HTTPS: the CA certificate (PEM) that signed the service's certificate"
+    )
+    verify.add_argument(
+        "--insecure", action="store_true", help="HTTPS: do not verify the certificate (test setups)"
+    )
     load.add_argument(
         "--no-unique", action="store_true", help="repeat identical alerts (dedup test)"
     )
@@ -153,14 +160,23 @@ def _cmd_load(args: argparse.Namespace) -> int:
         raise ParamsError(f"--url {exc}") from None
     from kubetest.checks import preflight_auth
     from kubetest.params import parse_params
+    from kubetest.tls import check_ca_file, settings
 
-    target = {"url": args.url, "api": args.api, "auth_token_env": args.auth_token_env}
-    preflight_auth(parse_params({"target": target}, source="kubetest load"), args.url)
+    if args.ca_file:
+        try:
+            check_ca_file(Path(args.ca_file).expanduser().resolve())
+        except ValueError as exc:
+            raise ParamsError(f"--ca-file: {exc}") from None
+    tls = {"ca_file": args.ca_file, "insecure": args.insecure}
+    target = {"url": args.url, "api": args.api, "auth_token_env": args.auth_token_env,
+              "tls": tls}  # fmt: skip
+    params = parse_params({"target": target}, source="kubetest load")
+    preflight_auth(params, args.url)
     path = run_guide_load(
         args.url, args.rate, args.duration, args.types, args.out, unique=not args.no_unique,
         api=args.api, timeout_s=args.timeout, workers=args.workers, scheduler=args.scheduler,
         records_url=args.records_url, progress=False if args.quiet else None,
-        auth_token_env=args.auth_token_env,
+        auth_token_env=args.auth_token_env, tls=settings(params.target.tls),
     )  # fmt: skip
     print(path)
     import json
@@ -190,8 +206,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     table, required_failed = run_checks(args.params)
     print(table_text(table))
     if required_failed:
-        failed = table[(table["required"] == "yes") & (table["status"] == "failed")]["check"]
-        print(f"kubetest check: required check failed: {', '.join(failed)}", file=sys.stderr)
+        from kubetest.tls import FIXES
+
+        failed = table[(table["required"] == "yes") & (table["status"] == "failed")]
+        print(f"kubetest check: required check failed: {', '.join(failed['check'])}",
+              file=sys.stderr)  # fmt: skip
+        for row in failed[failed["fix"].isin(FIXES)].itertuples():
+            print(f"kubetest check: {row.detail}: {row.fix}", file=sys.stderr)  # the TLS fix
     return 1 if required_failed else 0
 
 

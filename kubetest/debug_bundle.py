@@ -205,7 +205,7 @@ def _read_params(path: Path) -> _Params:
         found.raw_text, found.error = text, f"{path} is not valid YAML: {exc}"
         return found
     try:
-        found.params = parse_params(found.raw, source=str(path))
+        found.params = parse_params(found.raw, source=str(path), base_dir=path.resolve().parent)
     except ParamsError as exc:
         found.error = str(exc)
     return found

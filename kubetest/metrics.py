@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from kubetest import tls
 
 COLUMNS: tuple[str, ...] = ("t_s", "epoch_s", "metric", "labels", "value", "type")
 
@@ -111,6 +114,7 @@ class MetricsScrape:
     prometheus_selector: str = ""
     keep_buckets: bool = False
     relative_to: Path | None = None
+    verify: ssl.SSLContext | bool = True  # HTTPS verification (kubetest.tls.verify)
     note: str | None = None
     scrapes: int = 0
     errors: int = 0
@@ -204,7 +208,7 @@ class MetricsScrape:
 
     def _run(self) -> None:
         client = httpx.Client(
-            timeout=self.timeout_s, trust_env=False,
+            timeout=self.timeout_s, trust_env=False, verify=self.verify,
             headers={"Accept": "text/plain;version=0.0.4"},
         )  # fmt: skip
         due = time.monotonic()
@@ -241,7 +245,10 @@ class MetricsScrape:
             resp = client.get(self.url)
         except httpx.HTTPError as exc:
             self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            problem = tls.tls_problem(exc)
+            self.last_error = (
+                problem.line(self.url) if problem else f"{type(exc).__name__}: {exc}"[:200]
+            )
             return []
         if resp.status_code in (404, 405, 410, 501):
             self._give_up(f"no metrics endpoint: GET {self.url} answered {resp.status_code}")
@@ -273,7 +280,7 @@ class MetricsScrape:
         if self.prometheus_selector:
             matchers += "," + self.prometheus_selector
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
-        with httpx.Client(timeout=30.0, trust_env=False) as client:
+        with httpx.Client(timeout=30.0, trust_env=False, verify=self.verify) as client:
             resp = client.get(
                 url,
                 params={
@@ -508,6 +515,7 @@ def from_context(ctx: Any, name: str) -> MetricsScrape:
         prometheus_url=target.prometheus_url,
         prometheus_selector=target.prometheus_selector,
         relative_to=ctx.session_dir,
+        verify=tls.verify(target.tls),
     )
 
 

@@ -19,12 +19,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from kubetest.errors import ParamsError
 from kubetest.secrets import secret_named
+from kubetest.tls import check_ca_file
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -101,10 +103,36 @@ class EmbeddedTarget(_Model):
 
 class Tls(_Model):
     """How HTTPS to the service is verified: ``ca_file`` (PEM) trusts a private CA;
-    ``insecure`` skips verification (a test setup only)."""
+    ``insecure`` skips verification (a test setup only). A relative ``ca_file`` starts at
+    the params file's folder, like ``external_suites.cwd``; it is kept absolute here."""
 
     ca_file: str | None = None
     insecure: bool = False
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        base = Path((info.context or {}).get("base_dir") or Path.cwd())
+        path = (base / Path(v).expanduser()).resolve()
+        try:
+            check_ca_file(path)
+        except ValueError as exc:
+            if Path(v).expanduser().is_absolute() or path.exists():
+                raise
+            hint = "a relative path starts at the params file's folder"
+            raise ValueError(f"{exc} ({hint})") from None
+        return str(path)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Tls:
+        if self.insecure and self.ca_file:
+            raise ValueError(
+                "ca_file and insecure: true contradict each other: keep ca_file to verify "
+                "the service against that CA, or insecure: true to skip verification"
+            )
+        return self
 
 
 class Target(_Model):
@@ -488,8 +516,11 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def parse_params(data: Any, source: str = "params") -> Params:
-    """Validate already-parsed YAML; raise ``ParamsError`` with one line on the first error."""
+def parse_params(data: Any, source: str = "params", base_dir: Path | None = None) -> Params:
+    """Validate already-parsed YAML; raise ``ParamsError`` with one line on the first error.
+
+    Relative paths in it (``target.tls.ca_file``) start at ``base_dir``, the params
+    file's folder (default: the current one)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -497,7 +528,7 @@ def parse_params(data: Any, source: str = "params") -> Params:
             f"{source}: top level must be a mapping of sections, got {type(data).__name__}"
         )
     try:
-        return Params.model_validate(data)
+        return Params.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         first = exc.errors()[0]
         more = len(exc.errors()) - 1
@@ -521,4 +552,4 @@ def load_params(path: str | Path) -> Params:
         raise ParamsError(
             f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
         ) from None
-    return parse_params(data, source=str(path))
+    return parse_params(data, source=str(path), base_dir=path.resolve().parent)

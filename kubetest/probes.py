@@ -8,6 +8,7 @@ service shows up as failed probes, not as a hung prober.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import pandas as pd
 
 from kubetest.aio import run_sync
+from kubetest.tls import tls_problem
 
 
 async def _probe_loop(
@@ -24,10 +26,11 @@ async def _probe_loop(
     interval_s: float,
     timeout_s: float,
     on_probe: Callable[[dict[str, object]], None] | None,
+    verify: ssl.SSLContext | bool = True,
 ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=2)
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits, verify=verify) as client:
         loop = asyncio.get_running_loop()
         start = loop.time()
         n = int(duration_s / interval_s) + 1
@@ -43,8 +46,8 @@ async def _probe_loop(
                     error = f"http_{status // 100}xx"
             except httpx.TimeoutException:
                 error = "timeout"
-            except httpx.ConnectError:
-                error = "refused"
+            except httpx.ConnectError as exc:
+                error = "tls" if tls_problem(exc) else "refused"
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
             row = {"k": k, "t_s": sent, "done_s": loop.time() - start, "ok": not error,
@@ -71,8 +74,10 @@ def probe(
     timeout_s: float | None = None,
     out_csv: Path | None = None,
     on_probe: Callable[[dict[str, object]], None] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> pd.DataFrame:
-    """Probe ``url`` every ``interval_s`` for ``duration_s``; one row per probe."""
+    """Probe ``url`` every ``interval_s`` for ``duration_s``; one row per probe
+    (``verify``: HTTPS verification, ``kubetest.tls.verify``)."""
     timeout = min(timeout_s or interval_s, max(interval_s, 0.05))
     fh = out_csv.open("w") if out_csv else None
     if fh:
@@ -87,7 +92,7 @@ def probe(
             on_probe(row)
 
     try:
-        rows = run_sync(_probe_loop(url, duration_s, interval_s, timeout, record))
+        rows = run_sync(_probe_loop(url, duration_s, interval_s, timeout, record, verify))
     finally:
         if fh:
             fh.close()

@@ -25,6 +25,7 @@ for ``SETTLE_S`` seconds (an asynchronous service may still be processing).
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ import pandas as pd
 
 from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status
 from kubetest.engine.client import GENERATOR_ERRORS
+from kubetest.tls import verify
 
 #: Stop polling once the run's entries stopped growing for this long (or all showed up).
 SETTLE_S = 5.0
@@ -132,10 +134,18 @@ class ActionHistory:
     """``GET actions_url?since=&limit=``: a JSON list (or ``{"items": [...]}``); entries
     with an ``index`` are paged from ``since``, others are read in one request."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout_s: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+    ):
         self.url = url
         self.method = f"action history GET {url}"
-        self.client = httpx.Client(timeout=timeout_s, headers=headers or {}, trust_env=False)
+        self.client = httpx.Client(
+            timeout=timeout_s, headers=headers or {}, trust_env=False, verify=verify
+        )
         self.requests = 0
 
     def _get(self, params: dict[str, int]) -> tuple[list[dict[str, Any]], httpx.Response]:
@@ -296,7 +306,10 @@ class IntegrityWatch:
                            "RemediationRequests: set environment.kubeconfig to reconcile them "
                            "(or target.actions_url to an action history)",
                            "RemediationRequests")  # fmt: skip
-        return cls(ActionHistory(ctx.actions_url, _headers(params), target.timeout_s), None)
+        history = ActionHistory(
+            ctx.actions_url, _headers(params), target.timeout_s, verify(target.tls)
+        )
+        return cls(history, None)
 
     def check(self, records: pd.DataFrame, run: str, wait_s: float) -> IntegrityCheck:
         """Poll the history (at most ``wait_s`` s, about once a second) and reconcile."""

@@ -54,6 +54,7 @@ import ssl
 import aiohttp
 
 from kubetest.errors import KubetestError
+from kubetest.tls import TlsSettings, verify
 
 #: API profiles (params ``target.api``).
 APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
@@ -256,10 +257,14 @@ def auth_header(auth_token_env: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def make_session(max_connections: int, timeout_s: float) -> aiohttp.ClientSession:
+def make_session(
+    max_connections: int, timeout_s: float, tls: TlsSettings | None = None
+) -> aiohttp.ClientSession:
     """One session for a whole shard: pooled keep-alive connections, capped, with a total
-    per-request timeout (connect + send + wait + read)."""
-    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, ttl_dns_cache=300)
+    per-request timeout (connect + send + wait + read); HTTPS verified per ``tls``."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections, limit_per_host=0, ttl_dns_cache=300, ssl=verify(tls)
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_s),

@@ -57,6 +57,7 @@ from kubetest.engine.records import OUTCOMES, new_histogram
 from kubetest.engine.schedule import constant, mean_rate, planned_duration, poisson
 from kubetest.engine.shard import ShardResult, StopToken, run_shard
 from kubetest.errors import KubetestError
+from kubetest.tls import TlsSettings, tls_problem
 
 RATE_SHORTFALL = 0.95
 LAG_P99_LIMIT_S = 0.050
@@ -87,6 +88,7 @@ class LoadPlan:
     auth_token_env: str | None = None
     target_rate_per_s: float | None = None
     max_lag_s: float = 1.0  # an arrival this far behind schedule is recorded late, not sent
+    tls: TlsSettings = field(default_factory=TlsSettings)  # the context is built per shard
     # the workloads alerts name (kubernaut: real Deployments); one process only (params)
     pool: WorkloadScheduler | None = None
 
@@ -579,6 +581,9 @@ def summarize(
         target = plan.target_rate_per_s or mean_rate(plan.schedule)
     lag = overall.lag
     notes = [n for r in results for n in r.notes] + shard_notes
+    problem = tls_problem(samples.get("tls", ""))
+    if problem is not None:  # every request fails alike: say the fix once
+        notes.append(problem.line(_public_url(plan.url)))
     lost_rows = [
         {"worker": i.shard, "address": i.address, "reason": i.lost, "records": i.records}
         for i in shards
@@ -663,6 +668,7 @@ def run_guide_load(
     arrivals: str = "constant",
     max_in_flight: int = 10_000,
     seed: int = 0,
+    tls: TlsSettings | None = None,
 ) -> Path:
     """``kubetest load``: the guide's alert generator, measured properly.
 
@@ -708,6 +714,7 @@ def run_guide_load(
         payload=payload,
         auth_token_env=auth_token_env,
         target_rate_per_s=rate_s,
+        tls=tls or TlsSettings(),
     )
     result = run_load(
         plan,

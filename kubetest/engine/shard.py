@@ -231,7 +231,7 @@ class _Shard:
         self.t0 = time.perf_counter() + (self.start_epoch - time.time())
         self.headers_env = self.plan.auth_token_env
         auth_header(self.headers_env)  # fail before sending anything if the token is missing
-        session = make_session(self.cap, self.plan.timeout_s)
+        session = make_session(self.cap, self.plan.timeout_s, self.plan.tls)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         try:
             await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start

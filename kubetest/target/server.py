@@ -40,8 +40,8 @@ class TargetStartError(KubetestError):
     """The embedded reference target did not come up (the message says why)."""
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _describe(config: TargetConfig) -> str:
@@ -75,7 +75,8 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             sockname = self.servers[0].sockets[0].getsockname()
-            url = _url(self.config.host, sockname[1])
+            scheme = "https" if self.config.ssl_certfile else "http"
+            url = _url(self.config.host, sockname[1], scheme)
             print(f"{READY_PREFIX}{url} ({self._announce})", flush=True)
 
     async def on_tick(self, counter: int) -> bool:
@@ -99,6 +100,8 @@ def serve(
     *,
     log_level: str = "warning",
     exit_on_stdin_eof: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> None:
     """Serve the target in the foreground until SIGINT/SIGTERM (then return normally).
 
@@ -117,6 +120,8 @@ def serve(
         server_header=False,
         backlog=4096,
         timeout_graceful_shutdown=3,
+        ssl_certfile=tls_cert,  # HTTPS, to try target.tls locally
+        ssl_keyfile=tls_key,
     )
     stop = threading.Event()
     if exit_on_stdin_eof:
@@ -334,6 +339,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default="warning",
         help="server log level (default: %(default)s)",
     )
+    add("--tls-cert", help="serve HTTPS with this certificate chain (PEM); needs --tls-key")
+    add("--tls-key", help="the private key (PEM) of --tls-cert")
     add(
         "--exit-on-stdin-eof",
         action="store_true",
@@ -384,12 +391,18 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     For ``kubetest target`` as well as ``python -m kubetest.target``.
     """
+    config = config_from_args(args)
+    tls_files = [f for f in (args.tls_cert, args.tls_key) if f]
+    if len(tls_files) == 1 or any(not os.path.isfile(f) for f in tls_files):
+        raise ParamsError("target: HTTPS needs both --tls-cert and --tls-key, existing PEM files")
     serve(
-        config_from_args(args),
+        config,
         args.host,
         args.port,
         log_level=args.log_level,
         exit_on_stdin_eof=args.exit_on_stdin_eof,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     return 0
 

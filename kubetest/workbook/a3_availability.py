@@ -15,9 +15,11 @@ import pandas as pd
 
 from kubetest.analysis.availability import Availability, availability_from_probes
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
+from kubetest.checks import preflight_tls
 from kubetest.engine.progress import Throttle, in_notebook, session_note
 from kubetest.metrics import scrape_metrics
 from kubetest.probes import probe
+from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 
 BR_ID = "BR-PA-001"
@@ -106,11 +108,13 @@ def run(ctx: TestContext) -> A3Result:
     started = datetime.now(UTC)
     window_s = sec.duration_min * 60.0
     ctx.records_dir.mkdir(parents=True, exist_ok=True)
+    preflight_tls(ctx.params, ctx.health_url)  # a refused certificate fails now, in one line
     with scrape_metrics(ctx, "A3") as scrape:  # what the service did while it was probed
         scrape.align({"start_epoch": time.time()})
         probes = probe(
             ctx.health_url, window_s, sec.probe_interval_s,
             out_csv=ctx.records_dir / "A3_probes.csv", on_probe=_progress(window_s),
+            verify=verify(ctx.params.target.tls),
         )  # fmt: skip
     avail = availability_from_probes(probes, window_s, sec.target, sec.probe_interval_s)
     req = judge(avail)

@@ -28,6 +28,7 @@ from kubetest.engine.client import classify
 from kubetest.engine.pool import WorkloadScheduler
 from kubetest.remediation import COMPLETED, FollowResult, RemediationFollower, Signal
 from kubetest.remediation import follower_from_params as _follower
+from kubetest.tls import tls_problem, verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import connect_pool
 
@@ -137,7 +138,8 @@ def run(ctx: TestContext) -> A4Result:
         connect_pool(follower, scheduler)
     followed: FollowResult | None = None
     try:
-        with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx)) as client:
+        with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx),
+                          verify=verify(ctx.params.target.tls)) as client:  # fmt: skip
             for i, action in enumerate(actions):
                 workload = scheduler.acquire() if scheduler is not None else None
                 alert = action_alert(action, base + i, namespace=namespace, workload=workload)
@@ -150,7 +152,8 @@ def run(ctx: TestContext) -> A4Result:
                     status = resp.status_code
                     answer = _answer(resp)
                 except httpx.HTTPError as exc:
-                    outcome, error, status = "failed", type(exc).__name__, 0
+                    error = "tls" if tls_problem(exc) else type(exc).__name__
+                    outcome, status = "failed", 0
                 if scheduler is not None and workload is not None:
                     scheduler.answered(workload, outcome, resp.content if status else b"")
                 rows.append({"action": action, "fingerprint": alert.fingerprint,

@@ -36,6 +36,7 @@ from kubetest.analysis.capacity import (
 )
 from kubetest.analysis.verdicts import Requirement
 from kubetest.engine import schedule
+from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
@@ -146,7 +147,10 @@ class _Sweep:
         """Recover (after the first phase), run one phase, record it; ``None`` = halted."""
         recovery = None
         if self.phases:
-            recovery = wait_for_health(self.ctx.health_url, self.sec.recovery_s)
+            recovery = wait_for_health(
+                self.ctx.health_url, self.sec.recovery_s,
+                verify=verify(self.ctx.params.target.tls),
+            )  # fmt: skip
             if not recovery.healthy:
                 self.stopped = (
                     f"the service did not answer {self.ctx.health_url} healthy within "

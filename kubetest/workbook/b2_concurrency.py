@@ -25,6 +25,7 @@ from kubetest.analysis.capacity import (
     judge_concurrency_level,
     measure_phase,
 )
+from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
@@ -108,7 +109,11 @@ def run(
     for n in sec.levels:
         phase = None
         for _ in range(LEVEL_TRIES):  # a generator-limited level is run once more
-            recovery = wait_for_health(ctx.health_url, sec.recovery_s) if phases else None
+            recovery = (
+                wait_for_health(ctx.health_url, sec.recovery_s,
+                                verify=verify(ctx.params.target.tls))
+                if phases else None
+            )  # fmt: skip
             if recovery is not None and not recovery.healthy:
                 stopped = (f"the service did not answer {ctx.health_url} healthy within "
                            f"recovery_s = {sec.recovery_s:g} s ({recovery.note})")  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kubetest import tls
 from kubetest.alerts import PayloadFactory
 from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
@@ -101,6 +102,7 @@ def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
             namespace=ctx.params.alerts.namespace,
         ),  # fmt: skip
         auth_token_env=target.auth_token_env,
+        tls=tls.settings(target.tls),
         **mode,
     )
 

@@ -8,6 +8,7 @@ a phase's numbers never mix with its neighbours' drain; the judgement rules live
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,12 @@ class Recovery:
     note: str = ""
 
 
-def wait_for_health(url: str, max_s: float, interval_s: float = RECOVERY_PROBE_S) -> Recovery:
+def wait_for_health(
+    url: str,
+    max_s: float,
+    interval_s: float = RECOVERY_PROBE_S,
+    verify: ssl.SSLContext | bool = True,
+) -> Recovery:
     """Probe ``url`` until it answers 2xx or ``max_s`` passes (at least one probe).
 
     A service without a health endpoint (404/405) gets the guide's fixed pause instead.
@@ -44,7 +50,7 @@ def wait_for_health(url: str, max_s: float, interval_s: float = RECOVERY_PROBE_S
     start = time.monotonic()
     deadline = start + max_s
     last = "no answer"
-    with httpx.Client(timeout=max(min(2.0, max_s), 0.2)) as client:
+    with httpx.Client(timeout=max(min(2.0, max_s), 0.2), verify=verify) as client:
         while True:
             try:
                 status = client.get(url).status_code
