@@ -56,7 +56,7 @@ _HOUSEKEEPING = re.compile(r"metrics|health|ready|live|outcomes|actions")
 PROMETHEUS_NAMES = (
     r".*(request|alert|signal|webhook)s?(_[a-z0-9]+)*_total|.*(in_?flight|inflight|busy|"
     r"concurren|queue|pending|waiting|backlog).*|process_cpu_seconds_total|"
-    r"process_resident_memory_bytes"
+    r"process_resident_memory_bytes|gateway_[a-z_]+_total"  # the gateway's cross-checked counters
 )
 
 
@@ -125,6 +125,7 @@ class MetricsScrape:
     _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _active: bool = field(default=True, repr=False)
+    _first: threading.Event = field(default_factory=threading.Event, repr=False)
     _summary: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -154,6 +155,8 @@ class MetricsScrape:
         self._t0 = time.time()
         self._thread = threading.Thread(target=self._run, name="kubetest-metrics", daemon=True)
         self._thread.start()
+        # the first sample is the counters' baseline: taken before any alert is sent
+        self._first.wait(self.timeout_s + 1.0)
         return self
 
     def align(self, load_summary: dict[str, Any]) -> None:
@@ -213,6 +216,7 @@ class MetricsScrape:
                 late = max(0.0, time.monotonic() - due)
                 stopping = self._stop.is_set()
                 self._tick(client, late)
+                self._first.set()
                 if stopping:
                     return
                 due += self.interval_s
@@ -223,6 +227,7 @@ class MetricsScrape:
         except Exception as exc:  # never take the test down
             self.note = f"metrics sampling stopped: {type(exc).__name__}: {exc}"[:300]
         finally:
+            self._first.set()
             client.close()
 
     def _tick(self, client: httpx.Client, late_s: float) -> None:

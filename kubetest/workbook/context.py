@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kubetest import endpoints
 from kubetest.params import TESTS, Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +99,7 @@ class TestContext:
 
     @property
     def health_url(self) -> str:
-        return self.params.target.health_url or self.base_url + "/health"
+        return endpoints.health_url(self.params.target, self.target_url)
 
     @property
     def actions_url(self) -> str:
@@ -106,7 +107,7 @@ class TestContext:
 
     @property
     def metrics_url(self) -> str:
-        return self.params.target.metrics_url or self.base_url + "/metrics"
+        return endpoints.metrics_url(self.params.target, self.target_url)
 
     @property
     def records_dir(self) -> Path:

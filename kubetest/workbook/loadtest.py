@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from kubetest.alerts import PayloadFactory
+from kubetest.analysis.gateway_counters import cross_check
 from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
 from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
-from kubetest.metrics import scrape_metrics
+from kubetest.metrics import read_metrics, scrape_metrics
 from kubetest.workbook.context import TestContext
 
 
@@ -32,6 +33,7 @@ class LoadOutcome:
     latency: LatencySummary
     service_metrics: dict[str, Any] = field(default_factory=dict)
     integrity: IntegrityCheck | None = None
+    gateway_counters: dict[str, Any] | None = None  # kubernaut profile only
 
     @property
     def saturated(self) -> bool:
@@ -49,8 +51,11 @@ class LoadOutcome:
 
     def service_result(self) -> dict[str, Any]:
         """The result-file keys of the service's side: ``service_metrics``, and
-        ``integrity`` (the counts, only when reconciled) with ``integrity_check``."""
+        ``integrity`` (the counts, only when reconciled) with ``integrity_check``, and
+        ``gateway_counters`` (the gateway's counters against kubetest's counts)."""
         out: dict[str, Any] = {"service_metrics": self.service_metrics}
+        if self.gateway_counters is not None:
+            out["gateway_counters"] = self.gateway_counters
         if self.integrity is not None:
             out["integrity_check"] = self.integrity.as_dict()
             if self.integrity.checked:
@@ -110,4 +115,7 @@ def execute(
     records = read_records(load.records_path)
     wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
     check = watch.check(records, plan.payload.run, wait_s)
-    return LoadOutcome(load, records, summarise(records), scrape.summary(), check)
+    counters = None
+    if ctx.params.target.api == "kubernaut":
+        counters = cross_check(read_metrics(scrape.path), load.summary, scrape.source)
+    return LoadOutcome(load, records, summarise(records), scrape.summary(), check, counters)
