@@ -13,7 +13,8 @@ It answers as jordigilh/kubernaut at d5a4a870967312d98dbc302ac2ae3505087bfcb0 do
   (``writeReadinessUnavailable``, ``pkg/gateway/server.go``);
 * ``GET /metrics``: Prometheus text with ``gateway_signals_received_total``,
   ``gateway_crds_created_total`` and ``gateway_signals_deduplicated_total``
-  (``pkg/gateway/metrics/metrics.go``), each child appearing at its first increment.
+  (``pkg/gateway/metrics/metrics.go``), each child appearing at its first increment, and
+  the plain counter ``gateway_discovery_refresh_errors_total``, there from the start.
   ``miscount`` leaves that many creations out of the counter (a gateway that lost count).
 """
 
@@ -48,7 +49,8 @@ class FakeGateway:
         self.ready_detail = ready_detail
         self.miscount = miscount
         self.counts: Counter[str] = Counter()  # what it answered
-        self.metrics: dict[tuple[str, str], float] = {}
+        self.metrics: dict[tuple[str, str], float] = {
+            ("gateway_discovery_refresh_errors_total", ""): 0.0}
         self.seen_pods: set[str] = set()
         self.lock = threading.Lock()
         gw = self
@@ -106,7 +108,8 @@ class FakeGateway:
             lines = []
             for name in sorted({m for (m, _), _ in items}):
                 lines.append(f"# TYPE {name} counter")
-                lines += [f"{m}{{{lab}}} {v:g}" for (m, lab), v in items if m == name]
+                lines += [f"{m}{{{lab}}} {v:g}" if lab else f"{m} {v:g}"
+                          for (m, lab), v in items if m == name]  # fmt: skip
             return self._send(h, 200, ("\n".join(lines) + "\n").encode(),
                               "text/plain; version=0.0.4")  # fmt: skip
         self._send(h, 404, b"404 page not found\n", "text/plain")
