@@ -185,7 +185,8 @@ def _unreachable_fix(params: Params, url: str) -> str:
 def _unhealthy(params: Params, url: str, resp: httpx.Response) -> Check:
     """Not 2xx: the gateway's ``/readyz`` says which dependency is down in an RFC 7807
     ``detail`` (``writeReadinessUnavailable`` in ``pkg/gateway/server.go``; plain
-    ``starting up`` from the bootstrap server, ``pkg/shared/health/server.go``)."""
+    ``starting up`` from the bootstrap server, ``pkg/shared/health/server.go``; kubernaut
+    at d5a4a870967312d98dbc302ac2ae3505087bfcb0)."""
     from kubetest.engine.client import problem_detail
 
     said = problem_detail(resp.content)
@@ -300,7 +301,8 @@ def _gateway_refusal(
     params: Params, url: str, code: int, said: str, var: str, token: str
 ) -> Check:
     """The Kubernaut gateway's 401 (its TokenReview did not authenticate the token) or 403
-    (its SubjectAccessReview found no grant), explained with the fix (``kubetest.rbac``)."""
+    (its SubjectAccessReview found no grant), explained with the fix; the gateway's side is
+    in ``kubetest.rbac`` with its source files and commit."""
     info = rbac.token_info(token)
     who = info.subject if info else f"the token in ${var}"
     if code == 401:

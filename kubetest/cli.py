@@ -184,7 +184,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(table_text(table))
     if required_failed:
         failed = table[(table["required"] == "yes") & (table["status"] == "failed")]["check"]
-        print(f"kubetest check: required check failed: {', '.join(failed)}", file=sys.stderr)
+        names = ", ".join(dict.fromkeys(failed))  # rbac has a row per denied permission
+        print(f"kubetest check: required check failed: {names}", file=sys.stderr)
     return 1 if required_failed else 0
 
 

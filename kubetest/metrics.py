@@ -8,6 +8,8 @@ the samples line up with the records' ``intended_s``). Each tick also samples th
 generator itself: its process CPU time and how late the tick woke up (a loaded generator
 process holds the GIL and wakes this thread late, like it delays its own event loop).
 
+The first sample is taken before ``start`` returns (so before any alert is sent): it is
+the baseline of the service's counters (``kubetest.analysis.gateway_counters``).
 The thread never sends more than one request per interval, gives up on a request after
 less than an interval, and never fails the test: a target without ``/metrics`` (404, or
 an answer that is not Prometheus text) gets a note and the scraping stops. With

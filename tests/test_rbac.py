@@ -269,3 +269,32 @@ def test_an_unready_gateway_shows_what_is_down_in_one_line() -> None:
     assert row.detail == (f"{gw.health_url}: HTTP 503: Service Unavailable: {detail} "
                           "(the gateway is not ready)")  # fmt: skip
     assert "DataStorage" in row.fix
+
+
+def test_cli_check_prints_each_denied_permission(tmp_path: Path) -> None:
+    """``kubetest check`` end to end: rows in the table, exit 1, the check named once."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    denied = {("create", "apps", "deployments", "test-workloads"),
+              ("delete", "apps", "deployments", "test-workloads")}  # fmt: skip
+    with KubeStandIn(denied=denied) as api, FakeGateway() as gw:
+        params = tmp_path / "p.yaml"
+        params.write_text(yaml.safe_dump({
+            "target": {"url": gw.url, "api": "kubernaut", "health_url": gw.health_url},
+            "environment": {"kubeconfig": str(api.kubeconfig(tmp_path / "kc"))},
+            "alerts": {"namespace": "test-workloads", "workloads": {"create": 2}},
+        }))  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-m", "kubetest", "check", "--params", str(params)],
+                             capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert out.returncode == 1, out
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("rbac")]
+    assert [ln.split()[1] for ln in lines] == ["failed", "failed", "not"]  # + not configured
+    assert "denied: create deployments.apps in namespace test-workloads" in out.stdout
+    assert "denied: delete deployments.apps" in out.stdout
+    assert out.stderr.strip() == "kubetest check: required check failed: rbac"
+    assert TOKEN not in out.stdout + out.stderr
