@@ -170,7 +170,8 @@ def check_target(
 
 def _gateway_ports(params: Params) -> bool:
     """The health URL is the Kubernaut gateway's own port (``kubetest.endpoints``)."""
-    return params.target.api == "kubernaut" and not params.target.health_url
+    t = params.target
+    return t.api == "kubernaut" and not t.is_embedded and not t.health_url
 
 
 def _unreachable_fix(params: Params, url: str) -> str:
@@ -853,8 +854,7 @@ def check_rbac(params: Params, timeout_s: float = TIMEOUT_S) -> list[Check]:
             for why in needs.unknown]  # fmt: skip
     if kubeconfig == "embedded":
         return [_not_configured("rbac", "environment.kubeconfig is 'embedded': the embedded "
-                                "target's own cluster, where kubetest is its administrator",
-                                ""), *rows]  # fmt: skip
+                                "target's own cluster, not checked here", ""), *rows]  # fmt: skip
     path = Path(kubeconfig).expanduser()
     if not path.is_file():  # the kubernetes row says so already
         return [_failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
@@ -903,7 +903,14 @@ def _review_all(path: Path, needs: rbac.Needs, deadline: Deadline) -> list[Check
         api_client.close()
     if not rows:
         rows.append(_ok("rbac", f"{len(allowed)} permissions allowed: " + _grouped(allowed)))
-    return rows
+    return [_scrub(r, _client_secrets(api_client)) for r in rows]
+
+
+def _client_secrets(api_client: Any) -> list[str]:
+    """The credentials the kubernetes client loaded (a library message must not show them)."""
+    cfg = api_client.configuration
+    keys = [str(v).removeprefix("Bearer ") for v in (cfg.api_key or {}).values()]
+    return [s for s in (*keys, cfg.password or "") if s]
 
 
 def _grouped(perms: list[rbac.Permission]) -> str:
