@@ -33,7 +33,7 @@ class LoadOutcome:
     latency: LatencySummary
     service_metrics: dict[str, Any] = field(default_factory=dict)
     integrity: IntegrityCheck | None = None
-    gateway_counters: dict[str, Any] | None = None  # kubernaut profile only
+    gateway_counters: dict[str, Any] | None = None  # a real Kubernaut gateway only
 
     @property
     def saturated(self) -> bool:
@@ -115,7 +115,7 @@ def execute(
     records = read_records(load.records_path)
     wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
     check = watch.check(records, plan.payload.run, wait_s)
-    counters = None
-    if ctx.params.target.api == "kubernaut":
+    counters = None  # a real gateway's counters (the embedded target keeps its own)
+    if ctx.params.target.api == "kubernaut" and not ctx.params.target.is_embedded:
         counters = cross_check(read_metrics(scrape.path), load.summary, scrape.source)
     return LoadOutcome(load, records, summarise(records), scrape.summary(), check, counters)
