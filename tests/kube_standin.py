@@ -13,7 +13,7 @@ phases move as a controller would move them. ``Bridge`` mirrors what the referen
 API reference describes SelfSubjectAccessReview (authorization.k8s.io/v1): 201 with the
 review echoed back and ``status.allowed``; here allowed unless ``(verb, group, resource,
 namespace)`` of ``spec.resourceAttributes`` is in ``denied`` (RBAC never denies outright:
-``status.denied`` stays false and the reason empty, as for a request no rule grants).
+``status.denied`` is left out and the reason empty, as for a request no rule grants).
 """
 
 from __future__ import annotations
