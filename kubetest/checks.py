@@ -34,7 +34,7 @@ import httpx
 import pandas as pd
 import yaml
 
-from kubetest import __version__
+from kubetest import __version__, endpoints, rbac
 from kubetest.errors import KubetestError
 from kubetest.params import A4Actions, Environment, Params, load_params
 from kubetest.tls import FIXES as TLS_FIXES
@@ -151,24 +151,16 @@ def check_target(
     """
     if health_url is None and params.target.is_embedded:
         return _ok("target", "embedded reference target: started for each run")
-    url = health_url or params.target.health_url or origin(params.target.url) + "/health"
+    url = health_url or endpoints.health_url(params.target)
     try:
         resp = httpx.get(url, timeout=timeout_s, verify=verify(params.target.tls))
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
             return _failed("target", f"{url}: {problem.what}", problem.fix)
-        return _failed(
-            "target",
-            f"{url}: {_one_line(exc)}",
-            "start the service or fix target.url / target.health_url",
-        )
+        return _failed("target", f"{url}: {_one_line(exc)}", _unreachable_fix(params, url))
     if not resp.is_success:
-        return _failed(
-            "target",
-            f"{url}: HTTP {resp.status_code}",
-            "the service answers but is not healthy: see its logs",
-        )
+        return _unhealthy(params, url, resp)
     healthy = _ok("target", f"{url}: HTTP {resp.status_code}")
     var = params.target.auth_token_env
     if params.target.is_embedded and not var:
@@ -179,6 +171,40 @@ def check_target(
     if var and auth.status == OK:
         return replace(healthy, detail=f"{healthy.detail}; {auth.detail}")
     return healthy
+
+
+def _gateway_ports(params: Params) -> bool:
+    """The health URL is the Kubernaut gateway's own port (``kubetest.endpoints``)."""
+    t = params.target
+    return t.api == "kubernaut" and not t.is_embedded and not t.health_url
+
+
+def _unreachable_fix(params: Params, url: str) -> str:
+    if _gateway_ports(params):
+        return (f"the gateway serves {endpoints.GATEWAY_HEALTH_PATH} on its own port "
+                f"{endpoints.GATEWAY_HEALTH_PORT} (metrics on {endpoints.GATEWAY_METRICS_PORT}): "
+                "reach it too (kubectl -n <kubernaut namespace> port-forward svc/gateway-service "
+                "8080 8081 9090) or set target.health_url")  # fmt: skip
+    return "start the service or fix target.url / target.health_url"
+
+
+def _unhealthy(params: Params, url: str, resp: httpx.Response) -> Check:
+    """Not 2xx: the gateway's ``/readyz`` says which dependency is down in an RFC 7807
+    ``detail`` (``writeReadinessUnavailable`` in ``pkg/gateway/server.go``; plain
+    ``starting up`` from the bootstrap server, ``pkg/shared/health/server.go``; kubernaut
+    at d5a4a870967312d98dbc302ac2ae3505087bfcb0)."""
+    from kubetest.engine.client import problem_detail
+
+    said = problem_detail(resp.content)
+    detail = f"{url}: HTTP {resp.status_code}" + (f": {said}" if said else "")
+    if resp.status_code == 404 and _gateway_ports(params):
+        return _failed("target", detail, _unreachable_fix(params, url))
+    if resp.status_code == 503 and params.target.api == "kubernaut":
+        return _failed("target", detail + " (the gateway is not ready)",
+                       "bring back what the detail names (the Kubernetes API, DataStorage, "
+                       "the fleet backend) or wait for the informer cache to sync; see the "
+                       "gateway's log")  # fmt: skip
+    return _failed("target", detail, "the service answers but is not healthy: see its logs")
 
 
 # --------------------------------------------------------------------------- auth
@@ -218,15 +244,17 @@ def check_auth(
     params: Params, timeout_s: float = TIMEOUT_S, webhook_url: str | None = None
 ) -> Check:
     """One deliberately invalid alert, with the bearer token when one is configured:
-    401/403 is "authentication failed" (before any load wastes its minutes)."""
+    401/403 is "authentication/authorization failed" (before any load wastes its minutes);
+    for the Kubernaut gateway each says which of its two reviews refused, and the fix."""
     var = params.target.auth_token_env
     url = webhook_url or webhook_url_for(params)
     if url is None:
         how = f"token from ${var}" if var else "no token"
         return _ok("auth", f"embedded reference target ({how}): checked when it starts")
     headers = {"Content-Type": "application/json"}
+    token = ""
     if var:
-        token = os.environ.get(var)
+        token = os.environ.get(var, "")
         if not token:
             return _failed("auth", f"${var} (target.auth_token_env) is not set",
                            TOKEN_FIX.format(var=var))  # fmt: skip
@@ -245,6 +273,8 @@ def check_auth(
     code = resp.status_code
     said = problem_detail(resp.content)
     said = f" ({said})" if said else ""
+    if code in (401, 403) and var and params.target.api == "kubernaut":
+        return _gateway_refusal(params, url, code, said, var, token)
     if code in (401, 403):
         what = "rejected" if code == 401 else "not allowed"
         if var:
@@ -277,10 +307,34 @@ def check_auth(
     return _ok("auth", f"POST {url}: {how} (HTTP {code} to a deliberately invalid alert)")
 
 
+def _gateway_refusal(
+    params: Params, url: str, code: int, said: str, var: str, token: str
+) -> Check:
+    """The Kubernaut gateway's 401 (its TokenReview did not authenticate the token) or 403
+    (its SubjectAccessReview found no grant), explained with the fix; the gateway's side is
+    in ``kubetest.rbac`` with its source files and commit."""
+    info = rbac.token_info(token)
+    who = info.subject if info else f"the token in ${var}"
+    if code == 401:
+        why = (f"the token in ${var} is not valid for the cluster's TokenReview"
+               + (f" ({who}, expired {info.expires:%Y-%m-%d %H:%M} UTC)"
+                  if info and info.expired else ""))  # fmt: skip
+        return _failed("auth", f"authentication failed: POST {url} answered 401{said}: {why}",
+                       rbac.token_fix(var, info))  # fmt: skip
+    ns = params.remediation.namespace
+    return _failed(
+        "auth",
+        f"authorization failed: POST {url} answered 403{said}: {who} is authenticated but "
+        f"lacks the gateway's grant ({rbac.gateway_grant(ns)})",
+        rbac.signal_source_fix(ns, info),
+    )
+
+
 def is_auth_failure(check: Check) -> bool:
     """A failed ``check_auth`` that is about the token (not reachability or the path)."""
     return check.status == FAILED and (
-        check.detail.startswith("authentication failed") or "auth_token_env" in check.detail
+        check.detail.startswith(("authentication failed", "authorization failed"))
+        or "auth_token_env" in check.detail
     )
 
 
@@ -814,10 +868,97 @@ def _kube_fix(status: int) -> str:
     return "see the API server's logs"
 
 
+# --------------------------------------------------------------------------- RBAC
+
+
+def check_rbac(params: Params, timeout_s: float = TIMEOUT_S) -> list[Check]:
+    """kubetest's own rights in the cluster (``kubernaut`` profile with
+    ``environment.kubeconfig``), asked with SelfSubjectAccessReviews: one row per denied
+    permission or missing namespace, else one ``ok`` row; ``[]`` when not applicable."""
+    env = params.environment
+    kubeconfig = env.kubeconfig if env else None
+    if params.target.api != "kubernaut" or not kubeconfig:
+        return []
+    needs = rbac.required_permissions(params)
+    rows = [_not_configured("rbac", why, "set remediation.namespace to check it before the run")
+            for why in needs.unknown]  # fmt: skip
+    if kubeconfig == "embedded":
+        return [_not_configured("rbac", "environment.kubeconfig is 'embedded': the embedded "
+                                "target's own cluster, not checked here", ""), *rows]  # fmt: skip
+    path = Path(kubeconfig).expanduser()
+    if not path.is_file():  # the kubernetes row says so already
+        return [_failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
+                *rows]  # fmt: skip
+    return _review_all(path, needs, Deadline(timeout_s)) + rows
+
+
+def _review_all(path: Path, needs: rbac.Needs, deadline: Deadline) -> list[Check]:
+    from kubernetes import config
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api_client = config.new_client_from_config(config_file=str(path))
+    except Exception as exc:
+        return [_failed("rbac", f"kubeconfig {path}: {_one_line(exc)}",
+                        "fix the kubeconfig (kubectl config view)")]  # fmt: skip
+    rows: list[Check] = []
+    allowed: list[rbac.Permission] = []
+    try:
+        missing = set()
+        for ns, (param, fix) in needs.namespaces.items():
+            if rbac.namespace_exists(api_client, ns, deadline.left()) is False:
+                missing.add(ns)
+                rows.append(_failed("rbac", f"namespace {ns} ({param}) does not exist", fix))
+        for perm in needs.permissions:
+            if perm.namespace in missing:
+                continue
+            answer = rbac.review(api_client, perm, deadline.left())
+            if answer.allowed:
+                allowed.append(perm)
+                continue
+            reason = f" ({answer.reason})" if answer.reason else ""
+            rows.append(_failed(
+                "rbac",
+                f"denied: {perm.verb} {perm.qualified} {perm.where}{reason}: {perm.why}",
+                perm.fix(),
+            ))  # fmt: skip
+    except ApiException as exc:
+        said = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
+        rows.append(_failed("rbac", f"SelfSubjectAccessReview failed: {said}",
+                            _kube_fix(exc.status or 0)))  # fmt: skip
+    except Exception as exc:
+        rows.append(_failed("rbac", f"SelfSubjectAccessReview failed: {_one_line(exc)}",
+                            "start the cluster or fix the kubeconfig"))  # fmt: skip
+    finally:
+        api_client.close()
+    if not rows:
+        rows.append(_ok("rbac", f"{len(allowed)} permissions allowed: " + _grouped(allowed)))
+    return [_scrub(r, _client_secrets(api_client)) for r in rows]
+
+
+def _client_secrets(api_client: Any) -> list[str]:
+    """The credentials the kubernetes client loaded (a library message must not show them)."""
+    cfg = api_client.configuration
+    keys = [str(v).removeprefix("Bearer ") for v in (cfg.api_key or {}).values()]
+    return [s for s in (*keys, cfg.password or "") if s]
+
+
+def _grouped(perms: list[rbac.Permission]) -> str:
+    """``deployments.apps get/list in namespace x; ...`` (verbs of one resource together)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in perms:
+        groups.setdefault((p.qualified, p.where), []).append(p.verb)
+    return "; ".join(f"{res} {'/'.join(verbs)} {where}" for (res, where), verbs in groups.items())
+
+
 # --------------------------------------------------------------------------- all checks
 
 
-def _guarded(name: str, fn: Callable[[], Check]) -> Check:
+def _rows(result: Check | list[Check]) -> list[Check]:
+    return result if isinstance(result, list) else [result]
+
+
+def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> Check | list[Check]:
     """A check never raises: an unexpected error is that check's failure, not the table's."""
     try:
         return fn()
@@ -830,16 +971,17 @@ def collect(
 ) -> list[Check]:
     """Every check, run side by side (so the whole table takes one timeout), secrets scrubbed."""
     env = params.environment
-    jobs: dict[str, Callable[[], Check]] = {
+    jobs: dict[str, Callable[[], Check | list[Check]]] = {
         "target": lambda: check_target(params, timeout_s, health_url),
         "llm": lambda: check_llm(env, timeout_s),
         "redis": lambda: check_redis(env, timeout_s),
         "postgresql": lambda: check_postgres(env, timeout_s),
         "kubernetes": lambda: check_kubernetes(params, timeout_s),
+        "rbac": lambda: check_rbac(params, timeout_s),
     }
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="check") as pool:
         futures = [pool.submit(_guarded, name, fn) for name, fn in jobs.items()]
-        checks = [f.result() for f in futures]
+        checks = [c for f in futures for c in _rows(f.result())]
     secrets = env_secrets(params)
     return [_scrub(c, secrets) for c in checks]
 

@@ -44,6 +44,21 @@ def _suites_section(view: ReportView) -> list[str]:
     return lines
 
 
+def _counters_section(view: ReportView) -> list[str]:
+    """The gateway's counters against kubetest's counts (kubernaut profile only)."""
+    from kubetest.analysis.gateway_counters import counter_rows
+
+    rows = counter_rows(view.results)
+    if not rows:
+        return []
+    cols = ["test", "counter", "gateway", "kubetest", "match", "note"]
+    return ["## Gateway counters", "",
+            "Each counter's increase on the gateway's metrics endpoint over the test, against "
+            "kubetest's count of the answers it stands for.", "",
+            *_table(cols, [[r[c] if r[c] is not None else "—" for c in cols] for r in rows]),
+            ""]  # fmt: skip
+
+
 def render_markdown(view: ReportView) -> str:
     s = view.summary
     frame = requirements_frame(s["requirements"])
@@ -83,6 +98,7 @@ def render_markdown(view: ReportView) -> str:
         "",
         *_table(["Capacity", "Value"], [list(row) for row in view.capacity_rows()]),
         "",
+        *_counters_section(view),
         *_suites_section(view),
         "## Production readiness assessment",
         "",

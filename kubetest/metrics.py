@@ -8,6 +8,8 @@ the samples line up with the records' ``intended_s``). Each tick also samples th
 generator itself: its process CPU time and how late the tick woke up (a loaded generator
 process holds the GIL and wakes this thread late, like it delays its own event loop).
 
+The first sample is taken before ``start`` returns (so before any alert is sent): it is
+the baseline of the service's counters (``kubetest.analysis.gateway_counters``).
 The thread never sends more than one request per interval, gives up on a request after
 less than an interval, and never fails the test: a target without ``/metrics`` (404, or
 an answer that is not Prometheus text) gets a note and the scraping stops. With
@@ -59,7 +61,7 @@ _HOUSEKEEPING = re.compile(r"metrics|health|ready|live|outcomes|actions")
 PROMETHEUS_NAMES = (
     r".*(request|alert|signal|webhook)s?(_[a-z0-9]+)*_total|.*(in_?flight|inflight|busy|"
     r"concurren|queue|pending|waiting|backlog).*|process_cpu_seconds_total|"
-    r"process_resident_memory_bytes"
+    r"process_resident_memory_bytes|gateway_[a-z_]+_total"  # the gateway's cross-checked counters
 )
 
 
@@ -129,6 +131,7 @@ class MetricsScrape:
     _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _active: bool = field(default=True, repr=False)
+    _first: threading.Event = field(default_factory=threading.Event, repr=False)
     _summary: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -158,6 +161,8 @@ class MetricsScrape:
         self._t0 = time.time()
         self._thread = threading.Thread(target=self._run, name="kubetest-metrics", daemon=True)
         self._thread.start()
+        # the first sample is the counters' baseline: taken before any alert is sent
+        self._first.wait(self.timeout_s + 1.0)
         return self
 
     def align(self, load_summary: dict[str, Any]) -> None:
@@ -217,6 +222,7 @@ class MetricsScrape:
                 late = max(0.0, time.monotonic() - due)
                 stopping = self._stop.is_set()
                 self._tick(client, late)
+                self._first.set()
                 if stopping:
                     return
                 due += self.interval_s
@@ -227,6 +233,7 @@ class MetricsScrape:
         except Exception as exc:  # never take the test down
             self.note = f"metrics sampling stopped: {type(exc).__name__}: {exc}"[:300]
         finally:
+            self._first.set()
             client.close()
 
     def _tick(self, client: httpx.Client, late_s: float) -> None:

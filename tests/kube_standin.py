@@ -1,12 +1,19 @@
-"""A stand-in for the Kubernetes API paths the remediation follower reads.
+"""A stand-in for the Kubernetes API paths the remediation follower and the checks read.
 
 No real API server can run here, so this serves just enough of one on 127.0.0.1:
 RemediationRequests (``kubernaut.ai/v1alpha1``) get / list / watch per namespace, with
 resourceVersions, watch timeouts and ``410 Gone`` for a compacted resourceVersion, plus
-``/version`` and ``/api/v1/namespaces/<ns>`` for the readiness check. Each object follows
-a script of ``(seconds after creation, phase)`` steps, applied by a ticker thread, so a
-watch sees the phases move as a controller would move them. ``Bridge`` mirrors what the
-reference target (kubernaut profile) created into it, as the real gateway creates CRDs.
+``/version`` and ``/api/v1/namespaces/<ns>`` for the readiness check (404 ``NotFound``
+Status for the names in ``missing_namespaces``). Each object follows a script of
+``(seconds after creation, phase)`` steps, applied by a ticker thread, so a watch sees the
+phases move as a controller would move them. ``Bridge`` mirrors what the reference target
+(kubernaut profile) created into it, as the real gateway creates CRDs.
+
+``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`` answers as the Kubernetes
+API reference describes SelfSubjectAccessReview (authorization.k8s.io/v1): 201 with the
+review echoed back and ``status.allowed``; here allowed unless ``(verb, group, resource,
+namespace)`` of ``spec.resourceAttributes`` is in ``denied`` (RBAC never denies outright:
+``status.denied`` is left out and the reason empty, as for a request no rule grants).
 """
 
 from __future__ import annotations
@@ -41,9 +48,16 @@ def _rfc3339(epoch: float) -> str:
 class KubeStandIn:
     """``with KubeStandIn() as api: api.create(...); api.kubeconfig(path)``."""
 
-    def __init__(self, token: str = TOKEN, tick_s: float = 0.01) -> None:
+    def __init__(
+        self, token: str = TOKEN, tick_s: float = 0.01, *,
+        denied: set[tuple[str, str, str, str | None]] | None = None,
+        missing_namespaces: set[str] | None = None,
+    ) -> None:  # fmt: skip
         self.token = token
         self.tick_s = tick_s
+        self.denied = set(denied or ())  # (verb, group, resource, namespace) not allowed
+        self.missing_namespaces = set(missing_namespaces or ())
+        self.reviews: list[dict[str, Any]] = []  # resourceAttributes asked, in order
         self.lock = threading.Condition()
         self.rv = 0
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
@@ -135,6 +149,9 @@ class KubeStandIn:
             def do_GET(self) -> None:  # noqa: N802
                 standin._get(self)
 
+            def do_POST(self) -> None:  # noqa: N802
+                standin._post(self)
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         for fn in (self._server.serve_forever, self._tick):
@@ -176,6 +193,9 @@ class KubeStandIn:
         if segs == ["version"]:
             return send_json(h, 200, {"gitVersion": "v1.31.0-kubetest-standin"})
         if len(segs) == 4 and segs[:3] == ["api", "v1", "namespaces"]:
+            if segs[3] in self.missing_namespaces:
+                return send_json(h, 404, self._status(
+                    404, "NotFound", f'namespaces "{segs[3]}" not found'))  # fmt: skip
             return send_json(h, 200, {"kind": "Namespace", "metadata": {"name": segs[3]}})
         prefix = ["apis", GROUP, VERSION, "namespaces"]
         if len(segs) in (6, 7) and segs[:4] == prefix and segs[5] == PLURAL:
@@ -198,6 +218,25 @@ class KubeStandIn:
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "RemediationRequestList",
                 "metadata": {"resourceVersion": str(rv)}, "items": items})  # fmt: skip
         send_json(h, 404, self._status(404, "NotFound", f"no route {parts.path}"))
+
+    def _post(self, h: BaseHTTPRequestHandler) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            self.requests["unauthorized"] += 1
+            return send_json(h, 401, self._status(401, "Unauthorized", "Unauthorized"))
+        if urlsplit(h.path).path != "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+            return send_json(h, 404, self._status(404, "NotFound", f"no route {h.path}"))
+        review = json.loads(body)
+        attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+        self.requests["selfsubjectaccessreview"] += 1
+        self.reviews.append(attrs)
+        key = (attrs.get("verb"), attrs.get("group") or "", attrs.get("resource"),
+               attrs.get("namespace") or None)  # fmt: skip
+        allowed = key not in self.denied
+        reason = 'RBAC: allowed by RoleBinding "kubetest/standin"' if allowed else ""
+        review["status"] = {"allowed": allowed, "reason": reason}
+        review.setdefault("metadata", {})["creationTimestamp"] = None
+        send_json(h, 201, review)
 
     def _watch(self, h: BaseHTTPRequestHandler, ns: str, query: dict[str, str]) -> None:
         since = int(query.get("resourceVersion") or 0)

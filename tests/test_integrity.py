@@ -196,7 +196,8 @@ def test_kubernaut_remediation_requests_are_reconciled(tmp_path: Path) -> None:
         with EmbeddedTarget(config) as t, Bridge(t.base_url, api):
             ctx = _context(
                 tmp_path, "A1", t.webhook_url,
-                target={"url": t.webhook_url, "api": "kubernaut"},
+                target={"url": t.webhook_url, "api": "kubernaut",  # a real gateway's ports
+                        "health_url": t.health_url, "metrics_url": t.metrics_url},  # differ
                 environment={"kubeconfig": str(kubeconfig)},
                 remediation={"follow": False}, a1_response_time=A1_FAST,
             )  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from kubetest import endpoints
 from kubetest.params import TESTS, Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +95,7 @@ class TestContext:
     _owned_target: Any = field(default=None, repr=False)
     params_path: Path | None = None  # relative paths in params (suite cwd) start from here
     # what an embedded target reported (health, metrics, kube URLs): session's target.json
-    endpoints: dict[str, str] = field(default_factory=dict)
+    reported: dict[str, str] = field(default_factory=dict)
     _owned_pool: Any = field(default=None, repr=False)
 
     @classmethod
@@ -109,7 +110,7 @@ class TestContext:
         )
         session.mkdir(parents=True, exist_ok=True)
         owned = None
-        endpoints = read_endpoints(session)
+        reported = read_endpoints(session)
         if not target_url:
             if params.target.is_embedded:
                 from kubetest.target.model import TargetConfig
@@ -118,12 +119,12 @@ class TestContext:
                 owned = EmbeddedTarget(TargetConfig.from_params(params.target.embedded)).start()
                 atexit.register(owned.stop)
                 target_url = owned.webhook_url
-                endpoints = target_endpoints(owned)
-                export_kubeconfig(endpoints)
+                reported = target_endpoints(owned)
+                export_kubeconfig(reported)
             else:
                 target_url = params.target.url
         return cls(
-            test, params, session, target_url, owned, Path(params_path).resolve(), endpoints
+            test, params, session, target_url, owned, Path(params_path).resolve(), reported
         )
 
     def pool(self) -> Any:
@@ -152,8 +153,8 @@ class TestContext:
 
     @property
     def health_url(self) -> str:
-        return self.params.target.health_url or self.endpoints.get("health") or (
-            self.base_url + "/health"
+        return endpoints.health_url(
+            self.params.target, self.target_url, override=self.reported.get("health")
         )
 
     @property
@@ -162,8 +163,8 @@ class TestContext:
 
     @property
     def metrics_url(self) -> str:
-        return self.params.target.metrics_url or self.endpoints.get("metrics") or (
-            self.base_url + "/metrics"
+        return endpoints.metrics_url(
+            self.params.target, self.target_url, override=self.reported.get("metrics")
         )
 
     @property

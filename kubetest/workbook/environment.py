@@ -29,7 +29,7 @@ class EnvResult:
     @property
     def required_failed(self) -> list[str]:
         """Names of required checks that failed (``kubetest check`` would exit 1)."""
-        return [c.name for c in self.checks if c.blocking]
+        return list(dict.fromkeys(c.name for c in self.checks if c.blocking))  # rbac: 1 per row
 
     @property
     def debug_table(self) -> pd.DataFrame:

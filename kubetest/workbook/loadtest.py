@@ -18,12 +18,13 @@ import pandas as pd
 
 from kubetest import tls
 from kubetest.alerts import PayloadFactory
+from kubetest.analysis.gateway_counters import cross_check
 from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
 from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
 from kubetest.engine.pool import WorkloadScheduler, needed_workloads
-from kubetest.metrics import scrape_metrics
+from kubetest.metrics import read_metrics, scrape_metrics
 from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.workbook.context import TestContext
 
@@ -37,6 +38,7 @@ class LoadOutcome:
     latency: LatencySummary
     service_metrics: dict[str, Any] = field(default_factory=dict)
     integrity: IntegrityCheck | None = None
+    gateway_counters: dict[str, Any] | None = None  # a real Kubernaut gateway only
     pool: dict[str, Any] | None = None  # how the workload pool served it (pool_report)
 
     @property
@@ -55,8 +57,11 @@ class LoadOutcome:
 
     def service_result(self) -> dict[str, Any]:
         """The result-file keys of the service's side: ``service_metrics``, and
-        ``integrity`` (the counts, only when reconciled) with ``integrity_check``."""
+        ``integrity`` (the counts, only when reconciled) with ``integrity_check``, and
+        ``gateway_counters`` (the gateway's counters against kubetest's counts)."""
         out: dict[str, Any] = {"service_metrics": self.service_metrics}
+        if self.gateway_counters is not None:
+            out["gateway_counters"] = self.gateway_counters
         if self.pool is not None:
             out["workload_pool"] = self.pool
         if self.integrity is not None:
@@ -181,7 +186,10 @@ def execute(
     records = read_records(load.records_path)
     wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
     check = watch.check(records, plan.payload.run, wait_s)
-    outcome = LoadOutcome(load, records, summarise(records), scrape.summary(), check)
+    counters = None  # the gateway's counters (the embedded target exports them too)
+    if ctx.params.target.api == "kubernaut":
+        counters = cross_check(read_metrics(scrape.path), load.summary, scrape.source)
+    outcome = LoadOutcome(load, records, summarise(records), scrape.summary(), check, counters)
     if plan.pool is not None:
         outcome.pool = pool_report(plan.pool, load.summary, lifetime)
     return outcome

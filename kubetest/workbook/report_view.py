@@ -20,6 +20,7 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 
 from kubetest import plots
+from kubetest.analysis.gateway_counters import counter_findings, counter_rows
 from kubetest.analysis.verdicts import (
     DECISION_RULE,
     INTEGRITY_ID,
@@ -198,6 +199,11 @@ class ReportView:
         integ = self.summary.get("integrity", {})
         if integ.get("lost"):
             concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
+        mismatches = counter_findings(self.results)
+        concerns += [f"Gateway counters disagree with kubetest: {m}." for m in mismatches]
+        if mismatches:
+            recs.append("Reconcile the gateway's counters with kubetest's counts before "
+                        "trusting either (see Data integrity: gateway counters).")  # fmt: skip
         for test, pool in self.pool_reports():
             if pool.get("finding"):
                 concerns.append(f"{test}: {pool['finding']}.")
@@ -416,7 +422,7 @@ class ReportView:
         """Every accepted alert handled exactly once: per test and in total."""
         row = next((r for r in self.summary["requirements"] if r["id"] == INTEGRITY_ID), None)
         if row is None:
-            return HTML("<p><i>Integrity was not checked.</i></p>")
+            return HTML("<p><i>Integrity was not checked.</i></p>" + self.gateway_counters().data)
         d = row.get("details", {})
         per_test = d.get("per_test") or {}
         keys = ("accepted", "handled", "lost", "duplicated", "unexpected")
@@ -427,7 +433,20 @@ class ReportView:
         why = "; ".join(d.get("reasons") or [])
         head = f"<p>{badge(row['status'])} {html.escape(row.get('threshold', ''))}"
         head += f" — {html.escape(why)}</p>" if why else "</p>"
-        return HTML(head + table(frame, "No load test was reconciled.").data)
+        return HTML(head + table(frame, "No load test was reconciled.").data
+                    + self.gateway_counters().data)  # fmt: skip
+
+    def gateway_counters(self) -> HTML:
+        """The gateway's own counters against kubetest's counts, per load test (kubernaut
+        profile): a mismatch nothing explains is a finding."""
+        rows = counter_rows(self.results)
+        if not rows:
+            return HTML("")
+        intro = ("<h4>Gateway counters</h4><p>Each counter's increase on the gateway's "
+                 "metrics endpoint over the test, against kubetest's count of the answers it "
+                 "stands for (created ↔ accepted, deduplicated ↔ duplicate, rejected ↔ "
+                 "rejected).</p>")  # fmt: skip
+        return HTML(intro + table(pd.DataFrame(rows)).data)
 
     def environment(self) -> HTML:
         env = self.results.get("ENV")
