@@ -189,19 +189,26 @@ class ActionHistory:
 
 class RemediationHistory:
     """The RemediationRequests of one namespace (kubernaut profile), listed through a
-    kubeconfig; each becomes an entry with the alert's run and seq from ``signalLabels``."""
+    kubeconfig; each becomes an entry with the alert's run and seq from ``signalLabels``.
+    The gateway creates them in its controller namespace, which a load with a workload
+    pool learns from its first 201 (``retarget``)."""
 
     def __init__(self, params: Any, namespace: str) -> None:
         from kubernetes import client, config
 
-        env, rem = params.environment, params.remediation
-        api_client = config.new_client_from_config(config_file=os.path.expanduser(env.kubeconfig))
+        from kubetest.workloads import kubeconfig_path
+
+        rem = params.remediation
+        api_client = config.new_client_from_config(config_file=kubeconfig_path(params))
         self.api = client.CustomObjectsApi(api_client)
         self.group, self.version, self.plural = rem.group, rem.version, rem.plural
-        self.namespace = namespace
-        self.method = (f"RemediationRequests ({rem.group}/{rem.version}) in namespace "
-                       f"{namespace}, through environment.kubeconfig")  # fmt: skip
         self.requests = 0
+        self.retarget(namespace)
+
+    def retarget(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.method = (f"RemediationRequests ({self.group}/{self.version}) in namespace "
+                       f"{namespace}, through environment.kubeconfig")  # fmt: skip
 
     def mark(self) -> int | None:
         return None
@@ -293,8 +300,9 @@ class IntegrityWatch:
         if target.api == "kubernaut":
             env = params.environment
             if env is not None and env.kubeconfig:
+                namespace = params.remediation.namespace or params.alerts.namespace
                 try:
-                    return cls(RemediationHistory(params, params.alerts.namespace), None)
+                    return cls(RemediationHistory(params, namespace), None)
                 except Exception as exc:
                     return cls(
                         None,
@@ -311,10 +319,16 @@ class IntegrityWatch:
         )
         return cls(history, None)
 
-    def check(self, records: pd.DataFrame, run: str, wait_s: float) -> IntegrityCheck:
-        """Poll the history (at most ``wait_s`` s, about once a second) and reconcile."""
+    def check(
+        self, records: pd.DataFrame, run: str, wait_s: float, namespace: str | None = None
+    ) -> IntegrityCheck:
+        """Poll the history (at most ``wait_s`` s, about once a second) and reconcile;
+        ``namespace``: where the RemediationRequests turned out to be (from a 201)."""
         if self.history is None:
             return IntegrityCheck("unavailable", self.method, self.reason)
+        if namespace and isinstance(self.history, RemediationHistory):
+            self.history.retarget(namespace)
+            self.method = self.history.method
         t0 = time.monotonic()
         deadline = t0 + wait_s
         settle = min(SETTLE_S, wait_s)

@@ -185,7 +185,8 @@ def execute(
         lifetime = following.lifetime_s() if following is not None else None
     records = read_records(load.records_path)
     wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
-    check = watch.check(records, plan.payload.run, wait_s)
+    learned = plan.pool.stats.controller_namespace if plan.pool is not None else None
+    check = watch.check(records, plan.payload.run, wait_s, learned)
     counters = None  # the gateway's counters (the embedded target exports them too)
     if ctx.params.target.api == "kubernaut":
         counters = cross_check(read_metrics(scrape.path), load.summary, scrape.source)
