@@ -247,3 +247,21 @@ def test_sigint_mid_run_deletes_the_pool(cluster: EmbeddedTarget, tmp_path: Path
     assert proc.returncode == 130, err.decode()
     assert "20 Deployments deleted" in err.decode()
     assert _pool_names(cluster) == []
+
+
+def test_resume_reuses_the_interrupted_runs_pool(cluster: EmbeddedTarget, tmp_path: Path) -> None:
+    """A run killed outright leaves its pool and pool.json: --resume takes the same run
+    token, keeps what is there, adds what is missing, and deletes it all at the end."""
+    from kubetest.session import _workload_pool
+    from kubetest.workloads import Pool
+
+    params = parse_params(_doc(cluster))
+    create_pool(api_client(params), NS, 3, "r1")
+    Pool(NS, [f"kubetest-r1-{i}" for i in range(5)], owned=True, run="r1").save(tmp_path)
+    lines: list[str] = []
+    with _workload_pool(params, tmp_path, True, lines.append) as pool:
+        assert pool.run == "r1" and _pool_names(cluster) == sorted(pool.names)
+        assert any("2 Deployments created, 3 reused" in line for line in lines)
+    assert _pool_names(cluster) == []
+    with _workload_pool(params, tmp_path, False, lines.append) as fresh:
+        assert fresh.run != "r1"  # a new session takes a new token
