@@ -6,11 +6,9 @@ windows) can be checked, and reused by the analysis, without starting a server.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +72,6 @@ class TargetConfig:
     api: str = "webhook"
     auth_token_env: str | None = None
     max_concurrent_requests: int | None = None  # None: kubernaut 100, others unlimited
-    dedup_window_s: float = 300.0  # the old time-window dedup (goes with the new gateway)
     managed_namespaces: tuple[str, ...] = ()  # kubernaut: labelled kubernaut.ai/managed=true
     future_tolerance_s: float = 120.0
     rate_limit_per_s: float | None = None
@@ -125,7 +122,7 @@ class TargetConfig:
             raise ValueError(
                 f"max_concurrent_requests must be >= 1, got {self.max_concurrent_requests!r}"
             )
-        for name in ("dedup_window_s", "future_tolerance_s", "cooldown_s", "blocked_s"):
+        for name in ("future_tolerance_s", "cooldown_s", "blocked_s"):
             value = getattr(self, name)
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -168,8 +165,7 @@ class TargetConfig:
         """
         optional = {
             key: getattr(embedded, key)
-            for key in ("max_concurrent_requests", "dedup_window_s", "future_tolerance_s",
-                        "rate_limit_per_s",
+            for key in ("max_concurrent_requests", "future_tolerance_s", "rate_limit_per_s",
                         "cooldown_s", "seed", "controller_namespace", "remediation_fail_rate",
                         "blocked_rate", "blocked_s")
             if getattr(embedded, key, None) is not None
@@ -389,51 +385,3 @@ def check_action(action: str) -> str | None:
     if not action:
         return "unknown action '': set label action_required or annotation recommended_action"
     return f"unknown action {action!r}"
-
-
-# ---------------------------------------------------------------- kubernaut semantics
-
-#: Resource labels in the gateway's order of precedence (the first present names the target).
-_RESOURCE_LABELS: tuple[tuple[str, str], ...] = (
-    ("horizontalpodautoscaler", "HorizontalPodAutoscaler"),
-    ("persistentvolumeclaim", "PersistentVolumeClaim"),
-    ("deployment", "Deployment"),
-    ("statefulset", "StatefulSet"),
-    ("daemonset", "DaemonSet"),
-    ("node", "Node"),
-    ("pod", "Pod"),
-)
-#: ``name-<replicaset hash>-<pod suffix>``: a Deployment's pod, owned by ``name``.
-_DEPLOYMENT_POD = re.compile(r"^(?P<owner>.+)-[a-z0-9]{6,10}-[a-z0-9]{5}$")
-
-
-def owning_resource(labels: dict[str, str]) -> tuple[str, str]:
-    """(kind, name) of the resource an alert is about, pods folded into their Deployment.
-
-    The real gateway asks the Kubernetes API for a pod's owner; the stand-in reads it from
-    the pod-name pattern, so pods of one Deployment still collapse into one signal.
-    """
-    for label, kind in _RESOURCE_LABELS:
-        name = labels.get(label)
-        if name:
-            if kind == "Pod" and (match := _DEPLOYMENT_POD.match(name)):
-                return "Deployment", match.group("owner")
-            return kind, name
-    return "Unknown", "unknown"
-
-
-def signal_fingerprint(alert: AlertIn) -> str:
-    """What the stand-in deduplicates on: SHA-256 of alertname, namespace, owning resource."""
-    kind, name = owning_resource(alert.labels)
-    key = f"{alert.alertname}:{alert.namespace or 'default'}:{kind}:{name}"
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse_rfc3339(text: str) -> float | None:
-    """Epoch seconds of an RFC 3339 time (``Z`` or offset), ``None`` when unreadable."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, TypeError):
-        return None
