@@ -7,9 +7,12 @@ check against theory (queue depth, busy workers, waits, service times) is export
 
 The API profile (``TargetConfig.api``) decides the webhook's path and answers: this module
 serves the guide's ``webhook`` profile and what every profile shares; ``profiles`` serves
-``kubernaut`` and ``kubernaut-legacy``. Whatever the profile, the target counts each
-answer in kubetest's outcome vocabulary (``/api/v1/outcomes`` and
-``kubetest_target_outcomes_total``), so a test can check kubetest's records against it.
+``kubernaut`` and ``kubernaut-legacy``. ``create_apps`` builds every app of a target: for
+``kubernaut`` the webhook, health, metrics and Kubernetes API apps, each for its own port
+(``TargetApps``), around one state and one cluster (``cluster``, ``kube_api``).
+Whatever the profile, the target counts each answer in kubetest's outcome vocabulary
+(``/api/v1/outcomes`` and ``kubetest_target_outcomes_total``), so a test can check
+kubetest's records against it.
 
 Integrity faults (``TargetConfig.lose_rate`` / ``duplicate_rate``) silently drop an
 accepted alert's history entry or record it twice, and count what they did

@@ -408,6 +408,9 @@ class Cluster:
         self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
         self.rrs: dict[tuple[str, str], dict[str, Any]] = {}
         self._context: dict[tuple[str, str], Any] = {}
+        # spec.signalFingerprint -> RemediationRequests (the field index the gateway's
+        # cache keeps, so a dedup lookup does not scan every object)
+        self._by_fingerprint: dict[str, list[tuple[str, str]]] = {}
         self._steps: list[_Step] = []
         self._seq = 0
         self.events: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=event_log_max)
@@ -627,6 +630,8 @@ class Cluster:
                   "metadata": self._meta(name, ns, meta.get("labels"), meta.get("annotations")),
                   "spec": copy.deepcopy(obj.get("spec") or {})}  # fmt: skip
             self.rrs[(ns, name)] = rr
+            fingerprint = str(rr["spec"].get("signalFingerprint") or "")
+            self._by_fingerprint.setdefault(fingerprint, []).append((ns, name))
             self._context[(ns, name)] = context
             self._log("ADDED", rr)
             self._plan((ns, name), self.clock(), failure)
@@ -663,8 +668,8 @@ class Cluster:
         ``listRemediationRequestsByFingerprint``): live objects, call under ``lock``."""
         with self.lock:
             self.advance()
-            return self._rr_items(namespace, (), (("spec.signalFingerprint", True,
-                                                   fingerprint),))  # fmt: skip
+            keys = sorted(k for k in self._by_fingerprint.get(fingerprint, ()) if k[0] == namespace)
+            return [self.rrs[k] for k in keys]
 
     def update_rr_status(self, namespace: str, name: str,
                          change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

@@ -776,6 +776,13 @@ class EmbeddedTarget:
         running; mode 0600 in a 0700 temporary folder), else ``None``."""
         return self._kubeconfig
 
+    def endpoints(self) -> dict[str, Any]:
+        """Every address a notebook or a check needs (no secret: the kubeconfig's path)."""
+        return {"webhook_url": self.webhook_url, "health_url": self.health_url,
+                "metrics_url": self.metrics_url, "actions_url": self.actions_url,
+                "kube_url": self.kube_url,
+                "kubeconfig_path": str(self._kubeconfig) if self._kubeconfig else None}
+
     def _origin(self, name: str) -> str:
         self.base_url  # noqa: B018 - raises when not started
         return self.urls[name]
