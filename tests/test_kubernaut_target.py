@@ -313,14 +313,22 @@ def test_remediation_request_fields_and_phase_timestamps() -> None:
             name, "run-42", 7, "executed")
 
 
-def test_integrity_faults_act_on_the_history_at_executing() -> None:
+def test_integrity_faults_show_in_remediation_requests_and_history() -> None:
     with Gateway(duplicate_rate=1.0) as gw:
         gw.deploy("web")
         name = gw.post(body_of(alert_for("web"))).json()["remediationRequestName"]
+        assert [o["metadata"]["name"] for o in gw.rrs()] == [name, name + "-dup1"]
         gw.later(30)
         history = gw.client.get("/api/v1/actions").json()
-        assert [h["remediation"] for h in history] == [name, name + "-dup1"]
+        assert sorted(h["remediation"] for h in history) == [name, name + "-dup1"]
         assert gw.client.get("/api/v1/outcomes").json()["faults"]["duplicated"] == 1
+    with Gateway(lose_rate=1.0) as gw:
+        gw.deploy("web")
+        assert gw.post(body_of(alert_for("web"))).status_code == 201  # answered, never written
+        gw.later(30)
+        assert gw.rrs() == [] and gw.client.get("/api/v1/actions").json() == []
+        assert gw.post(body_of(alert_for("web", 2))).status_code == 201  # nothing to dedup on
+        assert gw.client.get("/api/v1/outcomes").json()["faults"]["lost"] == 2
 
 
 # ---------------------------------------------------------------- several alerts

@@ -42,7 +42,10 @@ by the target's own cluster (``kubetest.target.cluster``) instead of a real one:
 The per-alert Kubernetes work is the target's M/G/c queue (``serve_alerts``): one drawn
 service time per processed alert, so capacity keeps its known truth. When a
 RemediationRequest reaches Executing its action is recorded in the action history
-(``execute_action``), which ``/api/v1/actions`` and the integrity faults read.
+(``execute_action``, read by ``/api/v1/actions``). The integrity faults (``lose_rate``,
+``duplicate_rate``) act where the gateway writes: an answered 201 whose
+RemediationRequest was never written, or was written twice, so the RemediationRequests
+and the action history both show them.
 
 ``kubernaut-legacy`` is the earlier release: synchronous 200, per-pair cooldown (500),
 rate limit (429).
@@ -680,11 +683,19 @@ class KubernautGateway:
                 if signal.kind.lower() == "unknown" or signal.name.lower() == "unknown":
                     raise RuntimeError("resource validation failed: missing or unresolved "
                                        "fields [Kind, Name]")  # fmt: skip
-                rr = self.cluster.create_rr(self._new_rr(signal), context=signal.alert,
-                                            failure=check_action(signal.alert.action))
+                obj = self._new_rr(signal)
+                failure = check_action(signal.alert.action)
+                # An injected integrity fault: the RemediationRequest silently not written,
+                # or written twice (the copy ``<name>-dup1``); either way its action history
+                # follows, as the RemediationRequests reach Executing.
+                for i in range(self.state.fault_copies()):
+                    clone = obj if i == 0 else json.loads(json.dumps(obj))
+                    if i:
+                        clone["metadata"]["name"] += f"-dup{i}"
+                    self._seen(self.cluster.create_rr(clone, context=signal.alert,
+                                                      failure=failure))  # fmt: skip
                 m.crds_created.labels(SOURCE, "created").inc()
-                self._seen(rr)
-                meta = rr["metadata"]
+                meta = obj["metadata"]
                 return "created", {
                     "status": "created", "message": "RemediationRequest CRD created successfully",
                     "fingerprint": signal.fingerprint, "duplicate": False,
@@ -733,8 +744,8 @@ class KubernautGateway:
     def _on_action(self, context: Any, rr_name: str, failure: str | None) -> None:
         """A RemediationRequest reached Executing (or failed without it): the action goes
         into the history, through the integrity faults (``execute_action``)."""
-        if isinstance(context, AlertIn):
-            execute_action(self.state, context, rr_name, failure=failure)
+        if isinstance(context, AlertIn):  # faults acted at creation: one entry per object
+            execute_action(self.state, context, rr_name, copies=1, failure=failure)
 
     # -- HTTP
 

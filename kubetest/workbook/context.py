@@ -98,7 +98,13 @@ class TestContext:
 
     @property
     def health_url(self) -> str:
-        return self.params.target.health_url or self.base_url + "/health"
+        """``target.health_url``, else the embedded target's own (kubernaut: ``/readyz`` on
+        its health port), else ``/health`` on the webhook's origin."""
+        if self.params.target.health_url:
+            return self.params.target.health_url
+        if self._owned_target is not None:
+            return str(self._owned_target.health_url)
+        return self.base_url + "/health"
 
     @property
     def actions_url(self) -> str:
@@ -106,7 +112,13 @@ class TestContext:
 
     @property
     def metrics_url(self) -> str:
-        return self.params.target.metrics_url or self.base_url + "/metrics"
+        """``target.metrics_url``, else the embedded target's own (kubernaut: its metrics
+        port), else ``/metrics`` on the webhook's origin."""
+        if self.params.target.metrics_url:
+            return self.params.target.metrics_url
+        if self._owned_target is not None:
+            return str(self._owned_target.metrics_url)
+        return self.base_url + "/metrics"
 
     @property
     def records_dir(self) -> Path:
