@@ -416,6 +416,7 @@ class Cluster:
         self.events: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=event_log_max)
         self._floor = 0  # events with resourceVersion <= this may be gone from the log
         self.generation = 0  # bumped by compact(): open watches end with 410
+        self.closing = threading.Event()  # set when the server stops: open watches end
         self.tokens: dict[str, Identity] = {}
         seed = config.seed
         self._rng = random.Random(None if seed is None else seed + 3)

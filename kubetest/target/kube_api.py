@@ -247,7 +247,7 @@ def _watch(cluster: Cluster, ns: str, q: Any) -> Response:
                 position = rv
                 if wanted(obj):
                     yield _line(kind, obj)
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or cluster.closing.is_set():
                 break
             await asyncio.sleep(WATCH_POLL_S)
         if bookmarks:  # every event of the namespace up to ``seen`` was delivered

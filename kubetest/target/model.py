@@ -19,7 +19,7 @@ from kubetest.alerts import ACTIONS, WEBHOOK_VERSION, fingerprint
 SERVICE_DISTS: tuple[str, ...] = ("exp", "const", "lognormal")
 _ACTIONS = frozenset(ACTIONS)
 
-#: API profiles the target speaks (DESIGN.md "Services behind the URL").
+#: API profiles the target speaks.
 TARGET_APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
 
 #: The webhook path of each profile.

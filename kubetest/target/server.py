@@ -191,7 +191,8 @@ def serve(
     if kubeconfig is not None and apps.cluster is not None:
         assert apps.state.kube_token is not None
         write_kubeconfig(kubeconfig, urls["kube"], apps.state.kube_token)
-    stop = threading.Event()
+    # the cluster's own flag, so open watches end as soon as the servers begin to stop
+    stop = apps.cluster.closing if apps.cluster is not None else threading.Event()
     if exit_on_stdin_eof:
         threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     servers = [
