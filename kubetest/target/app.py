@@ -606,7 +606,7 @@ def _kubernaut_apps(
     cluster.add_token(token, kubetest_identity(config.kube_denied))
     state.cluster = cluster
     state.kube_token = token
-    gateway = KubernautGateway(state, cluster, token)
+    gateway = KubernautGateway(state, cluster)
     if gateway.signal_token is not None:
         if gateway.signal_token == token:
             raise ValueError(f"auth_token_env: ${config.auth_token_env} holds the kube API's own "

@@ -367,13 +367,12 @@ class _Answer(Exception):
 class KubernautGateway:
     """The gateway's HTTP pipeline over ``cluster`` (see the module docstring)."""
 
-    def __init__(self, state: TargetState, cluster: Cluster, kube_token: str) -> None:
+    def __init__(self, state: TargetState, cluster: Cluster) -> None:
         self.state = state
         self.config = config = state.config
         self.cluster = cluster
         self.path = config.webhook_path
         self.metrics = GatewayMetrics(state.metrics.registry)
-        self.kube_token = kube_token
         self.signal_token: str | None = None
         if config.auth_token_env:
             expected = state._expected_auth  # "Bearer <value>", read at start
