@@ -139,12 +139,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_target(
-    params: Params, timeout_s: float = TIMEOUT_S, health_url: str | None = None
+    params: Params, timeout_s: float = TIMEOUT_S, health_url: str | None = None,
+    webhook_url: str | None = None,
 ) -> Check:
     """The target's health endpoint answers 2xx, and its webhook takes kubetest's token.
 
     ``health_url`` is the URL of the target actually under test (a notebook's context, with
     the embedded target it started); without it an embedded target is not running yet.
+    ``webhook_url``: its webhook, when not on the health URL's origin (the embedded
+    kubernaut target serves health on a port of its own).
     Once healthy, a service kubetest did not start (or one given a token) gets one
     deliberately invalid alert (``check_auth``): a 401/403 fails this check as
     "authentication failed", before any load phase wastes its minutes on it.
@@ -165,7 +168,7 @@ def check_target(
     var = params.target.auth_token_env
     if params.target.is_embedded and not var:
         return healthy
-    auth = check_auth(params, timeout_s, webhook_url_for(params, health_url))
+    auth = check_auth(params, timeout_s, webhook_url or webhook_url_for(params, health_url))
     if auth.status == FAILED and (is_auth_failure(auth) or is_tls_failure(auth)):
         return replace(auth, name="target")
     if var and auth.status == OK:
@@ -967,12 +970,13 @@ def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> Check | list[C
 
 
 def collect(
-    params: Params, *, health_url: str | None = None, timeout_s: float = TIMEOUT_S
+    params: Params, *, health_url: str | None = None, timeout_s: float = TIMEOUT_S,
+    webhook_url: str | None = None,
 ) -> list[Check]:
     """Every check, run side by side (so the whole table takes one timeout), secrets scrubbed."""
     env = params.environment
     jobs: dict[str, Callable[[], Check | list[Check]]] = {
-        "target": lambda: check_target(params, timeout_s, health_url),
+        "target": lambda: check_target(params, timeout_s, health_url, webhook_url),
         "llm": lambda: check_llm(env, timeout_s),
         "redis": lambda: check_redis(env, timeout_s),
         "postgresql": lambda: check_postgres(env, timeout_s),

@@ -74,6 +74,12 @@ class EmbeddedTarget(_Model):
 
     ``api`` and ``auth_token_env`` follow ``target.api`` / ``target.auth_token_env`` when
     left out; the other profile knobs default to the target's own (``TargetConfig``).
+    For ``kubernaut`` the target holds a small cluster: ``managed_namespaces`` (labelled
+    ``kubernaut.ai/managed=true``) and ``kube_namespaces`` exist in it, RemediationRequests
+    live in ``controller_namespace`` and spend ``remediation_phase_s`` (processing,
+    analyzing, executing, verifying) in their phases, ``remediation_fail_rate`` of them
+    failing and ``blocked_rate`` Blocked for ``blocked_s``; ``kube_denied``
+    (``verb:resource``) takes grants from kubetest's token to its Kubernetes API.
     """
 
     workers: PositiveInt = 8
@@ -84,8 +90,7 @@ class EmbeddedTarget(_Model):
     api: API | None = None
     auth_token_env: str | None = None
     max_concurrent_requests: PositiveInt | None = None  # kubernaut default: 100
-    dedup_window_s: NonNegative | None = None  # kubernaut default: 300
-    managed_namespaces: list[str] | None = None  # kubernaut default: every namespace
+    managed_namespaces: list[str] | None = None  # kubernaut default: none
     future_tolerance_s: NonNegative | None = None  # kubernaut default: 120
     rate_limit_per_s: PositiveFloat | None = None  # default: no limit
     cooldown_s: NonNegative | None = None  # kubernaut-legacy default: 60
@@ -93,12 +98,41 @@ class EmbeddedTarget(_Model):
     lose_rate: Fraction = 0.0
     duplicate_rate: Fraction = 0.0
     seed: int | None = None  # service times, errors and faults drawn reproducibly
+    # kubernaut: the target's cluster (defaults: TargetConfig's)
+    controller_namespace: str | None = None  # kubernaut-system
+    kube_namespaces: list[str] | None = None  # [default, test-workloads]
+    remediation_phase_s: tuple[NonNegative, NonNegative, NonNegative, NonNegative] | None = None
+    remediation_fail_rate: Fraction | None = None  # 0
+    blocked_rate: Fraction | None = None  # 0
+    blocked_s: NonNegative | None = None  # 1
+    kube_denied: list[str] | None = None  # e.g. [delete:deployments]
 
     @model_validator(mode="after")
     def _faults(self) -> EmbeddedTarget:
         if self.lose_rate + self.duplicate_rate > 1:
             raise ValueError("lose_rate + duplicate_rate must be at most 1")
         return self
+
+    @field_validator("kube_denied")
+    @classmethod
+    def _denied(cls, v: list[str] | None) -> list[str] | None:
+        verbs = ("get", "list", "watch", "create", "update", "patch", "delete",
+                 "deletecollection")  # fmt: skip
+        for item in v or []:
+            verb, sep, resource = item.partition(":")
+            if not sep or verb not in verbs or not resource:
+                raise ValueError(f"{item!r} must be VERB:RESOURCE (e.g. delete:deployments), "
+                                 f"VERB one of {', '.join(verbs)}")  # fmt: skip
+        return v
+
+    @field_validator("controller_namespace", "kube_namespaces", "managed_namespaces")
+    @classmethod
+    def _namespaces(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for ns in [v] if isinstance(v, str) else v or []:
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", ns):
+                raise ValueError(f"{ns!r} is not a namespace name (lowercase letters, digits "
+                                 "and '-', at most 63)")  # fmt: skip
+        return v
 
 
 class Tls(_Model):

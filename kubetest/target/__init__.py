@@ -1,11 +1,13 @@
 """The reference target: a Kubernaut-compatible stand-in whose queueing truth is known.
 
-``TargetConfig`` holds the model (workers, service-time law, errors, outages);
-``create_app`` builds the ASGI app; ``serve`` runs it in the foreground; ``EmbeddedTarget``
-runs it in a child process on a free loopback port for a session or a test.
+``TargetConfig`` holds the model (workers, service-time law, errors, outages, the
+kubernaut profile's cluster); ``create_app`` builds the webhook's ASGI app and
+``create_apps`` every app (kubernaut: webhook, health, metrics, Kubernetes API);
+``serve`` runs them in the foreground; ``EmbeddedTarget`` runs them in a child process on
+free loopback ports for a session or a test.
 """
 
-from kubetest.target.app import create_app
+from kubetest.target.app import TargetApps, create_app, create_apps
 from kubetest.target.model import TargetConfig, make_sampler
 from kubetest.target.server import (
     EmbeddedTarget,
@@ -18,11 +20,13 @@ from kubetest.target.server import (
 
 __all__ = [
     "EmbeddedTarget",
+    "TargetApps",
     "TargetConfig",
     "TargetStartError",
     "build_parser",
     "config_from_args",
     "create_app",
+    "create_apps",
     "make_sampler",
     "run_from_args",
     "serve",

@@ -7,9 +7,12 @@ check against theory (queue depth, busy workers, waits, service times) is export
 
 The API profile (``TargetConfig.api``) decides the webhook's path and answers: this module
 serves the guide's ``webhook`` profile and what every profile shares; ``profiles`` serves
-``kubernaut`` and ``kubernaut-legacy``. Whatever the profile, the target counts each
-answer in kubetest's outcome vocabulary (``/api/v1/outcomes`` and
-``kubetest_target_outcomes_total``), so a test can check kubetest's records against it.
+``kubernaut`` and ``kubernaut-legacy``. ``create_apps`` builds every app of a target: for
+``kubernaut`` the webhook, health, metrics and Kubernetes API apps, each for its own port
+(``TargetApps``), around one state and one cluster (``cluster``, ``kube_api``).
+Whatever the profile, the target counts each answer in kubetest's outcome vocabulary
+(``/api/v1/outcomes`` and ``kubetest_target_outcomes_total``), so a test can check
+kubetest's records against it.
 
 Integrity faults (``TargetConfig.lose_rate`` / ``duplicate_rate``) silently drop an
 accepted alert's history entry or record it twice, and count what they did
@@ -26,6 +29,7 @@ import os
 import random
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -248,6 +252,8 @@ class TargetState:
         self._bucket = TokenBucket(rate) if rate is not None else None
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.metrics = _Metrics(self)
+        self.cluster: Any = None  # kubernaut: kubetest.target.cluster.Cluster
+        self.kube_token: str | None = None  # kubernaut: the kube API's token for kubetest
 
     def gate(self, request: Request) -> tuple[int, str] | None:
         """Refusals before the body is read: (401, why) without the bearer token; (429, why)
@@ -376,15 +382,17 @@ async def serve_alerts(state: TargetState, alerts: list[AlertIn], handle: Any) -
 
 
 def execute_action(
-    state: TargetState, alert: AlertIn, remediation: str | None = None, copies: int | None = None
+    state: TargetState, alert: AlertIn, remediation: str | None = None, copies: int | None = None,
+    *, failure: str | None = None,
 ) -> Any:
     """Run (record) the alert's action: executed, or failed with the reason.
 
     ``copies``: history entries to write (default: ``state.fault_copies()``, 1 unless a
     fault is injected); a second copy names its RemediationRequest ``<name>-dup``.
+    ``failure``: the action failed for this reason (kubernaut: its RemediationRequest failed).
     """
     metrics = state.metrics
-    reason = check_action(alert.action)
+    reason = failure or check_action(alert.action)
     status = EXECUTED if reason is None else FAILED
     (metrics.executed if reason is None else metrics.failed).inc()
     if copies is None:
@@ -444,8 +452,46 @@ def admitted(state: TargetState, handle: Any, refuse: Any) -> Any:
     return handler
 
 
+@dataclass
+class TargetApps:
+    """One target's ASGI apps, sharing one state: ``webhook`` for every profile; for
+    ``kubernaut`` also ``health`` (``/healthz``, ``/readyz``), ``metrics`` (``/metrics``)
+    and ``kube`` (the cluster's Kubernetes API), each served on its own port as the real
+    gateway serves them; ``None`` for the other profiles (their webhook app holds
+    ``/health`` and ``/metrics``)."""
+
+    webhook: Starlette
+    state: TargetState
+    health: Starlette | None = None
+    metrics: Starlette | None = None
+    kube: Starlette | None = None
+    cluster: Any = None  # kubetest.target.cluster.Cluster (kubernaut)
+
+    def listeners(self) -> list[tuple[str, Starlette]]:
+        """(name, app) of every port to serve, the webhook first."""
+        named = [("webhook", self.webhook), ("health", self.health),
+                 ("metrics", self.metrics), ("kube", self.kube)]  # fmt: skip
+        return [(name, app) for name, app in named if app is not None]
+
+
+#: The environment variable that carries the kube API's token for kubetest into the
+#: target (set by ``EmbeddedTarget``; never on a command line).
+KUBE_TOKEN_ENV = "KUBETEST_TARGET_KUBE_TOKEN"
+
+
 def create_app(config: TargetConfig) -> Starlette:
-    """A fresh app (own state, own metrics registry) for ``config``; started now."""
+    """A fresh app (own state, own metrics registry) for ``config``; started now. For the
+    kubernaut profile this is the webhook port's app; ``app.state.apps`` holds the others
+    (``create_apps``)."""
+    return create_apps(config).webhook
+
+
+def create_apps(
+    config: TargetConfig, *, kube_token: str | None = None, clock: Any = None
+) -> TargetApps:
+    """Every app of a fresh target for ``config``. ``kube_token``: the kube API's token for
+    kubetest (default: ``$KUBETEST_TARGET_KUBE_TOKEN``, else a random one, in
+    ``apps.state.kube_token``); ``clock``: the cluster's (tests)."""
     state = TargetState(config)
     metrics = state.metrics
 
@@ -494,6 +540,8 @@ def create_app(config: TargetConfig) -> Starlette:
                     metrics, "actions", 400, f"{key}: must be an integer >= 0, got {raw!r}"
                 )
             params[key] = int(raw)
+        if state.cluster is not None:
+            state.cluster.advance()  # RemediationRequests due at Executing record theirs
         start, entries = state.page(params["since"] or 0, params["limit"])
         if len(entries) > _THREADED_PAGE:
             body = await run_in_threadpool(_render, start, entries)
@@ -512,22 +560,67 @@ def create_app(config: TargetConfig) -> Starlette:
         return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes),
                              "faults": dict(state.faults)})  # fmt: skip
 
-    post: Any = admitted(state, _webhook, refuse)
-    extra: list[Route] = []
-    if config.api != "webhook":
-        from kubetest.target.profiles import kubernaut_routes, legacy_routes
+    hooks = [Route("/api/v1/actions", actions, methods=["GET"]),
+             Route("/api/v1/outcomes", outcomes, methods=["GET"])]  # fmt: skip
+    if config.api == "kubernaut":
+        apps = _kubernaut_apps(state, hooks, metrics_endpoint, kube_token, clock)
+    else:
+        post: Any = admitted(state, _webhook, refuse)
+        extra: list[Route] = []
+        if config.api == "kubernaut-legacy":
+            from kubetest.target.profiles import legacy_routes
 
-        routes = kubernaut_routes if config.api == "kubernaut" else legacy_routes
-        post, extra = routes(state)
-    app = Starlette(
-        routes=[
-            Route(config.webhook_path, post, methods=["POST"]),
-            *extra,
-            *(Route(path, health, methods=["GET"]) for path in _HEALTH_PATHS),
-            Route("/api/v1/actions", actions, methods=["GET"]),
-            Route("/api/v1/outcomes", outcomes, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ]
+            post, extra = legacy_routes(state)
+        webhook = Starlette(
+            routes=[
+                Route(config.webhook_path, post, methods=["POST"]),
+                *extra,
+                *(Route(path, health, methods=["GET"]) for path in _HEALTH_PATHS),
+                *hooks,
+                Route("/metrics", metrics_endpoint, methods=["GET"]),
+            ]
+        )
+        apps = TargetApps(webhook=webhook, state=state)
+    for app in (apps.webhook, apps.health, apps.metrics):
+        if app is not None:
+            app.state.target = state
+            app.state.apps = apps
+    return apps
+
+
+def _kubernaut_apps(
+    state: TargetState, hooks: list[Route], metrics_endpoint: Any, kube_token: str | None,
+    clock: Any,
+) -> TargetApps:
+    """The gateway on the webhook port (plus the target's own hooks), health, metrics and
+    the cluster's Kubernetes API on theirs."""
+    import secrets
+
+    from kubetest.target.cluster import Cluster, kubetest_identity, signal_source_identity
+    from kubetest.target.kube_api import create_kube_app
+    from kubetest.target.profiles import KubernautGateway, go_not_found
+
+    config = state.config
+    token = kube_token or os.environ.get(KUBE_TOKEN_ENV) or secrets.token_urlsafe(24)
+    cluster = Cluster(config, **({"clock": clock} if clock is not None else {}))
+    cluster.add_token(token, kubetest_identity(config.kube_denied))
+    state.cluster = cluster
+    state.kube_token = token
+    gateway = KubernautGateway(state, cluster)
+    if gateway.signal_token is not None:
+        if gateway.signal_token == token:
+            raise ValueError(f"auth_token_env: ${config.auth_token_env} holds the kube API's own "
+                             "token: give the signal source a token of its own")
+        source = signal_source_identity(cluster.controller_namespace)
+        cluster.add_token(gateway.signal_token, source)
+    not_found = {404: go_not_found, 405: go_not_found}
+    webhook = Starlette(
+        routes=[Route(config.webhook_path, gateway.handle, methods=["POST"]), *hooks],
+        exception_handlers=not_found,  # type: ignore[arg-type]
     )
-    app.state.target = state
-    return app
+    health = Starlette(routes=gateway.health_routes(),
+                       exception_handlers=not_found)  # type: ignore[arg-type]
+    metrics = Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"])],
+                        exception_handlers=not_found)  # type: ignore[arg-type]
+    return TargetApps(webhook=webhook, state=state, health=health, metrics=metrics,
+                      kube=create_kube_app(cluster), cluster=cluster)

@@ -6,11 +6,9 @@ windows) can be checked, and reused by the analysis, without starting a server.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from kubetest.alerts import ACTIONS, WEBHOOK_VERSION, fingerprint
 SERVICE_DISTS: tuple[str, ...] = ("exp", "const", "lognormal")
 _ACTIONS = frozenset(ACTIONS)
 
-#: API profiles the target speaks (DESIGN.md "Services behind the URL").
+#: API profiles the target speaks.
 TARGET_APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
 
 #: The webhook path of each profile.
@@ -42,16 +40,24 @@ class TargetConfig:
     """Everything that decides how the reference target behaves.
 
     ``outages`` are ``(start_s, duration_s)`` windows measured from app start, during
-    which the webhook and ``/health`` answer 503.
+    which the webhook and the health check answer 503.
 
-    ``api`` picks the profile. ``kubernaut``: 201/202/200 per alert (207 for several),
-    a ``dedup_window_s`` per alertname + namespace + owning resource, namespaces outside
-    ``managed_namespaces`` (when given) rejected, ``max_concurrent_requests`` in flight
-    (default 100) then 429, ``startsAt`` beyond ``future_tolerance_s`` refused, RFC 7807
-    errors. ``kubernaut-legacy``: 200 ``{"status":"success"}``, 500 while an
-    alertname/namespace pair is within ``cooldown_s`` of its last alert, 429 above
-    ``rate_limit_per_s``. With ``auth_token_env`` (the *name* of an env var; the value is
-    read when the app starts) every webhook needs ``Authorization: Bearer <value>``.
+    ``api`` picks the profile. ``kubernaut``: the current gateway (``profiles``) backed by
+    the target's own cluster (``cluster``), served as a Kubernetes API (``kube_api``):
+    alerts must name a Deployment that exists there; one RemediationRequest per owner
+    while it is not terminal (202 for repeats); ``managed_namespaces`` exist labelled
+    ``kubernaut.ai/managed=true`` beside ``kube_namespaces``; RemediationRequests live in
+    ``controller_namespace`` and walk their phases in ``remediation_phase_s`` (processing,
+    analyzing, executing, verifying: mean seconds), a ``remediation_fail_rate`` of them
+    failing at Executing and a ``blocked_rate`` staying Blocked for ``blocked_s``;
+    ``kube_denied`` (``"verb:resource"``) takes grants away from kubetest's kube token;
+    ``max_concurrent_requests`` in flight (default 100) then 429; ``startsAt`` beyond
+    ``future_tolerance_s`` refused. ``kubernaut-legacy``: 200 ``{"status":"success"}``,
+    500 while an alertname/namespace pair is within ``cooldown_s`` of its last alert, 429
+    above ``rate_limit_per_s``. With ``auth_token_env`` (the *name* of an env var; the
+    value is read when the app starts) every webhook needs ``Authorization: Bearer
+    <value>`` (kubernaut: that token is the one granted signal source; kubetest's kube
+    token gets 403, any other 401).
     """
 
     workers: int = 8
@@ -66,8 +72,7 @@ class TargetConfig:
     api: str = "webhook"
     auth_token_env: str | None = None
     max_concurrent_requests: int | None = None  # None: kubernaut 100, others unlimited
-    dedup_window_s: float = 300.0
-    managed_namespaces: tuple[str, ...] = ()  # empty: every namespace is managed
+    managed_namespaces: tuple[str, ...] = ()  # kubernaut: labelled kubernaut.ai/managed=true
     future_tolerance_s: float = 120.0
     rate_limit_per_s: float | None = None
     cooldown_s: float = 60.0
@@ -75,12 +80,23 @@ class TargetConfig:
     #: twice in, the action history (and the kubernaut profile's RemediationRequests).
     lose_rate: float = 0.0
     duplicate_rate: float = 0.0
+    # kubernaut: the target's own cluster and its stand-in orchestrator
+    controller_namespace: str = "kubernaut-system"
+    kube_namespaces: tuple[str, ...] = ("default", "test-workloads")
+    remediation_phase_s: tuple[float, float, float, float] = (0.2, 0.5, 0.3, 0.5)
+    remediation_fail_rate: float = 0.0
+    blocked_rate: float = 0.0
+    blocked_s: float = 1.0
+    kube_denied: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise lists (from YAML/argparse) to tuples so the config stays hashable.
         outages = tuple((float(s), float(d)) for s, d in self.outages)
         object.__setattr__(self, "outages", outages)
-        object.__setattr__(self, "managed_namespaces", tuple(self.managed_namespaces))
+        for name in ("managed_namespaces", "kube_namespaces", "kube_denied"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        phases = tuple(float(x) for x in self.remediation_phase_s)
+        object.__setattr__(self, "remediation_phase_s", phases)
         if self.api not in TARGET_APIS:
             raise ValueError(f"api must be one of {', '.join(TARGET_APIS)}, got {self.api!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -106,17 +122,38 @@ class TargetConfig:
             raise ValueError(
                 f"max_concurrent_requests must be >= 1, got {self.max_concurrent_requests!r}"
             )
-        for name in ("dedup_window_s", "future_tolerance_s", "cooldown_s"):
+        for name in ("future_tolerance_s", "cooldown_s", "blocked_s"):
             value = getattr(self, name)
             if not value >= 0 or math.isinf(value):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.rate_limit_per_s is not None and not 0 < self.rate_limit_per_s < math.inf:
             raise ValueError(f"rate_limit_per_s must be > 0, got {self.rate_limit_per_s!r}")
-        for name in ("lose_rate", "duplicate_rate"):
+        for name in ("lose_rate", "duplicate_rate", "remediation_fail_rate", "blocked_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)!r}")
         if self.lose_rate + self.duplicate_rate > 1.0:
             raise ValueError("lose_rate + duplicate_rate must be <= 1")
+        self._check_cluster(phases)
+
+    def _check_cluster(self, phases: tuple[float, ...]) -> None:
+        from kubetest.target.cluster import VERBS, is_dns_label
+
+        if len(phases) != 4 or not all(0 <= p < math.inf for p in phases):
+            raise ValueError(
+                "remediation_phase_s must be 4 finite numbers >= 0 (processing, analyzing, "
+                f"executing, verifying seconds), got {self.remediation_phase_s!r}"
+            )
+        for ns in (self.controller_namespace, *self.kube_namespaces, *self.managed_namespaces):
+            if not is_dns_label(ns):
+                raise ValueError(f"namespace {ns!r} is not a valid namespace name (RFC 1123 "
+                                 "label: lowercase letters, digits, '-')")  # fmt: skip
+        for item in self.kube_denied:
+            verb, sep, resource = item.partition(":")
+            if not sep or verb not in VERBS or not resource:
+                raise ValueError(
+                    f"kube_denied: {item!r} must be VERB:RESOURCE (e.g. delete:deployments) "
+                    f"with VERB one of {', '.join(sorted(VERBS))}"
+                )
 
     @classmethod
     def from_params(cls, embedded: Any) -> TargetConfig:
@@ -128,8 +165,9 @@ class TargetConfig:
         """
         optional = {
             key: getattr(embedded, key)
-            for key in ("max_concurrent_requests", "dedup_window_s", "future_tolerance_s",
-                        "rate_limit_per_s", "cooldown_s", "seed")
+            for key in ("max_concurrent_requests", "future_tolerance_s", "rate_limit_per_s",
+                        "cooldown_s", "seed", "controller_namespace", "remediation_fail_rate",
+                        "blocked_rate", "blocked_s")
             if getattr(embedded, key, None) is not None
         }  # fmt: skip
         return cls(
@@ -141,9 +179,11 @@ class TargetConfig:
             api=getattr(embedded, "api", None) or "webhook",
             auth_token_env=getattr(embedded, "auth_token_env", None),
             managed_namespaces=tuple(getattr(embedded, "managed_namespaces", None) or ()),
+            kube_denied=tuple(getattr(embedded, "kube_denied", None) or ()),
             lose_rate=float(getattr(embedded, "lose_rate", 0.0) or 0.0),
             duplicate_rate=float(getattr(embedded, "duplicate_rate", 0.0) or 0.0),
             **optional,
+            **_sequences(embedded),
         )
 
     @property
@@ -180,6 +220,18 @@ class TargetConfig:
             if start <= elapsed_s < start + duration:
                 return start + duration - elapsed_s
         return 0.0
+
+
+def _sequences(embedded: Any) -> dict[str, Any]:
+    """``kube_namespaces`` and ``remediation_phase_s`` from params when given there."""
+    out: dict[str, Any] = {}
+    namespaces = getattr(embedded, "kube_namespaces", None)
+    if namespaces is not None:
+        out["kube_namespaces"] = tuple(namespaces)
+    phases = getattr(embedded, "remediation_phase_s", None)
+    if phases is not None:
+        out["remediation_phase_s"] = tuple(float(x) for x in phases)
+    return out
 
 
 def lognormal_mu(mean: float, sigma: float) -> float:
@@ -333,51 +385,3 @@ def check_action(action: str) -> str | None:
     if not action:
         return "unknown action '': set label action_required or annotation recommended_action"
     return f"unknown action {action!r}"
-
-
-# ---------------------------------------------------------------- kubernaut semantics
-
-#: Resource labels in the gateway's order of precedence (the first present names the target).
-_RESOURCE_LABELS: tuple[tuple[str, str], ...] = (
-    ("horizontalpodautoscaler", "HorizontalPodAutoscaler"),
-    ("persistentvolumeclaim", "PersistentVolumeClaim"),
-    ("deployment", "Deployment"),
-    ("statefulset", "StatefulSet"),
-    ("daemonset", "DaemonSet"),
-    ("node", "Node"),
-    ("pod", "Pod"),
-)
-#: ``name-<replicaset hash>-<pod suffix>``: a Deployment's pod, owned by ``name``.
-_DEPLOYMENT_POD = re.compile(r"^(?P<owner>.+)-[a-z0-9]{6,10}-[a-z0-9]{5}$")
-
-
-def owning_resource(labels: dict[str, str]) -> tuple[str, str]:
-    """(kind, name) of the resource an alert is about, pods folded into their Deployment.
-
-    The real gateway asks the Kubernetes API for a pod's owner; the stand-in reads it from
-    the pod-name pattern, so pods of one Deployment still collapse into one signal.
-    """
-    for label, kind in _RESOURCE_LABELS:
-        name = labels.get(label)
-        if name:
-            if kind == "Pod" and (match := _DEPLOYMENT_POD.match(name)):
-                return "Deployment", match.group("owner")
-            return kind, name
-    return "Unknown", "unknown"
-
-
-def signal_fingerprint(alert: AlertIn) -> str:
-    """What the stand-in deduplicates on: SHA-256 of alertname, namespace, owning resource."""
-    kind, name = owning_resource(alert.labels)
-    key = f"{alert.alertname}:{alert.namespace or 'default'}:{kind}:{name}"
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse_rfc3339(text: str) -> float | None:
-    """Epoch seconds of an RFC 3339 time (``Z`` or offset), ``None`` when unreadable."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, TypeError):
-        return None

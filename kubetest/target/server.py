@@ -1,25 +1,39 @@
 """Serving the reference target: in the foreground (``serve``) or as a child process.
 
 The child process (``EmbeddedTarget``) keeps the target's event loop and CPU apart from
-the load generator's, so neither measures the other. The child binds the port itself
-(port 0: the kernel picks a free one, no probe-then-bind race) and reports the URL on its
+the load generator's, so neither measures the other. The child binds its ports itself
+(port 0: the kernel picks free ones, no probe-then-bind race) and reports the URLs on its
 stdout once listening; it also exits when its stdin closes, so a parent killed hard (a
 dead notebook kernel) does not leave it behind.
+
+The ``kubernaut`` profile listens on four ports in one event loop, as the real gateway
+does on three (webhook :8080, health :8081, metrics :9090, ``pkg/gateway/server.go``) plus
+the target's own cluster as a Kubernetes API; the other profiles on one. The kube API's
+token for kubetest reaches the child by environment (``KUBETEST_TARGET_KUBE_TOKEN``),
+never on its command line; ``EmbeddedTarget`` writes a kubeconfig holding it into a
+private temporary folder for the target's lifetime.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import contextlib
+import json
 import os
 import re
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,13 +41,19 @@ import httpx
 import uvicorn
 
 from kubetest.errors import KubetestError, ParamsError
-from kubetest.target.app import create_app
+from kubetest.target.app import KUBE_TOKEN_ENV, create_apps
+from kubetest.target.cluster import VERBS
 from kubetest.target.model import SERVICE_DISTS, TARGET_APIS, TargetConfig
 
-#: First words of the line the server prints once it listens (the child's port report).
+#: First words of the line the server prints once it listens (the child's port report):
+#: ``kubetest target listening on <webhook origin> [health=<url> metrics=<url> kube=<url>]
+#: (<description>)``.
 READY_PREFIX = "kubetest target listening on "
-_READY_RE = re.compile(re.escape(READY_PREFIX) + r"(http://\S+)")
+_READY_RE = re.compile(re.escape(READY_PREFIX) + r"(https?://\S+)")
+_EXTRA_RE = re.compile(r"\b(health|metrics|kube)=(http://\S+)")
 _STOP_GRACE_S = 5.0
+#: Default ports in the foreground, as the real gateway's (kube: an API server's).
+DEFAULT_PORTS = {"webhook": 8080, "health": 8081, "metrics": 9090, "kube": 6443}
 
 
 class TargetStartError(KubetestError):
@@ -60,24 +80,27 @@ def _describe(config: TargetConfig) -> str:
     if config.lose_rate or config.duplicate_rate:
         text += (f", history faults: lose {config.lose_rate:g}, "
                  f"duplicate {config.duplicate_rate:g}")  # fmt: skip
+    if config.api == "kubernaut":
+        phases = "/".join(f"{p:g}" for p in config.remediation_phase_s)
+        text += (f", RemediationRequests in {config.controller_namespace} "
+                 f"(phases {phases} s, fail {config.remediation_fail_rate:g}, "
+                 f"blocked {config.blocked_rate:g} for {config.blocked_s:g} s)")  # fmt: skip
+        if config.kube_denied:
+            text += f", kube token denied {', '.join(config.kube_denied)}"
     return text
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, plus: announce the bound URL, and stop when asked from another thread."""
+    """uvicorn, one of several in a loop: stops when ``stop`` is set (from any thread);
+    signals are ``serve``'s to handle, not each server's."""
 
-    def __init__(self, config: uvicorn.Config, announce: str, stop: threading.Event) -> None:
+    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
         super().__init__(config)
-        self._announce = announce
         self._stop = stop
 
-    async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            sockname = self.servers[0].sockets[0].getsockname()
-            scheme = "https" if self.config.ssl_certfile else "http"
-            url = _url(self.config.host, sockname[1], scheme)
-            print(f"{READY_PREFIX}{url} ({self._announce})", flush=True)
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop.is_set():
@@ -93,6 +116,45 @@ def _watch_stdin(stop: threading.Event) -> None:
     stop.set()
 
 
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=4096)
+    except OSError as exc:
+        raise TargetStartError(f"target: cannot listen on {host}:{port} ({what}): "
+                               f"{exc.strerror or exc}") from None  # fmt: skip
+
+
+def kubeconfig_text(server: str, token: str, name: str = "kubetest-target") -> str:
+    """A kubeconfig (JSON is YAML) whose current context reaches ``server`` with
+    ``token``."""
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": name,
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+    }, indent=2) + "\n"  # fmt: skip
+
+
+def write_kubeconfig(path: str | Path, server: str, token: str) -> Path:
+    """Write :func:`kubeconfig_text` to ``path`` readable by its owner only (0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(kubeconfig_text(server, token))
+    return path
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return None
+    return uvloop.new_event_loop
+
+
 def serve(
     config: TargetConfig,
     host: str = "127.0.0.1",
@@ -100,44 +162,92 @@ def serve(
     *,
     log_level: str = "warning",
     exit_on_stdin_eof: bool = False,
+    health_port: int = DEFAULT_PORTS["health"],
+    metrics_port: int = DEFAULT_PORTS["metrics"],
+    kube_port: int = DEFAULT_PORTS["kube"],
+    kubeconfig: str | Path | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
 ) -> None:
     """Serve the target in the foreground until SIGINT/SIGTERM (then return normally).
 
-    Prints ``kubetest target listening on <url> (...)`` once the socket listens; with
-    ``port=0`` the URL carries the port the kernel picked.
+    Prints ``kubetest target listening on <url> ...`` once every socket listens (with
+    port 0 the URLs carry the ports the kernel picked); for ``kubernaut`` the line also
+    names ``health=``, ``metrics=`` and ``kube=`` URLs, one event loop serving all four.
+    ``kubeconfig`` (kubernaut): write a kubeconfig for the kube API there (mode 0600).
     """
-    app = create_app(config)
-    uv_config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        access_log=False,  # no per-request logging on the hot path
-        log_level=log_level,
-        lifespan="off",
-        ws="none",
-        server_header=False,
-        backlog=4096,
-        timeout_graceful_shutdown=3,
-        ssl_certfile=tls_cert,  # HTTPS, to try target.tls locally
-        ssl_keyfile=tls_key,
-    )
-    stop = threading.Event()
+    apps = create_apps(config)
+    ports = {"webhook": port, "health": health_port, "metrics": metrics_port,
+             "kube": kube_port}  # fmt: skip
+    listeners = apps.listeners()
+    sockets: list[socket.socket] = []
+    try:
+        for name, _ in listeners:
+            sockets.append(_bind(host, ports[name], name))
+    except TargetStartError:
+        for sock in sockets:
+            sock.close()
+        raise
+    # HTTPS on the webhook only (to try target.tls locally); health, metrics and the kube
+    # API stay plain HTTP, as the gateway's own health and metrics servers are
+    urls = {name: _url(host, sock.getsockname()[1],
+                       "https" if tls_cert and name == "webhook" else "http")
+            for (name, _), sock in zip(listeners, sockets, strict=True)}  # fmt: skip
+    if kubeconfig is not None and apps.cluster is not None:
+        assert apps.state.kube_token is not None
+        write_kubeconfig(kubeconfig, urls["kube"], apps.state.kube_token)
+    # the cluster's own flag, so open watches end as soon as the servers begin to stop
+    stop = apps.cluster.closing if apps.cluster is not None else threading.Event()
     if exit_on_stdin_eof:
         threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
-    server = _Server(uv_config, _describe(config), stop)
-    # uvicorn re-raises the signal that stopped it once it has shut down; with these
-    # placeholders installed that re-raise is a no-op, so Ctrl-C ends without a traceback.
+    servers = [
+        _Server(uvicorn.Config(
+            app, host=host, port=ports[name], access_log=False, log_level=log_level,
+            lifespan="off", ws="none", server_header=False, backlog=4096,
+            timeout_graceful_shutdown=3,
+            ssl_certfile=tls_cert if name == "webhook" else None,
+            ssl_keyfile=tls_key if name == "webhook" else None), stop)
+        for name, app in listeners
+    ]  # fmt: skip
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(server.serve(sockets=[sock]))
+                 for server, sock in zip(servers, sockets, strict=True)]  # fmt: skip
+        ticker = (asyncio.ensure_future(apps.cluster.run_ticker())
+                  if apps.cluster is not None else None)  # fmt: skip
+        try:
+            while not all(server.started for server in servers):
+                if any(task.done() for task in tasks):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                extra = " ".join(f"{name}={url}" for name, url in urls.items()
+                                 if name != "webhook")  # fmt: skip
+                where = urls["webhook"] + (" " + extra if extra else "")
+                print(f"{READY_PREFIX}{where} ({_describe(config)})", flush=True)
+                if kubeconfig is not None and apps.cluster is not None:
+                    print(f"kubeconfig for the kube API: {kubeconfig}", flush=True)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()  # one server down (or stopping): all of them
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+
     saved: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            saved[sig] = signal.signal(sig, lambda *_: None)
+            saved[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        server.run()
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+        for sock in sockets:
+            sock.close()
 
 
 # ---------------------------------------------------------------- command line
@@ -194,6 +304,34 @@ def _outage(text: str) -> tuple[float, float]:
     if not (window[0] >= 0 and 0 < window[1] < float("inf")):
         raise argparse.ArgumentTypeError(f"needs START_S >= 0 and DURATION_S > 0, got {text!r}")
     return window
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list (``""``: none)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _phases(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(0 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(
+            f"must be PROCESSING,ANALYZING,EXECUTING,VERIFYING (4 numbers >= 0, seconds), "
+            f"got {text!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _denied(text: str) -> str:
+    verb, sep, resource = text.partition(":")
+    if not sep or verb not in VERBS or not resource:
+        raise argparse.ArgumentTypeError(
+            f"must be VERB:RESOURCE (e.g. delete:deployments), VERB one of "
+            f"{', '.join(sorted(VERBS))}; got {text!r}"
+        )
+    return text
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -285,19 +423,90 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="webhook requests in flight before 429 (default: kubernaut 100, others no limit)",
     )
     add(
-        "--dedup-window-s",
-        type=_non_negative_float,
-        default=d.dedup_window_s,
-        help="kubernaut: a repeat of a signal within this window is a 202 duplicate "
-        "(0: no dedup; default: %(default)s)",
-    )
-    add(
         "--managed-namespace",
         action="append",
         default=[],
         metavar="NS",
-        help="kubernaut: only these namespaces are managed, others answer 200 rejected; "
-        "repeatable (default: all)",
+        help="kubernaut: a namespace of the target's cluster labelled kubernaut.ai/managed="
+        "true (alerts about its Deployments are in scope); repeatable (default: none)",
+    )
+    add(
+        "--kube-namespaces",
+        type=_names,
+        default=d.kube_namespaces,
+        metavar="NS,NS",
+        help="kubernaut: the cluster's other namespaces, unlabelled (default: "
+        + ",".join(d.kube_namespaces) + ")",
+    )
+    add(
+        "--controller-namespace",
+        default=d.controller_namespace,
+        metavar="NS",
+        help="kubernaut: where RemediationRequests are created (default: %(default)s)",
+    )
+    add(
+        "--remediation-phase-s",
+        type=_phases,
+        default=d.remediation_phase_s,
+        metavar="P,A,E,V",
+        help="kubernaut: mean seconds a RemediationRequest spends Processing, Analyzing, "
+        "Executing and Verifying (default: " + ",".join(f"{p:g}" for p in d.remediation_phase_s)
+        + ")",
+    )
+    add(
+        "--remediation-fail-rate",
+        type=_fraction,
+        default=d.remediation_fail_rate,
+        help="kubernaut: share of RemediationRequests that fail at Executing "
+        "(default: %(default)s)",
+    )
+    add(
+        "--blocked-rate",
+        type=_fraction,
+        default=d.blocked_rate,
+        help="kubernaut: share of RemediationRequests Blocked (non-terminal) for "
+        "--blocked-s, then Failed (if failing) or on to Completed (default: %(default)s)",
+    )
+    add(
+        "--blocked-s",
+        type=_non_negative_float,
+        default=d.blocked_s,
+        help="kubernaut: how long a Blocked RemediationRequest stays Blocked "
+        "(default: %(default)s)",
+    )
+    add(
+        "--kube-deny",
+        type=_denied,
+        action="append",
+        default=[],
+        metavar="VERB:RESOURCE",
+        help="kubernaut: take this grant from kubetest's kube API token (e.g. "
+        "delete:deployments); repeatable",
+    )
+    add(
+        "--health-port",
+        type=_port,
+        default=DEFAULT_PORTS["health"],
+        help="kubernaut: port of /healthz and /readyz (default: %(default)s)",
+    )
+    add(
+        "--metrics-port",
+        type=_port,
+        default=DEFAULT_PORTS["metrics"],
+        help="kubernaut: port of /metrics (default: %(default)s)",
+    )
+    add(
+        "--kube-port",
+        type=_port,
+        default=DEFAULT_PORTS["kube"],
+        help="kubernaut: port of the cluster's Kubernetes API (default: %(default)s)",
+    )
+    add(
+        "--kubeconfig",
+        metavar="PATH",
+        default=None,
+        help="kubernaut: write a kubeconfig for the kube API there (mode 0600); its token is "
+        f"${KUBE_TOKEN_ENV} when set, else a random one",
     )
     add(
         "--future-tolerance-s",
@@ -368,8 +577,14 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
             api=args.api,
             auth_token_env=args.auth_token_env,
             max_concurrent_requests=args.max_concurrent_requests,
-            dedup_window_s=args.dedup_window_s,
             managed_namespaces=tuple(args.managed_namespace),
+            kube_namespaces=tuple(args.kube_namespaces),
+            controller_namespace=args.controller_namespace,
+            remediation_phase_s=tuple(args.remediation_phase_s),
+            remediation_fail_rate=args.remediation_fail_rate,
+            blocked_rate=args.blocked_rate,
+            blocked_s=args.blocked_s,
+            kube_denied=tuple(args.kube_deny),
             future_tolerance_s=args.future_tolerance_s,
             rate_limit_per_s=args.rate_limit,
             cooldown_s=args.cooldown_s,
@@ -401,6 +616,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.port,
         log_level=args.log_level,
         exit_on_stdin_eof=args.exit_on_stdin_eof,
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        kube_port=args.kube_port,
+        kubeconfig=args.kubeconfig,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
@@ -440,8 +659,6 @@ def _arguments(config: TargetConfig, host: str) -> list[str]:
         str(config.max_alerts),
         "--api",
         config.api,
-        "--dedup-window-s",
-        repr(config.dedup_window_s),
         "--future-tolerance-s",
         repr(config.future_tolerance_s),
         "--cooldown-s",
@@ -450,6 +667,24 @@ def _arguments(config: TargetConfig, host: str) -> list[str]:
         repr(config.lose_rate),
         "--duplicate-rate",
         repr(config.duplicate_rate),
+        "--controller-namespace",
+        config.controller_namespace,
+        "--kube-namespaces",
+        ",".join(config.kube_namespaces),
+        "--remediation-phase-s",
+        ",".join(repr(p) for p in config.remediation_phase_s),
+        "--remediation-fail-rate",
+        repr(config.remediation_fail_rate),
+        "--blocked-rate",
+        repr(config.blocked_rate),
+        "--blocked-s",
+        repr(config.blocked_s),
+        "--health-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--kube-port",
+        "0",
         "--exit-on-stdin-eof",
     ]
     # The token's *name* only: the child inherits the environment that holds its value.
@@ -464,6 +699,8 @@ def _arguments(config: TargetConfig, host: str) -> list[str]:
             args += [flag, repr(value) if isinstance(value, float) else str(value)]
     for ns in config.managed_namespaces:
         args += ["--managed-namespace", ns]
+    for item in config.kube_denied:
+        args += ["--kube-deny", item]
     for start, duration in config.outages:
         args += ["--outage", f"{start!r}:{duration!r}"]
     if config.seed is not None:
@@ -472,10 +709,20 @@ def _arguments(config: TargetConfig, host: str) -> list[str]:
 
 
 class EmbeddedTarget:
-    """The reference target in a child process on a free loopback port.
+    """The reference target in a child process on free loopback ports.
 
     ``with EmbeddedTarget(cfg) as t: ... t.webhook_url ...``. ``stop`` is idempotent and
     also runs at interpreter exit; the child also exits by itself if this process dies.
+
+    For ``kubernaut`` the child listens on four ports: ``base_url`` (the webhook, with
+    the target's ``/api/v1/actions`` and ``/api/v1/outcomes``), ``health_url``
+    (``/readyz`` on the health port), ``metrics_url`` (``/metrics`` on the metrics port)
+    and ``kube_url`` (the cluster's Kubernetes API; ``kubeconfig_path`` is a kubeconfig
+    for it, written at start into a private temporary folder and removed at stop). The
+    kube token is ``$KUBETEST_TARGET_KUBE_TOKEN`` when set, else a random one, handed to
+    the child by environment. For the other profiles ``kube_url`` and
+    ``kubeconfig_path`` are ``None`` and ``health_url``/``metrics_url`` are
+    ``base_url + /health`` and ``/metrics``.
     """
 
     def __init__(
@@ -491,16 +738,21 @@ class EmbeddedTarget:
         self.log_path = Path(log_path) if log_path is not None else None
         self.start_timeout_s = start_timeout_s
         self.port: int | None = None
+        self.urls: dict[str, str] = {}  # webhook / health / metrics / kube origins
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
         self._tail: deque[str] = deque(maxlen=30)
         self._log: IO[str] | None = None
+        self._kube_token: str | None = None
+        self._private_dir: Path | None = None
+        self._kubeconfig: Path | None = None
 
     # -- addresses
 
     @property
     def base_url(self) -> str:
+        """The webhook port's origin."""
         if self.port is None:
             raise RuntimeError("EmbeddedTarget is not started: call start() or use `with`")
         return _url(self.host, self.port)
@@ -512,6 +764,10 @@ class EmbeddedTarget:
 
     @property
     def health_url(self) -> str:
+        """What tells the target is up: kubernaut ``/readyz`` on its health port, else
+        ``/health`` on the webhook port."""
+        if self.config.api == "kubernaut":
+            return self._origin("health") + "/readyz"
         return self.base_url + "/health"
 
     @property
@@ -520,7 +776,32 @@ class EmbeddedTarget:
 
     @property
     def metrics_url(self) -> str:
+        """Prometheus metrics: kubernaut on its metrics port, else on the webhook port."""
+        if self.config.api == "kubernaut":
+            return self._origin("metrics") + "/metrics"
         return self.base_url + "/metrics"
+
+    @property
+    def kube_url(self) -> str | None:
+        """The target's cluster as a Kubernetes API (kubernaut), else ``None``."""
+        return self._origin("kube") if self.config.api == "kubernaut" else None
+
+    @property
+    def kubeconfig_path(self) -> Path | None:
+        """A kubeconfig reaching ``kube_url`` with the kube token (kubernaut, while
+        running; mode 0600 in a 0700 temporary folder), else ``None``."""
+        return self._kubeconfig
+
+    def endpoints(self) -> dict[str, Any]:
+        """Every address a notebook or a check needs (no secret: the kubeconfig's path)."""
+        return {"webhook_url": self.webhook_url, "health_url": self.health_url,
+                "metrics_url": self.metrics_url, "actions_url": self.actions_url,
+                "kube_url": self.kube_url,
+                "kubeconfig_path": str(self._kubeconfig) if self._kubeconfig else None}
+
+    def _origin(self, name: str) -> str:
+        self.base_url  # noqa: B018 - raises when not started
+        return self.urls[name]
 
     @property
     def pid(self) -> int | None:
@@ -540,6 +821,9 @@ class EmbeddedTarget:
         if self._proc is not None:
             return self
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.config.api == "kubernaut":
+            self._kube_token = os.environ.get(KUBE_TOKEN_ENV) or secrets.token_urlsafe(32)
+            env[KUBE_TOKEN_ENV] = self._kube_token  # by environment, never on argv
         # The child must import this very kubetest, even when it is not installed.
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
@@ -560,10 +844,19 @@ class EmbeddedTarget:
         self._reader.start()
         try:
             self._wait_ready(time.monotonic() + self.start_timeout_s)
+            if self.config.api == "kubernaut":
+                self._write_kubeconfig()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _write_kubeconfig(self) -> None:
+        """The kube API's kubeconfig in a private temporary folder (never under outputs/)."""
+        assert self._kube_token is not None and self.kube_url is not None
+        self._private_dir = Path(tempfile.mkdtemp(prefix="kubetest-target-"))  # mode 0700
+        self._kubeconfig = write_kubeconfig(self._private_dir / "kubeconfig", self.kube_url,
+                                            self._kube_token)  # fmt: skip
 
     def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
         """Drain the child's output (so it never blocks on a full pipe); catch the port."""
@@ -576,6 +869,8 @@ class EmbeddedTarget:
                     self._log.write(line + "\n")
                     self._log.flush()
             if not self._ready.is_set() and (match := _READY_RE.search(line)):
+                self.urls = {"webhook": match.group(1),
+                             **dict(_EXTRA_RE.findall(line[match.end():]))}  # fmt: skip
                 self.port = httpx.URL(match.group(1)).port
                 self._ready.set()
         self._ready.set()  # EOF: wake a waiting start() so it can report the exit
@@ -592,6 +887,8 @@ class EmbeddedTarget:
         if self.port is None:
             self._proc.wait(timeout=5)
             raise self._failure(f"exited with code {self._proc.returncode} before listening")
+        if self.config.api == "kubernaut" and not {"health", "metrics", "kube"} <= set(self.urls):
+            raise self._failure(f"reported {sorted(self.urls)} but not all its ports")
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             last = "no answer"
             while time.monotonic() < deadline:
@@ -638,6 +935,10 @@ class EmbeddedTarget:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
+            self._kubeconfig = None
 
     def __enter__(self) -> EmbeddedTarget:
         return self.start()

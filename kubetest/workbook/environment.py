@@ -53,7 +53,7 @@ class EnvResult:
 def run(ctx: TestContext) -> EnvResult:
     """Check the target this run actually uses (its health URL) and every dependency."""
     started = datetime.now(UTC)
-    checks = collect(ctx.params, health_url=ctx.health_url)
+    checks = collect(ctx.params, health_url=ctx.health_url, webhook_url=ctx.target_url)
     result = EnvResult(checks, debug_info(ctx.params))
     ctx.save_result(
         {
