@@ -57,7 +57,7 @@ def cluster() -> Iterator[EmbeddedTarget]:
 
 
 def _apps(target: EmbeddedTarget) -> Any:
-    return k8s.AppsV1Api(k8s_config.new_client_from_config(config_file=target.kubeconfig_path))
+    return k8s.AppsV1Api(k8s_config.new_client_from_config(config_file=str(target.kubeconfig_path)))
 
 
 def _pool_names(target: EmbeddedTarget, selector: str = RUN_LABEL) -> list[str]:
@@ -70,7 +70,7 @@ def _doc(target: EmbeddedTarget, **sections: Any) -> dict[str, Any]:
         "target": {"url": target.webhook_url, "api": "kubernaut",
                    "health_url": target.health_url, "metrics_url": target.metrics_url},
         "alerts": {"namespace": NS, "workloads": {"create": 5, "ready_timeout_s": 10}},
-        "environment": {"kubeconfig": target.kubeconfig_path},
+        "environment": {"kubeconfig": str(target.kubeconfig_path)},
         "remediation": {"timeout_min": 0.5},
     }  # fmt: skip
     for key, value in sections.items():
@@ -81,7 +81,7 @@ def _doc(target: EmbeddedTarget, **sections: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _clean(cluster: EmbeddedTarget) -> Iterator[None]:
     yield
-    cleanup(k8s_config.new_client_from_config(config_file=cluster.kubeconfig_path), NS)
+    cleanup(k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig_path)), NS)
 
 
 def test_a_pool_is_made_labelled_and_deleted(cluster: EmbeddedTarget) -> None:
@@ -218,7 +218,11 @@ def test_a_small_pool_is_reported_with_the_size_it_needs(
         ctx.close()
     pool = result.outcome.pool
     assert pool is not None and pool["to_busy"] > 0
-    assert (result.records["status"] == 202).sum() >= pool["to_busy"] - 2
+    status = result.records["status"]
+    # a free workload's alert is always created; a busy one's is a duplicate unless its
+    # RR ended while the alert was on its way
+    assert (status == 201).sum() >= pool["to_free"] and (status == 202).sum() <= pool["to_busy"]
+    assert (status == 202).sum() > 0 and (status == 400).sum() == 0
     assert pool["needed"] and pool["needed"] > 2
     assert pool["finding"].startswith("pool too small: 2 workloads, rate × time to terminal ≈")
 
