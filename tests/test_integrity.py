@@ -15,7 +15,6 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
-from kube_standin import Bridge, KubeStandIn
 
 from kubetest.analysis import integrity
 from kubetest.analysis.integrity import IntegrityWatch, integrity_requirement, reconcile
@@ -188,23 +187,28 @@ def test_kubernaut_without_kubeconfig_says_why(tmp_path: Path) -> None:
 
 
 def test_kubernaut_remediation_requests_are_reconciled(tmp_path: Path) -> None:
-    """Lost and duplicated RemediationRequests, counted through a kubeconfig."""
-    with KubeStandIn() as api:
-        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
-        config = TargetConfig(api="kubernaut", workers=8, service_ms=2, service_dist="const",
-                              lose_rate=0.1, duplicate_rate=0.1, seed=5)  # fmt: skip
-        with EmbeddedTarget(config) as t, Bridge(t.base_url, api):
-            ctx = _context(
-                tmp_path, "A1", t.webhook_url,
-                target={"url": t.webhook_url, "api": "kubernaut",  # a real gateway's ports
-                        "health_url": t.health_url, "metrics_url": t.metrics_url},  # differ
-                environment={"kubeconfig": str(kubeconfig)},
-                remediation={"follow": False}, a1_response_time=A1_FAST,
-            )  # fmt: skip
+    """Lost and duplicated RemediationRequests, counted through a kubeconfig in the
+    controller namespace the 201s name (the target's own cluster, a real API's paths)."""
+    config = TargetConfig(api="kubernaut", workers=8, service_ms=2, service_dist="const",
+                          lose_rate=0.1, duplicate_rate=0.1, seed=5,
+                          remediation_phase_s=(0.02, 0.02, 0.02, 0.02))  # fmt: skip
+    with EmbeddedTarget(config) as t:
+        ctx = _context(
+            tmp_path, "A1", t.webhook_url,
+            target={"url": t.webhook_url, "api": "kubernaut",  # a real gateway's ports
+                    "health_url": t.health_url, "metrics_url": t.metrics_url},  # differ
+            environment={"kubeconfig": str(t.kubeconfig_path)},
+            alerts={"workloads": {"create": 60}},
+            remediation={"follow": False}, a1_response_time=A1_FAST,
+        )  # fmt: skip
+        try:
             result = a1_response_time.run(ctx, progress=False)
-            faults = httpx.get(t.base_url + "/api/v1/outcomes", trust_env=False).json()["faults"]
+        finally:
+            ctx.close()
+        faults = httpx.get(t.base_url + "/api/v1/outcomes", trust_env=False).json()["faults"]
     check = result.outcome.integrity
     assert check.checked and check.method.startswith("RemediationRequests"), check
+    assert "kubernaut-system" in check.method
     accepted = result.outcome.load.summary["outcomes"]["accepted"]
     assert faults["lost"] > 0 and faults["duplicated"] > 0
     assert check.counts() == {"accepted": accepted, "lost": faults["lost"],

@@ -27,6 +27,14 @@ pytestmark = pytest.mark.timeout(120)
 N = 48  # A1 here: 2,400/min for 1.2 s
 
 
+#: The kubernaut profile's alerts must name Deployments that exist: a pool in the
+#: embedded target's own cluster, larger than N so no alert meets a busy one, with
+#: remediations short enough to end while the test waits for them.
+POOL = {"alerts": {"workloads": {"create": N + 8}}, "environment": {"kubeconfig": "embedded"},
+        "remediation": {"timeout_min": 0.5}}  # fmt: skip
+FAST_RR = {"remediation_phase_s": [0.02, 0.02, 0.02, 0.02]}
+
+
 @contextmanager
 def context(tmp_path: Path, api: str, **sections: Any) -> Iterator[TestContext]:
     """A1 on the embedded target in profile ``api``, closed (the target stopped) on leaving."""
@@ -73,7 +81,8 @@ def run_a1(tmp_path: Path, api: str, **sections: Any) -> tuple[Any, dict[str, in
 
 @pytest.mark.parametrize("api", ["webhook", "kubernaut", "kubernaut-legacy"])
 def test_unique_alerts_are_all_accepted_and_counted_alike(tmp_path: Path, api: str) -> None:
-    with context(tmp_path, api) as ctx:
+    pool = {**POOL, "embedded": FAST_RR} if api == "kubernaut" else {}
+    with context(tmp_path, api, **pool) as ctx:
         assert ctx.target_url.endswith(
             {"webhook": "/webhook/prometheus", "kubernaut": "/api/v1/signals/prometheus",
              "kubernaut-legacy": "/alerts"}[api])  # fmt: skip
@@ -84,14 +93,29 @@ def test_unique_alerts_are_all_accepted_and_counted_alike(tmp_path: Path, api: s
     details = result.requirement.details
     assert details["outcomes"]["accepted"] == N
     assert "webhook latency" in details["judged_on"]
-    if api == "kubernaut":  # asynchronous, but no kubeconfig: A1 says how to follow it
-        assert "environment.kubeconfig" in details["time_to_remediation"]["reason"]
+    if api == "kubernaut":  # asynchronous: each created RR followed to its end
+        ttr = details["time_to_remediation"]
+        assert ttr["followed"] == N and ttr["phases"]["Completed"] == N
+        assert result.outcome.pool["to_free"] == N and result.outcome.pool["to_busy"] == 0
     else:
         assert "time_to_remediation" not in details
 
 
+def test_without_a_pool_the_gateway_cannot_resolve_the_alerts(tmp_path: Path) -> None:
+    """What kubetest used to send: Deployments nobody created, so every alert is a 400
+    (the gateway drops a signal whose owner does not exist) and nothing is created."""
+    result, mine = run_a1(tmp_path, "kubernaut")
+    assert mine["failed"] == N and mine["accepted"] == 0
+    assert set(result.records["status"]) == {400}
+    assert result.requirement.status == "FAIL"
+
+
 def test_repeated_alerts_are_reported_as_duplicates(tmp_path: Path) -> None:
-    result, mine = run_a1(tmp_path, "kubernaut", alerts={"unique": False})
+    """``unique: false`` names one workload on purpose: its RR stays live (slow phases),
+    so every repeat is a 202."""
+    slow = {"remediation_phase_s": [30, 30, 30, 30]}
+    result, mine = run_a1(tmp_path, "kubernaut", **{**POOL, "alerts": {
+        "unique": False, "workloads": {"create": 4}}}, embedded=slow)  # fmt: skip
     assert mine["accepted"] == 1 and mine["duplicate"] == N - 1
     req = result.requirement
     assert req.details["outcomes"]["duplicate"] == N - 1
@@ -106,13 +130,14 @@ def test_legacy_cooldown_fails_repeats_and_unique_alerts_avoid_it(tmp_path: Path
 
 
 def test_concurrency_above_the_limit_is_throttled(tmp_path: Path) -> None:
-    limited = {"workers": 2, "service_ms": 20, "max_concurrent_requests": 4}
-    with context(tmp_path, "kubernaut", embedded=limited) as ctx:
+    limited = {"workers": 2, "service_ms": 20, "max_concurrent_requests": 4, **FAST_RR}
+    pool = {**POOL, "alerts": {"workloads": {"create": 40}}}
+    with context(tmp_path, "kubernaut", embedded=limited, **pool) as ctx:
         plan = make_plan(ctx, ["high_memory"], mode="closed", concurrency=16, duration_s=1.0)
         outcome = execute(ctx, plan, "closed", progress=False)
         mine = counted_alike(ctx, outcome.records)
     assert mine["throttled"] > 0 and mine["accepted"] > 0
-    assert mine["duplicate"] == mine["failed"] == 0
+    assert mine["failed"] == 0 and mine["duplicate"] <= outcome.pool["to_busy"]
     throttled = outcome.records[outcome.records["outcome"] == "throttled"]
     assert set(throttled["status"]) == {429}
     assert outcome.load.summary["outcomes"]["throttled"] == mine["throttled"]
@@ -126,7 +151,8 @@ def test_a_wrong_token_fails_fast_in_one_line(
     with context(tmp_path, "kubernaut", target={"auth_token_env": "KT_CLIENT_TOKEN"},
                  embedded={"auth_token_env": "KT_SERVICE_TOKEN"}) as ctx:  # fmt: skip
         check = check_auth(ctx.params, webhook_url=ctx.target_url)
-        row = check_target(ctx.params, health_url=ctx.health_url)  # the readiness table's
+        row = check_target(ctx.params, health_url=ctx.health_url,  # the readiness table's
+                           webhook_url=ctx.target_url)  # fmt: skip
         with pytest.raises(AuthError) as err:
             a1_response_time.run(ctx, progress=False)
         monkeypatch.setenv("KT_CLIENT_TOKEN", "the-right-token-1234")

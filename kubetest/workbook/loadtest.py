@@ -95,8 +95,9 @@ def open_loop_schedule(ctx: TestContext, rate_per_min: float, duration_min: floa
 def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
     target, gen = ctx.params.target, ctx.params.generator
     pool = ctx.pool()
-    if pool is not None:
-        mode.setdefault("pool", WorkloadScheduler(pool.names, pool.namespace))
+    if pool is not None:  # unique: false names one workload on purpose (the dedup path)
+        names = pool.names if ctx.params.alerts.unique else pool.names[:1]
+        mode.setdefault("pool", WorkloadScheduler(names, pool.namespace))
     return LoadPlan(
         url=ctx.target_url,
         api=target.api,
