@@ -6,8 +6,9 @@ resourceVersions, watch timeouts and ``410 Gone`` for a compacted resourceVersio
 ``/version`` and ``/api/v1/namespaces/<ns>`` for the readiness check (404 ``NotFound``
 Status for the names in ``missing_namespaces``). Each object follows a script of
 ``(seconds after creation, phase)`` steps, applied by a ticker thread, so a watch sees the
-phases move as a controller would move them. ``Bridge`` mirrors what the reference target
-(kubernaut profile) created into it, as the real gateway creates CRDs.
+phases move as a controller would move them (scripts that the reference target's own
+cluster, ``kubetest.target.cluster``, cannot play: a phase held for ever, a 410 on
+demand).
 
 ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`` answers as the Kubernetes
 API reference describes SelfSubjectAccessReview (authorization.k8s.io/v1): 201 with the
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 from engine_servers import send_json
 
 GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "remediationrequests"
@@ -278,48 +278,3 @@ class KubeStandIn:
             for rv, kind, obj in batch:
                 chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
                 since = rv
-
-
-class Bridge:
-    """Mirrors the reference target's created RemediationRequests into the stand-in, as the
-    real gateway creates CRDs: polls ``/api/v1/remediations`` every ``interval_s``."""
-
-    def __init__(
-        self, target_base: str, standin: KubeStandIn, *, interval_s: float = 0.02,
-        script: Any = COMPLETES,
-    ) -> None:  # fmt: skip
-        self.url = target_base.rstrip("/") + "/api/v1/remediations"
-        self.standin = standin
-        self.interval_s = interval_s
-        self.script = script  # a list of steps, or a function of the item giving one
-        self.mirrored = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5, trust_env=False) as client:
-            while not self._stop.is_set():
-                self.poll(client)
-                self._stop.wait(self.interval_s)
-            self.poll(client)
-
-    def poll(self, client: httpx.Client) -> None:
-        try:
-            items = client.get(self.url, params={"since": self.mirrored}).json()
-        except (httpx.HTTPError, ValueError):
-            return
-        for item in items:
-            script = self.script(item) if callable(self.script) else self.script
-            self.standin.create(
-                item["namespace"], item["name"], fingerprint=item["fingerprint"],
-                signal_labels=item["signalLabels"], script=script,
-            )  # fmt: skip
-            self.mirrored = item["index"] + 1
-
-    def __enter__(self) -> Bridge:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
