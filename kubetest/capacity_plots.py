@@ -40,6 +40,14 @@ def _status_points(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
                        **style)  # fmt: skip
 
 
+def _measured(values: pd.DataFrame) -> bool:
+    """Whether some latency was measured: a sweep where nothing was accepted has none,
+    and matplotlib cannot place log ticks on an axis without a drawn positive value (it
+    raises while drawing), so such a figure keeps linear axes."""
+    arr = values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return bool(np.any(arr[np.isfinite(arr)] > 0))
+
+
 def _plain_log(axis: Any) -> None:
     """Log-scale ticks as plain numbers (0.02, not 2×10⁻²)."""
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -81,8 +89,9 @@ def latency_vs_rate(
     if (best := _num(cap.get("max_sustainable_rate_per_min"))) is not None and best > 0:
         ax.axvline(best, color="#2a9d8f", ls=":", lw=1.5,
                    label=f"max sustainable {best:,.0f}/min")  # fmt: skip
-    ax.set_yscale("log")
-    _plain_log(ax.yaxis)
+    if _measured(t[["p50_s", "p95_s", "p99_s"]]):
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
     ax.set(xlabel="offered rate (alerts/min)", ylabel="latency from intended send (s)",
            title="Latency against offered rate")  # fmt: skip
     ax.legend(fontsize="small", loc="upper left", ncol=2)
@@ -171,10 +180,11 @@ def concurrency_curve(table: pd.DataFrame, fit: UslFit | None, slo_p95_s: float)
         r_ax.plot(grid, grid / np.maximum(fit.predict(grid), 1e-12), color="#6d597a", ls="--",
                   lw=1, label="USL + Little: N / X(N)")  # fmt: skip
     r_ax.axhline(slo_p95_s, color="crimson", ls="--", lw=1, label=f"SLO p95 < {slo_p95_s:g} s")
-    r_ax.set_xscale("log")
-    r_ax.set_yscale("log")
-    _plain_log(r_ax.xaxis)
-    _plain_log(r_ax.yaxis)
+    if _measured(t[["p95_s", "mean_s"]]):
+        r_ax.set_xscale("log")
+        r_ax.set_yscale("log")
+        _plain_log(r_ax.xaxis)
+        _plain_log(r_ax.yaxis)
     r_ax.set(xlabel="concurrency N", ylabel="latency (s)", title="Latency against concurrency")
     r_ax.legend(fontsize="small", loc="upper left")
     fig.tight_layout()
