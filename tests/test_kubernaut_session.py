@@ -1,8 +1,10 @@
 """`kubetest run` end to end in the kubernaut profile, against the embedded target.
 
 tests/params/kubernaut_smoke.yaml is the smoke profile speaking Kubernaut's current API;
-here A1 (201 answers, all accepted) and B2 (a level above the target's in-flight limit:
-429s, counted as throttled) run through papermill as a real session does.
+here A1 (201 answers, all accepted, each RemediationRequest followed to Completed) and B2
+(a level above the target's in-flight limit: 429s, counted as throttled) run through
+papermill as a real session does, with a workload pool the session makes in the target's
+own cluster before the first test and hands to the notebooks (pool.json, target.json).
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ def test_kubernaut_profile_runs_end_to_end(tmp_path: Path) -> None:
     outcomes = a1["details"]["outcomes"]
     assert outcomes["accepted"] == 60 and outcomes["duplicate"] == outcomes["failed"] == 0
     assert "webhook latency" in a1["details"]["judged_on"]
+    ttr = a1["details"]["time_to_remediation"]
+    assert ttr["followed"] == 60 and ttr["phases"]["Completed"] == 60
+    pool = json.loads((session / "pool.json").read_text())
+    assert pool["owned"] and len(pool["names"]) == 80
+    result = json.loads((session / "results" / "A1.json").read_text())
+    assert result["workload_pool"]["to_busy"] == 0
+    assert result["workload_pool"]["controller_namespace"] == "kubernaut-system"
+    endpoints = json.loads((session / "target.json").read_text())
+    assert {"webhook", "health", "metrics", "kube"} <= set(endpoints)
+    assert "80 Deployments deleted" in out.stderr  # before the target (and its cluster) went
     b2 = json.loads((session / "results" / "B2.json").read_text())
     by_level = {p["concurrency"]: p for p in b2["phases"]}
     assert by_level[4]["outcomes"]["throttled"] == 0 and by_level[4]["outcomes"]["accepted"] > 0
