@@ -655,7 +655,13 @@ class KubeAccess:
 
 
 def find_kubeconfig(env: Environment | None) -> tuple[Path | None, str]:
-    """The kubeconfig to use and where it came from: the param, $KUBECONFIG, ~/.kube/config."""
+    """The kubeconfig to use and where it came from: the param, $KUBECONFIG, ~/.kube/config.
+    ``embedded``: the running embedded target's (``(None, "embedded")`` before it runs)."""
+    if env and env.kubeconfig == "embedded":
+        from kubetest.workloads import EMBEDDED_KUBECONFIG_ENV
+
+        running = os.environ.get(EMBEDDED_KUBECONFIG_ENV)
+        return (Path(running), "the embedded target") if running else (None, "embedded")
     if env and env.kubeconfig:
         return Path(env.kubeconfig).expanduser(), "environment.kubeconfig"
     for entry in os.environ.get("KUBECONFIG", "").split(os.pathsep):
@@ -783,6 +789,9 @@ def _kube_namespaces(params: Params) -> list[str]:
 def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
     """The kubeconfig's cluster answers ``/version`` and A4's namespaces exist."""
     path, source = find_kubeconfig(params.environment)
+    if path is None and source == "embedded":
+        return _ok("kubernetes", "environment.kubeconfig is 'embedded': the embedded target's "
+                   "own cluster, started for each run")  # fmt: skip
     if path is None:
         return _not_configured(
             "kubernetes",
@@ -885,10 +894,11 @@ def check_rbac(params: Params, timeout_s: float = TIMEOUT_S) -> list[Check]:
     needs = rbac.required_permissions(params)
     rows = [_not_configured("rbac", why, "set remediation.namespace to check it before the run")
             for why in needs.unknown]  # fmt: skip
-    if kubeconfig == "embedded":
+    path, source = find_kubeconfig(env)
+    if path is None:  # embedded, and the target is not running (kubetest check alone)
         return [_not_configured("rbac", "environment.kubeconfig is 'embedded': the embedded "
-                                "target's own cluster, not checked here", ""), *rows]  # fmt: skip
-    path = Path(kubeconfig).expanduser()
+                                "target's own cluster, checked when a run starts it", ""),
+                *rows]  # fmt: skip
     if not path.is_file():  # the kubernetes row says so already
         return [_failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
                 *rows]  # fmt: skip

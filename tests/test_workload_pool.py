@@ -269,3 +269,30 @@ def test_resume_reuses_the_interrupted_runs_pool(cluster: EmbeddedTarget, tmp_pa
     assert _pool_names(cluster) == []
     with _workload_pool(params, tmp_path, False, lines.append) as fresh:
         assert fresh.run != "r1"  # a new session takes a new token
+
+
+def test_the_embedded_clusters_grants_are_checked_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``kubeconfig: embedded`` is the running target's: kubetest check asks its API the
+    same SelfSubjectAccessReviews as a real cluster's (a denied verb is a row)."""
+    from kubetest.checks import check_kubernetes, check_rbac
+    from kubetest.workloads import EMBEDDED_KUBECONFIG_ENV
+
+    params = parse_params({"target": {"url": "embedded", "api": "kubernaut"},
+                           "alerts": {"workloads": {"create": 3}},
+                           "environment": {"kubeconfig": "embedded"},
+                           "remediation": {"namespace": "kubernaut-system"}})  # fmt: skip
+    monkeypatch.delenv(EMBEDDED_KUBECONFIG_ENV, raising=False)
+    assert [r.status for r in check_rbac(params)] == ["not configured"]
+    assert check_kubernetes(params).status == "ok"
+    target = _target(kube_denied=("delete:deployments",))
+    try:
+        monkeypatch.setenv(EMBEDDED_KUBECONFIG_ENV, str(target.kubeconfig_path))
+        rows = check_rbac(params)
+        assert check_kubernetes(params).status == "ok"
+    finally:
+        target.stop()
+    failed = [r for r in rows if r.status == "failed"]
+    assert len(failed) == 1 and "denied: delete deployments" in failed[0].detail
+    assert NS in failed[0].detail
