@@ -35,11 +35,11 @@ import pandas as pd
 import yaml
 
 from kubetest import __version__, endpoints, rbac
+from kubetest.endpoints import origin
 from kubetest.errors import KubetestError
 from kubetest.params import A4Actions, Environment, Params, load_params
 from kubetest.tls import FIXES as TLS_FIXES
 from kubetest.tls import TlsError, tls_problem, verify
-from kubetest.workbook.context import origin
 
 OK, FAILED, NOT_CONFIGURED = "ok", "failed", "not configured"
 TIMEOUT_S = 5.0

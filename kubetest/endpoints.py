@@ -51,24 +51,29 @@ def _webhook(target: Any, webhook_url: str | None) -> str:
     return url
 
 
+def _endpoint(
+    target: Any, webhook_url: str | None, override: str | None, given: str | None,
+    gateway: tuple[int, str], path: str,
+) -> str:  # fmt: skip
+    """The precedence of the module docstring, for one endpoint."""
+    if override or given:
+        return str(override or given)
+    url = _webhook(target, webhook_url)
+    if _own_ports(target):
+        return _on_port(url, *gateway)
+    return origin(url) + path
+
+
 def health_url(target: Any, webhook_url: str | None = None, override: str | None = None) -> str:
     """The health URL of ``target`` (a ``params.Target``) whose webhook is ``webhook_url``
     (default ``target.url``): ``http://<host>:8081/readyz`` for a Kubernaut gateway,
     ``<origin>/health`` otherwise."""
-    if override or target.health_url:
-        return str(override or target.health_url)
-    url = _webhook(target, webhook_url)
-    if _own_ports(target):
-        return _on_port(url, GATEWAY_HEALTH_PORT, GATEWAY_HEALTH_PATH)
-    return origin(url) + "/health"
+    return _endpoint(target, webhook_url, override, target.health_url,
+                     (GATEWAY_HEALTH_PORT, GATEWAY_HEALTH_PATH), "/health")  # fmt: skip
 
 
 def metrics_url(target: Any, webhook_url: str | None = None, override: str | None = None) -> str:
     """The Prometheus metrics URL of ``target``: ``http://<host>:9090/metrics`` for a
     Kubernaut gateway, ``<origin>/metrics`` otherwise."""
-    if override or target.metrics_url:
-        return str(override or target.metrics_url)
-    url = _webhook(target, webhook_url)
-    if _own_ports(target):
-        return _on_port(url, GATEWAY_METRICS_PORT, GATEWAY_METRICS_PATH)
-    return origin(url) + "/metrics"
+    return _endpoint(target, webhook_url, override, target.metrics_url,
+                     (GATEWAY_METRICS_PORT, GATEWAY_METRICS_PATH), "/metrics")  # fmt: skip

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from kubetest import endpoints
+from kubetest.endpoints import origin
 from kubetest.params import TESTS, Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def new_session_name(prefix: str = "session") -> str:
     return f"{prefix}_{datetime.now(UTC).strftime('%Y%m%d_%H%M%S')}"
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
 def _jsonable(obj: Any) -> Any:
