@@ -396,6 +396,17 @@ class _Template:
             self.cached = (block, hashes)
         return hashes[seq - block * FP_BLOCK]
 
+    def fingerprint_one(self, seq: int) -> int:
+        """The hash for ``seq`` alone, in plain Python from the cached prefix state: for a
+        template used a few times per block (one per pool workload), ~15 us instead of a
+        whole block's numpy pass."""
+        h = self.h0
+        for step in self.steps:
+            if isinstance(step, str):
+                step = b"%d" % seq if step == "d" else b"%08d" % seq
+            h = _fnv(step, h)
+        return h
+
     def render(self, seq: int, h: int) -> tuple[bytes, str]:
         fp = f"{h:016x}"
         body = self.fmt % {
@@ -457,7 +468,11 @@ class PayloadFactory:
             template = self._template(alert_type, workload)
         if template is None or not 0 <= seq < _FAST_SEQ_LIMIT:
             return self.reference_body(seq, workload)
-        body, fp = template.render(seq, template.fingerprint(seq, self._wanted(alert_type)))
+        if workload is None:
+            h = template.fingerprint(seq, self._wanted(alert_type))
+        else:  # one template per workload: each sees a few numbers of a block
+            h = template.fingerprint_one(seq)
+        body, fp = template.render(seq, h)
         return body, alert_type, fp
 
     def warm(self, workloads: list[str] | None = None) -> None:
@@ -509,8 +524,11 @@ class PayloadFactory:
                                namespace=self.namespace, run=self.run)  # fmt: skip
         for seq in (0, 7, 123_456_789):
             assert template is not None
-            h = _fnv_many(template.h0, template.steps, _int64([seq]))
-            fast, fp = template.render(seq, int(h[0]))
+            if workload is None:  # check the hash path ``body`` takes for this template
+                h = int(_fnv_many(template.h0, template.steps, _int64([seq]))[0])
+            else:
+                h = template.fingerprint_one(seq)
+            fast, fp = template.render(seq, h)
             ref, _, ref_fp = probe.reference_body(seq, workload)
             got, want = json.loads(fast), json.loads(ref)
             a, b = (_parse_starts(doc["alerts"][0].pop("startsAt")) for doc in (got, want))

@@ -136,7 +136,8 @@ def throughput_vs_offered(
 
 
 def concurrency_curve(table: pd.DataFrame, fit: UslFit | None, slo_p95_s: float) -> Figure:
-    """Left: throughput against concurrency with the USL fit and its predicted peak.
+    """Left: accepted per minute (goodput) against concurrency with the USL fit and its
+    predicted peak.
     Right: p95 (and mean) latency against concurrency, with the SLO and the response time
     the USL implies through Little's law, R(N) = N / X(N)."""
     fig = Figure(figsize=(11, 4.3))
@@ -147,8 +148,9 @@ def concurrency_curve(table: pd.DataFrame, fit: UslFit | None, slo_p95_s: float)
     t = table.sort_values("concurrency")
     n_max = float(t["concurrency"].max())
     grid = np.geomspace(1, max(n_max * 1.3, 2), 200)
-    _status_points(x_ax, t, "concurrency", "throughput_per_min")
-    x_ax.plot(t["concurrency"], t["throughput_per_min"], color="#264653", lw=1, label="measured")
+    _status_points(x_ax, t, "concurrency", "goodput_per_min")
+    x_ax.plot(t["concurrency"], t["goodput_per_min"], color="#264653", lw=1,
+              label="accepted per min (measured)")  # fmt: skip
     if fit is not None:
         x_ax.plot(
             grid,
@@ -168,7 +170,7 @@ def concurrency_curve(table: pd.DataFrame, fit: UslFit | None, slo_p95_s: float)
                          label=f"USL asymptote {fit.peak_throughput * 60:,.0f}/min")  # fmt: skip
     x_ax.set_xscale("log")
     _plain_log(x_ax.xaxis)
-    x_ax.set(xlabel="concurrency N (requests in flight)", ylabel="throughput (per min)",
+    x_ax.set(xlabel="concurrency N (requests in flight)", ylabel="accepted per min",
              title="Throughput against concurrency")  # fmt: skip
     x_ax.set_ylim(bottom=0)
     x_ax.legend(fontsize="small", loc="lower right")

@@ -424,3 +424,19 @@ def test_figures_draw_from_a_phases_table_and_survive_empty_input() -> None:
         fig.savefig(io.BytesIO(), format="png")  # drawing is where matplotlib would raise
         assert fig.axes[-1].get_yscale() == "linear"
     assert figs[0].axes[0].get_yscale() == "log"
+
+
+def test_b2_peak_counts_accepted_work_not_instant_refusals() -> None:
+    """A gateway that throttles answers 429 at once and closed-loop workers spin on it:
+    the level 'completes' refusals by the thousand. Peak and USL are on goodput."""
+    table = pd.DataFrame([
+        {"concurrency": 8, "status": "sustainable", "throughput_per_min": 3100.0,
+         "goodput_per_min": 3100.0, "little_error": 0.01},
+        {"concurrency": 32, "status": "sustainable", "throughput_per_min": 3150.0,
+         "goodput_per_min": 3150.0, "little_error": 0.01},
+        {"concurrency": 128, "status": "unsustainable", "throughput_per_min": 205000.0,
+         "goodput_per_min": 3000.0, "little_error": 0.01},
+    ])  # fmt: skip
+    c, fit = cap.concurrency_capacity(table)
+    assert c["peak_throughput_per_min"] == 3150.0 and c["peak_throughput_concurrency"] == 32
+    assert fit is not None and fit.predict([128])[0] * 60 < 10_000

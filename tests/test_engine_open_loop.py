@@ -174,3 +174,31 @@ def test_run_load_works_inside_a_running_event_loop(tmp_path: Path) -> None:
 
     s = asyncio.run(cell())
     assert s["success_count"] == 10
+
+
+def test_a_pools_templates_are_built_before_the_start_instant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workload pool means a body template per workload and type, hundreds of them:
+    built after the common start instant, they would make the first arrivals late (not
+    sent). Here building them takes 1.5 s, and no arrival is late."""
+    from kubetest.engine.pool import WorkloadScheduler
+
+    real_warm = PayloadFactory.warm
+    calls: list[int] = []
+
+    def slow_warm(self: PayloadFactory, workloads: list[str] | None = None) -> None:
+        if workloads and not calls:
+            time.sleep(1.5)
+        calls.append(len(workloads or []))
+        real_warm(self, workloads)
+
+    monkeypatch.setattr(PayloadFactory, "warm", slow_warm)
+    with WebServer(ok_handler(201)) as server:
+        plan = LoadPlan(url=server.url, schedule=constant(20, 1.5),
+                        pool=WorkloadScheduler([f"w{i}" for i in range(40)], "ns"))  # fmt: skip
+        result = run_load(plan, tmp_path, progress=False)
+    df = read_records(result.records_path)
+    assert len(df) == 30 and not (df["error"] == "late").any(), df["error"].value_counts()
+    assert calls and calls[0] == 40  # the pool's templates, before the run
+    assert plan.pool is not None and plan.pool.stats.to_free == 30

@@ -630,10 +630,12 @@ def concurrency_capacity(table: pd.DataFrame) -> tuple[dict[str, Any], UslFit | 
     low, high = bracket(points)
     max_n: int | None = int(low) if low is not None else (0 if high is not None else None)
     lower_bound = high is None and low is not None
-    fit = fit_usl(ev["concurrency"], ev["throughput_per_min"] / 60.0) if not ev.empty else None
-    knee = (find_knee(ev["concurrency"], ev["throughput_per_min"], curve="concave")
+    # goodput (accepted per minute), not every answer: a service that throttles answers
+    # 429 at once, and closed-loop workers then spin, "completing" refusals by the thousand
+    fit = fit_usl(ev["concurrency"], ev["goodput_per_min"] / 60.0) if not ev.empty else None
+    knee = (find_knee(ev["concurrency"], ev["goodput_per_min"], curve="concave")
             if not ev.empty else None)  # fmt: skip
-    peak = ev.loc[ev["throughput_per_min"].idxmax()] if not ev.empty else None
+    peak = ev.loc[ev["goodput_per_min"].idxmax()] if not ev.empty else None
     errors = [e for e in (ev["little_error"] if not ev.empty else []) if e is not None
               and math.isfinite(e)]  # fmt: skip
     n_max = float(ev["concurrency"].max()) if not ev.empty else None
@@ -641,7 +643,7 @@ def concurrency_capacity(table: pd.DataFrame) -> tuple[dict[str, Any], UslFit | 
         "max_sustainable_concurrency": max_n,
         "max_sustainable_concurrency_is_lower_bound": lower_bound,
         "first_unsustainable_concurrency": int(high) if high is not None else None,
-        "peak_throughput_per_min": float(peak["throughput_per_min"]) if peak is not None else None,
+        "peak_throughput_per_min": float(peak["goodput_per_min"]) if peak is not None else None,
         "peak_throughput_concurrency": int(peak["concurrency"]) if peak is not None else None,
         "concurrency_knee": knee,
         "usl_peak_throughput_per_min": (
