@@ -227,7 +227,10 @@ def test_a_small_pool_is_reported_with_the_size_it_needs(
     assert pool["finding"].startswith("pool too small: 2 workloads, rate × time to terminal ≈")
 
 
-def test_sigint_mid_run_deletes_the_pool(cluster: EmbeddedTarget, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_mid_run_deletes_the_pool(
+    cluster: EmbeddedTarget, tmp_path: Path, sig: signal.Signals
+) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(_doc(
         cluster, alerts={"workloads": {"create": 20}},
@@ -243,7 +246,7 @@ def test_sigint_mid_run_deletes_the_pool(cluster: EmbeddedTarget, tmp_path: Path
             assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
             time.sleep(0.2)
         assert len(_pool_names(cluster)) == 20  # the pool is there while the run goes
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
