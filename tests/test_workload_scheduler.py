@@ -146,3 +146,22 @@ def test_needed_workloads_is_littles_law() -> None:
     assert needed_workloads(10.0, 4.2) == 42
     assert needed_workloads(10.0, 0.0) == 0
     assert needed_workloads(0.0, 3.0) == 0
+
+
+def test_the_pool_report_sizes_the_pool_on_created_remediations() -> None:
+    """Little's law on the rate of 201s: 429s answered at once keep no workload busy."""
+    from kubetest.workbook.loadtest import pool_report
+
+    s = WorkloadScheduler(["a", "b"], NS)
+    for _ in range(3):
+        s.answered(s.acquire(), "accepted", created("rr"))
+    summary = {"duration_s": 10.0, "achieved_rate_per_s": 5000.0,
+               "outcomes": {"accepted": 100, "throttled": 49_900}}  # fmt: skip
+    report = pool_report(s, summary, lifetime_s=3.0)
+    assert report["needed"] == 30 and report["to_busy"] == 1
+    assert report["finding"].startswith("pool too small: 2 workloads, rate × time to "
+                                        "terminal ≈ 30 needed")  # fmt: skip
+    quiet = WorkloadScheduler(["a"], NS)
+    assert "finding" not in pool_report(quiet, summary, None)
+    unknown = pool_report(s, summary, None)
+    assert unknown["needed"] is None and "time to terminal unknown" in unknown["finding"]
