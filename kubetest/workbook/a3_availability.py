@@ -72,7 +72,8 @@ class A3Result:
         series = self.series or {self.probe: self.availability}
         return pd.DataFrame(
             {(f"{name} (judged)" if name == self.probe else name): series_column(a)
-             for name, a in sorted(series.items(), key=lambda kv: kv[0] != self.probe)}
+             for name, a in sorted(series.items(), key=lambda kv: kv[0] != self.probe)},
+            index=SERIES_ROWS,
         )  # fmt: skip
 
     @property
