@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,6 +92,16 @@ class A3Result:
     def background_table(self) -> pd.DataFrame:
         """The background load's latency (reported, not judged); empty without one."""
         return self.background.latency.table() if self.background else pd.DataFrame()
+
+    def background_view(self, slo_p95_s: float) -> list[object]:
+        """What a notebook shows of the background load: its latency table and figure."""
+        from kubetest import plots
+
+        if self.background is None:
+            return ["No background load (set a3_availability.background_rate_per_min)."]
+        fig = plots.latency_over_time(self.background.records, slo_p95_s)
+        fig.axes[0].set_title("Background load: latency over time (reported, not judged)")
+        return [self.background_table, fig]
 
 
 def series_column(a: Availability) -> list[object]:
@@ -392,3 +403,79 @@ def run(ctx: TestContext) -> A3Result:
         }
     )
     return A3Result(req, avail, probes, sec.probe, series, outcome)
+
+
+# -- what the report says about A3 (from its result file alone) -------------------------
+
+
+def report_sentences(result: dict[str, Any]) -> list[str]:
+    """Which endpoint BR-PA-001 was judged on, the other series, the background load.
+    A result from before A3 probed the webhook was judged on the health endpoint."""
+    probe = result.get("probe", "health")
+    urls = result.get("endpoints") or {}
+    req = next((r for r in result.get("requirements", []) if r["id"] == BR_ID), {})
+    how = (req.get("details") or {}).get("judged_on", "")
+    first = f"BR-PA-001 was judged on {how}." if "probe" in result else (
+        f"BR-PA-001 was judged on the health endpoint: {how}."
+    )  # fmt: skip
+    out = [first + (f" Probed URL: {urls[probe]}." if urls.get(probe) else "")]
+    for name, s in sorted((result.get("series") or {}).items()):
+        if name != probe:
+            out.append(
+                f"The {name} endpoint" + (f" ({urls[name]})" if urls.get(name) else "")
+                + f" was probed on the same schedule as a second series, not judged: "
+                f"{s['downtime_s']:.3f} s down in {len(s['outages'])} outage(s), "
+                f"{s['failed_probes']} of {s['probes']} probes failed."
+            )  # fmt: skip
+    bg = result.get("background")
+    if bg:
+        lat, gen = bg["latency"], bg.get("generator") or {}
+        achieved = gen.get("achieved_rate_per_s")
+        sr = lat["success_rate"]["value"]
+        out.append(
+            f"A background load of {bg['rate_per_min']:g} alerts/min ran for the window"
+            + (f" (achieved {achieved * 60:,.0f}/min)" if achieved is not None else "")
+            + f": p95 {lat['p95']['value']:.3f} s, success "
+            + ("—" if sr is None else f"{sr:.2%}")
+            + f" over {lat['count']} alerts (reported, not judged; {bg['records']})."
+        )  # fmt: skip
+    return out
+
+
+def report_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per probed endpoint, the judged one first."""
+    probe = result.get("probe", "health")
+    series = result.get("series") or {probe: result.get("availability", {})}
+    rows = []
+    for name, s in sorted(series.items(), key=lambda kv: kv[0] != probe):
+        if not s:
+            continue
+        rows.append({
+            "endpoint": name, "judged": "yes" if name == probe else "no",
+            "availability": f"{s['availability']:.4%}", "downtime (s)": s["downtime_s"],
+            "bounds (s)": f"{s['downtime_low_s']:.3f}–{s['downtime_high_s']:.3f}",
+            "budget (s)": s["budget_s"], "probes": s["probes"], "failed": s["failed_probes"],
+            "throttled (429)": s.get("throttled_probes", 0), "outages": len(s["outages"]),
+        })  # fmt: skip
+    return rows
+
+
+def report_figures(session_dir: Path, result: dict[str, Any], slo_p95_s: float) -> list[Figure]:
+    """Both series on one timeline, and the background load's latency, from the records."""
+    from kubetest import plots
+    from kubetest.engine.records import read_records
+
+    figs: list[Figure] = []
+    path = Path(session_dir) / str(result.get("records", ""))
+    if path.is_file():
+        probe = result.get("probe", "health")
+        series = result.get("series") or {probe: result.get("availability", {})}
+        outages = {name: list(s.get("outages", [])) for name, s in series.items()}
+        figs.append(plots.availability_timeline(pd.read_csv(path), outages, judged=probe))
+    bg = result.get("background") or {}
+    bg_path = Path(session_dir) / str(bg.get("records", ""))
+    if bg and bg_path.is_file():
+        fig = plots.latency_over_time(read_records(bg_path), slo_p95_s)
+        fig.axes[0].set_title("A3 background load: latency over time (reported, not judged)")
+        figs.append(fig)
+    return figs
