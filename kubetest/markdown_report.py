@@ -68,7 +68,7 @@ def _availability_section(view: ReportView) -> list[str]:
         return []
     rows = report_rows(a3)
     cols = list(rows[0]) if rows else []
-    return ["## Availability (BR-PA-001)", "", *report_sentences(a3), "",
+    return ["## Availability (BR-PA-001)", "", " ".join(report_sentences(a3)), "",
             *(_table(cols, [[r[c] for c in cols] for r in rows]) if rows else []), ""]  # fmt: skip
 
 

@@ -452,9 +452,10 @@ def report_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         rows.append({
             "endpoint": name, "judged": "yes" if name == probe else "no",
-            "availability": f"{s['availability']:.4%}", "downtime (s)": s["downtime_s"],
+            "availability": f"{s['availability']:.4%}", "downtime (s)": f"{s['downtime_s']:.3f}",
             "bounds (s)": f"{s['downtime_low_s']:.3f}–{s['downtime_high_s']:.3f}",
-            "budget (s)": s["budget_s"], "probes": s["probes"], "failed": s["failed_probes"],
+            "budget (s)": f"{s['budget_s']:.3f}", "probes": s["probes"],
+            "failed": s["failed_probes"],
             "throttled (429)": s.get("throttled_probes", 0), "outages": len(s["outages"]),
         })  # fmt: skip
     return rows
