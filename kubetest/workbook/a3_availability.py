@@ -43,6 +43,7 @@ from kubetest.engine.progress import Throttle, in_notebook, session_note
 from kubetest.errors import KubetestError
 from kubetest.metrics import scrape_metrics
 from kubetest.probes import ProbeTarget, probe_endpoints
+from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule
@@ -316,7 +317,23 @@ def _under_load(
     ctx: TestContext, probing: Callable[..., pd.DataFrame], plan: LoadPlan
 ) -> tuple[pd.DataFrame, LoadOutcome]:
     """Probe in a thread while the background load runs in this one: the engine stops a
-    load cleanly on Ctrl-C only from the main thread, and the probes stop with it."""
+    load cleanly on Ctrl-C only from the main thread, and the probes stop with it. A pool's
+    RemediationRequest follower is made first: loading the Kubernetes client holds the
+    interpreter for ~0.3 s, which would stall the first probes and coarsen the resolution."""
+    follower = follower_from_params(ctx.params) if plan.pool is not None else None
+    try:
+        return _probe_beside(ctx, probing, plan, follower)
+    finally:
+        if follower is not None:
+            follower.stop()
+
+
+def _probe_beside(
+    ctx: TestContext,
+    probing: Callable[..., pd.DataFrame],
+    plan: LoadPlan,
+    follower: RemediationFollower | None,
+) -> tuple[pd.DataFrame, LoadOutcome]:
     stop, box = threading.Event(), {}
 
     def probe_thread() -> None:
@@ -328,7 +345,7 @@ def _under_load(
     thread = threading.Thread(target=probe_thread, name="kubetest-a3-probes", daemon=True)
     thread.start()
     try:
-        outcome = execute(ctx, plan, BACKGROUND, progress=False)
+        outcome = execute(ctx, plan, BACKGROUND, progress=False, follower=follower)
         if outcome.load.interrupted:
             raise KeyboardInterrupt("A3 interrupted during its background load")
         while thread.is_alive():
