@@ -59,6 +59,19 @@ def _counters_section(view: ReportView) -> list[str]:
             ""]  # fmt: skip
 
 
+def _availability_section(view: ReportView) -> list[str]:
+    """Which endpoint BR-PA-001 was judged on, and both probed series (A3)."""
+    from kubetest.workbook.a3_availability import report_rows, report_sentences
+
+    a3 = view.results.get("A3")
+    if not a3:
+        return []
+    rows = report_rows(a3)
+    cols = list(rows[0]) if rows else []
+    return ["## Availability (BR-PA-001)", "", " ".join(report_sentences(a3)), "",
+            *(_table(cols, [[r[c] for c in cols] for r in rows]) if rows else []), ""]  # fmt: skip
+
+
 def render_markdown(view: ReportView) -> str:
     s = view.summary
     frame = requirements_frame(s["requirements"])
@@ -98,6 +111,7 @@ def render_markdown(view: ReportView) -> str:
         "",
         *_table(["Capacity", "Value"], [list(row) for row in view.capacity_rows()]),
         "",
+        *_availability_section(view),
         *_counters_section(view),
         *_suites_section(view),
         "## Production readiness assessment",

@@ -387,9 +387,20 @@ class A2Concurrent(_Model):
 
 
 class A3Availability(_Model):
+    """``probe``: the endpoint BR-PA-001 is judged on. ``webhook`` POSTs a probe alert
+    (available means "accepts alerts": a health URL can stay green while Redis, the LLM or
+    the Kubernetes API behind the webhook is down); ``health`` GETs the health URL. The
+    other is probed too, as a second series. ``probe_timeout_s``: a probe not answered
+    within it is down (default: the interval for health, ``slo.p95_s`` for the webhook,
+    which answers only after doing work). ``background_rate_per_min``: an open-loop load
+    of that many alerts/min runs while probing (availability under load)."""
+
     duration_min: PositiveFloat = 30.0
     probe_interval_s: PositiveFloat = 1.0
     target: Annotated[float, Field(gt=0, lt=1)] = 0.999
+    probe: Literal["webhook", "health"] = "webhook"
+    probe_timeout_s: PositiveFloat | None = None
+    background_rate_per_min: PositiveFloat | None = None
 
 
 class A4Actions(_Model):

@@ -7,6 +7,7 @@ leaks between figures in a long session; a notebook displays the returned ``Figu
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -93,25 +94,50 @@ def latency_distribution(records: pd.DataFrame, slo_p95_s: float) -> Figure:
 
 
 def availability_timeline(
-    probes: pd.DataFrame, outages: list[dict[str, float]] | None = None
+    probes: pd.DataFrame,
+    outages: Mapping[str, list[dict[str, float]]] | list[dict[str, float]] | None = None,
+    judged: str | None = None,
 ) -> Figure:
-    """Up/down per probe over the window, measured outages shaded."""
-    fig = Figure(figsize=(10, 2.6))
-    ax = fig.subplots()
+    """Up/down per probe over the window, one panel per probed endpoint (``endpoint``
+    column; the judged one first) on a shared time axis, measured outages shaded and
+    throttled (429) probes marked apart from other failures. ``outages``: per endpoint,
+    or one list for a single series."""
+    series = (
+        {str(k): f for k, f in probes.groupby("endpoint")} if "endpoint" in probes.columns
+        else {judged or "health": probes}
+    )  # fmt: skip
+    if judged is not None:
+        series.setdefault(judged, probes.iloc[0:0])
+    names = sorted(series, key=lambda n: (n != judged, n))
+    spans = outages if isinstance(outages, Mapping) else {names[0]: outages or []}
+    fig = Figure(figsize=(10, 1.4 + 1.3 * len(names)))
+    axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
     if probes.empty:
-        ax.text(0.5, 0.5, "no probes", ha="center", transform=ax.transAxes)
+        axes[0].text(0.5, 0.5, "no probes", ha="center", transform=axes[0].transAxes)
         return fig
-    up = probes["ok"].astype(bool)
-    ax.step(probes["t_s"], up.astype(int), where="post", color="#457b9d", lw=1)
-    ax.scatter(probes.loc[~up, "t_s"], [0] * int((~up).sum()), color="#e76f51", s=10,
-               label="failed probe", zorder=3)  # fmt: skip
-    for o in outages or []:
-        ax.axvspan(o["start_s"], o["end_s"], color="#e76f51", alpha=0.2)
-    ax.set(yticks=[0, 1], yticklabels=["down", "up"], xlabel="time since start (s)",
-           title="Health probes")  # fmt: skip
-    ax.set_ylim(-0.3, 1.3)
-    if (~up).any():
-        ax.legend(loc="lower right", fontsize="small")
+    for ax, name in zip(axes, names, strict=True):
+        p = series[name].sort_values("t_s")
+        up = p["ok"].astype(str).str.lower().isin(["true", "1"])
+        ax.step(p["t_s"], up.astype(int), where="post", color="#457b9d", lw=1)
+        throttled = (
+            (p["outcome"] == "throttled") & ~up if "outcome" in p.columns else up & False
+        )  # fmt: skip
+        for mask, colour, label in (
+            (~up & ~throttled, "#e76f51", "failed probe"),
+            (throttled, OUTCOME_COLOURS["throttled"], "throttled (429)"),
+        ):
+            if mask.any():
+                ax.scatter(p.loc[mask, "t_s"], [0] * int(mask.sum()), color=colour, s=10,
+                           label=label, zorder=3)  # fmt: skip
+        for o in spans.get(name, []):
+            ax.axvspan(o["start_s"], o["end_s"], color="#e76f51", alpha=0.2)
+        title = name + (" (judged)" if name == judged else "")
+        ax.set(yticks=[0, 1], yticklabels=["down", "up"], title=title)
+        ax.set_ylim(-0.3, 1.3)
+        if (~up).any():
+            ax.legend(loc="lower right", fontsize="small")
+    axes[-1].set_xlabel("time since start (s)")
+    fig.suptitle("Availability probes", fontsize="medium")
     fig.tight_layout()
     return fig
 

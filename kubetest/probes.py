@@ -1,16 +1,24 @@
-"""Health probes on a fixed schedule, each timestamped (control plane: httpx is fine here).
+"""Probes on a fixed schedule, each timestamped (control plane: httpx is fine here).
 
 Probes are sent at absolute times ``start + k × interval`` so a slow answer does not shift
-the rest of the schedule; each probe has its own timeout (at most the interval), so a hung
-service shows up as failed probes, not as a hung prober.
+the rest of the schedule; each probe has its own timeout, so a hung service shows up as
+failed probes, not as a hung prober. Several endpoints (A3: the webhook and the health
+URL) share one schedule, so their series line up probe for probe on one timeline.
+
+An endpoint says how its answer is read (``ProbeTarget.read``): a health URL is up on any
+2xx; a webhook is up when the profile calls the answer accepted or duplicate
+(``kubetest.engine.client.classify``). 429 is ``throttled`` everywhere, and down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -19,51 +27,152 @@ import pandas as pd
 from kubetest.aio import run_sync
 from kubetest.tls import tls_problem
 
+#: One probe row's columns, in the CSV's order.
+COLUMNS = ("k", "endpoint", "t_s", "done_s", "ok", "status", "outcome", "error", "epoch")
+
+Reader = Callable[[int, bytes], tuple[str, str]]
+
+
+def http_error(status: int) -> str:
+    """The error class of a non-2xx status (the engine's vocabulary)."""
+    if status in (401, 403):
+        return "auth"
+    return f"http_{status // 100}xx" if 300 <= status < 600 else "bad_response"
+
+
+def health_answer(status: int, _body: bytes) -> tuple[str, str]:
+    """``(outcome, error)`` of a health endpoint's answer: any 2xx is up."""
+    if 200 <= status < 300:
+        return "up", ""
+    if status == 429:
+        return "throttled", "http_4xx"
+    return "failed", http_error(status)
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One endpoint on the shared schedule: how to ask, and which outcomes are up.
+
+    ``body`` is the request body, or a function of the probe's number (a service that
+    refuses repeats needs a new alert each time); ``headers`` may hold the bearer token,
+    which is never recorded."""
+
+    name: str
+    url: str
+    timeout_s: float
+    method: str = "GET"
+    body: bytes | Callable[[int], bytes] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    read: Reader = health_answer
+    up: frozenset[str] = frozenset({"up"})
+
+    def content(self, k: int) -> bytes | None:
+        return self.body(k) if callable(self.body) else self.body
+
+
+async def _one(
+    client: httpx.AsyncClient, target: ProbeTarget, k: int, start: float
+) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    sent = loop.time() - start
+    status, outcome, error = 0, "failed", ""
+    try:
+        resp = await client.request(
+            target.method, target.url, content=target.content(k), headers=dict(target.headers)
+        )
+        status = resp.status_code
+        outcome, error = target.read(status, resp.content)
+    except httpx.TimeoutException:
+        error = "timeout"
+    except httpx.ConnectError as exc:
+        error = "tls" if tls_problem(exc) else "refused"
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    ok = outcome in target.up
+    if not ok and not error:
+        error = outcome  # e.g. a kubernaut 200 "rejected": a 2xx that is not acceptance
+    return {"k": k, "endpoint": target.name, "t_s": sent, "done_s": loop.time() - start,
+            "ok": ok, "status": status, "outcome": outcome, "error": error,
+            "epoch": time.time()}  # fmt: skip
+
+
+def _limits(target: ProbeTarget, interval_s: float) -> httpx.Limits:
+    """Enough connections for every probe that can be in flight (timeout / interval), so
+    a slow answer never makes the next probe wait for a connection."""
+    n = min(256, math.ceil(target.timeout_s / interval_s) + 2)
+    return httpx.Limits(max_connections=n, max_keepalive_connections=min(n, 8))
+
 
 async def _probe_loop(
-    url: str,
+    targets: list[ProbeTarget],
     duration_s: float,
     interval_s: float,
-    timeout_s: float,
     on_probe: Callable[[dict[str, object]], None] | None,
-    verify: ssl.SSLContext | bool = True,
+    verify: ssl.SSLContext | bool,
+    stop: threading.Event | None,
 ) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=2)
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits, verify=verify) as client:
+    clients = [
+        httpx.AsyncClient(timeout=t.timeout_s, limits=_limits(t, interval_s), verify=verify)
+        for t in targets
+    ]
+    tasks: list[asyncio.Task[dict[str, object]]] = []
+
+    async def one(client: httpx.AsyncClient, target: ProbeTarget, k: int) -> dict[str, object]:
+        row = await _one(client, target, k, start)
+        if on_probe:
+            on_probe(row)
+        return row
+
+    try:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        n = int(duration_s / interval_s) + 1
-        tasks: list[asyncio.Task[dict[str, object]]] = []
-
-        async def one(k: int) -> dict[str, object]:
-            sent = loop.time() - start
-            status, error = 0, ""
-            try:
-                resp = await client.get(url)
-                status = resp.status_code
-                if not resp.is_success:
-                    error = f"http_{status // 100}xx"
-            except httpx.TimeoutException:
-                error = "timeout"
-            except httpx.ConnectError as exc:
-                error = "tls" if tls_problem(exc) else "refused"
-            except httpx.HTTPError as exc:
-                error = type(exc).__name__
-            row = {"k": k, "t_s": sent, "done_s": loop.time() - start, "ok": not error,
-                   "status": status, "error": error, "epoch": time.time()}  # fmt: skip
-            if on_probe:
-                on_probe(row)
-            return row
-
-        for k in range(n):
-            delay = start + k * interval_s - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(k)))
+        for k in range(int(duration_s / interval_s) + 1):
+            while (delay := start + k * interval_s - loop.time()) > 0:
+                if stop is not None and stop.is_set():
+                    break
+                await asyncio.sleep(min(delay, 0.2))
+            if stop is not None and stop.is_set():
+                break
+            pairs = zip(clients, targets, strict=True)
+            tasks += [asyncio.create_task(one(c, t, k)) for c, t in pairs]
+        return [await task for task in tasks]
+    finally:
         for task in tasks:
-            rows.append(await task)
-    return rows
+            task.cancel()
+        for client in clients:
+            await client.aclose()
+
+
+def probe_endpoints(
+    targets: list[ProbeTarget],
+    duration_s: float,
+    interval_s: float,
+    *,
+    out_csv: Path | None = None,
+    on_probe: Callable[[dict[str, object]], None] | None = None,
+    verify: ssl.SSLContext | bool = True,
+    stop: threading.Event | None = None,
+) -> pd.DataFrame:
+    """Probe every target every ``interval_s`` for ``duration_s`` (``stop``: end early);
+    one row per probe and target (``COLUMNS``), streamed to ``out_csv`` as answers come
+    (``verify``: HTTPS verification, ``kubetest.tls.verify``)."""
+    fh = out_csv.open("w") if out_csv else None
+    if fh:
+        fh.write(",".join(COLUMNS) + "\n")
+
+    def record(row: dict[str, object]) -> None:
+        if fh:
+            fh.write(",".join(str(row[c]) for c in COLUMNS) + "\n")
+            fh.flush()
+        if on_probe:
+            on_probe(row)
+
+    try:
+        rows = run_sync(_probe_loop(targets, duration_s, interval_s, record, verify, stop))
+    finally:
+        if fh:
+            fh.close()
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def probe(
@@ -76,24 +185,10 @@ def probe(
     on_probe: Callable[[dict[str, object]], None] | None = None,
     verify: ssl.SSLContext | bool = True,
 ) -> pd.DataFrame:
-    """Probe ``url`` every ``interval_s`` for ``duration_s``; one row per probe
-    (``verify``: HTTPS verification, ``kubetest.tls.verify``)."""
+    """GET ``url`` every ``interval_s`` for ``duration_s``, up on 2xx; one row per probe.
+    Each probe's timeout is at most the interval (``timeout_s`` can only shorten it)."""
     timeout = min(timeout_s or interval_s, max(interval_s, 0.05))
-    fh = out_csv.open("w") if out_csv else None
-    if fh:
-        fh.write("k,t_s,done_s,ok,status,error,epoch\n")
-
-    def record(row: dict[str, object]) -> None:
-        if fh:
-            fh.write(",".join(str(row[c]) for c in ("k", "t_s", "done_s", "ok", "status",
-                                                    "error", "epoch")) + "\n")  # fmt: skip
-            fh.flush()
-        if on_probe:
-            on_probe(row)
-
-    try:
-        rows = run_sync(_probe_loop(url, duration_s, interval_s, timeout, record, verify))
-    finally:
-        if fh:
-            fh.close()
-    return pd.DataFrame(rows)
+    target = ProbeTarget("health", url, timeout)
+    return probe_endpoints(
+        [target], duration_s, interval_s, out_csv=out_csv, on_probe=on_probe, verify=verify
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,3 +141,39 @@ def test_a4_action_sets(tmp_path: Path) -> None:
         assert a4_actions.plan_actions(ctx) == (list(GUIDE_ACTIONS), {})
         ctx.params.a4_actions.actions = "kubernaut"
         assert a4_actions.plan_actions(ctx)[0] == list(KUBERNAUT_ACTIONS)
+
+
+def test_a3_under_a_background_load_keeps_its_records_and_reports_them(tmp_path: Path) -> None:
+    from kubetest.markdown_report import render_markdown
+    from kubetest.summary import write_summary
+    from kubetest.workbook.report_view import ReportView
+
+    with context(
+        tmp_path, "A3", a3_availability={"duration_min": 0.1, "probe_interval_s": 0.1,
+                                         "target": 0.9, "background_rate_per_min": 600},
+    ) as ctx:  # fmt: skip
+        result = a3_availability.run(ctx)
+        write_summary(ctx.session_dir, complete=True)
+    assert result.background is not None
+    records = ctx.records_dir / "A3_background.csv"
+    assert records.exists() and len(result.background.records) >= 50  # 600/min for 6 s
+    saved = json.loads(ctx.result_path.read_text())
+    bg = saved["background"]
+    assert bg["records"] == "records/A3_background.csv" and bg["judged"] is False
+    assert bg["latency"]["count"] == len(result.background.records)
+    assert bg["latency"]["success_rate"]["value"] == 1.0
+    details = result.requirement.details
+    assert details["background"]["rate_per_min"] == 600 and details["background"]["p95_s"] > 0
+    assert "under a background load of 600 alerts/min" in details["judged_on"]
+    assert "latency" not in saved  # not judged, nor tabled, as a load test of its own
+    assert result.requirement.status == "PASS"  # probes: the webhook accepted every alert
+
+    view = ReportView.load(ctx.session_dir)
+    text = view.availability().data
+    assert "BR-PA-001 was judged on the webhook" in text and "600 alerts/min" in text
+    timeline, latency = view.availability_figures()
+    assert [ax.get_title() for ax in timeline.axes] == ["webhook (judged)", "health"]
+    assert "background" in latency.axes[0].get_title()
+    markdown = render_markdown(view)
+    assert "## Availability (BR-PA-001)" in markdown
+    assert "| webhook | yes |" in markdown and "| health | no |" in markdown

@@ -5,11 +5,17 @@ The guide charged 10 s of downtime per failed probe and allowed 18 s in 30 min (
 its first failed probe to the next successful one, and since the real edges lie somewhere
 between neighbouring probes, each outage carries bounds one probe interval wide — the
 resolution, which the report states.
+
+A3 probes two endpoints on one schedule (``kubetest.probes``): the webhook, with a real
+alert, and the health URL. Each is a series (``endpoint`` column) analysed on its own;
+``split_series`` separates them. 429 answers are down and also counted apart
+(``throttled_probes``): a service shedding load is not accepting alerts, but it is not
+broken either, and the reader needs to tell the two apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
@@ -41,6 +47,8 @@ class Availability:
     target: float
     resolution_s: float
     outages: tuple[Outage, ...]
+    throttled_probes: int = 0  # failed probes answered 429 (counted down as well)
+    errors: dict[str, int] = field(default_factory=dict)  # failed probes by error class
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -53,10 +61,19 @@ def downtime_budget(window_s: float, target: float) -> float:
     return (1.0 - target) * window_s
 
 
+def split_series(probes: pd.DataFrame, default: str = "health") -> dict[str, pd.DataFrame]:
+    """One frame per probed endpoint (``endpoint`` column); a frame without that column
+    (records written before A3 probed the webhook) is one ``default`` series."""
+    if "endpoint" not in probes.columns:
+        return {default: probes}
+    return {str(name): frame.reset_index(drop=True) for name, frame in probes.groupby("endpoint")}
+
+
 def availability_from_probes(
     probes: pd.DataFrame, window_s: float, target: float, interval_s: float
 ) -> Availability:
-    """``probes``: one row per probe with ``t_s`` (sent, from window start) and ``ok`` (bool)."""
+    """``probes``: one row per probe with ``t_s`` (sent, from window start) and ``ok``
+    (bool); ``outcome`` and ``error``, when present, count throttled probes and errors."""
     p = probes.sort_values("t_s").reset_index(drop=True)
     times = p["t_s"].to_numpy(dtype=float)
     ok = p["ok"].to_numpy(dtype=bool)
@@ -82,6 +99,12 @@ def availability_from_probes(
         )  # fmt: skip
         i = j + 1
     downtime = sum(o.duration_s for o in outages)
+    failed = p[~ok]
+    throttled = int((failed["outcome"] == "throttled").sum()) if "outcome" in p.columns else 0
+    errors: dict[str, int] = {}
+    if "error" in p.columns:
+        classes = failed["error"].fillna("").astype(str).replace("", "unknown")
+        errors = {str(k): int(v) for k, v in classes.value_counts().items()}
     gaps = pd.Series(times).diff().dropna()
     resolution = float(max(interval_s, gaps.max() if not gaps.empty else interval_s))
     return Availability(
@@ -96,4 +119,6 @@ def availability_from_probes(
         target=target,
         resolution_s=resolution,
         outages=tuple(outages),
+        throttled_probes=throttled,
+        errors=errors,
     )

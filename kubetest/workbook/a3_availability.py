@@ -1,59 +1,236 @@
 """A3 — availability (BR-PA-001, the guide's A2).
 
-Probes the health endpoint every ``probe_interval_s`` for the window; downtime comes from
-probe timestamps and the budget from the window (99.9 % of 30 min is 1.8 s, not 18 s).
+Available means "the service accepts alerts", as the guide's availability monitor asks:
+by default (``probe: webhook``) a real probe alert is POSTed to the webhook every
+``probe_interval_s`` and a probe is up when the profile calls the answer accepted or
+duplicate. A health URL can stay green while Redis, the LLM or the Kubernetes API behind
+the webhook is down; ``probe: health`` judges on it all the same (the earlier behaviour).
+Both endpoints are probed on one schedule either way, and the other is kept as a second
+series on the same timeline. Downtime comes from probe timestamps and the budget from the
+window (99.9 % of 30 min is 1.8 s, not 18 s).
+
+With ``background_rate_per_min`` an open-loop load runs against the same service for the
+window (availability under load); its latency is reported beside the verdict, not judged
+(BR-PA-003 is A1's).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pandas as pd
+from matplotlib.figure import Figure
 
-from kubetest.analysis.availability import Availability, availability_from_probes
+from kubetest.alerts import Alert, make_alert, new_run_token, webhook
+from kubetest.analysis.availability import Availability, availability_from_probes, split_series
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
-from kubetest.checks import preflight_tls
+from kubetest.checks import preflight_auth, preflight_tls
+from kubetest.engine import LoadPlan
+from kubetest.engine.client import USER_AGENT, auth_header, classify, problem_detail
+from kubetest.engine.pool import WorkloadScheduler
 from kubetest.engine.progress import Throttle, in_notebook, session_note
+from kubetest.errors import KubetestError
 from kubetest.metrics import scrape_metrics
-from kubetest.probes import probe
+from kubetest.probes import ProbeTarget, probe_endpoints
+from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
+from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule
 
 BR_ID = "BR-PA-001"
+ENDPOINTS = ("webhook", "health")
+#: The answers that mean "the alert was taken" (any profile's; ``classify`` outcomes).
+UP_OUTCOMES = frozenset({"accepted", "duplicate"})
+PROBE_TYPE = "high_memory"
+PROBE_LABEL = "kubetest_probe"
+RECORDS = "A3_probes.csv"
+BACKGROUND = "A3_background"
+BACKGROUND_TYPES = ["high_memory", "high_cpu", "pod_crash"]
 
 
 @dataclass
 class A3Result:
     requirement: Requirement
-    availability: Availability
-    probes: pd.DataFrame
+    availability: Availability  # the judged endpoint's
+    probes: pd.DataFrame  # every probe of both endpoints (``endpoint`` column)
+    probe: str = "health"  # the endpoint BR-PA-001 was judged on
+    series: dict[str, Availability] = field(default_factory=dict)
+    background: LoadOutcome | None = None
 
     @property
     def table(self) -> pd.DataFrame:
-        a = self.availability
+        """One column per endpoint, the judged one first and marked."""
+        series = self.series or {self.probe: self.availability}
         return pd.DataFrame(
-            {
-                "value": [f"{a.availability:.4%}", f"{a.downtime_s:.3f} s",
-                          f"{a.downtime_low_s:.3f}–{a.downtime_high_s:.3f} s",
-                          f"{a.budget_s:.3f} s",
-                          a.probes, a.failed_probes, len(a.outages), f"{a.resolution_s:.3f} s"],
-            },
-            index=["availability", "downtime", "downtime bounds", "budget", "probes",
-                   "failed probes", "outages", "resolution"],
+            {(f"{name} (judged)" if name == self.probe else name): series_column(a)
+             for name, a in sorted(series.items(), key=lambda kv: kv[0] != self.probe)},
+            index=SERIES_ROWS,
         )  # fmt: skip
 
     @property
     def outages(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [o.__dict__ | {"duration_s": o.duration_s} for o in self.availability.outages]
-        )
+        """The judged endpoint's outages."""
+        return outage_frame(self.availability)
+
+    def timeline(self) -> Figure:
+        from kubetest import plots
+
+        outages = {name: [o.__dict__ for o in a.outages] for name, a in self.series.items()}
+        return plots.availability_timeline(self.probes, outages, judged=self.probe)
+
+    @property
+    def background_table(self) -> pd.DataFrame:
+        """The background load's latency (reported, not judged); empty without one."""
+        return self.background.latency.table() if self.background else pd.DataFrame()
+
+    def background_view(self, slo_p95_s: float) -> list[object]:
+        """What a notebook shows of the background load: its latency table and figure."""
+        from kubetest import plots
+
+        if self.background is None:
+            return ["No background load (set a3_availability.background_rate_per_min)."]
+        fig = plots.latency_over_time(self.background.records, slo_p95_s)
+        fig.axes[0].set_title("Background load: latency over time (reported, not judged)")
+        return [self.background_table, fig]
 
 
-def judge(a: Availability) -> Requirement:
-    """FAIL when downtime exceeds the budget; INCONCLUSIVE when probes are too coarse to tell."""
+def series_column(a: Availability) -> list[object]:
+    return [f"{a.availability:.4%}", f"{a.downtime_s:.3f} s",
+            f"{a.downtime_low_s:.3f}–{a.downtime_high_s:.3f} s", f"{a.budget_s:.3f} s",
+            a.probes, a.failed_probes, a.throttled_probes, len(a.outages),
+            f"{a.resolution_s:.3f} s"]  # fmt: skip
+
+
+SERIES_ROWS = ["availability", "downtime", "downtime bounds", "budget", "probes",
+               "failed probes", "throttled (429)", "outages", "resolution"]  # fmt: skip
+
+
+def outage_frame(a: Availability) -> pd.DataFrame:
+    return pd.DataFrame([o.__dict__ | {"duration_s": o.duration_s} for o in a.outages])
+
+
+# -- what is probed --------------------------------------------------------------------
+
+
+def _labelled(alert: Alert) -> Alert:
+    """The alert marked as kubetest's availability probe (operators can filter it out)."""
+    labels = {**alert.labels, PROBE_LABEL: "availability"}
+    return Alert(labels=labels, annotations=alert.annotations, starts_at=alert.starts_at)
+
+
+def _encode(alert: Alert) -> bytes:
+    return json.dumps(webhook([_labelled(alert)])).encode()
+
+
+def probe_body(ctx: TestContext) -> bytes | Callable[[int], bytes]:
+    """The webhook probe's body: one real alert, the same every time, so repeats are one
+    signal to the service (``kubernaut``: the first 201 creates a RemediationRequest, the
+    rest are 202 duplicates while it lives). With a workload pool it names the pool's first
+    Deployment (the gateway answers 400 for one that does not exist). ``kubernaut-legacy``
+    answers a repeat 500 while its alertname cools down, so there each probe is a new
+    alert (alertname and owner varied)."""
+    params = ctx.params
+    if params.target.api == "kubernaut-legacy":
+        run, seqs = new_run_token(), itertools.count()
+        return lambda _k: _encode(make_alert(
+            PROBE_TYPE, next(seqs), namespace=params.alerts.namespace, run=run,
+            alertname_suffix=True,
+        ))  # fmt: skip
+    pool = ctx.pool()
+    if pool is not None:
+        alert = make_alert(PROBE_TYPE, unique=False, namespace=pool.namespace,
+                           workload=pool.names[0])  # fmt: skip
+    else:
+        alert = make_alert(PROBE_TYPE, unique=False, namespace=params.alerts.namespace)
+    return _encode(alert)
+
+
+def probe_targets(ctx: TestContext) -> dict[str, ProbeTarget]:
+    """The webhook (a probe alert, with the bearer token) and the health URL."""
+    sec, target = ctx.section, ctx.params.target
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               **auth_header(target.auth_token_env)}  # fmt: skip
+    return {
+        "webhook": ProbeTarget(
+            "webhook", ctx.target_url, sec.probe_timeout_s or ctx.params.slo.p95_s,
+            method="POST", body=probe_body(ctx), headers=headers,
+            read=partial(classify, target.api), up=UP_OUTCOMES,
+        ),
+        "health": ProbeTarget(
+            "health", ctx.health_url, sec.probe_timeout_s or sec.probe_interval_s
+        ),
+    }  # fmt: skip
+
+
+def check_probe_alert(ctx: TestContext, target: ProbeTarget) -> None:
+    """Send the probe alert once before the window. A service that refuses the alert
+    itself (400: no such workload; 200 rejected: unmanaged namespace) would be measured
+    down for the whole window for a reason in kubetest's params, not its availability:
+    raise one line naming the fix instead. Errors, 5xx and 429 are left to the window."""
+    try:
+        resp = httpx.post(
+            target.url, content=target.content(-1), headers=dict(target.headers),
+            timeout=target.timeout_s, verify=verify(ctx.params.target.tls),
+        )  # fmt: skip
+    except httpx.HTTPError:
+        return
+    outcome, _error = target.read(resp.status_code, resp.content)
+    if outcome in target.up or outcome == "throttled" or resp.status_code >= 500:
+        return
+    said = problem_detail(resp.content)
+    fix = ("name real workloads (alerts.workloads) in a namespace the gateway manages "
+           "(alerts.namespace)") if ctx.params.target.api == "kubernaut" else (
+           "check that target.api is the service's profile")  # fmt: skip
+    raise KubetestError(
+        f"A3: the probe alert was refused: POST {target.url} answered {resp.status_code}"
+        f"{f' ({said})' if said else ''}: {fix}, or set a3_availability.probe: health"
+    )
+
+
+def background_plan(ctx: TestContext) -> LoadPlan:
+    """The open-loop load of ``background_rate_per_min`` for the window. With a workload
+    pool it names the other Deployments: the first is the probe's."""
+    sec = ctx.section
+    mode: dict[str, Any] = {}
+    pool = ctx.pool()
+    if pool is not None and ctx.params.alerts.unique and len(pool.names) > 1:
+        mode["pool"] = WorkloadScheduler(pool.names[1:], pool.namespace)
+    schedule = open_loop_schedule(ctx, sec.background_rate_per_min, sec.duration_min)
+    return make_plan(ctx, BACKGROUND_TYPES, mode="open", schedule=schedule, **mode)
+
+
+# -- the verdict -----------------------------------------------------------------------
+
+
+def judged_on(probe: str, url: str, interval_s: float, background_per_min: float | None) -> str:
+    """What BR-PA-001 was judged on, in words (the BR table's "judged on")."""
+    path = urlsplit(url).path or "/"
+    how = (
+        f"the webhook (POST {path}): a probe alert every {interval_s:g} s, up when accepted "
+        "or duplicate" if probe == "webhook"
+        else f"the health endpoint (GET {path}) every {interval_s:g} s, up on 2xx"
+    )  # fmt: skip
+    if background_per_min:
+        how += f", under a background load of {background_per_min:g} alerts/min"
+    return how + "; downtime from probe timestamps (first failed to next successful probe)"
+
+
+def judge(
+    a: Availability, how: str | None = None, extra: dict[str, Any] | None = None
+) -> Requirement:
+    """FAIL when downtime exceeds the budget; INCONCLUSIVE when probes are too coarse to
+    tell. ``how``: what it was judged on (``judged_on``); ``extra``: more details."""
     reasons: list[str] = []
     if a.probes < 2:
         reasons.append("fewer than 2 probes")
@@ -71,31 +248,64 @@ def judge(a: Availability) -> Requirement:
         f"(downtime ≤ {a.budget_s:.3g} s in {a.window_s:g} s)", status,
         {
             "title": REQUIREMENTS[BR_ID][0],
-            "judged_on": "downtime from probe timestamps (first failed to next successful probe)",
+            "judged_on": how or "downtime from probe timestamps (first failed to next "
+                                "successful probe)",
             "downtime_s": a.downtime_s, "downtime_bounds_s": [a.downtime_low_s, a.downtime_high_s],
             "budget_s": a.budget_s, "probes": a.probes, "failed_probes": a.failed_probes,
+            "throttled_probes": a.throttled_probes, "errors": a.errors,
             "outages": len(a.outages), "resolution_s": a.resolution_s, "window_s": a.window_s,
             "samples": a.probes, "ci_straddles_threshold": bool(straddles), "reasons": reasons,
+            **(extra or {}),
         },
     )  # fmt: skip
 
 
-def _progress(window_s: float) -> Callable[[dict[str, object]], None]:
-    """Probes so far and how many failed: a line in the notebook, updated in place, and
-    one every ``SESSION_EVERY_S`` to a listening ``kubetest run``."""
+def background_summary(ctx: TestContext, outcome: LoadOutcome) -> dict[str, Any]:
+    """The background load in the result: its latency and generator, reported only."""
+    return {
+        "rate_per_min": ctx.section.background_rate_per_min,
+        "judged": False,
+        "note": "latency under the background load is reported, not judged (BR-PA-003 is A1's)",
+        "records": str(outcome.load.records_path.relative_to(ctx.session_dir)),
+        "complete": outcome.complete,
+        "latency": outcome.latency.as_dict(),
+        "load": outcome.load.summary,
+        "generator": outcome.generator_health(),
+        **outcome.service_result(),
+    }
+
+
+def _background_brief(b: dict[str, Any]) -> dict[str, Any]:
+    """The background load as the requirement's details carry it (a few numbers)."""
+    lat = b["latency"]
+    return {"rate_per_min": b["rate_per_min"], "records": b["records"], "judged": False,
+            "achieved_rate_per_s": b["generator"].get("achieved_rate_per_s"),
+            "p95_s": lat["p95"]["value"], "success_rate": lat["success_rate"]["value"],
+            "saturated": b["generator"].get("saturated")}  # fmt: skip
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+def _progress(window_s: float, judged: str) -> Callable[[dict[str, object]], None]:
+    """Probes so far and how many failed, per endpoint: a line in the notebook, updated
+    in place, and one every ``SESSION_EVERY_S`` to a listening ``kubetest run``."""
     handle = None
     if in_notebook():
         from IPython.display import display
 
         handle = display({"text/plain": "A3 probing ..."}, raw=True, display_id=True)
-    due, counts = Throttle(), {"probes": 0, "failed": 0}
+    due, sent, failed = Throttle(), {e: 0 for e in ENDPOINTS}, {e: 0 for e in ENDPOINTS}
 
     def on_probe(row: dict[str, object]) -> None:
-        counts["probes"] += 1
-        counts["failed"] += 0 if row["ok"] else 1
+        name = str(row["endpoint"])
+        sent[name] = sent.get(name, 0) + 1
+        failed[name] = failed.get(name, 0) + (0 if row["ok"] else 1)
         if due():
-            line = (f"probes {float(row['t_s']):.0f}/{window_s:.0f} s: {counts['probes']} sent, "
-                    f"{counts['failed']} failed")  # fmt: skip
+            other = ", ".join(f"{e}: {failed[e]} failed" for e in sent if e != judged)
+            line = (f"probes {float(row['t_s']):.0f}/{window_s:.0f} s: {sent[judged]} sent, "
+                    f"{failed[judged]} failed ({judged})")  # fmt: skip
+            line += f"; {other}" if other else ""
             if handle is not None:
                 handle.update({"text/plain": line}, raw=True)
             session_note(line)
@@ -103,21 +313,95 @@ def _progress(window_s: float) -> Callable[[dict[str, object]], None]:
     return on_probe
 
 
+def _under_load(
+    ctx: TestContext, probing: Callable[..., pd.DataFrame], plan: LoadPlan
+) -> tuple[pd.DataFrame, LoadOutcome]:
+    """Probe in a thread while the background load runs in this one: the engine stops a
+    load cleanly on Ctrl-C only from the main thread, and the probes stop with it. A pool's
+    RemediationRequest follower is made first: loading the Kubernetes client holds the
+    interpreter for ~0.3 s, which would stall the first probes and coarsen the resolution."""
+    follower = follower_from_params(ctx.params) if plan.pool is not None else None
+    try:
+        return _probe_beside(ctx, probing, plan, follower)
+    finally:
+        if follower is not None:
+            follower.stop()
+
+
+def _probe_beside(
+    ctx: TestContext,
+    probing: Callable[..., pd.DataFrame],
+    plan: LoadPlan,
+    follower: RemediationFollower | None,
+) -> tuple[pd.DataFrame, LoadOutcome]:
+    stop, box = threading.Event(), {}
+
+    def probe_thread() -> None:
+        try:
+            box["probes"] = probing(stop=stop)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=probe_thread, name="kubetest-a3-probes", daemon=True)
+    thread.start()
+    try:
+        outcome = execute(ctx, plan, BACKGROUND, progress=False, follower=follower)
+        if outcome.load.interrupted:
+            raise KeyboardInterrupt("A3 interrupted during its background load")
+        while thread.is_alive():
+            thread.join(0.2)
+    except BaseException:
+        stop.set()
+        thread.join(10)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["probes"], outcome
+
+
 def run(ctx: TestContext) -> A3Result:
     sec = ctx.section
     started = datetime.now(UTC)
     window_s = sec.duration_min * 60.0
     ctx.records_dir.mkdir(parents=True, exist_ok=True)
+    targets = probe_targets(ctx)
     preflight_tls(ctx.params, ctx.health_url)  # a refused certificate fails now, in one line
+    if sec.probe == "webhook":
+        preflight_auth(ctx.params, targets["webhook"].url)  # and a refused token
+        check_probe_alert(ctx, targets["webhook"])  # and a probe alert the service refuses
+    ordered = [targets[sec.probe], *(t for name, t in targets.items() if name != sec.probe)]
+    probing = partial(
+        probe_endpoints, ordered, window_s, sec.probe_interval_s,
+        out_csv=ctx.records_dir / RECORDS, on_probe=_progress(window_s, sec.probe),
+        verify=verify(ctx.params.target.tls),
+    )  # fmt: skip
+    plan = background_plan(ctx) if sec.background_rate_per_min else None
+    outcome: LoadOutcome | None = None
     with scrape_metrics(ctx, "A3") as scrape:  # what the service did while it was probed
         scrape.align({"start_epoch": time.time()})
-        probes = probe(
-            ctx.health_url, window_s, sec.probe_interval_s,
-            out_csv=ctx.records_dir / "A3_probes.csv", on_probe=_progress(window_s),
-            verify=verify(ctx.params.target.tls),
-        )  # fmt: skip
-    avail = availability_from_probes(probes, window_s, sec.target, sec.probe_interval_s)
-    req = judge(avail)
+        if plan is None:
+            probes = probing()
+        else:
+            probes, outcome = _under_load(ctx, probing, plan)
+    frames = split_series(probes)
+    series = {
+        name: availability_from_probes(
+            frames.get(name, probes.iloc[0:0]), window_s, sec.target, sec.probe_interval_s
+        )
+        for name in targets
+    }
+    avail = series[sec.probe]
+    background = background_summary(ctx, outcome) if outcome is not None else None
+    others = {name: {"url": targets[name].url, "downtime_s": a.downtime_s,
+                     "failed_probes": a.failed_probes, "outages": len(a.outages)}
+              for name, a in series.items() if name != sec.probe}  # fmt: skip
+    extra: dict[str, Any] = {"probe": sec.probe, "endpoint_url": targets[sec.probe].url,
+                             "other_series": others}  # fmt: skip
+    if background is not None:
+        extra["background"] = _background_brief(background)
+    how = judged_on(sec.probe, targets[sec.probe].url, sec.probe_interval_s,
+                    sec.background_rate_per_min)  # fmt: skip
+    req = judge(avail, how, extra)
     ctx.save_result(
         {
             "title": "A3 availability",
@@ -125,10 +409,91 @@ def run(ctx: TestContext) -> A3Result:
             "finished": datetime.now(UTC).isoformat(),
             "complete": True,
             "requirements": [req.as_dict()],
+            "probe": sec.probe,
+            "endpoints": {name: t.url for name, t in targets.items()},
             "availability": avail.as_dict(),
-            "records": "records/A3_probes.csv",
+            "series": {name: a.as_dict() for name, a in series.items()},
+            "records": f"records/{RECORDS}",
             "params": sec.model_dump(),
             "service_metrics": scrape.summary(),
+            **({"background": background} if background is not None else {}),
         }
     )
-    return A3Result(req, avail, probes)
+    return A3Result(req, avail, probes, sec.probe, series, outcome)
+
+
+# -- what the report says about A3 (from its result file alone) -------------------------
+
+
+def report_sentences(result: dict[str, Any]) -> list[str]:
+    """Which endpoint BR-PA-001 was judged on, the other series, the background load.
+    A result from before A3 probed the webhook was judged on the health endpoint."""
+    probe = result.get("probe", "health")
+    urls = result.get("endpoints") or {}
+    req = next((r for r in result.get("requirements", []) if r["id"] == BR_ID), {})
+    how = (req.get("details") or {}).get("judged_on", "")
+    first = f"BR-PA-001 was judged on {how}." if "probe" in result else (
+        f"BR-PA-001 was judged on the health endpoint: {how}."
+    )  # fmt: skip
+    out = [first + (f" Probed URL: {urls[probe]}." if urls.get(probe) else "")]
+    for name, s in sorted((result.get("series") or {}).items()):
+        if name != probe:
+            out.append(
+                f"The {name} endpoint" + (f" ({urls[name]})" if urls.get(name) else "")
+                + f" was probed on the same schedule as a second series, not judged: "
+                f"{s['downtime_s']:.3f} s down in {len(s['outages'])} outage(s), "
+                f"{s['failed_probes']} of {s['probes']} probes failed."
+            )  # fmt: skip
+    bg = result.get("background")
+    if bg:
+        lat, gen = bg["latency"], bg.get("generator") or {}
+        achieved = gen.get("achieved_rate_per_s")
+        sr = lat["success_rate"]["value"]
+        out.append(
+            f"A background load of {bg['rate_per_min']:g} alerts/min ran for the window"
+            + (f" (achieved {achieved * 60:,.0f}/min)" if achieved is not None else "")
+            + f": p95 {lat['p95']['value']:.3f} s, success "
+            + ("—" if sr is None else f"{sr:.2%}")
+            + f" over {lat['count']} alerts (reported, not judged; {bg['records']})."
+        )  # fmt: skip
+    return out
+
+
+def report_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per probed endpoint, the judged one first."""
+    probe = result.get("probe", "health")
+    series = result.get("series") or {probe: result.get("availability", {})}
+    rows = []
+    for name, s in sorted(series.items(), key=lambda kv: kv[0] != probe):
+        if not s:
+            continue
+        rows.append({
+            "endpoint": name, "judged": "yes" if name == probe else "no",
+            "availability": f"{s['availability']:.4%}", "downtime (s)": f"{s['downtime_s']:.3f}",
+            "bounds (s)": f"{s['downtime_low_s']:.3f}–{s['downtime_high_s']:.3f}",
+            "budget (s)": f"{s['budget_s']:.3f}", "probes": s["probes"],
+            "failed": s["failed_probes"],
+            "throttled (429)": s.get("throttled_probes", 0), "outages": len(s["outages"]),
+        })  # fmt: skip
+    return rows
+
+
+def report_figures(session_dir: Path, result: dict[str, Any], slo_p95_s: float) -> list[Figure]:
+    """Both series on one timeline, and the background load's latency, from the records."""
+    from kubetest import plots
+    from kubetest.engine.records import read_records
+
+    figs: list[Figure] = []
+    path = Path(session_dir) / str(result.get("records", ""))
+    if path.is_file():
+        probe = result.get("probe", "health")
+        series = result.get("series") or {probe: result.get("availability", {})}
+        outages = {name: list(s.get("outages", [])) for name, s in series.items()}
+        figs.append(plots.availability_timeline(pd.read_csv(path), outages, judged=probe))
+    bg = result.get("background") or {}
+    bg_path = Path(session_dir) / str(bg.get("records", ""))
+    if bg and bg_path.is_file():
+        fig = plots.latency_over_time(read_records(bg_path), slo_p95_s)
+        fig.axes[0].set_title("A3 background load: latency over time (reported, not judged)")
+        figs.append(fig)
+    return figs

@@ -40,7 +40,7 @@ SECRET_HINTS = ("password", "token", "secret", "dsn", "kubeconfig")
 #: Report sections, in order: (anchor text, title). nbconvert anchors headings by text.
 SECTIONS = (
     "Executive summary", "Business requirements", "Decision rule and confidence",
-    "Strengths, concerns and recommendations", "Capacity", "Latency",
+    "Strengths, concerns and recommendations", "Capacity", "Latency", "Availability",
     "The service during the tests", "Data integrity", "Remediation", "Environment",
     "Service test suites", "Generator health", "Test durations", "Per-test notebooks",
     "Parameters of this run",
@@ -394,6 +394,24 @@ class ReportView:
                 fig.axes[0].set_title(f"{r.get('title', _test)}: latency over time")
                 figs.append(fig)
         return figs
+
+    def availability(self) -> HTML:
+        """Which endpoint BR-PA-001 was judged on, both probed series, the background load."""
+        from kubetest.workbook.a3_availability import report_rows, report_sentences
+
+        a3 = self.results.get("A3")
+        if not a3:
+            return HTML("<p><i>Availability (A3) was not measured in this session.</i></p>")
+        text = "".join(f"<p>{html.escape(t)}</p>" for t in report_sentences(a3))
+        return HTML(text + table(pd.DataFrame(report_rows(a3))).data)
+
+    def availability_figures(self) -> list[Figure]:
+        """A3's probe series on one timeline (and its background load's latency)."""
+        from kubetest.workbook.a3_availability import report_figures
+
+        a3 = self.results.get("A3")
+        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        return report_figures(self.session_dir, a3, slo) if a3 else []
 
     def service_figures(self) -> list[Figure]:
         """Per test: the service's own metrics on the same time axis as client latency."""
