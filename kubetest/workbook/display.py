@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import HTML
 
+from kubetest.analysis.validity import validity_of
 from kubetest.analysis.verdicts import Requirement
 
 
@@ -65,7 +66,8 @@ def interval(r: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
-    """The BR compliance table: requirement, measured value (with CI), criterion, status."""
+    """The BR compliance table: requirement, measured value (with CI), criterion, status,
+    and the validity of the run it was judged on."""
     rows = []
     for r in requirements:
         d = r.get("details", {})
@@ -81,6 +83,7 @@ def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
                 "criterion": r.get("threshold") or "—",
                 "judged on": d.get("judged_on", "—"),
                 "status": r["status"],
+                "validity": validity_of(r),
                 "samples": d.get("samples", ""),
                 "note": "; ".join(
                     d.get("reasons", []) or ([d["reason"]] if d.get("reason") else [])
@@ -93,5 +96,5 @@ def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
 def requirements_html(requirements: list[dict[str, Any]]) -> HTML:
     frame = requirements_frame(requirements).astype(str)
     for col in frame.columns:
-        frame[col] = frame[col].map(badge if col == "status" else html.escape)
+        frame[col] = frame[col].map(badge if col in ("status", "validity") else html.escape)
     return HTML(frame.to_html(index=False, escape=False, na_rep="—"))
