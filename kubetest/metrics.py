@@ -502,9 +502,9 @@ def target_restarts(frame: pd.DataFrame) -> list[dict[str, Any]]:
     seen: dict[float, list[str]] = {}
     for (metric, _labels), series in watched.groupby(["metric", "labels"], sort=False):
         series = series.sort_values("epoch_s")
-        step = series["value"].diff()
-        hit = step != 0 if metric == START_TIME_METRIC else step < 0
-        for t in series["t_s"][hit.fillna(False).to_numpy(dtype=bool)]:
+        step = series["value"].diff()  # NaN at the first scrape: nothing to compare
+        hit = (step != 0) & step.notna() if metric == START_TIME_METRIC else step < 0
+        for t in series["t_s"][hit.to_numpy(dtype=bool)]:
             seen.setdefault(float(t), []).append(str(metric))
     out = []
     for t, metrics in sorted(seen.items()):
