@@ -12,7 +12,7 @@ from aiohttp import web
 from engine_servers import WebServer, shard_result
 
 from kubetest.engine import LoadPlan, read_records, run_load, summarize
-from kubetest.engine.abort import AbortRule, SloWatch
+from kubetest.engine.abort import AbortRule, SloWatch, Window, abort_reason
 from kubetest.engine.schedule import constant
 
 pytestmark = pytest.mark.timeout(60)
@@ -91,6 +91,15 @@ def test_a_stalled_loop_skips_windows_instead_of_bursting_them() -> None:
     watch = SloWatch(RULE)
     watch.close(35.0, [])
     assert watch.next_end_s == 40.0 and not watch.due(39.9)
+
+
+def test_the_reason_names_every_criterion_breached_and_short_times_keep_a_decimal() -> None:
+    rule = AbortRule(window_s=0.5, consecutive=2, p95_s=0.2, success_below=0.5)
+    slow = Window(1.0, 10, 0, 10, 0.9, 1.0, ("p95",))
+    failing = Window(1.5, 2, 0, 10, 0.1, 0.2, ("success",))
+    assert abort_reason(rule, [slow, failing]) == (
+        "aborted at t = 1.5 s: p95 0.9 s > 0.2 s or success 20% < 50% in 2 windows of 0.5 s"
+    )
 
 
 def test_the_rule_refuses_nonsense() -> None:
