@@ -228,3 +228,37 @@ def test_summary_json_and_the_br_table_carry_validity(tmp_path: Path) -> None:
     assert header.endswith("| Status | Validity |")
     assert any(line.startswith("| BR-PA-003 ") and line.endswith("| INVALID |")
                for line in markdown.splitlines())  # fmt: skip
+
+
+def test_kubetest_run_prints_validity_in_its_final_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from kubetest import cli, session
+
+    invalid = Validity()
+    invalid.add("INVALID", "generator: 5 arrivals dropped")
+    _write_result(tmp_path, "A1", {"requirements": [apply_validity(_a1(0.1), invalid).as_dict()],
+                                   "validity": invalid.as_dict()})  # fmt: skip
+    summary = build_summary(tmp_path, complete=True)
+    monkeypatch.setattr(session, "run_session", lambda *a, **k: session.SessionResult(
+        tmp_path, summary, tmp_path / "report.html"))  # fmt: skip
+    args = argparse.Namespace(params="p.yaml", only=None, session=None, outputs=None,
+                              resume=False)  # fmt: skip
+    assert cli._cmd_run(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["requirement", "status", "validity"]
+    a1 = next(line.split() for line in lines if line.strip().startswith("BR-PA-003"))
+    assert a1[1:3] == ["INCONCLUSIVE", "INVALID"]
+    a3 = next(line.split() for line in lines if line.strip().startswith("BR-PA-001"))
+    assert a3[1:3] == ["NOT_RUN", "—"]
+    assert "  validity: A1: generator: 5 arrivals dropped" in lines
+
+
+def test_the_notebook_card_shows_the_run_validity() -> None:
+    from kubetest.workbook.display import requirement_card
+
+    card = requirement_card(_a1(0.1, validity=Validity())).data
+    assert 'Run validity: <span class="kt-VALID">VALID</span>' in card
+    assert "Run validity" not in requirement_card(_a1(0.1)).data  # not judged on a run

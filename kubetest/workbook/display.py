@@ -40,6 +40,8 @@ def requirement_card(req: Requirement | dict[str, Any]) -> HTML:
     ]
     if d.get("judged_on"):
         lines.append(f"<p>Judged on: {html.escape(d['judged_on'])}.</p>")
+    if validity_of(r) != "—":  # the run behind it (reasons below when not VALID)
+        lines.append(f"<p>Run validity: {badge(validity_of(r))}</p>")
     if d.get("success_rate") is not None:
         lo, hi = d.get("success_rate_ci", [None, None])
         sr = f"{d['success_rate']:.2%}" + (
