@@ -123,7 +123,9 @@ def test_a_counter_that_falls_between_scrapes_is_a_restart() -> None:
     assert restarts == [{"t_s": 4.0, "why": "1 counter(s) fell (alerts_total)"}]
     v = load_validity(_load(), {"restarts": restarts})
     assert v.status == "INCONCLUSIVE"
-    assert v.reasons == ["target restarted mid-test at t ≈ 4 s: 1 counter(s) fell (alerts_total)"]
+    assert v.reasons[0].startswith(
+        "target restarted mid-test at t ≈ 4 s: 1 counter(s) fell (alerts_total)"
+    )
 
 
 def test_a_new_process_start_time_is_a_restart() -> None:

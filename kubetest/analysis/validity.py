@@ -114,7 +114,8 @@ def _restarts(service: dict[str, Any] | None, v: Validity) -> None:
         first = restarts[0]
         more = f" (and {len(restarts) - 1} more)" if len(restarts) > 1 else ""
         v.add("INCONCLUSIVE", f"target restarted mid-test at t ≈ {first['t_s']:.0f} s: "
-                              f"{first['why']}{more}")  # fmt: skip
+                              f"{first['why']}{more} (unless target.metrics_url is balanced "
+                              "over several replicas: point it at one)")  # fmt: skip
 
 
 def load_validity(load: dict[str, Any], service: dict[str, Any] | None = None) -> Validity:
