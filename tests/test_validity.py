@@ -225,7 +225,9 @@ def test_summary_json_and_the_br_table_carry_validity(tmp_path: Path) -> None:
     from kubetest.workbook.report_view import ReportView
 
     (tmp_path / "summary.json").write_text(json.dumps(s))
-    markdown = render_markdown(ReportView.load(tmp_path))
+    view = ReportView.load(tmp_path)
+    assert "Run validity INVALID: A1: generator: 5 arrivals dropped." in view.summary_sentences()
+    markdown = render_markdown(view)
     header = next(line for line in markdown.splitlines() if line.startswith("| Requirement"))
     assert header.endswith("| Status | Validity |")
     assert any(line.startswith("| BR-PA-003 ") and line.endswith("| INVALID |")
