@@ -137,9 +137,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
     )  # fmt: skip
     s = result.summary
+    from kubetest.analysis.validity import validity_of
+
     width = max((len(req["id"]) for req in s["requirements"]), default=10)
+    print(f"  {'requirement':<{width}} {'status':<13} {'validity':<13} criterion")
     for req in s["requirements"]:
-        print(f"  {req['id']:<{width}} {req['status']:<13} {req.get('threshold') or ''}")
+        print(f"  {req['id']:<{width}} {req['status']:<13} {validity_of(req):<13} "
+              f"{req.get('threshold') or ''}")  # fmt: skip
+    for reason in (s.get("validity") or {}).get("reasons", []):
+        print(f"  validity: {reason}")
     print(f"decision: {s['decision']} (confidence {s['confidence']}/100)")
     print(f"summary:  {result.session_dir / 'summary.json'}")
     if result.report:

@@ -93,7 +93,8 @@ def render_markdown(view: ReportView) -> str:
         "## Business requirement compliance",
         "",
         *_table(
-            ["Requirement", "What", "Measured [95 % CI]", "Pass criteria", "Judged on", "Status"],
+            ["Requirement", "What", "Measured [95 % CI]", "Pass criteria", "Judged on", "Status",
+             "Validity"],
             [
                 [
                     r["requirement"],
@@ -102,6 +103,7 @@ def render_markdown(view: ReportView) -> str:
                     r["criterion"],
                     r["judged on"],
                     f"**{r['status']}**",
+                    r["validity"],
                 ]
                 for r in frame.to_dict("records")
             ],

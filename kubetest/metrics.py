@@ -55,13 +55,16 @@ IN_FLIGHT_RE = re.compile(r"in_?flight|inflight|busy|concurren|active_(request|w
 QUEUE_RE = re.compile(r"queue|pending|waiting|backlog")
 CPU_METRIC = "process_cpu_seconds_total"
 MEMORY_METRIC = "process_resident_memory_bytes"
+#: Changes when the service's process restarts (with counters falling back to zero).
+START_TIME_METRIC = "process_start_time_seconds"
 #: Label values of requests that are not the service's work (the scraper's own, probes).
 _HOUSEKEEPING = re.compile(r"metrics|health|ready|live|outcomes|actions")
 #: Prometheus-server mode: the series asked for (``__name__`` is matched in full).
 PROMETHEUS_NAMES = (
     r".*(request|alert|signal|webhook)s?(_[a-z0-9]+)*_total|.*(in_?flight|inflight|busy|"
     r"concurren|queue|pending|waiting|backlog).*|process_cpu_seconds_total|"
-    r"process_resident_memory_bytes|gateway_[a-z_]+_total"  # the gateway's cross-checked counters
+    r"process_resident_memory_bytes|process_start_time_seconds|"  # (a restart: validity)
+    r"gateway_[a-z_]+_total"  # the gateway's cross-checked counters
 )
 
 
@@ -357,6 +360,7 @@ class MetricsScrape:
             "service_metrics_found": service,
             "note": note,
             "series": summarise_panels(frame) if frame is not None else {},
+            "restarts": target_restarts(frame) if frame is not None else [],
             "generator": {
                 **self.generator,
                 "cpu_scope": "this process (Dask workers' CPU is not in it)",
@@ -486,6 +490,31 @@ def _stats(values: pd.Series, unit: str) -> dict[str, Any]:
         return {"unit": unit, "samples": 0, "mean": None, "max": None, "last": None}
     return {"unit": unit, "samples": int(v.size), "mean": float(v.mean()),
             "max": float(v.max()), "last": float(v[-1])}  # fmt: skip
+
+
+def target_restarts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Scrapes at which the service had restarted since the one before: one of its
+    counters fell, or ``process_start_time_seconds`` changed. Each ``{t_s, why}``."""
+    if frame is None or frame.empty:
+        return []
+    own = frame[~frame["metric"].isin([GENERATOR_CPU, GENERATOR_TICK_LAG])]
+    watched = own[(own["type"] == "counter") | (own["metric"] == START_TIME_METRIC)]
+    seen: dict[float, list[str]] = {}
+    for (metric, _labels), series in watched.groupby(["metric", "labels"], sort=False):
+        series = series.sort_values("epoch_s")
+        step = series["value"].diff()  # NaN at the first scrape: nothing to compare
+        hit = (step != 0) & step.notna() if metric == START_TIME_METRIC else step < 0
+        for t in series["t_s"][hit.to_numpy(dtype=bool)]:
+            seen.setdefault(float(t), []).append(str(metric))
+    out = []
+    for t, metrics in sorted(seen.items()):
+        names = sorted(set(metrics))
+        if START_TIME_METRIC in names:
+            why = f"{START_TIME_METRIC} changed"
+        else:
+            why = f"{len(metrics)} counter(s) fell ({', '.join(names[:3])})"
+        out.append({"t_s": t, "why": why})
+    return out
 
 
 def summarise_panels(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:

@@ -330,9 +330,27 @@ class Generator(_Model):
         return v
 
 
+class SloAbort(_Model):
+    """Stop a load test early (A1, A2, each B1 phase and B2 level) once ``consecutive``
+    windows of ``window_s`` in a row breach: p95 > ``p95_s`` (left out: 2 × ``slo.p95_s``)
+    or success < ``success_below`` (``kubetest.engine.abort``)."""
+
+    window_s: PositiveFloat = 10.0
+    consecutive: PositiveInt = 3
+    p95_s: PositiveFloat | None = None
+    success_below: Fraction = 0.5
+
+
 class Slo(_Model):
     p95_s: PositiveFloat = 5.0
     success_rate: Fraction = 0.95
+    abort: SloAbort | None = SloAbort()  # null: every load test runs its full length
+
+    @model_validator(mode="after")
+    def _abort_p95(self) -> Slo:
+        if self.abort is not None and self.abort.p95_s is None:
+            self.abort = self.abort.model_copy(update={"p95_s": 2 * self.p95_s})
+        return self
 
 
 class Environment(_Model):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetest.analysis.integrity import COUNT_KEYS, integrity_requirement
+from kubetest.analysis.validity import Validity, combine
 from kubetest.analysis.verdicts import (
     INTEGRITY_ID,
     RATE_REQUIREMENT_PER_MIN,
@@ -106,11 +107,16 @@ def build_summary(
         requirements, saturated=saturated, complete=complete,
         max_sustainable_rate_per_min=rate,
     )  # fmt: skip
+    # each load test's validity (kubetest.analysis.validity), and the worst of them
+    validity = {test: Validity.from_dict(r["validity"]) for test, r in sorted(results.items())
+                if isinstance(r.get("validity"), dict)}  # fmt: skip
     return {
         "session": session_dir.name,
         "complete": complete,
         "failures": failures,
         "tests_run": sorted(results),
+        "validity": {**combine(validity).as_dict(),
+                     "tests": {k: v.as_dict() for k, v in validity.items()}},  # fmt: skip
         "requirements": [r.as_dict() for r in requirements],
         "capacity": capacity,
         "generator": {"saturated": saturated, "schedule_lag_p99_s": max(lags) if lags else None},

@@ -121,6 +121,56 @@ def test_a_saturated_generator_is_not_evidence() -> None:
     assert few.status == "inconclusive"
 
 
+def test_an_aborted_phase_is_unsustainable_on_what_ran() -> None:
+    """Stopped 4 s into a planned 10 s: judged over the 4 s it ran, whatever its samples."""
+    why = "aborted at t = 4.0 s: p95 0.9 s > 0.2 s in 3 windows of 0.5 s"
+    rec = queue_records(40, 4, 0.02, servers=2)  # healthy answers: the abort alone decides
+    load = {"aborted": why, "aborted_at_s": 4.0}
+    stats = cap.measure_phase(rec, index=1, kind="grid", duration_s=10, offered_per_min=2400,
+                              load_summary=load)  # fmt: skip
+    assert stats.ran_s == 4.0 and stats.duration_s == 10 and stats.aborted == why
+    assert stats.keep_up == pytest.approx(1.0, rel=0.05)  # its window is [1 s, 4 s)
+    v = cap.judge_rate_phase(stats, **SLO)
+    assert v.status == "unsustainable" and v.reasons[0] == why
+    few = cap.measure_phase(rec.head(5), index=1, kind="grid", duration_s=10,
+                            offered_per_min=2400, load_summary=load)  # fmt: skip
+    assert cap.judge_rate_phase(few, **SLO).status == "unsustainable"
+    row = cap.phase_row(stats, v, label="2,400/min")
+    assert row["aborted"] == why and row["ran_s"] == 4.0 and row["validity"] == "VALID"
+
+
+def test_a_phase_whose_run_is_not_valid_is_not_evidence() -> None:
+    from kubetest.analysis.validity import Validity
+
+    rec = queue_records(40, 10, 0.02, servers=2)
+    for status, verdict in (("INVALID", "generator-limited"), ("INCONCLUSIVE", "inconclusive")):
+        v = Validity()
+        v.add(status, "clock: worker 1 offset known only to ±80 ms")  # type: ignore[arg-type]
+        stats = cap.measure_phase(rec, index=1, kind="grid", duration_s=10,
+                                  offered_per_min=2400, validity=v)  # fmt: skip
+        judged_ = cap.judge_rate_phase(stats, **SLO)
+        assert judged_.status == verdict and "±80 ms" in judged_.reasons[0]
+
+
+def test_a_sweep_is_valid_with_one_evidence_phase_and_inconclusive_when_interrupted() -> None:
+    from kubetest.workbook.sweep import Phase, sweep_validity
+
+    def phase(load: dict, rate: float = 2400) -> Phase:
+        rec = queue_records(rate / 60, 10, 0.02, servers=2)
+        stats = cap.measure_phase(rec, index=1, kind="grid", duration_s=10,
+                                  offered_per_min=rate, load_summary=load)  # fmt: skip
+        return Phase(stats, cap.judge_rate_phase(stats, **SLO), None, "", None)  # type: ignore[arg-type]
+
+    limited = phase({"saturated": True, "saturation_reasons": ["lag p99 80 ms"]})
+    good = phase({})
+    assert sweep_validity([good, limited], complete=True).status == "VALID"
+    alone = sweep_validity([limited], complete=True)
+    assert alone.status == "INVALID"
+    assert alone.reasons == ["phase 1 (2,400/min): generator: lag p99 80 ms"]
+    cut = sweep_validity([good], complete=False)
+    assert cut.status == "INCONCLUSIVE" and "interrupted" in cut.reasons[0]
+
+
 def test_a_closed_level_needs_its_concurrency_held() -> None:
     rec = queue_records(40, 10, 0.02, servers=2)
     stats = cap.measure_phase(rec, index=1, kind="level", duration_s=10, concurrency=50)

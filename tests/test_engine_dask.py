@@ -216,3 +216,39 @@ def test_clock_offsets_above_5_ms_are_warned() -> None:
     assert [r["clock_offset_s"] for r in s["per_worker"]] == [0.0002, 0.012]
     warned = [n for n in s["notes"] if "clock" in n]
     assert len(warned) == 1 and "worker 1 (b)" in warned[0] and "+12.0 ms" in warned[0]
+
+
+def test_a_shard_that_aborts_stops_the_other_shards(tmp_path: Path) -> None:
+    """Only shard 0's alerts (HighCPUUsage: even seq) turn slow; shard 1's stay fast, so
+    only shard 0 can breach the rule. Its abort reaches shard 1 through the run's stop
+    Event: both stop long before the 20 s schedule ends, and the run is aborted, not
+    interrupted."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from kubetest.alerts import PayloadFactory
+    from kubetest.engine.abort import AbortRule
+
+    started: list[float] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if not started:
+            started.append(time.monotonic())
+        if b"HighCPUUsage" in body and time.monotonic() - started[0] > 1.0:
+            await asyncio.sleep(3.0)
+        return web.Response(body=b"ok")
+
+    rule = AbortRule(window_s=0.5, consecutive=3, p95_s=0.3, success_below=0.5)
+    with WebServer(handler) as server:
+        plan = LoadPlan(url=server.url, schedule=constant(20, 20), timeout_s=10, abort=rule,
+                        payload=PayloadFactory(["high_cpu", "pod_crash"]))  # fmt: skip
+        result = run_load(plan, tmp_path, workers=2, progress=False)
+    s = result.summary
+    assert s["aborted"] is not None and "p95" in s["aborted"], s["aborted"]
+    assert s["interrupted"] is False and result.interrupted is False
+    rows = {r["worker"]: r for r in s["per_worker"]}
+    assert rows[1]["sent_count"] < 150  # stopped by shard 0's abort, not its own schedule
+    assert s["sent_count"] < 300 and len(read_records(result.records_path)) == s["sent_count"]

@@ -62,6 +62,15 @@ def test_unsent_arrivals_are_not_sent() -> None:
     assert (r.lost, r.duplicated, r.unexpected) == (0, 0, 1)
 
 
+def test_cancelled_requests_were_sent() -> None:
+    """A stop or an SLO abort cancels requests in flight: handled all the same, they count
+    as handled but not accepted, never as unexpected."""
+    records = _records([0, 1], ["accepted", "failed"])
+    records.loc[1, "error"] = "cancelled"
+    r = reconcile(records, [{"fingerprint": "r-fp0"}, {"fingerprint": "r-fp1"}], "r")
+    assert (r.lost, r.unexpected, r.handled_unaccepted) == (0, 0, 1)
+
+
 def _context(tmp_path: Path, test: str, target_url: str = "", **sections: Any) -> TestContext:
     params = tmp_path / "params.yaml"
     target = {"url": "embedded", "integrity_wait_s": 1.0, "metrics_interval_s": 0.5,

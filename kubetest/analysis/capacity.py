@@ -21,6 +21,11 @@ every capacity figure, never called the breaking point. An open-loop phase is
   continued for one more phase of the same length, would take p95 past the SLO. A small
   drift far below the SLO (a busy machine's hiccup) does not make a phase unsustainable;
   a queue growing towards the SLO does, before it gets there.
+
+A phase stopped early by the SLO abort (params ``slo.abort``) is unsustainable, with the
+abort's reason; its windows are taken over the part that ran. A phase whose run was not
+VALID (``kubetest.analysis.validity``) is not evidence: INVALID counts as generator-limited,
+INCONCLUSIVE (interrupted, a shard lost, the target restarted) as inconclusive.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from kubetest.analysis.latency import LatencySummary, summarise
+from kubetest.analysis.validity import Validity, load_validity
 from kubetest.analysis.verdicts import MIN_SAMPLES, RATE_REQUIREMENT_PER_MIN, Requirement, Status
 
 #: The guide's business requirement for alert throughput (alerts/min).
@@ -156,6 +162,10 @@ class PhaseStats:
     saturated: bool = False
     saturation_reasons: list[str] = field(default_factory=list)
     interrupted: bool = False
+    aborted: str | None = None  # the SLO abort's reason: the phase ended early
+    ran_s: float | None = None  # how long an aborted phase ran (duration_s: as planned)
+    validity: str = "VALID"
+    validity_reasons: list[str] = field(default_factory=list)
 
 
 def measure_phase(
@@ -167,16 +177,23 @@ def measure_phase(
     offered_per_min: float | None = None,
     concurrency: int | None = None,
     load_summary: dict[str, Any] | None = None,
+    validity: Validity | None = None,
 ) -> PhaseStats:
-    """Reduce one phase's records (times relative to the phase's start) to ``PhaseStats``."""
+    """Reduce one phase's records (times relative to the phase's start) to ``PhaseStats``.
+    ``validity``: the run's (default: from ``load_summary`` alone)."""
     from kubetest.engine.client import GENERATOR_ERRORS
 
     load = load_summary or {}
+    if validity is None:
+        validity = load_validity(load)
+    aborted = load.get("aborted")
+    ran_s = float(load["aborted_at_s"]) if aborted and load.get("aborted_at_s") else None
+    span = min(duration_s, ran_s) if ran_s else duration_s  # an aborted phase: what ran
     answered = records[~records["error"].isin(list(GENERATOR_ERRORS))]
     if concurrency is None:
-        lo, hi = STEADY_FROM * duration_s, duration_s
+        lo, hi = STEADY_FROM * span, span
     else:
-        lo, hi = CLOSED_TRIM * duration_s, (1 - CLOSED_TRIM) * duration_s
+        lo, hi = CLOSED_TRIM * span, (1 - CLOSED_TRIM) * span
     due_at = records["intended_s"].to_numpy(dtype=float)
     latency = summarise(records[(due_at >= lo) & (due_at < hi)])
     window = max(hi - lo, 1e-9)
@@ -193,7 +210,7 @@ def measure_phase(
         due = int(((due_at >= lo) & (due_at < hi)).sum())
         keep_up = completed / due if due else None
         ok = records[records["outcome"] == "accepted"]
-        trend = latency_trend(ok["intended_s"].to_numpy(), ok["latency_s"].to_numpy(), duration_s)
+        trend = latency_trend(ok["intended_s"].to_numpy(), ok["latency_s"].to_numpy(), span)
     return PhaseStats(
         index=index,
         kind=kind,
@@ -213,6 +230,10 @@ def measure_phase(
         saturated=bool(load.get("saturated")),
         saturation_reasons=list(load.get("saturation_reasons") or []),
         interrupted=bool(load.get("interrupted")),
+        aborted=aborted,
+        ran_s=ran_s,
+        validity=validity.status,
+        validity_reasons=list(validity.reasons),
     )
 
 
@@ -229,8 +250,16 @@ def _not_evidence(s: PhaseStats) -> PhaseVerdict | None:
         why = "; ".join(s.saturation_reasons) or "the generator could not keep up"
         return PhaseVerdict("generator-limited", [f"generator saturated ({why}): not evidence "
                                                   "about the target"])  # fmt: skip
+    if s.validity == "INVALID":
+        return PhaseVerdict("generator-limited", [f"run INVALID ({'; '.join(s.validity_reasons)})"
+                                                  ": not evidence about the target"])  # fmt: skip
     if s.interrupted:
         return PhaseVerdict("inconclusive", ["the phase was interrupted"])
+    if s.validity == "INCONCLUSIVE":
+        return PhaseVerdict("inconclusive", [f"run INCONCLUSIVE "
+                                             f"({'; '.join(s.validity_reasons)})"])  # fmt: skip
+    if s.aborted:
+        return None  # judged, however few its samples: the abort is the evidence
     if s.latency.count < MIN_SAMPLES:
         return PhaseVerdict("inconclusive", [f"only {s.latency.count} answers (< {MIN_SAMPLES})"])
     return None
@@ -249,6 +278,10 @@ def _slo_reasons(s: PhaseStats, p95_s: float, success_rate: float) -> list[str]:
     return reasons
 
 
+def _abort_reasons(s: PhaseStats) -> list[str]:
+    return [s.aborted] if s.aborted else []
+
+
 def _flags(s: PhaseStats, status: PhaseStatus, reasons: list[str], stop: float) -> PhaseVerdict:
     succ = s.latency.success.value
     return PhaseVerdict(status, reasons, degraded=bool(succ < DEGRADED_SUCCESS),
@@ -261,7 +294,7 @@ def judge_rate_phase(
     """Sustainable, unsustainable, or not evidence (see the module docstring for the rules)."""
     if (verdict := _not_evidence(s)) is not None:
         return verdict
-    reasons = _slo_reasons(s, p95_s, success_rate)
+    reasons = _abort_reasons(s) + _slo_reasons(s, p95_s, success_rate)
     if s.keep_up is not None and s.keep_up < KEEP_UP:
         reasons.append(
             f"fell behind: completed {s.throughput_per_min:,.0f}/min, {s.keep_up:.0%} of "
@@ -290,7 +323,7 @@ def judge_concurrency_level(
         return PhaseVerdict("generator-limited", [
             f"only {s.in_flight_mean:.1f} of {n} requests in flight on average "
             f"(< {HELD_IN_FLIGHT:.0%}): the level was not tested"])  # fmt: skip
-    reasons = _slo_reasons(s, p95_s, success_rate)
+    reasons = _abort_reasons(s) + _slo_reasons(s, p95_s, success_rate)
     status: PhaseStatus = "unsustainable" if reasons else "sustainable"
     return _flags(s, status, reasons, stop_below_success)
 
@@ -338,6 +371,9 @@ def phase_row(s: PhaseStats, v: PhaseVerdict, **extra: Any) -> dict[str, Any]:
         "degraded": v.degraded,
         "broken": v.broken,
         "saturated": s.saturated,
+        "aborted": s.aborted,
+        "ran_s": s.ran_s,
+        "validity": s.validity,
         "reasons": "; ".join(v.reasons),
         "outcomes": s.whole.outcomes,
     }

@@ -81,7 +81,9 @@ class Reconciliation:
 def reconcile(records: pd.DataFrame, entries: list[dict[str, Any]], run: str) -> Reconciliation:
     """Count lost, duplicated and unexpected entries (see the module docstring)."""
     rec = records
-    sent = rec[~rec["error"].isin(list(GENERATOR_ERRORS))] if len(rec) else rec
+    # cancelled requests were sent (a stop or an SLO abort cut their wait): the service may
+    # have handled them, as ones accepted elsewhere, never as "never sent"
+    sent = rec[~rec["error"].isin(list(GENERATOR_ERRORS - {"cancelled"}))] if len(rec) else rec
     accepted = {int(s) for s in rec.loc[rec["outcome"] == "accepted", "seq"]} if len(rec) else set()
     by_fp = {str(fp): int(seq) for fp, seq in zip(sent["fingerprint"], sent["seq"], strict=True)
              if isinstance(fp, str) and fp}  # fmt: skip

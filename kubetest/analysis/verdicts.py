@@ -6,6 +6,10 @@ is deliberately simple and printed in the report:
 * GO only when every critical BR ran and PASSed and the generator never saturated;
 * a BR is INCONCLUSIVE when the data cannot decide it (too few samples, the generator
   was the bottleneck, the run was cut short);
+* a load test stopped by its SLO abort (``engine.abort``) FAILs with the abort's reason;
+* the run's validity (``analysis.validity``) is kept beside the verdict and bounds it:
+  an INVALID run is never judged PASS or FAIL, an INCONCLUSIVE one cannot PASS
+  (``apply_validity``);
 * confidence (0-100) starts at 100 and loses points for what weakens the evidence.
 """
 
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from kubetest.analysis.latency import LatencySummary
+from kubetest.analysis.validity import Validity
 
 Status = Literal["PASS", "FAIL", "NOT_RUN", "INCONCLUSIVE"]
 
@@ -84,11 +89,15 @@ def latency_requirement(
     *,
     p95_s: float,
     success_rate: float,
-    saturated: bool,
+    saturated: bool = False,  # the generator was (validity covers it too)
     complete: bool = True,
     extra: dict[str, Any] | None = None,
+    aborted: str | None = None,
+    validity: Validity | None = None,
 ) -> Requirement:
-    """Judge a load-based BR on p95 (from intended send time) and the accepted rate."""
+    """Judge a load-based BR on p95 (from intended send time) and the accepted rate.
+    ``aborted``: the SLO abort's reason, when it stopped the run (a FAIL); ``validity``:
+    the run's, applied last (``apply_validity``)."""
     title, _test, unit = REQUIREMENTS[br_id]
     p95 = summary.p95
     succ = summary.success
@@ -105,7 +114,11 @@ def latency_requirement(
     status: Status
     if reasons:
         status = "INCONCLUSIVE"
-    elif (success_known and succ.value < success_rate) or (p95_known and not p95.value < p95_s):
+    elif (
+        aborted  # the service breached the abort rule: FAIL, however few the samples
+        or (success_known and succ.value < success_rate)
+        or (p95_known and not p95.value < p95_s)
+    ):
         status = "FAIL"
     elif success_known and p95_known:
         status = "PASS"
@@ -113,6 +126,8 @@ def latency_requirement(
         status = "INCONCLUSIVE"
         reasons.append(f"only {summary.accepted} accepted of {summary.count} requests "
                        f"(< {MIN_SAMPLES})")  # fmt: skip
+    if aborted:
+        reasons.insert(0, aborted)
     straddles = (p95.low < p95_s <= p95.high) or (succ.low < success_rate <= succ.high)
     details = {
         "title": title,
@@ -134,7 +149,26 @@ def latency_requirement(
         **(extra or {}),
     }
     threshold = f"p95 < {p95_s:g} s and success ≥ {success_rate:.0%}"
-    return Requirement(br_id, p95.value, unit, threshold, status, details)
+    req = Requirement(br_id, p95.value, unit, threshold, status, details)
+    return apply_validity(req, validity) if validity is not None else req
+
+
+def apply_validity(req: Requirement, validity: Validity) -> Requirement:
+    """Keep the run's validity in ``details["validity"]`` and bound the verdict by it:
+    INVALID is never PASS or FAIL, INCONCLUSIVE never PASS (the reasons say why)."""
+    req.details["validity"] = validity.as_dict()
+    why = "; ".join(validity.reasons)
+    reasons = req.details.setdefault("reasons", [])
+    if validity.status == "INVALID" and req.status in ("PASS", "FAIL", "INCONCLUSIVE"):
+        if req.status != "INCONCLUSIVE":
+            reasons.append(f"not judged {req.status}: the run is INVALID ({why})")
+        else:
+            reasons.append(f"the run is INVALID ({why})")
+        req.status = "INCONCLUSIVE"
+    elif validity.status == "INCONCLUSIVE" and req.status == "PASS":
+        req.status = "INCONCLUSIVE"
+        reasons.append(f"not claimed PASS: the run is INCONCLUSIVE ({why})")
+    return req
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ die with their worker.
 
 Stop: two Dask Events per run (stop, force) that a watcher thread on each worker
 long-polls; a task cancelled by the client (or released when the client disconnects) also
-stops its shard, so a vanished client never leaves load running.
+stops its shard, so a vanished client never leaves load running. The SLO abort
+(``engine.abort``) is judged by each shard on its own share of the load; a shard that
+aborts sets its token, and its watcher relays that to the run's stop Event, so every
+other shard stops too (their results say ``interrupted``; the run says ``aborted``).
 """
 
 from __future__ import annotations
@@ -266,9 +269,13 @@ class _Watcher(threading.Thread):
 
     def run(self) -> None:
         try:
+            relayed = False
             while not self.done.is_set() and not self.token.is_set():
                 if self.stop_event.wait(0.5) or self._cancelled():
                     self.token.set()
+                    relayed = True
+            if self.token.is_set() and not relayed:  # the shard stopped itself: its abort
+                self.stop_event.set()
             while not self.done.is_set() and not self.token.is_forced():
                 if self.force_event.wait(0.5) or self._cancelled():
                     self.token.force()

@@ -27,6 +27,12 @@ generator saturation nor hidden in a lower achieved rate.
 
 Success rates count ``accepted`` over requests that got an answer or a network error;
 generator-side classes (late, dropped, cancelled) are kept out and reported apart.
+
+A plan's ``abort`` rule (``engine.abort``, params ``slo.abort``) stops the run early once
+the service breaches it window after window: the summary's ``aborted`` holds the reason
+(the first shard's to abort), the records up to the stop are kept, and the run is judged
+on what came due before it (so an abort never looks like a generator shortfall). An
+aborted run is not ``interrupted``: it ended by rule, not by a user.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +56,10 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from kubetest.alerts import PayloadFactory
+from kubetest.engine.abort import AbortRule
 from kubetest.engine.client import APIS
 from kubetest.engine.pool import WorkloadScheduler
-from kubetest.engine.progress import Display, in_notebook, make_display
+from kubetest.engine.progress import Display, in_notebook, make_display, session_note
 from kubetest.engine.records import OUTCOMES, new_histogram
 from kubetest.engine.schedule import constant, mean_rate, planned_duration, poisson
 from kubetest.engine.shard import ShardResult, StopToken, run_shard
@@ -91,6 +98,7 @@ class LoadPlan:
     tls: TlsSettings = field(default_factory=TlsSettings)  # the context is built per shard
     # the workloads alerts name (kubernaut: real Deployments); one process only (params)
     pool: WorkloadScheduler | None = None
+    abort: AbortRule | None = None  # stop early on a windowed SLO breach (engine.abort)
 
 
 @dataclass
@@ -344,6 +352,12 @@ def run_load(
         display.close()
     lost = {i.shard for i in infos if i.lost}
     interrupted = stopper.count > 0 or any(r.interrupted for r in results if r.shard not in lost)
+    aborted = first_abort(results)
+    if aborted is not None:  # the other shards stopped because of it, not a user
+        interrupted = stopper.count > 0
+        if progress is not False:
+            sys.stderr.write(f"kubetest: {aborted.aborted}\n")
+        session_note(f"load {plan.mode}: {aborted.aborted}")
     summary, hist = summarize(
         results,
         plan,
@@ -361,6 +375,12 @@ def run_load(
 
 
 # -- judging the measurement -------------------------------------------------------------
+
+
+def first_abort(results: list[ShardResult]) -> ShardResult | None:
+    """The shard whose abort rule stopped the run first, if one did."""
+    aborted = [r for r in results if r.aborted]
+    return min(aborted, key=lambda r: r.aborted_at_s or 0.0) if aborted else None
 
 
 def _merge(encoded: list[bytes]) -> HdrHistogram:
@@ -576,9 +596,11 @@ def summarize(
     finished = [r for r in results if r.shard not in lost]
     n_shards = max(1, len(shards))
     share = len(finished) / n_shards
-    judged = _judge(finished, plan, interrupted=interrupted, share=share)
-    overall = _judge(results, plan, interrupted=interrupted, share=1.0)
-    per_worker, shard_reasons, shard_notes = _per_worker(results, shards, plan, interrupted)
+    abort = first_abort(results)
+    cut = interrupted or abort is not None  # judged on what came due before the stop
+    judged = _judge(finished, plan, interrupted=cut, share=share)
+    overall = _judge(results, plan, interrupted=cut, share=1.0)
+    per_worker, shard_reasons, shard_notes = _per_worker(results, shards, plan, cut)
     reasons = judged.reasons + shard_reasons
     target: float | None = None
     if plan.mode == "open":
@@ -645,6 +667,9 @@ def summarize(
         "cluster": cluster,
         "dashboard_url": dashboard_url,
         "interrupted": interrupted,
+        "aborted": abort.aborted if abort is not None else None,
+        "aborted_at_s": abort.aborted_at_s if abort is not None else None,
+        "abort_rule": asdict(plan.abort) if plan.abort is not None else None,
         "complete": not interrupted and not lost_rows,
         "records": str(records_path),
         "notes": notes,

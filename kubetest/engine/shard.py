@@ -22,6 +22,10 @@ Fidelity rules (DESIGN.md "Fidelity of the measurement"):
 Stopping: ``stop`` is any object with ``is_set()`` (and optionally ``is_forced()``),
 polled every 50 ms. Once set, dispatching stops, in-flight requests get
 ``STOP_GRACE_S`` to finish, the rest are cancelled and recorded as ``cancelled``.
+A plan with an ``abort`` rule (``engine.abort``) is also judged window by window while it
+dispatches; a breach of the rule stops the shard the same way, with the reason kept in
+``ShardResult.aborted`` (and ``stop.set()`` called when the stop has one, so the other
+shards of the run stop too).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from kubetest.engine.abort import SloWatch
 from kubetest.engine.client import (
     GENERATOR_ERRORS,
     auth_header,
@@ -143,8 +148,10 @@ class ShardResult:
     loop_busy: float  # loop thread CPU / wall over [start, end]
     max_in_flight: int  # effective cap for this shard
     max_in_flight_seen: int
-    interrupted: bool
+    interrupted: bool  # stopped from outside (signal, token), not by its abort rule
     notes: list[str] = field(default_factory=list)
+    aborted: str | None = None  # the abort rule's reason, when it stopped the shard
+    aborted_at_s: float | None = None
 
 
 def _share(total: int, shard: int, n_shards: int) -> int:
@@ -222,6 +229,12 @@ class _Shard:
         self.n_workers = min(wanted, self.cap) if plan.mode == "closed" else 0
         self.lag_by_second = np.full(int(math.ceil(self.planned_s)) + 2, -1.0)  # -1: no arrival
         self.seq_counter = 0
+        abort = getattr(plan, "abort", None)
+        self.watch = SloWatch(abort) if abort is not None else None
+        self.pending: dict[int, float] = {}  # in flight (abort rule only): seq -> intended
+        self.dispatching = False
+        self.aborted: str | None = None
+        self.aborted_at: float | None = None
 
     # -- clock: seconds since the common start instant, on a monotonic high-resolution clock
     def now(self) -> float:
@@ -237,10 +250,12 @@ class _Shard:
             await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start
             cpu0, wall0 = time.thread_time(), time.perf_counter()
             self.session = session
+            self.dispatching = True
             if self.plan.mode == "open":
                 await self._dispatch_open()
             else:
                 await self._dispatch_closed()
+            self.dispatching = False
             self.dispatch_end = self.now()
             await self._drain()
             busy = (time.thread_time() - cpu0) / max(1e-9, time.perf_counter() - wall0)
@@ -351,6 +366,8 @@ class _Shard:
             self.dispatched += 1
             self.last_sent = max(self.last_sent, sent)
             lag = sent - intended
+            if self.watch is not None:
+                self.pending[seq] = intended
             self.lag_hist.record_value(_us(lag))
             sec = int(intended)
             if 0 <= sec < len(self.lag_by_second) and lag > self.lag_by_second[sec]:
@@ -370,6 +387,7 @@ class _Shard:
                 self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
         finally:
             self.in_flight -= 1
+            self.pending.pop(seq, None)
             done = self.now()
             if workload is not None:
                 plan.pool.answered(workload, outcome, data)  # type: ignore[union-attr]
@@ -418,6 +436,8 @@ class _Shard:
             return
         self.completed += 1
         self.outcomes[outcome] += 1
+        if self.watch is not None:
+            self.watch.answered(latency, outcome == "accepted")
         if outcome == "accepted":
             self.service_hist.record_value(_us(service))
             self.recent.add(done, latency)
@@ -460,9 +480,24 @@ class _Shard:
             if ticks % 20 == 0:
                 self.writer.flush()
             now = self.now()
+            watch = self.watch
+            if watch is not None and self.dispatching and not self.stopping and watch.due(now):
+                self._judge_window(now)
             if self.on_progress is not None and now - last_progress >= REFRESH_S:
                 last_progress = now
                 self.on_progress(self.snapshot(now))
+
+    def _judge_window(self, now: float) -> None:
+        """Close the abort rule's window; on a breach, stop like an interrupt, with a reason."""
+        assert self.watch is not None
+        reason = self.watch.close(now, [now - t for t in self.pending.values()])
+        if reason is None:
+            return
+        self.aborted, self.aborted_at = reason, now
+        self.stopping = True
+        setter = getattr(self.stop, "set", None)
+        if callable(setter):  # the run's token (Dask: relayed to the other shards)
+            setter()
 
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(
@@ -477,8 +512,8 @@ class _Shard:
         )
 
     def _result(self, busy: float) -> ShardResult:
-        interrupted = self.stopping
-        if self.plan.mode == "open" and not interrupted:
+        interrupted = self.stopping and self.aborted is None
+        if self.plan.mode == "open" and not self.stopping:
             self.scheduled = len(self.offsets)
         return ShardResult(
             shard=self.shard,
@@ -505,6 +540,8 @@ class _Shard:
             max_in_flight_seen=self.max_in_flight_seen,
             interrupted=interrupted,
             notes=list(self.notes),
+            aborted=self.aborted,
+            aborted_at_s=self.aborted_at,
         )
 
 

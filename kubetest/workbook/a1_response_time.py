@@ -103,7 +103,8 @@ def run(ctx: TestContext, progress: bool | None = None) -> A1Result:
         extra["time_to_remediation"] = remediation
     req = latency_requirement(
         BR_ID, outcome.latency, p95_s=slo.p95_s, success_rate=slo.success_rate,
-        saturated=outcome.saturated, complete=outcome.complete, extra=extra,
+        complete=outcome.complete, extra=extra, aborted=outcome.aborted,
+        validity=outcome.validity(),
     )  # fmt: skip
     ctx.save_result(
         {

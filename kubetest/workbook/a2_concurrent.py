@@ -49,7 +49,7 @@ def run(ctx: TestContext, progress: bool | None = None) -> A2Result:
     slo = ctx.params.slo
     req = latency_requirement(
         BR_ID, outcome.latency, p95_s=slo.p95_s, success_rate=slo.success_rate,
-        saturated=outcome.saturated, complete=outcome.complete,
+        complete=outcome.complete, aborted=outcome.aborted, validity=outcome.validity(),
         extra={"concurrency": sec.concurrency, "in_flight": asdict(conc),
                "generator": outcome.generator_health()},
     )  # fmt: skip

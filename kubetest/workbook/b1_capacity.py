@@ -34,7 +34,7 @@ from kubetest.analysis.capacity import (
     refine_duration_s,
     refine_next,
 )
-from kubetest.analysis.verdicts import Requirement
+from kubetest.analysis.verdicts import Requirement, apply_validity
 from kubetest.engine import schedule
 from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
@@ -47,6 +47,7 @@ from kubetest.workbook.sweep import (
     phases_table,
     relative,
     sweep_result,
+    sweep_validity,
     wait_for_health,
 )
 
@@ -95,6 +96,7 @@ def _run_phase(
     stats = measure_phase(
         outcome.records, index=index, kind=kind, duration_s=duration_s,
         offered_per_min=rate_per_min, load_summary=outcome.load.summary,
+        validity=outcome.validity(),
     )  # fmt: skip
     slo, sec = ctx.params.slo, ctx.section
     verdict = judge_rate_phase(
@@ -123,17 +125,18 @@ class _Sweep:
         self.stopped = "every phase ran"
         self.halted = False  # interrupted, or the service did not recover: no refinement
 
-    def result(self) -> B1Result:
+    def result(self, complete: bool = True) -> B1Result:
         table = phases_table(self.phases)
         cap = rate_capacity(table)
         samples = int(table["requests"].sum()) if not table.empty else 0
         req = rate_requirement(
             cap, p95_s=self.slo.p95_s, success_rate=self.slo.success_rate, samples=samples
         )
+        apply_validity(req, sweep_validity(self.phases, complete=complete))
         return B1Result(self.phases, cap, req, self.stopped, self.theory)
 
     def save(self, complete: bool) -> B1Result:
-        res = self.result()
+        res = self.result(complete)
         self.ctx.save_result({
             **sweep_result(self.ctx, self.phases, res.table, title="B1 alert capacity",
                            started=self.started, complete=complete, stopped=res.stopped),

@@ -76,7 +76,7 @@ def _run_level(
     outcome = execute(ctx, plan, f"{ctx.test}_p{index:02d}", progress)
     stats = measure_phase(
         outcome.records, index=index, kind="level", duration_s=sec.duration_s, concurrency=n,
-        load_summary=outcome.load.summary,
+        load_summary=outcome.load.summary, validity=outcome.validity(),
     )  # fmt: skip
     verdict = judge_concurrency_level(
         stats, p95_s=slo.p95_s, success_rate=slo.success_rate,

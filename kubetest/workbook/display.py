@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import HTML
 
+from kubetest.analysis.validity import validity_of
 from kubetest.analysis.verdicts import Requirement
 
 
@@ -39,6 +40,8 @@ def requirement_card(req: Requirement | dict[str, Any]) -> HTML:
     ]
     if d.get("judged_on"):
         lines.append(f"<p>Judged on: {html.escape(d['judged_on'])}.</p>")
+    if validity_of(r) != "—":  # the run behind it (reasons below when not VALID)
+        lines.append(f"<p>Run validity: {badge(validity_of(r))}</p>")
     if d.get("success_rate") is not None:
         lo, hi = d.get("success_rate_ci", [None, None])
         sr = f"{d['success_rate']:.2%}" + (
@@ -65,7 +68,8 @@ def interval(r: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
-    """The BR compliance table: requirement, measured value (with CI), criterion, status."""
+    """The BR compliance table: requirement, measured value (with CI), criterion, status,
+    and the validity of the run it was judged on."""
     rows = []
     for r in requirements:
         d = r.get("details", {})
@@ -81,6 +85,7 @@ def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
                 "criterion": r.get("threshold") or "—",
                 "judged on": d.get("judged_on", "—"),
                 "status": r["status"],
+                "validity": validity_of(r),
                 "samples": d.get("samples", ""),
                 "note": "; ".join(
                     d.get("reasons", []) or ([d["reason"]] if d.get("reason") else [])
@@ -93,5 +98,5 @@ def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
 def requirements_html(requirements: list[dict[str, Any]]) -> HTML:
     frame = requirements_frame(requirements).astype(str)
     for col in frame.columns:
-        frame[col] = frame[col].map(badge if col == "status" else html.escape)
+        frame[col] = frame[col].map(badge if col in ("status", "validity") else html.escape)
     return HTML(frame.to_html(index=False, escape=False, na_rep="—"))

@@ -21,8 +21,10 @@ from kubetest.alerts import PayloadFactory
 from kubetest.analysis.gateway_counters import cross_check
 from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
+from kubetest.analysis.validity import Validity, load_validity
 from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
+from kubetest.engine.abort import AbortRule
 from kubetest.engine.pool import WorkloadScheduler, needed_workloads
 from kubetest.metrics import read_metrics, scrape_metrics
 from kubetest.remediation import RemediationFollower, follower_from_params
@@ -48,6 +50,15 @@ class LoadOutcome:
     @property
     def complete(self) -> bool:
         return not self.load.interrupted
+
+    @property
+    def aborted(self) -> str | None:
+        """The SLO abort's reason when it stopped the load (``slo.abort``)."""
+        return self.load.summary.get("aborted")
+
+    def validity(self) -> Validity:
+        """Whether this load measured the service (``kubetest.analysis.validity``)."""
+        return load_validity(self.load.summary, self.service_metrics)
 
     def generator_health(self) -> dict[str, Any]:
         s = self.load.summary
@@ -77,6 +88,8 @@ class LoadOutcome:
             "started": started.isoformat(),
             "finished": datetime.now(UTC).isoformat(),
             "complete": self.complete,
+            "aborted": self.aborted,
+            "validity": self.validity().as_dict(),
             "latency": self.latency.as_dict(),
             "load": self.load.summary,
             "records": str(self.load.records_path.relative_to(ctx.session_dir)),
@@ -92,8 +105,18 @@ def open_loop_schedule(ctx: TestContext, rate_per_min: float, duration_min: floa
     return schedule.constant(rate_s, duration_s)
 
 
+def abort_rule(ctx: TestContext) -> AbortRule | None:
+    """The params' ``slo.abort`` as the engine's rule (None: ``slo.abort: null``)."""
+    a = ctx.params.slo.abort
+    if a is None:
+        return None
+    p95 = a.p95_s if a.p95_s is not None else 2 * ctx.params.slo.p95_s
+    return AbortRule(a.window_s, a.consecutive, p95, a.success_below)
+
+
 def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
     target, gen = ctx.params.target, ctx.params.generator
+    mode.setdefault("abort", abort_rule(ctx))
     pool = ctx.pool()
     if pool is not None:  # unique: false names one workload on purpose (the dedup path)
         names = pool.names if ctx.params.alerts.unique else pool.names[:1]

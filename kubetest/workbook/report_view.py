@@ -121,6 +121,10 @@ class ReportView:
             )
         else:
             para.append("Alert capacity (B1) was not measured in this session.")
+        validity = s.get("validity") or {}
+        if validity.get("status", "VALID") != "VALID":  # analysis.validity: the runs themselves
+            para.append(f"Run validity {validity['status']}: "
+                        + "; ".join(validity.get("reasons") or []) + ".")  # fmt: skip
         if not s.get("complete", True):
             why = "; ".join(f"{k}: {v}" for k, v in s.get("failures", {}).items())
             para.append("The session did not complete" + (f" ({why})" if why else "") + ".")

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from kubetest.analysis.capacity import PhaseStats, PhaseVerdict, phase_row
+from kubetest.analysis.capacity import EVIDENCE, PhaseStats, PhaseVerdict, phase_row
+from kubetest.analysis.validity import Validity, combine
 from kubetest.engine.progress import session_note
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import LoadOutcome
@@ -125,12 +126,29 @@ def sweep_result(
         "finished": datetime.now(UTC).isoformat(),
         "complete": complete,
         "stopped": stopped,
+        "validity": sweep_validity(phases, complete=complete).as_dict(),
         "phases": table.to_dict(orient="records"),
         "phases_load": phases_load(phases),
         "phases_service": phases_service(phases),
         "slo": ctx.params.slo.model_dump(),
         "params": ctx.section.model_dump(),
     }
+
+
+def sweep_validity(phases: list[Phase], *, complete: bool) -> Validity:
+    """A sweep is judged on its evidence phases, each VALID by then (a phase that is not
+    is kept out of the evidence): VALID with at least one; with none, the worst of its
+    phases' (INVALID when the generator limited every one); INCONCLUSIVE when the sweep
+    was interrupted (the phases after it were never run)."""
+    if any(p.verdict.status in EVIDENCE for p in phases) or not phases:
+        v = Validity()
+    else:
+        v = combine({f"phase {p.stats.index} ({p.label})": Validity.from_dict(
+                         {"status": p.stats.validity, "reasons": p.stats.validity_reasons})
+                     for p in phases})  # fmt: skip
+    if not complete:
+        v.add("INCONCLUSIVE", "incomplete: the sweep was interrupted")
+    return v
 
 
 def phase_records(phases: list[Phase]) -> pd.DataFrame:
