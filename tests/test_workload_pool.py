@@ -164,26 +164,33 @@ def _outcomes(target: EmbeddedTarget) -> dict[str, int]:
     return httpx.get(target.base_url + "/api/v1/outcomes", timeout=5).json()["outcomes"]
 
 
+def _a1(cluster: EmbeddedTarget, tmp_path: Path, *, workloads: int, duration_min: float) -> Any:
+    """A1 at 600/min through a notebook's context, whose own pool of ``workloads`` it makes
+    before and deletes after."""
+    from kubetest.workbook import a1_response_time
+    from kubetest.workbook.context import TestContext
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_doc(
+        cluster, alerts={"workloads": {"create": workloads}},
+        a1_response_time={"rate_per_min": 600, "duration_min": duration_min,
+                          "types": ["high_cpu"]},
+    )))  # fmt: skip
+    ctx = TestContext.open("A1", str(path), str(tmp_path / "session"), cluster.webhook_url)
+    try:
+        return a1_response_time.run(ctx, progress=False)
+    finally:
+        ctx.close()
+
+
 def test_a1_with_a_pool_sends_no_alert_the_gateway_cannot_resolve(
     cluster: EmbeddedTarget, tmp_path: Path
 ) -> None:
     """The issue's 'done when', shortened: A1 at 600/min with a pool of 50 — no 400, every
     alert sent to a free workload answered 201, counted as the gateway counted, time to
     Completed reported, and the pool deleted afterwards."""
-    from kubetest.workbook import a1_response_time
-    from kubetest.workbook.context import TestContext
-
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(_doc(
-        cluster, alerts={"workloads": {"create": 50}},
-        a1_response_time={"rate_per_min": 600, "duration_min": 0.15, "types": ["high_cpu"]},
-    )))  # fmt: skip
     before = _outcomes(cluster)
-    ctx = TestContext.open("A1", str(path), str(tmp_path / "session"), cluster.webhook_url)
-    try:
-        result = a1_response_time.run(ctx, progress=False)
-    finally:
-        ctx.close()
+    result = _a1(cluster, tmp_path, workloads=50, duration_min=0.15)
     after = _outcomes(cluster)
     rec = result.records
     assert len(rec) == 90
@@ -203,19 +210,7 @@ def test_a1_with_a_pool_sends_no_alert_the_gateway_cannot_resolve(
 def test_a_small_pool_is_reported_with_the_size_it_needs(
     cluster: EmbeddedTarget, tmp_path: Path
 ) -> None:
-    from kubetest.workbook import a1_response_time
-    from kubetest.workbook.context import TestContext
-
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(_doc(
-        cluster, alerts={"workloads": {"create": 2}},
-        a1_response_time={"rate_per_min": 600, "duration_min": 0.1, "types": ["high_cpu"]},
-    )))  # fmt: skip
-    ctx = TestContext.open("A1", str(path), str(tmp_path / "session"), cluster.webhook_url)
-    try:
-        result = a1_response_time.run(ctx, progress=False)
-    finally:
-        ctx.close()
+    result = _a1(cluster, tmp_path, workloads=2, duration_min=0.1)
     pool = result.outcome.pool
     assert pool is not None and pool["to_busy"] > 0
     status = result.records["status"]

@@ -149,14 +149,15 @@ def test_needed_workloads_is_littles_law() -> None:
 
 
 def test_the_pool_report_sizes_the_pool_on_created_remediations() -> None:
-    """Little's law on the rate of 201s: 429s answered at once keep no workload busy."""
+    """Little's law on the rate of alerts taken in (201 and 202: a 202 would have been a
+    201 with a free workload); 429s answered at once keep no workload busy."""
     from kubetest.workbook.loadtest import pool_report
 
     s = WorkloadScheduler(["a", "b"], NS)
     for _ in range(3):
         s.answered(s.acquire(), "accepted", created("rr"))
     summary = {"duration_s": 10.0, "achieved_rate_per_s": 5000.0,
-               "outcomes": {"accepted": 100, "throttled": 49_900}}  # fmt: skip
+               "outcomes": {"accepted": 60, "duplicate": 40, "throttled": 49_900}}  # fmt: skip
     report = pool_report(s, summary, lifetime_s=3.0)
     assert report["needed"] == 30 and report["to_busy"] == 1
     assert report["finding"].startswith("pool too small: 2 workloads, rate × time to "

@@ -175,11 +175,13 @@ def pool_report(
     the pool was smaller than rate × time to terminal (Little's law)."""
     stats = scheduler.stats
     out: dict[str, Any] = {**stats.as_dict(), "lifetime_s": lifetime_s}
-    # RemediationRequests are created at the rate of 201s: a throttled or refused answer
-    # (returned at once, by the thousand in a closed loop) keeps no workload busy
+    # each alert the gateway took in would have made a RemediationRequest had its workload
+    # been free: 201s and 202s; a throttled or refused answer (returned at once, by the
+    # thousand in a closed loop) would not, and keeps no workload busy
     duration = float(load_summary.get("duration_s") or 0.0)
-    created = (load_summary.get("outcomes") or {}).get("accepted", 0)
-    rate = created / duration if duration > 0 else 0.0
+    outcomes = load_summary.get("outcomes") or {}
+    taken = outcomes.get("accepted", 0) + outcomes.get("duplicate", 0)
+    rate = taken / duration if duration > 0 else 0.0
     needed = needed_workloads(rate, lifetime_s) if lifetime_s else None
     out["needed"] = needed
     if stats.to_busy:
