@@ -112,10 +112,11 @@ def test_without_a_pool_the_gateway_cannot_resolve_the_alerts(tmp_path: Path) ->
 
 def test_repeated_alerts_are_reported_as_duplicates(tmp_path: Path) -> None:
     """``unique: false`` names one workload on purpose: its RR stays live (slow phases),
-    so every repeat is a 202."""
+    so every repeat is a 202. (Not followed: its RR would outlast the test.)"""
     slow = {"remediation_phase_s": [30, 30, 30, 30]}
     result, mine = run_a1(tmp_path, "kubernaut", **{**POOL, "alerts": {
-        "unique": False, "workloads": {"create": 4}}}, embedded=slow)  # fmt: skip
+        "unique": False, "workloads": {"create": 4}}, "remediation": {"follow": False}},
+        embedded=slow)  # fmt: skip
     assert mine["accepted"] == 1 and mine["duplicate"] == N - 1
     req = result.requirement
     assert req.details["outcomes"]["duplicate"] == N - 1
