@@ -29,7 +29,7 @@ from kubetest.params import MANAGED_LABEL, RUN_LABEL, Params
 #: temporary file; it holds a token, so it never goes under outputs/).
 EMBEDDED_KUBECONFIG_ENV = "KUBETEST_EMBEDDED_KUBECONFIG"
 POOL_FILE = "pool.json"
-RBAC_HINT = "grant it with the Role in deploy/kubetest-rbac.yaml"
+RBAC_HINT = "grant it with deploy/03-workloads-role.yaml (kubectl apply -f deploy/)"
 
 
 class PoolError(KubetestError):
