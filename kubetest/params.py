@@ -572,7 +572,8 @@ def _format_error(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{loc}: unknown key; remove it or check its spelling (see DESIGN.md params)"
+        return (f"{loc}: unknown key; remove it or check its spelling (commented examples: "
+                "params/*.yaml)")  # fmt: skip
     # Our own validators (value_error) word their message, and never echo a secret back.
     if "input" in err and kind not in ("missing", "value_error"):
         return f"{loc}: {msg} (got {err['input']!r})"
