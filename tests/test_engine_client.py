@@ -153,7 +153,9 @@ def test_refused_on_a_closed_port(tmp_path: Path) -> None:
     s = _errors(f"http://127.0.0.1:{closed_port()}/webhook/prometheus", tmp_path)
     assert s["errors"] == {"refused": 3}
     assert s["outcomes"]["failed"] == 3 and s["success_rate"] == 0.0
-    assert s["saturated"] is False  # the target's failure is not the generator's
+    # the target's failure is not the generator's (a busy machine may still delay a send:
+    # schedule lag is the one reason that can honestly appear with 3 requests)
+    assert [r for r in s["saturation_reasons"] if "schedule lag" not in r] == []
 
 
 @pytest.mark.parametrize(
