@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import httpx
 import pandas as pd
 
+from kubetest import control
 from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status
 from kubetest.engine.client import GENERATOR_ERRORS
 from kubetest.tls import verify
@@ -142,11 +143,12 @@ class ActionHistory:
         headers: dict[str, str] | None = None,
         timeout_s: float = 30.0,
         verify: ssl.SSLContext | bool = True,
+        proxy: control.Proxy = "none",
     ):
         self.url = url
         self.method = f"action history GET {url}"
-        self.client = httpx.Client(
-            timeout=timeout_s, headers=headers or {}, trust_env=False, verify=verify
+        self.client = control.client(
+            timeout_s=timeout_s, headers=headers, verify=verify, proxy=proxy
         )
         self.requests = 0
 
@@ -317,7 +319,8 @@ class IntegrityWatch:
                            "(or target.actions_url to an action history)",
                            "RemediationRequests")  # fmt: skip
         history = ActionHistory(
-            ctx.actions_url, _headers(params), target.timeout_s, verify(target.tls)
+            ctx.actions_url, _headers(params), target.timeout_s, verify(target.tls),
+            proxy=target.proxy,
         )
         return cls(history, None)
 
