@@ -162,6 +162,9 @@ def check_target(
         problem = tls_problem(exc)
         if problem is not None:
             return _failed("target", f"{url}: {problem.what}", problem.fix)
+        if isinstance(exc, control.ResponseTooLarge | control.DeadlineExceeded):
+            return _failed("target", f"{url}: {control.error_class(exc)}: {_one_line(exc)}",
+                           HOSTILE_FIX)  # fmt: skip
         return _failed("target", f"{url}: {_one_line(exc)}", _unreachable_fix(params, url))
     if not resp.is_success:
         return _unhealthy(params, url, resp)
@@ -181,6 +184,13 @@ def _gateway_ports(params: Params) -> bool:
     """The health URL is the Kubernaut gateway's own port (``kubetest.endpoints``)."""
     t = params.target
     return t.api == "kubernaut" and not t.is_embedded and not t.health_url
+
+
+#: The fix for a health URL that floods or trickles (``kubetest.control`` caps it).
+HOSTILE_FIX = (
+    "point target.health_url at the service's health endpoint (a short answer within "
+    "target.timeout_s)"
+)
 
 
 def _unreachable_fix(params: Params, url: str) -> str:

@@ -305,3 +305,28 @@ HOSTILE: dict[str, RawHandler] = {
     "announced-2GB": announced_2gb,
     "trickle-1Bps": trickle,
 }
+
+
+async def hostile_service(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A whole hostile service: ``/health`` streams chunks for ever, every other path
+    announces a 2 GB body (and streams it slowly, never the gigabytes)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length:
+        await reader.readexactly(length)
+    if path.startswith(b"/health"):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 2147483648\r\n\r\n")  # fmt: skip
+    while True:
+        writer.write(b" " * 8192)
+        await writer.drain()
+        await asyncio.sleep(0.01)

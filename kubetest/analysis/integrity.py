@@ -154,7 +154,10 @@ class ActionHistory:
 
     def _get(self, params: dict[str, int]) -> tuple[list[dict[str, Any]], httpx.Response]:
         self.requests += 1
-        resp = self.client.get(self.url, params=params)
+        try:
+            resp = self.client.get(self.url, params=params)
+        except control.ResponseTooLarge as exc:  # a flood will not turn into a history
+            raise Unavailable(f"GET {self.url} is not an action history ({exc})") from None
         if resp.status_code in (404, 405, 501):
             raise Unavailable(f"no action history: GET {self.url} answered {resp.status_code}")
         resp.raise_for_status()
