@@ -9,7 +9,10 @@ exchange has
   ``ResponseTooLarge`` raised (an announced Content-Length past the cap fails at once);
 * a **total deadline** (``timeout_s`` from the first byte sent to the last read), not only
   httpx's per-read timeouts: a trickled or endless body raises ``DeadlineExceeded``.
-  Each socket read is also clipped to what is left, so a silent server cannot outlast it;
+  Each socket read is also clipped to the timeout, so a silent server cannot outlast it
+  (sync clients check the deadline between body chunks: response *headers* trickled
+  slower than one read timeout are bounded only by h11's 16 KiB header limit; the async
+  probes' deadline covers headers too);
 * one **proxy policy** (``target.proxy``): ``none`` (default) ignores ``HTTP(S)_PROXY`` so
   the bearer token only ever goes to the URL in the params, as the load engine does;
   ``env`` honours ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``.
