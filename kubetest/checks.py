@@ -34,7 +34,7 @@ import httpx
 import pandas as pd
 import yaml
 
-from kubetest import __version__, endpoints, rbac
+from kubetest import __version__, control, endpoints, rbac
 from kubetest.endpoints import origin
 from kubetest.errors import KubetestError
 from kubetest.params import A4Actions, Environment, Params, load_params
@@ -156,11 +156,15 @@ def check_target(
         return _ok("target", "embedded reference target: started for each run")
     url = health_url or endpoints.health_url(params.target)
     try:
-        resp = httpx.get(url, timeout=timeout_s, verify=verify(params.target.tls))
+        resp = control.get(url, timeout_s=timeout_s, verify=verify(params.target.tls),
+                           proxy=params.target.proxy)  # fmt: skip
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
             return _failed("target", f"{url}: {problem.what}", problem.fix)
+        if isinstance(exc, control.ResponseTooLarge | control.DeadlineExceeded):
+            return _failed("target", f"{url}: {control.error_class(exc)}: {_one_line(exc)}",
+                           HOSTILE_FIX)  # fmt: skip
         return _failed("target", f"{url}: {_one_line(exc)}", _unreachable_fix(params, url))
     if not resp.is_success:
         return _unhealthy(params, url, resp)
@@ -180,6 +184,13 @@ def _gateway_ports(params: Params) -> bool:
     """The health URL is the Kubernaut gateway's own port (``kubetest.endpoints``)."""
     t = params.target
     return t.api == "kubernaut" and not t.is_embedded and not t.health_url
+
+
+#: The fix for a health URL that floods or trickles (``kubetest.control`` caps it).
+HOSTILE_FIX = (
+    "point target.health_url at the service's health endpoint (a short answer within "
+    "target.timeout_s)"
+)
 
 
 def _unreachable_fix(params: Params, url: str) -> str:
@@ -263,8 +274,10 @@ def check_auth(
                            TOKEN_FIX.format(var=var))  # fmt: skip
         headers["Authorization"] = f"Bearer {token}"
     try:
-        resp = httpx.post(url, json=_probe_body(), headers=headers, timeout=timeout_s,
-                          verify=verify(params.target.tls))  # fmt: skip
+        resp = control.post(
+            url, json=_probe_body(), headers=headers, timeout_s=timeout_s,
+            verify=verify(params.target.tls), proxy=params.target.proxy,
+        )  # fmt: skip
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
@@ -370,7 +383,8 @@ def preflight_tls(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> Non
     if urlsplit(url).scheme != "https":
         return
     try:
-        httpx.get(url, timeout=timeout_s, verify=verify(params.target.tls))
+        control.get(url, timeout_s=timeout_s, verify=verify(params.target.tls),
+                    proxy=params.target.proxy)  # fmt: skip
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
@@ -419,7 +433,7 @@ def check_llm(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
     deadline = Deadline(timeout_s)
     for api, models_url in _llm_endpoints(url):
         try:
-            resp = httpx.get(models_url, timeout=deadline.left())
+            resp = control.get(models_url, timeout_s=deadline.left(), proxy="env")
         except httpx.HTTPError as exc:
             tried.append(f"{redact_url(models_url)}: {_one_line(exc)}")
             if isinstance(exc, httpx.TransportError):
@@ -832,11 +846,12 @@ def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
 def _probe_cluster(access: KubeAccess, namespaces: list[str], deadline: Deadline) -> Check:
     where = f"context {access.context} → {access.server}"
     try:
-        with httpx.Client(
+        with control.client(
             base_url=access.server,
             headers=access.headers,
             verify=access.ssl,
-            timeout=deadline.left(),
+            timeout_s=deadline.left(),
+            proxy="env",
         ) as client:
             resp = client.get("/version", timeout=deadline.left())
             if resp.status_code != 200:

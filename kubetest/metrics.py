@@ -38,7 +38,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubetest import tls
+from kubetest import control, tls
 
 COLUMNS: tuple[str, ...] = ("t_s", "epoch_s", "metric", "labels", "value", "type")
 
@@ -120,6 +120,7 @@ class MetricsScrape:
     keep_buckets: bool = False
     relative_to: Path | None = None
     verify: ssl.SSLContext | bool = True  # HTTPS verification (kubetest.tls.verify)
+    proxy: control.Proxy = "none"  # target.proxy (kubetest.control)
     note: str | None = None
     scrapes: int = 0
     errors: int = 0
@@ -215,9 +216,9 @@ class MetricsScrape:
             self._fh.flush()
 
     def _run(self) -> None:
-        client = httpx.Client(
-            timeout=self.timeout_s, trust_env=False, verify=self.verify,
-            headers={"Accept": "text/plain;version=0.0.4"},
+        client = control.client(
+            timeout_s=self.timeout_s, verify=self.verify, proxy=self.proxy,
+            cap=control.METRICS_CAP, headers={"Accept": "text/plain;version=0.0.4"},
         )  # fmt: skip
         due = time.monotonic()
         try:
@@ -290,7 +291,8 @@ class MetricsScrape:
         if self.prometheus_selector:
             matchers += "," + self.prometheus_selector
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
-        with httpx.Client(timeout=30.0, trust_env=False, verify=self.verify) as client:
+        with control.client(timeout_s=30.0, verify=self.verify, proxy=self.proxy,
+                            cap=control.METRICS_CAP) as client:  # fmt: skip
             resp = client.get(
                 url,
                 params={
@@ -552,6 +554,7 @@ def from_context(ctx: Any, name: str) -> MetricsScrape:
         prometheus_selector=target.prometheus_selector,
         relative_to=ctx.session_dir,
         verify=tls.verify(target.tls),
+        proxy=target.proxy,
     )
 
 

@@ -185,6 +185,8 @@ class Target(_Model):
     auth_token_env: str | None = None
     timeout_s: PositiveFloat = 30.0
     tls: Tls = Tls()
+    # none: control-plane calls ignore HTTP(S)_PROXY like the engine; env: honour it
+    proxy: Literal["none", "env"] = "none"
     embedded: EmbeddedTarget = EmbeddedTarget()
 
     @field_validator("url")
@@ -320,6 +322,8 @@ class Generator(_Model):
     # where remote Dask workers write records (fsspec URL); None: shipped back to the client
     records_url: str | None = None
     max_in_flight: PositiveInt = 10_000
+    # bytes of each answer the engine reads; a longer body is the error class ``oversized``
+    max_body_bytes: PositiveInt = 64 << 10
     arrivals: Literal["constant", "poisson"] = "constant"
 
     @field_validator("scheduler")

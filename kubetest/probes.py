@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from kubetest import control
 from kubetest.aio import run_sync
 from kubetest.tls import tls_problem
 
@@ -82,6 +83,8 @@ async def _one(
         )
         status = resp.status_code
         outcome, error = target.read(status, resp.content)
+    except control.ResponseTooLarge:
+        error = "oversized"
     except httpx.TimeoutException:
         error = "timeout"
     except httpx.ConnectError as exc:
@@ -110,9 +113,11 @@ async def _probe_loop(
     on_probe: Callable[[dict[str, object]], None] | None,
     verify: ssl.SSLContext | bool,
     stop: threading.Event | None,
+    proxy: control.Proxy = "none",
 ) -> list[dict[str, object]]:
     clients = [
-        httpx.AsyncClient(timeout=t.timeout_s, limits=_limits(t, interval_s), verify=verify)
+        control.async_client(timeout_s=t.timeout_s, limits=_limits(t, interval_s), verify=verify,
+                             proxy=proxy)  # fmt: skip
         for t in targets
     ]
     tasks: list[asyncio.Task[dict[str, object]]] = []
@@ -152,10 +157,13 @@ def probe_endpoints(
     on_probe: Callable[[dict[str, object]], None] | None = None,
     verify: ssl.SSLContext | bool = True,
     stop: threading.Event | None = None,
+    proxy: control.Proxy = "none",
 ) -> pd.DataFrame:
     """Probe every target every ``interval_s`` for ``duration_s`` (``stop``: end early);
     one row per probe and target (``COLUMNS``), streamed to ``out_csv`` as answers come
-    (``verify``: HTTPS verification, ``kubetest.tls.verify``)."""
+    (``verify``: HTTPS verification, ``kubetest.tls.verify``; ``proxy``: ``target.proxy``).
+    Every probe's body is capped and its whole exchange bounded by its timeout
+    (``kubetest.control``): a flood or a trickle is a failed probe, not a stuck one."""
     fh = out_csv.open("w") if out_csv else None
     if fh:
         fh.write(",".join(COLUMNS) + "\n")
@@ -168,7 +176,7 @@ def probe_endpoints(
             on_probe(row)
 
     try:
-        rows = run_sync(_probe_loop(targets, duration_s, interval_s, record, verify, stop))
+        rows = run_sync(_probe_loop(targets, duration_s, interval_s, record, verify, stop, proxy))
     finally:
         if fh:
             fh.close()

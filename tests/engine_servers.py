@@ -141,8 +141,8 @@ class RawServer(_LoopThread):
         self.tasks.add(task)
         try:
             await self.on_connection(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a cancelled handler (server closing) ends quietly
         finally:
             writer.close()
             self.tasks.discard(task)
@@ -250,3 +250,83 @@ def shard_result(n: int = 100, **over: Any) -> ShardResult:
         max_in_flight_seen=3, interrupted=False,
     )  # fmt: skip
     return ShardResult(**{**base, **over})
+
+
+# -- hostile answers (fault matrix): bodies that never end, lie about their size, trickle --
+
+
+async def _drain_request(reader: asyncio.StreamReader) -> bool:
+    try:
+        await read_request(reader)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        return False
+    return True
+
+
+async def endless_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """200, chunked, 64 KiB chunks for ever (as fast as the client reads)."""
+    if not await _drain_request(reader):
+        return
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+    chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+    while True:
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def announced_2gb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """200 announcing a 2 GB body, then 8 KiB every 10 ms (never the gigabytes)."""
+    if not await _drain_request(reader):
+        return
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 2147483648\r\n\r\n")  # fmt: skip
+    while True:
+        writer.write(b" " * 8192)
+        await writer.drain()
+        await asyncio.sleep(0.01)
+
+
+async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """200 with a 1,000-byte body sent one byte a second."""
+    if not await _drain_request(reader):
+        return
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n")  # fmt: skip
+    while True:
+        writer.write(b" ")
+        await writer.drain()
+        await asyncio.sleep(1.0)
+
+
+#: The hostile answers by name, for parametrised fault tests.
+HOSTILE: dict[str, RawHandler] = {
+    "endless-chunked": endless_chunked,
+    "announced-2GB": announced_2gb,
+    "trickle-1Bps": trickle,
+}
+
+
+async def hostile_service(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A whole hostile service: ``/health`` streams chunks for ever, every other path
+    announces a 2 GB body (and streams it slowly, never the gigabytes)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length:
+        await reader.readexactly(length)
+    if path.startswith(b"/health"):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 2147483648\r\n\r\n")  # fmt: skip
+    while True:
+        writer.write(b" " * 8192)
+        await writer.drain()
+        await asyncio.sleep(0.01)

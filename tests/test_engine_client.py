@@ -186,3 +186,11 @@ def test_http_errors_are_classified(status: int, error: str, outcome: str, tmp_p
         s = _errors(server.url, tmp_path)
     assert s["errors"] == {error: 3}
     assert s["outcomes"][outcome] == 3
+
+
+def test_oversized_is_a_documented_class() -> None:
+    """A body past ``max_body_bytes`` is its own class, listed with the others."""
+    from kubetest.engine import client as engine_client
+
+    assert engine_client.classify_exception(engine_client.BodyTooLarge("x")) == "oversized"
+    assert "\noversized " in (engine_client.__doc__ or "")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import resource
 import signal
 import subprocess
 import sys
@@ -15,12 +18,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from aiohttp import web
-from engine_servers import RawServer, WebServer, read_request
+from engine_servers import HOSTILE, RawServer, WebServer, hostile_service, read_request
 
+from kubetest import control
 from kubetest.alerts import make_alert, webhook
+from kubetest.checks import check_target
 from kubetest.engine import LoadPlan, read_records, run_load
 from kubetest.engine.schedule import constant
+from kubetest.metrics import MetricsScrape
+from kubetest.params import Params
+from kubetest.probes import ProbeTarget, probe_endpoints
 from kubetest.target.model import TargetConfig
 from kubetest.target.server import EmbeddedTarget
 
@@ -50,7 +59,7 @@ def test_slow_loris_response_is_a_timeout(tmp_path: Path) -> None:
     assert result.summary["saturated"] is False  # the target was slow, not the generator
 
 
-def test_oversized_response_does_not_break_the_run(tmp_path: Path) -> None:
+def test_oversized_response_is_classed_and_does_not_break_the_run(tmp_path: Path) -> None:
     big = b"{" + b" " * (8 << 20) + b"}"  # 8 MiB of answer to a tiny request
 
     async def huge(request: web.Request) -> web.StreamResponse:
@@ -60,7 +69,120 @@ def test_oversized_response_does_not_break_the_run(tmp_path: Path) -> None:
         result = run_load(plan(server.url, 5, 1.0, timeout_s=10), tmp_path, progress=False)
     records = read_records(result.records_path)
     assert len(records) == 5
-    assert set(records["outcome"]) == {"accepted"}  # webhook profile: any 2xx is accepted
+    assert set(records["error"]) == {"oversized"} and set(records["status"]) == {200}
+    assert result.summary["errors"] == {"oversized": 5}
+
+
+def _peak_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
+
+
+#: What each hostile answer must be classed as, engine and control plane alike.
+HOSTILE_CLASS = {"endless-chunked": "oversized", "announced-2GB": "oversized",
+                 "trickle-1Bps": "timeout"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_engine_bounds_hostile_answers(tmp_path: Path, name: str) -> None:
+    """Bodies that never end, announce 2 GB or trickle: bounded time, memory, one class."""
+    before, t0 = _peak_mb(), time.monotonic()
+    with RawServer(HOSTILE[name]) as server:
+        result = run_load(plan(server.url, 10, 1.0, timeout_s=3.0), tmp_path, progress=False)
+    took = time.monotonic() - t0
+    records = read_records(result.records_path)
+    assert len(records) == 10 and set(records["error"]) == {HOSTILE_CLASS[name]}
+    assert took < 1.0 + 3.0 + 10
+    assert _peak_mb() - before < 500
+
+
+def test_a_body_at_the_cap_is_read_and_classified_one_past_it_is_not(tmp_path: Path) -> None:
+    """``max_body_bytes`` is a hard edge, announced (Content-Length) or not (chunked)."""
+    body = json.dumps({"results": [{"status": 201}]}).encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        size = len(body) + (1 if request.path.endswith("/over") else 0)
+        resp = web.StreamResponse(status=207)
+        if request.path.startswith("/chunked"):
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = size
+        await resp.prepare(request)
+        await resp.write(body + b" " * (size - len(body)))
+        return resp
+
+    with WebServer(answer) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        for path, error in (("/plain/at", ""), ("/plain/over", "oversized"),
+                            ("/chunked/at", ""), ("/chunked/over", "oversized")):  # fmt: skip
+            p = LoadPlan(url=base + path, api="kubernaut", schedule=constant(5, 0.4),
+                         timeout_s=5, max_body_bytes=len(body))  # fmt: skip
+            out = tmp_path / path.strip("/").replace("/", "_")
+            records = read_records(run_load(p, out, progress=False).records_path)
+            assert set(records["error"]) == {error}, path
+            assert set(records["outcome"]) == ({"accepted"} if not error else {"failed"}), path
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_control_plane_calls_are_capped_and_deadlined(name: str) -> None:
+    """The one module every control-plane call goes through: a clear class, in time."""
+    before = _peak_mb()
+    with RawServer(HOSTILE[name]) as server:
+        url = f"http://127.0.0.1:{server.port}/health"
+        t0 = time.monotonic()
+        with pytest.raises(httpx.HTTPError) as info:
+            control.get(url, timeout_s=3.0)
+        took = time.monotonic() - t0
+        probes = probe_endpoints([ProbeTarget("health", url, 1.0)], 2.0, 0.5)
+        sample = MetricsScrape(Path(os.devnull), url=url, interval_s=0.5)
+        with control.client(timeout_s=2.0, cap=control.METRICS_CAP) as client:
+            rows, error = sample._scrape(client), sample.last_error
+    assert control.error_class(info.value) == HOSTILE_CLASS[name] and took < 3.0 + 10
+    assert len(probes) >= 3 and set(probes["error"]) == {HOSTILE_CLASS[name]}
+    assert not probes["ok"].any() and (probes["done_s"] - probes["t_s"]).max() < 1.0 + 10
+    assert rows == [] and sample.errors == 1 and type(info.value).__name__ in error
+    assert _peak_mb() - before < 500
+
+
+def test_target_check_names_a_flooding_health_endpoint() -> None:
+    with RawServer(HOSTILE["endless-chunked"]) as server:
+        url = f"http://127.0.0.1:{server.port}/health"
+        t0 = time.monotonic()
+        check = check_target(Params(), timeout_s=3.0, health_url=url)
+    assert check.status == "failed" and "oversized" in check.detail
+    assert "health_url" in check.fix and time.monotonic() - t0 < 3.0 + 10
+
+
+@pytest.mark.timeout(240)
+def test_hostile_service_leaves_check_and_a1_bounded(tmp_path: Path) -> None:
+    """Every answer announces 2 GB and /health never ends: ``kubetest check`` and a 15 s
+    A1 at 600/min end within their timeouts + 10 s, each under 500 MB peak RSS."""
+    with RawServer(hostile_service) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        params = tmp_path / "hostile.yaml"
+        params.write_text(yaml.safe_dump({
+            "target": {"url": base + "/webhook/prometheus", "health_url": base + "/health",
+                       "metrics_url": base + "/metrics", "timeout_s": 5},
+            "a1_response_time": {"rate_per_min": 600, "duration_min": 0.25},
+        }))  # fmt: skip
+        runs = {}
+        for name, args in (("check", ["check"]),
+                           ("run", ["run", "--only", "A1", "--outputs", str(tmp_path),
+                                    "--session", "hostile"])):  # fmt: skip
+            before, t0 = _peak_mb(resource.RUSAGE_CHILDREN), time.monotonic()
+            proc = subprocess.run(
+                [sys.executable, "-m", "kubetest", *args, "--params", str(params)],
+                capture_output=True, text=True, timeout=180, cwd=tmp_path,
+            )  # fmt: skip
+            runs[name] = (proc, time.monotonic() - t0, _peak_mb(resource.RUSAGE_CHILDREN) - before)
+    check, took, grew = runs["check"]
+    assert check.returncode == 1 and "oversized" in check.stdout, check.stderr[-2000:]
+    assert took < 5 + 10 and grew < 500
+    run, took, grew = runs["run"]
+    assert run.returncode == 0, run.stderr[-2000:]
+    a1_s = float(re.search(r"A1: done in (\d+) s", run.stderr).group(1))  # type: ignore[union-attr]
+    assert a1_s < 15 + 5 + 10 and grew < 500
+    summary = json.loads((tmp_path / "hostile" / "records" / "A1.summary.json").read_text())
+    assert summary["errors"] == {"oversized": 150}
 
 
 class Restartable:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import httpx
 import pandas as pd
 
+from kubetest import control
 from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status
 from kubetest.engine.client import GENERATOR_ERRORS
 from kubetest.tls import verify
@@ -142,17 +143,21 @@ class ActionHistory:
         headers: dict[str, str] | None = None,
         timeout_s: float = 30.0,
         verify: ssl.SSLContext | bool = True,
+        proxy: control.Proxy = "none",
     ):
         self.url = url
         self.method = f"action history GET {url}"
-        self.client = httpx.Client(
-            timeout=timeout_s, headers=headers or {}, trust_env=False, verify=verify
+        self.client = control.client(
+            timeout_s=timeout_s, headers=headers, verify=verify, proxy=proxy
         )
         self.requests = 0
 
     def _get(self, params: dict[str, int]) -> tuple[list[dict[str, Any]], httpx.Response]:
         self.requests += 1
-        resp = self.client.get(self.url, params=params)
+        try:
+            resp = self.client.get(self.url, params=params)
+        except control.ResponseTooLarge as exc:  # a flood will not turn into a history
+            raise Unavailable(f"GET {self.url} is not an action history ({exc})") from None
         if resp.status_code in (404, 405, 501):
             raise Unavailable(f"no action history: GET {self.url} answered {resp.status_code}")
         resp.raise_for_status()
@@ -317,7 +322,8 @@ class IntegrityWatch:
                            "(or target.actions_url to an action history)",
                            "RemediationRequests")  # fmt: skip
         history = ActionHistory(
-            ctx.actions_url, _headers(params), target.timeout_s, verify(target.tls)
+            ctx.actions_url, _headers(params), target.timeout_s, verify(target.tls),
+            proxy=target.proxy,
         )
         return cls(history, None)
 

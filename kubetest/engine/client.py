@@ -30,6 +30,7 @@ dns             the host name did not resolve
 tls             TLS handshake / certificate failure
 connect         another connect-time OS error (unreachable network, ...)
 bad_response    not parseable as HTTP, or a body the API profile cannot read
+oversized       the body passed ``max_body_bytes`` (announced or read): connection dropped
 network         another OS-level error on an established connection
 other           anything else (the first message is kept in the summary)
 late            generator-side: not sent, it was more than ``max_lag_s`` behind schedule
@@ -63,6 +64,31 @@ APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
 GENERATOR_ERRORS: frozenset[str] = frozenset({"late", "dropped", "cancelled"})
 
 USER_AGENT = "kubetest-workbook/0.1 (+load engine)"
+
+#: Bytes of an answer the engine reads (params ``generator.max_body_bytes``): a service
+#: answering gigabytes must not fill the generator's memory.
+MAX_BODY_BYTES = 64 << 10
+
+
+class BodyTooLarge(Exception):
+    """The answer's body passed the engine's cap (error class ``oversized``)."""
+
+
+async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """At most ``cap`` bytes of ``resp``'s body; ``BodyTooLarge`` (connection dropped) when
+    it announces or sends more, so memory per request stays bounded whatever the target."""
+    if resp.content_length is not None and resp.content_length > cap:
+        resp.close()
+        raise BodyTooLarge(f"answer announces {resp.content_length} bytes (cap {cap})")
+    buf = bytearray()
+    while True:
+        chunk = await resp.content.read(cap + 1 - len(buf))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > cap:
+            resp.close()
+            raise BodyTooLarge(f"answer body passed {cap} bytes")
 
 
 def _http_error(status: int) -> str:
@@ -206,6 +232,8 @@ def _legacy_2xx(body: bytes) -> tuple[str, str]:
 
 def classify_exception(exc: BaseException) -> str:
     """The error class of a request that raised instead of answering."""
+    if isinstance(exc, BodyTooLarge):
+        return "oversized"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp's timeouts subclass it
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):

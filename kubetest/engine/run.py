@@ -57,7 +57,7 @@ from hdrh.histogram import HdrHistogram
 
 from kubetest.alerts import PayloadFactory
 from kubetest.engine.abort import AbortRule
-from kubetest.engine.client import APIS
+from kubetest.engine.client import APIS, MAX_BODY_BYTES
 from kubetest.engine.pool import WorkloadScheduler
 from kubetest.engine.progress import Display, in_notebook, make_display, session_note
 from kubetest.engine.records import OUTCOMES, new_histogram
@@ -99,6 +99,7 @@ class LoadPlan:
     # the workloads alerts name (kubernaut: real Deployments); one process only (params)
     pool: WorkloadScheduler | None = None
     abort: AbortRule | None = None  # stop early on a windowed SLO breach (engine.abort)
+    max_body_bytes: int = MAX_BODY_BYTES  # bytes of an answer read; past it: ``oversized``
 
 
 @dataclass

@@ -52,6 +52,7 @@ from kubetest.engine.client import (
     classify,
     classify_exception,
     make_session,
+    read_capped,
 )
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
 from kubetest.engine.records import OUTCOMES, Record, RecordWriter, new_histogram
@@ -375,8 +376,8 @@ class _Shard:
             async with self.session.post(
                 plan.url, data=body, headers=headers, allow_redirects=False
             ) as resp:
-                data = await resp.read()
                 status = resp.status
+                data = await read_capped(resp, plan.max_body_bytes)
             outcome, error = classify(plan.api, status, data)
         except asyncio.CancelledError:
             error = "cancelled"

@@ -40,6 +40,7 @@ from typing import IO, Any
 import httpx
 import uvicorn
 
+from kubetest import control
 from kubetest.errors import KubetestError, ParamsError
 from kubetest.target.app import KUBE_TOKEN_ENV, create_apps
 from kubetest.target.cluster import VERBS
@@ -889,7 +890,7 @@ class EmbeddedTarget:
             raise self._failure(f"exited with code {self._proc.returncode} before listening")
         if self.config.api == "kubernaut" and not {"health", "metrics", "kube"} <= set(self.urls):
             raise self._failure(f"reported {sorted(self.urls)} but not all its ports")
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
+        with control.client(timeout_s=2.0) as client:
             last = "no answer"
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:

@@ -32,6 +32,7 @@ import httpx
 import pandas as pd
 from matplotlib.figure import Figure
 
+from kubetest import control
 from kubetest.alerts import Alert, make_alert, new_run_token, webhook
 from kubetest.analysis.availability import Availability, availability_from_probes, split_series
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
@@ -179,9 +180,10 @@ def check_probe_alert(ctx: TestContext, target: ProbeTarget) -> None:
     down for the whole window for a reason in kubetest's params, not its availability:
     raise one line naming the fix instead. Errors, 5xx and 429 are left to the window."""
     try:
-        resp = httpx.post(
+        resp = control.post(
             target.url, content=target.content(-1), headers=dict(target.headers),
-            timeout=target.timeout_s, verify=verify(ctx.params.target.tls),
+            timeout_s=target.timeout_s, verify=verify(ctx.params.target.tls),
+            proxy=ctx.params.target.proxy,
         )  # fmt: skip
     except httpx.HTTPError:
         return
@@ -373,7 +375,7 @@ def run(ctx: TestContext) -> A3Result:
     probing = partial(
         probe_endpoints, ordered, window_s, sec.probe_interval_s,
         out_csv=ctx.records_dir / RECORDS, on_probe=_progress(window_s, sec.probe),
-        verify=verify(ctx.params.target.tls),
+        verify=verify(ctx.params.target.tls), proxy=ctx.params.target.proxy,
     )  # fmt: skip
     plan = background_plan(ctx) if sec.background_rate_per_min else None
     outcome: LoadOutcome | None = None

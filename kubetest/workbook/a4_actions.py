@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from kubetest import control
 from kubetest.alerts import ACTION_SETS, ACTIONS, DESTRUCTIVE_ACTIONS, action_alert, webhook
 from kubetest.analysis.latency import proportion_ci
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
@@ -138,8 +139,9 @@ def run(ctx: TestContext) -> A4Result:
         connect_pool(follower, scheduler)
     followed: FollowResult | None = None
     try:
-        with httpx.Client(timeout=ctx.params.target.timeout_s, headers=_headers(ctx),
-                          verify=verify(ctx.params.target.tls)) as client:  # fmt: skip
+        with control.client(timeout_s=ctx.params.target.timeout_s, headers=_headers(ctx),
+                            verify=verify(ctx.params.target.tls),
+                            proxy=ctx.params.target.proxy) as client:  # fmt: skip
             for i, action in enumerate(actions):
                 workload = scheduler.acquire() if scheduler is not None else None
                 alert = action_alert(action, base + i, namespace=namespace, workload=workload)
@@ -152,7 +154,7 @@ def run(ctx: TestContext) -> A4Result:
                     status = resp.status_code
                     answer = _answer(resp)
                 except httpx.HTTPError as exc:
-                    error = "tls" if tls_problem(exc) else type(exc).__name__
+                    error = "tls" if tls_problem(exc) else control.error_class(exc)
                     outcome, status = "failed", 0
                 if scheduler is not None and workload is not None:
                     scheduler.answered(workload, outcome, resp.content if status else b"")

@@ -126,6 +126,7 @@ def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
         api=target.api,
         timeout_s=target.timeout_s,
         max_in_flight=gen.max_in_flight,
+        max_body_bytes=gen.max_body_bytes,
         payload=PayloadFactory(
             types, unique=ctx.params.alerts.unique, api=target.api,
             namespace=ctx.params.alerts.namespace,

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from kubetest import control
 from kubetest.analysis.capacity import EVIDENCE, PhaseStats, PhaseVerdict, phase_row
 from kubetest.analysis.validity import Validity, combine
 from kubetest.engine.progress import session_note
@@ -51,7 +52,7 @@ def wait_for_health(
     start = time.monotonic()
     deadline = start + max_s
     last = "no answer"
-    with httpx.Client(timeout=max(min(2.0, max_s), 0.2), verify=verify) as client:
+    with control.client(timeout_s=max(min(2.0, max_s), 0.2), verify=verify) as client:
         while True:
             try:
                 status = client.get(url).status_code
