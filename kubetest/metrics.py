@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import re
 import ssl
 import threading
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -120,6 +122,7 @@ class MetricsScrape:
     keep_buckets: bool = False
     relative_to: Path | None = None
     verify: ssl.SSLContext | bool = True  # HTTPS verification (kubetest.tls.verify)
+    auth: dict[str, str] = field(default_factory=dict, repr=False)  # the target's bearer token
     note: str | None = None
     scrapes: int = 0
     errors: int = 0
@@ -217,7 +220,7 @@ class MetricsScrape:
     def _run(self) -> None:
         client = httpx.Client(
             timeout=self.timeout_s, trust_env=False, verify=self.verify,
-            headers={"Accept": "text/plain;version=0.0.4"},
+            headers={"Accept": "text/plain;version=0.0.4", **self.auth},
         )  # fmt: skip
         due = time.monotonic()
         try:
@@ -552,7 +555,18 @@ def from_context(ctx: Any, name: str) -> MetricsScrape:
         prometheus_selector=target.prometheus_selector,
         relative_to=ctx.session_dir,
         verify=tls.verify(target.tls),
+        auth=_target_auth(target.auth_token_env, ctx.metrics_url, ctx.target_url),
     )
+
+
+def _target_auth(env: str | None, metrics_url: str | None, target_url: str) -> dict[str, str]:
+    """The bearer token for the target's own ``/metrics`` (the reference target asks for it
+    when one is set); sent only to the target's host, never to another server."""
+    token = os.environ.get(env) if env else None
+    if not token or not metrics_url:
+        return {}
+    same = urlsplit(metrics_url).hostname == urlsplit(target_url).hostname
+    return {"Authorization": f"Bearer {token}"} if same else {}
 
 
 @contextlib.contextmanager
