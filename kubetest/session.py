@@ -25,6 +25,7 @@ import yaml
 
 from kubetest.errors import KubetestError
 from kubetest.params import TESTS, Params, load_params
+from kubetest.secrets import scrub_then_cut
 from kubetest.summary import write_summary
 from kubetest.workbook.context import (
     REPO_ROOT,
@@ -464,8 +465,8 @@ def _build_report(session_dir: Path, echo: Callable[[str], None]) -> Path | None
 
 def _one_line(exc: BaseException) -> str:
     if getattr(exc, "ename", None):  # papermill's PapermillExecutionError: the cell's error
-        return f"{exc.ename}: {exc.evalue}"[:300]  # type: ignore[attr-defined]
+        return scrub_then_cut(f"{exc.ename}: {exc.evalue}", 300)  # type: ignore[attr-defined]
     text = str(exc).strip().splitlines()
     # papermill's PapermillExecutionError ends with the exception line of the failed cell.
     tail = [ln for ln in text if ln.strip()][-1:] if text else []
-    return (tail[0] if tail else type(exc).__name__)[:300]
+    return scrub_then_cut(tail[0] if tail else type(exc).__name__, 300)
