@@ -403,7 +403,7 @@ def check_session_name(name: str) -> str:
     """``name`` when it is one plain folder name: a session lives *in* outputs/, so ``..``,
     a ``/`` or an absolute path (which would write and delete elsewhere) are refused."""
     bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
-           or "\0" in name or Path(name).is_absolute())  # fmt: skip
+           or any(ord(c) < 32 for c in name) or Path(name).is_absolute())  # fmt: skip
     if bad:
         raise KubetestError(
             f"--session {name!r} is not a folder name: give one name (letters, digits, "

@@ -231,7 +231,7 @@ def test_progress_tail_echoes_whole_lines_only(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- containment
 
 
-@pytest.mark.parametrize("name", ["..", "../elsewhere", "a/b", "/abs", "", " ", "."])
+@pytest.mark.parametrize("name", ["..", "../elsewhere", "a/b", "/abs", "", " ", ".", "a\tb"])
 def test_a_session_name_is_one_folder_under_outputs(tmp_path: Path, name: str) -> None:
     victim = tmp_path / "victim"
     (victim / "results").mkdir(parents=True)
