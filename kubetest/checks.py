@@ -38,15 +38,12 @@ from kubetest import __version__, control, endpoints, rbac
 from kubetest.endpoints import origin
 from kubetest.errors import KubetestError
 from kubetest.params import A4Actions, Environment, Params, load_params
+from kubetest.secrets import REDACTED, redact
 from kubetest.tls import FIXES as TLS_FIXES
 from kubetest.tls import TlsError, tls_problem, verify
 
 OK, FAILED, NOT_CONFIGURED = "ok", "failed", "not configured"
 TIMEOUT_S = 5.0
-REDACTED = "***"
-#: Shorter secrets are not scrubbed from free text (they would mangle it); details are
-#: built from credential-free parts anyway, so this only limits the safety net.
-MIN_SECRET_LEN = 4
 
 
 @dataclass(frozen=True)
@@ -76,18 +73,6 @@ def _not_configured(name: str, detail: str, fix: str) -> Check:
 
 
 # --------------------------------------------------------------------------- secrets
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every known secret value in ``text`` (longest first, so parts do not leak)."""
-    for secret in sorted(
-        {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True
-    ):
-        text = text.replace(secret, REDACTED)
-        quoted = quote(secret, safe="")
-        if quoted != secret:
-            text = text.replace(quoted, REDACTED)
-    return text
 
 
 def redact_url(url: str) -> str:
@@ -209,7 +194,7 @@ def _unhealthy(params: Params, url: str, resp: httpx.Response) -> Check:
     at d5a4a870967312d98dbc302ac2ae3505087bfcb0)."""
     from kubetest.engine.client import problem_detail
 
-    said = problem_detail(resp.content)
+    said = problem_detail(resp.content, secrets=env_secrets(params))
     detail = f"{url}: HTTP {resp.status_code}" + (f": {said}" if said else "")
     if resp.status_code == 404 and _gateway_ports(params):
         return _failed("target", detail, _unreachable_fix(params, url))
@@ -287,7 +272,7 @@ def check_auth(
     from kubetest.engine.client import problem_detail
 
     code = resp.status_code
-    said = problem_detail(resp.content)
+    said = problem_detail(resp.content, secrets=env_secrets(params))
     said = f" ({said})" if said else ""
     if code in (401, 403) and var and params.target.api == "kubernaut":
         return _gateway_refusal(params, url, code, said, var, token)

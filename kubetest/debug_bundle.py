@@ -406,7 +406,7 @@ def write_debug_bundle(
     sources: list[_Params] = []
     if params_path is not None:
         sources.append(_read_params(params_path))
-    if session_dir is not None and (session_dir / "params.yaml").is_file():
+    if session_dir is not None and _own_file(session_dir, session_dir / "params.yaml"):
         sources.append(_read_params(session_dir / "params.yaml"))
     found = sources[0] if sources else None
     params = found.params if found else None
@@ -490,22 +490,34 @@ def _add_checks(bundle: _Bundle, params: Params | None, run: bool, timeout_s: fl
     )
 
 
+def _symlinked(session: Path, path: Path) -> bool:
+    """``path``, or a folder between ``session`` and it, is a symlink: the bundle never
+    follows one (it could point anywhere: ~/.kube, /etc, another user's files)."""
+    rel = path.relative_to(session)
+    return any((session / Path(*rel.parts[: i + 1])).is_symlink() for i in range(len(rel.parts)))
+
+
+def _own_file(session: Path, path: Path) -> bool:
+    """A regular file of the session itself, reached without a symlink."""
+    return not _symlinked(session, path) and path.is_file()
+
+
 def _add_session(bundle: _Bundle, session: Path) -> None:
     for name in ("state.json", "summary.json"):
         path = session / name
-        if path.is_file():
+        if _own_file(session, path):
             bundle.add(f"session/{name}", _json_text(bundle.scrub, path),
                        f"the session's {name}", path)  # fmt: skip
         else:
             bundle.left_out[f"session/{name}"] = "not in the session folder"
     for path in sorted((session / "results").glob("*.json")):
-        if path.is_file() and not path.is_symlink():
+        if _own_file(session, path):
             bundle.add(f"session/results/{path.name}", _json_text(bundle.scrub, path),
                        "a test's result (what the report is built from)", path)  # fmt: skip
     # logs, and the JUnit XML of the service's own suites (which test failed, and how)
     for path in sorted([*session.rglob("*.log"), *session.glob("suites/*.xml")]):
         rel = path.relative_to(session)
-        if path.is_symlink() or not path.is_file() or rel.parts[0] == "records":
+        if not _own_file(session, path) or rel.parts[0] == "records":
             continue
         try:
             text, total = tail_text(path)
@@ -517,7 +529,8 @@ def _add_session(bundle: _Bundle, session: Path) -> None:
         how = "whole" if whole else f"last {kept} lines" + (f" of {total}" if total else "")
         kind = "JUnit XML" if path.suffix == ".xml" else "log"
         bundle.add(f"session/{rel.as_posix()}", text, f"{kind} ({how}, ANSI codes stripped)", path)
-    notebooks = sorted((session / "notebooks").glob("*.ipynb"))
+    notebooks = [p for p in sorted((session / "notebooks").glob("*.ipynb"))
+                 if _own_file(session, p)]  # fmt: skip
     bundle.add(
         "session/notebook-errors.txt",
         notebook_errors(notebooks),
@@ -530,8 +543,13 @@ def _add_session(bundle: _Bundle, session: Path) -> None:
 def _note_left_out(bundle: _Bundle, session: Path) -> None:
     """Every file of the session not in the bundle, grouped by top-level entry, with why."""
     groups: dict[str, list[int]] = {}
-    for path in session.rglob("*"):
-        if path.is_file() and path not in bundle.included:
+    for path in sorted(session.rglob("*")):
+        if path.is_symlink():
+            rel = path.relative_to(session).as_posix()
+            if not _symlinked(session, path.parent):  # the link itself, not what lies beyond
+                bundle.left_out[f"session/{rel}"] = "a symlink: not followed"
+            continue
+        if _own_file(session, path) and path not in bundle.included:
             top = path.relative_to(session).parts[0]
             groups.setdefault(top, []).append(path.stat().st_size)
     for top, sizes in sorted(groups.items()):

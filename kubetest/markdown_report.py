@@ -4,6 +4,8 @@ session's measurements (for wikis and pull requests). Same data as report.html, 
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from kubetest.analysis.verdicts import DECISION_RULE
@@ -13,8 +15,24 @@ from kubetest.workbook.report_view import ReportView
 FILE_NAME = "FINAL_TEST_REPORT.md"
 
 
+#: Markdown that would turn text into a link, an image or an autolink: ``[``, ``]``
+#: (links, images, references) and backticks are backslash-escaped; ``<`` is an entity.
+_MD_SPECIAL = re.compile(r"([\[\]`\\])")
+
+
+def _text(value: object) -> str:
+    """Text a service or a suite wrote, as inert Markdown: no HTML, no link, no image.
+
+    ``<``, ``>``, ``&`` become entities (so ``<script>`` or ``<img onerror=...>`` is shown,
+    never parsed) and brackets are escaped, so ``[x](javascript:...)`` or ``![x](...)`` stays
+    text whatever the scheme; newlines become spaces (one line per cell or bullet).
+    """
+    text = html.escape(str(value), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
+
+
 def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return _text(value).replace("|", "\\|")
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -24,7 +42,7 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def _bullets(items: list[str]) -> list[str]:
-    return [f"- {i}" for i in items] or ["- None."]
+    return [f"- {_text(i)}" for i in items] or ["- None."]
 
 
 def _suites_section(view: ReportView) -> list[str]:
@@ -68,7 +86,7 @@ def _availability_section(view: ReportView) -> list[str]:
         return []
     rows = report_rows(a3)
     cols = list(rows[0]) if rows else []
-    return ["## Availability (BR-PA-001)", "", " ".join(report_sentences(a3)), "",
+    return ["## Availability (BR-PA-001)", "", _text(" ".join(report_sentences(a3))), "",
             *(_table(cols, [[r[c] for c in cols] for r in rows]) if rows else []), ""]  # fmt: skip
 
 
@@ -80,7 +98,7 @@ def render_markdown(view: ReportView) -> str:
     lines = [
         "# Kubernaut integration test report",
         "",
-        f"**Test session**: {s['session']}  ",
+        f"**Test session**: {_text(s['session'])}  ",
         f"**Date**: {started[:19].replace('T', ' ')} UTC  ",
         f"**Tests run**: {', '.join(s.get('tests_run', [])) or 'none'}  ",
         f"**Session complete**: {'yes' if s.get('complete') else 'no'}",
@@ -88,7 +106,7 @@ def render_markdown(view: ReportView) -> str:
         "## Executive summary",
         "",
         f"**Decision: {s['decision']}** (confidence {s['confidence']}/100). "
-        + " ".join(view.summary_sentences()),
+        + _text(" ".join(view.summary_sentences())),
         "",
         "## Business requirement compliance",
         "",
@@ -134,7 +152,8 @@ def render_markdown(view: ReportView) -> str:
         f"**Go/No-Go decision**: {s['decision']}",
         "",
         "**Rationale**: "
-        + ("; ".join(s.get("decision_reasons") or []) or "every criterion of the rule was met")
+        + _text("; ".join(s.get("decision_reasons") or [])
+                or "every criterion of the rule was met")
         + ".",
         "",
         f"*Decision rule*: {DECISION_RULE}",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import re
 import ssl
 import threading
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -121,6 +123,7 @@ class MetricsScrape:
     relative_to: Path | None = None
     verify: ssl.SSLContext | bool = True  # HTTPS verification (kubetest.tls.verify)
     proxy: control.Proxy = "none"  # target.proxy (kubetest.control)
+    auth: dict[str, str] = field(default_factory=dict, repr=False)  # the target's bearer token
     note: str | None = None
     scrapes: int = 0
     errors: int = 0
@@ -218,7 +221,7 @@ class MetricsScrape:
     def _run(self) -> None:
         client = control.client(
             timeout_s=self.timeout_s, verify=self.verify, proxy=self.proxy,
-            cap=control.METRICS_CAP, headers={"Accept": "text/plain;version=0.0.4"},
+            cap=control.METRICS_CAP, headers={"Accept": "text/plain;version=0.0.4", **self.auth},
         )  # fmt: skip
         due = time.monotonic()
         try:
@@ -555,7 +558,18 @@ def from_context(ctx: Any, name: str) -> MetricsScrape:
         relative_to=ctx.session_dir,
         verify=tls.verify(target.tls),
         proxy=target.proxy,
+        auth=_target_auth(target.auth_token_env, ctx.metrics_url, ctx.target_url),
     )
+
+
+def _target_auth(env: str | None, metrics_url: str | None, target_url: str) -> dict[str, str]:
+    """The bearer token for the target's own ``/metrics`` (the reference target asks for it
+    when one is set); sent only to the target's host, never to another server."""
+    token = os.environ.get(env) if env else None
+    if not token or not metrics_url:
+        return {}
+    same = urlsplit(metrics_url).hostname == urlsplit(target_url).hostname
+    return {"Authorization": f"Bearer {token}"} if same else {}
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ import pandas as pd
 
 from kubetest.params import TERMINAL_PHASES as _TERMINAL
 from kubetest.params import WAITING_PHASES as _WAITING
+from kubetest.secrets import scrub_then_cut
 
 #: Phases after which the gateway accepts a new signal for the owner (see the docstring).
 TERMINAL_PHASES: tuple[str, ...] = tuple(_TERMINAL)
@@ -483,7 +484,7 @@ class RemediationFollower:
         text = f"{what}: {type(exc).__name__}: {lines[0] if lines else ''}"
         with self._changed:
             if len(self.errors) < 50:
-                self.errors.append(text[:300])
+                self.errors.append(scrub_then_cut(text, 300))
             self._changed.notify_all()
 
     def _list(self, ns: str, initial: bool) -> str | None:

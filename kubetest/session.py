@@ -25,6 +25,7 @@ import yaml
 
 from kubetest.errors import KubetestError
 from kubetest.params import TESTS, Params, load_params
+from kubetest.secrets import scrub_then_cut
 from kubetest.summary import write_summary
 from kubetest.workbook.context import (
     REPO_ROOT,
@@ -49,6 +50,8 @@ NOTEBOOKS: dict[str, str] = {
     "B2": "b2_concurrency.ipynb",
 }
 PHASE_A = ("ENV", "EXT", "A1", "A2", "A3", "A4")
+#: The file that marks a folder as a kubetest session (written when a run starts).
+STATE_FILE = "state.json"
 #: How often the session looks for progress lines from the running notebook.
 TAIL_S = 0.5
 
@@ -68,7 +71,7 @@ class NotebookStates:
     resumed session and its report can say which test ran in which attempt."""
 
     def __init__(self, session_dir: Path, selected: list[str], resume: bool) -> None:
-        self.path = session_dir / "state.json"
+        self.path = session_dir / STATE_FILE
         old = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
         self.attempt = int(old.get("attempt", 0)) + 1
         self.tests: dict[str, dict[str, Any]] = old.get("tests", {})
@@ -303,7 +306,9 @@ def run_session(
     outputs = (outputs or Path.cwd() / "outputs").resolve()
     if resume and not session:
         raise KubetestError("--resume needs --session NAME: the session to continue")
-    session_dir = outputs / (session or new_session_name())
+    session_dir = outputs / (check_session_name(session) if session is not None
+                             else new_session_name())  # fmt: skip
+    _refuse_foreign(session_dir)
     params_text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
     done: list[str] = []
     if resume:
@@ -322,8 +327,8 @@ def run_session(
     stop: dict[str, bool] = {}
     with _session_lock(session_dir), _stop_signals(stop), \
             _progress_channel(session_dir, echo) as progress:  # fmt: skip
-        if not resume and (session_dir / "results").exists():
-            shutil.rmtree(session_dir / "results")  # a rerun of a named session starts afresh
+        if not resume:
+            _clear_results(session_dir)  # a rerun of a named session starts afresh
         # The params as run, for the report: they hold env var *names*, never secret values.
         (session_dir / "params.yaml").write_text(params_text)
         states = NotebookStates(session_dir, selected, resume)
@@ -394,6 +399,44 @@ def run_session(
     return SessionResult(session_dir, summary, report, failures, interrupted)
 
 
+def check_session_name(name: str) -> str:
+    """``name`` when it is one plain folder name: a session lives *in* outputs/, so ``..``,
+    a ``/`` or an absolute path (which would write and delete elsewhere) are refused."""
+    bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
+           or any(ord(c) < 32 for c in name) or Path(name).is_absolute())  # fmt: skip
+    if bad:
+        raise KubetestError(
+            f"--session {name!r} is not a folder name: give one name (letters, digits, "
+            "-_.), no '/', no '..'; it is created under outputs/ (or --outputs)"
+        )
+    return name
+
+
+def _refuse_foreign(session_dir: Path) -> None:
+    """A folder kubetest did not make (no ``state.json``, not empty) is never written into:
+    a rerun clears ``results/``, which must only ever be kubetest's own."""
+    if session_dir.is_symlink():
+        raise KubetestError(f"{session_dir} is a symlink: pass another --session")
+    if (session_dir.is_dir() and any(session_dir.iterdir())
+            and not (session_dir / STATE_FILE).is_file()):  # fmt: skip
+        raise KubetestError(
+            f"{session_dir} exists and is not a kubetest session (no {STATE_FILE}): "
+            "pass another --session"
+        )
+
+
+def _clear_results(session_dir: Path) -> None:
+    """Remove the previous run's ``results/`` of a kubetest session (``state.json`` says it
+    is one); a symlinked ``results`` is unlinked, its target never touched."""
+    results = session_dir / "results"
+    if not (session_dir / STATE_FILE).is_file() or not os.path.lexists(results):
+        return
+    if results.is_symlink() or not results.is_dir():
+        results.unlink()
+    else:
+        shutil.rmtree(results)
+
+
 def _resumable(session_dir: Path, params_text: str, selected: list[str]) -> list[str]:
     """Tests of ``session_dir`` already complete, after checking the params are the same."""
     from kubetest.summary import read_results
@@ -422,8 +465,8 @@ def _build_report(session_dir: Path, echo: Callable[[str], None]) -> Path | None
 
 def _one_line(exc: BaseException) -> str:
     if getattr(exc, "ename", None):  # papermill's PapermillExecutionError: the cell's error
-        return f"{exc.ename}: {exc.evalue}"[:300]  # type: ignore[attr-defined]
+        return scrub_then_cut(f"{exc.ename}: {exc.evalue}", 300)  # type: ignore[attr-defined]
     text = str(exc).strip().splitlines()
     # papermill's PapermillExecutionError ends with the exception line of the failed cell.
     tail = [ln for ln in text if ln.strip()][-1:] if text else []
-    return (tail[0] if tail else type(exc).__name__)[:300]
+    return scrub_then_cut(tail[0] if tail else type(exc).__name__, 300)

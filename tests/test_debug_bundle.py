@@ -338,3 +338,32 @@ def test_bundle_of_a_real_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "a1_response_time.ipynb: no error" in errors
     assert "session/records/" in members["MANIFEST.txt"].decode()
     assert_no_secret(members, {"token": (token, core)})
+
+
+def test_symlinks_in_a_session_are_never_followed(tmp_path: Path) -> None:
+    """A session's state.json, summary.json, params.yaml, results/ or suites/ that point
+    outside it: the target's text is not in the archive, and MANIFEST.txt names each link."""
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    marker = "OUTSIDE-" + secrets.token_hex(8)
+    for name in ("state.json", "summary.json"):
+        (outside / name).write_text(json.dumps({"marker": marker}))
+    (outside / "params.yaml").write_text(f"target: {{url: 'http://127.0.0.1:9/{marker}'}}\n")
+    (outside / "dir" / "x.json").write_text(json.dumps({"marker": marker}))
+    (outside / "dir" / "x.log").write_text(marker + "\n")
+    (outside / "dir" / "x.xml").write_text(f"<testsuites name='{marker}'/>")
+    session = tmp_path / "out" / "s"
+    session.mkdir(parents=True)
+    for name in ("state.json", "summary.json", "params.yaml"):
+        (session / name).symlink_to(outside / name)
+    (session / "results").symlink_to(outside / "dir")
+    (session / "suites").symlink_to(outside / "dir")
+    (session / "progress.log").write_text("own log line\n")
+    path = write_debug_bundle(session, output=tmp_path / "b.tar.gz", run_checks=False)
+    members = read_archive(path)
+    for name, data in members.items():
+        assert marker.encode() not in data, f"a symlink's target leaked into {name}"
+    assert b"own log line" in members["session/progress.log"]
+    manifest = members["MANIFEST.txt"].decode()
+    for name in ("state.json", "summary.json", "params.yaml", "results", "suites"):
+        assert f"session/{name}: a symlink: not followed" in manifest, name

@@ -226,3 +226,52 @@ def test_progress_tail_echoes_whole_lines_only(tmp_path: Path) -> None:
     os.environ.pop("KUBETEST_PROGRESS_FILE", None)
     session_note("nobody listens")  # no session: nothing written anywhere, no error
     assert path.read_text().count("\n") == 3
+
+
+# --------------------------------------------------------------------------- containment
+
+
+@pytest.mark.parametrize("name", ["..", "../elsewhere", "a/b", "/abs", "", " ", ".", "a\tb"])
+def test_a_session_name_is_one_folder_under_outputs(tmp_path: Path, name: str) -> None:
+    victim = tmp_path / "victim"
+    (victim / "results").mkdir(parents=True)
+    (victim / "results" / "keep.json").write_text("{}")
+    params = write_params(tmp_path, a1_response_time={"duration_min": 0.05})
+    session = str(victim) if name == "/abs" else name
+    proc = kubetest("run", "--params", str(params), "--outputs", str(tmp_path / "out"),
+                    "--session", session)  # fmt: skip
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert len(err.strip().splitlines()) == 1 and "not a folder name" in err, err
+    assert (victim / "results" / "keep.json").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_folder_kubetest_did_not_make_is_never_cleared(tmp_path: Path) -> None:
+    from kubetest.session import _clear_results, _refuse_foreign
+
+    foreign = tmp_path / "out" / "s"
+    (foreign / "results").mkdir(parents=True)
+    (foreign / "results" / "mine.txt").write_text("not kubetest's")
+    with pytest.raises(KubetestError, match="not a kubetest session"):
+        _refuse_foreign(foreign)
+    _clear_results(foreign)  # no state.json: nothing removed
+    assert (foreign / "results" / "mine.txt").exists()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.json").write_text("{}")
+    own = tmp_path / "out" / "own"
+    own.mkdir()
+    (own / "state.json").write_text("{}")
+    (own / "results").symlink_to(outside)
+    _refuse_foreign(own)  # a kubetest session
+    _clear_results(own)
+    assert not os.path.lexists(own / "results") and (outside / "keep.json").exists()
+    (own / "results").mkdir()
+    (own / "results" / "A1.json").write_text("{}")
+    _clear_results(own)
+    assert not (own / "results").exists()
+    link = tmp_path / "out" / "link"
+    link.symlink_to(outside)
+    with pytest.raises(KubetestError, match="symlink"):
+        _refuse_foreign(link)

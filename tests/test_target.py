@@ -26,7 +26,8 @@ from kubetest.params import EmbeddedTarget as EmbeddedParams
 from kubetest.target import EmbeddedTarget, TargetConfig, TargetStartError, create_app, make_sampler
 from kubetest.target.model import lognormal_mu
 
-FAST = TargetConfig(workers=4, service_ms=1.0, service_dist="const", seed=1)
+FAST_KW: dict[str, Any] = {"workers": 4, "service_ms": 1.0, "service_dist": "const", "seed": 1}
+FAST = TargetConfig(**FAST_KW)
 
 
 class AppClient:
@@ -376,3 +377,60 @@ def test_throughput_matches_workers_over_service_time() -> None:
     assert throughput == pytest.approx(expected_x, rel=0.15)
     assert mean_latency == pytest.approx(clients * service_s / workers, rel=0.2)
     assert throughput * mean_latency == pytest.approx(clients, rel=0.15)  # Little's law
+
+
+# ------------------------------------------------------------------ auth and exposure
+
+
+@pytest.mark.parametrize("api", ["webhook", "kubernaut-legacy", "kubernaut"])
+def test_a_token_guards_every_route_but_the_probes(
+    api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetest.target.app import create_apps
+
+    monkeypatch.setenv("KT_TARGET_TOKEN", "kt-target-token-123")
+    apps = create_apps(TargetConfig(api=api, auth_token_env="KT_TARGET_TOKEN", **FAST_KW))
+    good = {"Authorization": "Bearer kt-target-token-123"}
+    bad = {"Authorization": "Bearer wrong"}
+    guarded = [(apps.webhook, "/api/v1/actions"), (apps.webhook, "/api/v1/outcomes"),
+               (apps.metrics or apps.webhook, "/metrics")]  # fmt: skip
+    for app, path in guarded:
+        with AppClient(app) as c:
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers=bad).status_code == 401, path
+            assert c.get(path, headers=good).status_code == 200, path
+    probes = (apps.health, ["/healthz", "/readyz"]) if apps.health else (apps.webhook, ["/health"])
+    with AppClient(probes[0]) as c:
+        for path in probes[1]:
+            assert c.get(path).status_code == 200, path  # as the real gateway's :8081
+
+
+def test_without_a_token_the_routes_stay_open(client: AppClient) -> None:
+    assert client.get("/api/v1/outcomes").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_binding_beyond_loopback_warns_in_one_line() -> None:
+    from kubetest.target.server import exposure_warning
+
+    for host in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.5"):
+        assert exposure_warning(host, FAST) is None, host
+    for host in ("0.0.0.0", "::", "192.168.1.10", "example.org"):
+        line = exposure_warning(host, FAST)
+        assert line is not None and "\n" not in line and host in line, host
+        assert "no auth_token_env" in line
+    guarded = TargetConfig(auth_token_env="KT_TARGET_TOKEN", **FAST_KW)
+    assert "bearer token" in (exposure_warning("0.0.0.0", guarded) or "")
+
+
+def test_the_metrics_scrape_sends_the_token_only_to_the_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubetest.metrics import _target_auth
+
+    monkeypatch.setenv("KT_TARGET_TOKEN", "kt-target-token-123")
+    own = _target_auth("KT_TARGET_TOKEN", "http://127.0.0.1:9090/metrics", "http://127.0.0.1:8080/x")
+    assert own == {"Authorization": "Bearer kt-target-token-123"}
+    assert _target_auth("KT_TARGET_TOKEN", "http://prom.example:9090/metrics",
+                        "http://127.0.0.1:8080/x") == {}  # fmt: skip
+    assert _target_auth(None, "http://127.0.0.1:9090/metrics", "http://127.0.0.1:8080/x") == {}

@@ -37,6 +37,7 @@ import pandas as pd
 from kubetest import control
 from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status
 from kubetest.engine.client import GENERATOR_ERRORS
+from kubetest.secrets import scrub_then_cut
 from kubetest.tls import verify
 
 #: Stop polling once the run's entries stopped growing for this long (or all showed up).
@@ -298,7 +299,8 @@ class IntegrityWatch:
             except Unavailable as exc:
                 self.history, self.reason = None, str(exc)
             except Exception as exc:  # read again after the load; the check will tell
-                self.reason = f"history mark failed: {type(exc).__name__}: {exc}"[:300]
+                why = f"history mark failed: {type(exc).__name__}: {exc}"
+                self.reason = scrub_then_cut(why, 300)
 
     @classmethod
     def begin(cls, ctx: Any) -> IntegrityWatch:
@@ -313,7 +315,10 @@ class IntegrityWatch:
                 except Exception as exc:
                     return cls(
                         None,
-                        f"cannot read environment.kubeconfig: {type(exc).__name__}: {exc}"[:300],
+                        scrub_then_cut(
+                            f"cannot read environment.kubeconfig: {type(exc).__name__}: {exc}",
+                            300,
+                        ),
                         "RemediationRequests",
                     )
             if not (target.is_embedded or target.actions_url):
@@ -351,7 +356,7 @@ class IntegrityWatch:
                 return IntegrityCheck("unavailable", self.method, str(exc), polls=polls)
             except Exception as exc:
                 if len(errors) < 10:
-                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    errors.append(scrub_then_cut(f"{type(exc).__name__}: {exc}", 300))
             now = time.monotonic()
             if result is not None:
                 if result.lost == 0:

@@ -51,10 +51,12 @@ import json
 import os
 import socket
 import ssl
+from collections.abc import Iterable
 
 import aiohttp
 
 from kubetest.errors import KubetestError
+from kubetest.secrets import scrub_then_cut
 from kubetest.tls import TlsSettings, verify
 
 #: API profiles (params ``target.api``).
@@ -203,9 +205,10 @@ def classify_all(api: str, status: int, body: bytes) -> list[tuple[str, str]]:
     return [classify(api, status, body)]
 
 
-def problem_detail(body: bytes, limit: int = 200) -> str:
+def problem_detail(body: bytes, limit: int = 200, secrets: Iterable[str] = ()) -> str:
     """One line from an error body: RFC 7807 ``title: detail``, ``{"error": ...}``, or
-    the text itself (cut to ``limit``); ``""`` when empty."""
+    the text itself, scrubbed of ``secrets`` (and the environment's) *before* it is cut to
+    ``limit``, so a long token the service echoes leaves nothing; ``""`` when empty."""
     try:
         doc = json.loads(body) if body else None
     except ValueError:
@@ -215,8 +218,7 @@ def problem_detail(body: bytes, limit: int = 200) -> str:
         text = ": ".join(parts) or str(doc.get("error") or doc.get("message") or "")
     else:
         text = body.decode("utf-8", "replace") if body else ""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return scrub_then_cut(" ".join(text.split()), limit, secrets)
 
 
 def _legacy_2xx(body: bytes) -> tuple[str, str]:

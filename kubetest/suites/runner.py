@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from kubetest.analysis.verdicts import SUITE_PREFIX, Requirement, Status
-from kubetest.checks import redact
 from kubetest.engine.progress import SESSION_EVERY_S, Throttle
 from kubetest.params import ExternalSuite
-from kubetest.secrets import env_safety_net
+from kubetest.secrets import env_safety_net, redact
 from kubetest.suites.formats import (
     SuiteFormatError,
     TestCase,

@@ -23,6 +23,7 @@ which ``kubetest.analysis.integrity`` is tested.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import math
 import os
@@ -258,17 +259,25 @@ class TargetState:
     def gate(self, request: Request) -> tuple[int, str] | None:
         """Refusals before the body is read: (401, why) without the bearer token; (429, why)
         above the in-flight limit or the rate limit; ``None`` to go on."""
-        if self._expected_auth is not None:
-            header = request.headers.get("authorization")
-            if header is None:
-                return 401, "missing bearer token: send Authorization: Bearer <token>"
-            if header != self._expected_auth:
-                return 401, "invalid bearer token: authentication failed"
+        refused = self.auth_refusal(request)
+        if refused is not None:
+            return 401, refused
         limit = self.config.concurrency_limit
         if limit is not None and self.in_flight > limit:
             return 429, f"too many requests in flight (maxConcurrentRequests {limit})"
         if self._bucket is not None and not self._bucket.take():
             return 429, f"rate limit of {self.config.rate_limit_per_s:g} requests/s exceeded"
+        return None
+
+    def auth_refusal(self, request: Request) -> str | None:
+        """Why ``request`` lacks the bearer token (when one is set); ``None`` when it has it."""
+        if self._expected_auth is None:
+            return None
+        header = request.headers.get("authorization")
+        if header is None:
+            return "missing bearer token: send Authorization: Bearer <token>"
+        if not hmac.compare_digest(header.encode(), self._expected_auth.encode()):
+            return "invalid bearer token: authentication failed"
         return None
 
     def count_outcome(self, outcome: str, n: int = 1) -> None:
@@ -430,6 +439,20 @@ async def read_alerts(
         return error(exc.status, exc.reason)
 
 
+def token_required(state: TargetState, name: str, endpoint: Any) -> Any:
+    """``endpoint`` answering 401 without the bearer token, when one is set: the target's
+    actions, outcomes and metrics are not for whoever can reach its port. Health and
+    readiness stay open, as the real gateway's probe server (:8081) is."""
+
+    async def handler(request: Request) -> Response:
+        refused = state.auth_refusal(request)
+        if refused is not None:
+            return _error(state.metrics, name, 401, refused)
+        return await endpoint(request)
+
+    return handler
+
+
 def admitted(state: TargetState, handle: Any, refuse: Any) -> Any:
     """A webhook handler for any API profile: counted in flight while it runs, and refused
     first during an injected outage (503) or by the gate (auth, 429 above the limit)."""
@@ -560,8 +583,10 @@ def create_apps(
         return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes),
                              "faults": dict(state.faults)})  # fmt: skip
 
-    hooks = [Route("/api/v1/actions", actions, methods=["GET"]),
-             Route("/api/v1/outcomes", outcomes, methods=["GET"])]  # fmt: skip
+    metrics_endpoint = token_required(state, "metrics", metrics_endpoint)
+    hooks = [Route("/api/v1/actions", token_required(state, "actions", actions), methods=["GET"]),
+             Route("/api/v1/outcomes", token_required(state, "outcomes", outcomes),
+                   methods=["GET"])]  # fmt: skip
     if config.api == "kubernaut":
         apps = _kubernaut_apps(state, hooks, metrics_endpoint, kube_token, clock)
     else:

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -156,6 +157,22 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
+def exposure_warning(host: str, config: TargetConfig) -> str | None:
+    """One line when ``host`` is reachable beyond this machine: the reference target is a
+    test double (its kube API hands out a cluster's worth of access; without a token its
+    actions and metrics are open), so binding it wider should be a deliberate choice."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    token = ("its routes need the bearer token" if config.auth_token_env
+             else "no auth_token_env: anyone who reaches it may use it")  # fmt: skip
+    return (f"kubetest target: WARNING: listening on {host}, beyond loopback ({token}); "
+            "use --host 127.0.0.1 unless other machines must reach it")
+
+
 def serve(
     config: TargetConfig,
     host: str = "127.0.0.1",
@@ -177,6 +194,9 @@ def serve(
     names ``health=``, ``metrics=`` and ``kube=`` URLs, one event loop serving all four.
     ``kubeconfig`` (kubernaut): write a kubeconfig for the kube API there (mode 0600).
     """
+    warning = exposure_warning(host, config)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     apps = create_apps(config)
     ports = {"webhook": port, "health": health_port, "metrics": metrics_port,
              "kube": kube_port}  # fmt: skip

@@ -21,6 +21,7 @@ import pandas as pd
 
 from kubetest.analysis.verdicts import Requirement, latency_requirement
 from kubetest.remediation import FollowResult, RemediationFollower, Signal, follower_from_params
+from kubetest.secrets import scrub_then_cut
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule
 
@@ -63,7 +64,7 @@ def _start_follower(ctx: TestContext) -> tuple[RemediationFollower | None, dict[
     try:
         follower = follower_from_params(ctx.params)
     except Exception as exc:  # an unreadable kubeconfig must not cost the latency verdict
-        return None, {"followed": 0, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return None, {"followed": 0, "error": scrub_then_cut(f"{type(exc).__name__}: {exc}", 300)}
     if follower is None:
         return None, {"followed": 0, "reason": "set environment.kubeconfig (and keep "
                       "remediation.follow) to follow RemediationRequests"}  # fmt: skip

@@ -36,7 +36,7 @@ from kubetest import control
 from kubetest.alerts import Alert, make_alert, new_run_token, webhook
 from kubetest.analysis.availability import Availability, availability_from_probes, split_series
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
-from kubetest.checks import preflight_auth, preflight_tls
+from kubetest.checks import env_secrets, preflight_auth, preflight_tls
 from kubetest.engine import LoadPlan
 from kubetest.engine.client import USER_AGENT, auth_header, classify, problem_detail
 from kubetest.engine.pool import WorkloadScheduler
@@ -190,7 +190,7 @@ def check_probe_alert(ctx: TestContext, target: ProbeTarget) -> None:
     outcome, _error = target.read(resp.status_code, resp.content)
     if outcome in target.up or outcome == "throttled" or resp.status_code >= 500:
         return
-    said = problem_detail(resp.content)
+    said = problem_detail(resp.content, secrets=env_secrets(ctx.params))
     fix = ("name real workloads (alerts.workloads) in a namespace the gateway manages "
            "(alerts.namespace)") if ctx.params.target.api == "kubernaut" else (
            "check that target.api is the service's profile")  # fmt: skip

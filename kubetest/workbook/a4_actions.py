@@ -29,6 +29,7 @@ from kubetest.engine.client import classify
 from kubetest.engine.pool import WorkloadScheduler
 from kubetest.remediation import COMPLETED, FollowResult, RemediationFollower, Signal
 from kubetest.remediation import follower_from_params as _follower
+from kubetest.secrets import scrub_then_cut
 from kubetest.tls import tls_problem, verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import connect_pool
@@ -100,8 +101,8 @@ def _kube_follower(
     try:
         follower = _follower(ctx.params, namespaces, force=True)
     except Exception as exc:
-        return None, [f"verify: kubernetes: cannot read the kubeconfig: "
-                      f"{type(exc).__name__}: {exc}"[:300]]  # fmt: skip
+        said = scrub_then_cut(f"{type(exc).__name__}: {exc}", 300)
+        return None, [f"verify: kubernetes: cannot read the kubeconfig: {said}"]
     if follower is None:
         return None, ["verify: kubernetes needs environment.kubeconfig"]
     return follower.start(), []

@@ -95,8 +95,24 @@ def requirements_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def requirements_html(requirements: list[dict[str, Any]]) -> HTML:
-    frame = requirements_frame(requirements).astype(str)
+def _cell_html(value: Any) -> str:
+    """One table cell as escaped text: what a service or suite said is never markup."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return html.escape(str(value))
+
+
+def escaped_table(frame: pd.DataFrame, badges: tuple[str, ...] = ("status", "validity")) -> str:
+    """A frame as an HTML table with every cell escaped, ``badges`` columns as badges.
+
+    ``to_html(escape=False)`` is needed for the badges; every other cell is escaped here,
+    so a ``<script>`` in a suite's stderr or a service's error shows as text.
+    """
+    frame = frame.astype(object)
     for col in frame.columns:
-        frame[col] = frame[col].map(badge if col in ("status", "validity") else html.escape)
-    return HTML(frame.to_html(index=False, escape=False, na_rep="—"))
+        frame[col] = frame[col].map(badge if col in badges else _cell_html)
+    return frame.to_html(index=False, escape=False, na_rep="—")
+
+
+def requirements_html(requirements: list[dict[str, Any]]) -> HTML:
+    return HTML(escaped_table(requirements_frame(requirements).astype(str)))

@@ -30,7 +30,7 @@ from kubetest.analysis.verdicts import (
 )
 from kubetest.engine.records import read_records
 from kubetest.summary import read_results
-from kubetest.workbook.display import badge, requirements_html
+from kubetest.workbook.display import badge, escaped_table, requirements_html
 
 #: Capacity keys holding the guide's recommendation texts (B1, B2).
 CAPACITY_RECOMMENDATIONS = ("recommendation", "concurrency_recommendation")
@@ -495,7 +495,6 @@ class ReportView:
             return HTML("<p><i>No suite of the service's own was configured "
                         "(params: external_suites).</i></p>")  # fmt: skip
         frame = pd.DataFrame([suite_row(r) for r in reqs])
-        frame["status"] = frame["status"].map(badge)
         logs = "".join(
             f'<li>{html.escape(r["id"])}: '
             + ", ".join(f'<a href="{html.escape(p)}">{html.escape(k)}</a>'
@@ -504,7 +503,7 @@ class ReportView:
             for r in reqs
         )  # fmt: skip
         parts = [
-            frame.to_html(index=False, escape=False, na_rep="—"),
+            escaped_table(frame, badges=("status",)),
             "<h4>Tests per business requirement</h4>",
             table(by_requirement_frame(reqs), "No requirement patterns were given.").data,
             "<h4>Failed tests</h4>",
@@ -561,7 +560,8 @@ class ReportView:
         if not pages:
             return HTML("<p>No per-test notebooks were rendered.</p>")
         items = "".join(
-            f'<li><a href="html/{p.name}">{html.escape(p.stem)}</a></li>' for p in pages
+            f'<li><a href="html/{html.escape(p.name)}">{html.escape(p.stem)}</a></li>'
+            for p in pages
         )
         return HTML(f"<ul>{items}</ul>")
 
