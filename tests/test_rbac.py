@@ -252,7 +252,7 @@ def test_check_probes_readyz_on_8081(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(url)
         raise httpx.ConnectError("refused")
 
-    monkeypatch.setattr(checks.httpx, "get", refuse)
+    monkeypatch.setattr(checks.control, "get", refuse)  # every control-plane call's door
     row = checks.check_target(parse_params({"target": {"url": "http://gw.example:8080",
                                                        "api": "kubernaut"}}))  # fmt: skip
     assert seen == ["http://gw.example:8081/readyz"]

@@ -408,7 +408,7 @@ def test_a_tests_clients_take_target_tls_from_its_context(
     def ctx(params: Params) -> SimpleNamespace:
         return SimpleNamespace(params=params, actions_url=server.base + "/api/v1/actions",
                                metrics_url=server.base + "/metrics", records_dir=tmp_path,
-                               session_dir=tmp_path)  # fmt: skip
+                               session_dir=tmp_path, target_url=params.target.url)  # fmt: skip
 
     trusted = ctx(params_for(server, ca_file=str(pki["ca"])))
     untrusted = ctx(params_for(server))
