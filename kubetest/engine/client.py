@@ -1,6 +1,6 @@
 """The HTTP side of the engine: one aiohttp session, and how an answer becomes an outcome.
 
-Why aiohttp (chosen by measurement on this machine, one core, loopback; DESIGN.md):
+Why aiohttp (chosen by measurement on this machine, one core, loopback; README "Benchmark"):
 
 * httpx's own transport reached ~1,000 req/s at low concurrency, collapsed to ~190 req/s
   at 200 connections, and raised ConnectTimeout at 300 req/s open-loop against a 2 s
@@ -15,7 +15,7 @@ never stress it. Past any client's ceiling the backlog and socket count explode,
 engine caps in-flight requests and connections (``TCPConnector(limit=max_in_flight)``)
 and records what it could not send on time instead of queueing it (see ``shard``).
 
-Outcomes (DESIGN.md "Services behind the URL"): every answer maps to one of
+Outcomes (README "Pointing it at a real Kubernaut"): every answer maps to one of
 ``accepted | duplicate | rejected | throttled | failed``; success rates count
 ``accepted`` only. ``error`` is ``""`` for a 2xx exchange, else a class:
 

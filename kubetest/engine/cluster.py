@@ -1,7 +1,7 @@
 """Shards on Dask distributed: the load of one plan spread over processes or machines.
 
-No home-made master/worker protocol (DESIGN.md "One seam for more load than one
-process"): each shard is one ``client.submit(run_shard, ...)``-style task, pinned to its
+No home-made master/worker protocol (README "More load than one machine: Dask"):
+each shard is one ``client.submit(run_shard, ...)``-style task, pinned to its
 own worker, started at a common instant; Dask gives the transport, the dashboard, and
 deployment on Kubernetes (dask-kubernetes operator, Helm chart).
 

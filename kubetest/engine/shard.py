@@ -7,7 +7,7 @@ plain, picklable counters and encoded HDR histograms that ``run.py`` merges
 (``decode_and_add``). One process calls it once; local processes or Dask run the same
 function. Its own event loop runs inside the call (uvloop when installed).
 
-Fidelity rules (DESIGN.md "Fidelity of the measurement"):
+Fidelity rules (README "How it measures"):
 
 * latency is measured from the *intended* send time, ``lag = sent - intended`` is kept;
 * the dispatcher sleeps to absolute deadlines and, on waking, sends every arrival whose
