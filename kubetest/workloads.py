@@ -141,13 +141,7 @@ def _missing_namespace(namespace: str) -> PoolError:
 
 
 def _names(apps: Any, namespace: str, selector: str) -> list[str]:
-    from kubernetes.client.rest import ApiException
-
-    try:
-        items = apps.list_namespaced_deployment(namespace, label_selector=selector).items
-    except ApiException as exc:
-        raise _refusal(exc, "list", namespace) from None
-    return sorted(d.metadata.name for d in items)
+    return sorted(_labels_of(apps, namespace, selector))
 
 
 def _labels_of(apps: Any, namespace: str, selector: str) -> dict[str, str]:

@@ -202,13 +202,12 @@ class RemediationHistory:
     pool learns from its first 201 (``retarget``)."""
 
     def __init__(self, params: Any, namespace: str) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        from kubetest.workloads import kubeconfig_path
+        from kubetest.workloads import api_client
 
         rem = params.remediation
-        api_client = config.new_client_from_config(config_file=kubeconfig_path(params))
-        self.api = client.CustomObjectsApi(api_client)
+        self.api = client.CustomObjectsApi(api_client(params))
         self.group, self.version, self.plural = rem.group, rem.version, rem.plural
         self.requests = 0
         self.retarget(namespace)
