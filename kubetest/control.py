@@ -9,10 +9,11 @@ exchange has
   ``ResponseTooLarge`` raised (an announced Content-Length past the cap fails at once);
 * a **total deadline** (``timeout_s`` from the first byte sent to the last read), not only
   httpx's per-read timeouts: a trickled or endless body raises ``DeadlineExceeded``.
-  Each socket read is also clipped to the timeout, so a silent server cannot outlast it
-  (sync clients check the deadline between body chunks: response *headers* trickled
-  slower than one read timeout are bounded only by h11's 16 KiB header limit; the async
-  probes' deadline covers headers too);
+  Each socket read is also clipped to the timeout, so a silent server cannot outlast it;
+  sync clients check the deadline between body chunks, and a watchdog shuts the socket
+  down at the deadline, so response *headers* trickled a byte at a time cannot hold a
+  call either (each sync exchange opens its own connection, whose socket the watchdog
+  learns from httpcore's ``trace`` hook); the async probes wait with ``wait_for``;
 * one **proxy policy** (``target.proxy``): ``none`` (default) ignores ``HTTP(S)_PROXY`` so
   the bearer token only ever goes to the URL in the params, as the load engine does;
   ``env`` honours ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``.
@@ -25,7 +26,10 @@ TLS stays ``kubetest.tls.verify(target.tls)``, passed in as ``verify``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -81,20 +85,33 @@ def _announced(response: httpx.Response, cap: int) -> None:
 
 
 class _Bounded(httpx.SyncByteStream):
-    def __init__(self, inner: httpx.Response, cap: int, deadline: float, timeout_s: float):
+    def __init__(
+        self, inner: httpx.Response, cap: int, deadline: float, timeout_s: float,
+        watchdog: _Watchdog,
+    ) -> None:  # fmt: skip
         self.inner, self.cap, self.deadline, self.timeout_s = inner, cap, deadline, timeout_s
+        self.watchdog = watchdog
 
     def __iter__(self) -> Iterator[bytes]:
         seen = 0
-        for chunk in self.inner.stream:  # type: ignore[union-attr]
-            seen += len(chunk)
-            if seen > self.cap:
-                raise ResponseTooLarge(f"answer body passed {self.cap} bytes")
-            if time.monotonic() > self.deadline:
-                raise DeadlineExceeded(f"no complete answer within {self.timeout_s:g} s")
-            yield chunk
+        late = DeadlineExceeded(f"no complete answer within {self.timeout_s:g} s")
+        try:
+            for chunk in self.inner.stream:  # type: ignore[union-attr]
+                seen += len(chunk)
+                if seen > self.cap:
+                    raise ResponseTooLarge(f"answer body passed {self.cap} bytes")
+                if time.monotonic() > self.deadline:
+                    raise late
+                yield chunk
+        except httpx.TransportError:
+            if self.watchdog.fired:
+                raise late from None
+            raise
+        finally:
+            self.watchdog.cancel()
 
     def close(self) -> None:
+        self.watchdog.cancel()
         self.inner.close()
 
 
@@ -124,12 +141,48 @@ class _AsyncBounded(httpx.AsyncByteStream):
         await self.inner.aclose()
 
 
+class _Watchdog:
+    """Shuts the request's socket down when its deadline passes, so a blocking read of
+    trickled headers returns (the socket comes from httpcore's ``trace`` extension)."""
+
+    def __init__(self, request: httpx.Request, timeout_s: float) -> None:
+        self.sockets: list[socket.socket] = []
+        self.fired = False
+        prior = request.extensions.get("trace")
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+                sock = getattr(info.get("return_value"), "get_extra_info", lambda _: None)(
+                    "socket"
+                )
+                if isinstance(sock, socket.socket):
+                    self.sockets.append(sock)
+            if prior is not None:
+                prior(event, info)
+
+        request.extensions["trace"] = trace
+        self.timer = threading.Timer(timeout_s, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        for sock in self.sockets[-1:]:  # after start_tls the TLS socket owns the descriptor
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
 class BoundedTransport(httpx.BaseTransport):
     """httpx's transport with a byte cap, a total deadline and the proxy policy."""
 
     def __init__(self, *, verify: Verify, cap: int, timeout_s: float, proxy: Proxy) -> None:
         self.verify, self.cap, self.timeout_s, self.proxy = verify, cap, timeout_s, proxy
-        self.direct = httpx.HTTPTransport(verify=verify, trust_env=False)
+        # no keep-alive: each exchange connects afresh, so its watchdog knows its socket
+        self.limits = httpx.Limits(max_keepalive_connections=0)
+        self.direct = httpx.HTTPTransport(verify=verify, trust_env=False, limits=self.limits)
         self.proxied: dict[str, httpx.HTTPTransport] = {}
 
     def _inner(self, url: httpx.URL) -> httpx.HTTPTransport:
@@ -137,24 +190,37 @@ class BoundedTransport(httpx.BaseTransport):
         if via is None:
             return self.direct
         if via not in self.proxied:
-            self.proxied[via] = httpx.HTTPTransport(verify=self.verify, proxy=via, trust_env=False)
+            self.proxied[via] = httpx.HTTPTransport(
+                verify=self.verify, proxy=via, trust_env=False, limits=self.limits
+            )
         return self.proxied[via]
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = time.monotonic() + self.timeout_s
         _clip(request, self.timeout_s)
-        response = self._inner(request.url).handle_request(request)
+        watchdog = _Watchdog(request, self.timeout_s)
+        try:
+            response = self._inner(request.url).handle_request(request)
+        except httpx.TransportError:
+            watchdog.cancel()
+            if watchdog.fired or time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"no answer within {self.timeout_s:g} s", request=request
+                ) from None
+            raise
         if time.monotonic() > deadline:
+            watchdog.cancel()
             response.close()
             raise DeadlineExceeded(f"no answer within {self.timeout_s:g} s", request=request)
         try:
             _announced(response, self.cap)
         except ResponseTooLarge:
+            watchdog.cancel()
             response.close()
             raise
         return httpx.Response(
             response.status_code, headers=response.headers,
-            stream=_Bounded(response, self.cap, deadline, self.timeout_s),
+            stream=_Bounded(response, self.cap, deadline, self.timeout_s, watchdog),
             extensions=response.extensions, request=request,
         )  # fmt: skip
 

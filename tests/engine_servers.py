@@ -299,11 +299,24 @@ async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         await asyncio.sleep(1.0)
 
 
+async def trickle_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A status line, then a header that never ends, two bytes a second: every read
+    returns before a read timeout, the headers never complete."""
+    if not await _drain_request(reader):
+        return
+    writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while True:
+        writer.write(b"a")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+
 #: The hostile answers by name, for parametrised fault tests.
 HOSTILE: dict[str, RawHandler] = {
     "endless-chunked": endless_chunked,
     "announced-2GB": announced_2gb,
     "trickle-1Bps": trickle,
+    "trickle-headers": trickle_headers,
 }
 
 

@@ -79,7 +79,7 @@ def _peak_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 #: What each hostile answer must be classed as, engine and control plane alike.
 HOSTILE_CLASS = {"endless-chunked": "oversized", "announced-2GB": "oversized",
-                 "trickle-1Bps": "timeout"}  # fmt: skip
+                 "trickle-1Bps": "timeout", "trickle-headers": "timeout"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
