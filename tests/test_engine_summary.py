@@ -62,6 +62,15 @@ def test_each_saturation_signal(over: dict[str, Any], needle: str) -> None:
     assert any(needle in r for r in s["saturation_reasons"]), s["saturation_reasons"]
 
 
+def test_one_stall_is_not_saturation_three_late_arrivals_are() -> None:
+    """Below 100 arrivals the lag's p99 is its maximum: two stalled sends (a busy
+    neighbour) do not make the generator saturated; a third does."""
+    two = _summary([shard_result(lag_hdr=hdr([0.001] * 98 + [0.09] * 2))])
+    assert two["saturated"] is False and two["schedule_lag_p99"] > 0.05
+    three = _summary([shard_result(lag_hdr=hdr([0.001] * 97 + [0.09] * 3))])
+    assert any("schedule lag p99" in r for r in three["saturation_reasons"])
+
+
 def test_shards_merge_counts_and_histograms() -> None:
     a = shard_result(n=50, latency_hdr=hdr([0.1] * 50), lag_max_by_second=[0.001] * 12)
     b = shard_result(
