@@ -233,10 +233,13 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from kubetest.checks import run_checks, table_text
+    from kubetest.checks import WARNING, run_checks, table_text
 
     table, required_failed = run_checks(args.params)
     print(table_text(table))
+    for row in table[table["status"] == WARNING].itertuples():  # runs, but judges less
+        print(f"kubetest check: warning: {row.check}: {row.detail}; fix: {row.fix}",
+              file=sys.stderr)
     if required_failed:
         from kubetest.tls import FIXES
 

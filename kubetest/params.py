@@ -430,6 +430,7 @@ class A4Actions(_Model):
     verify: Literal["history", "kubernetes", "none"] = "history"
     allow_destructive: bool = False
     namespaces: list[str] = ["test-workloads"]
+    min_actions: PositiveInt = 25
     # None: 60 s for the history; remediation.timeout_min for verify: kubernetes
     verify_timeout_s: PositiveFloat | None = None
 
