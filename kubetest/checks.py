@@ -43,6 +43,8 @@ from kubetest.tls import FIXES as TLS_FIXES
 from kubetest.tls import TlsError, tls_problem, verify
 
 OK, FAILED, NOT_CONFIGURED = "ok", "failed", "not configured"
+#: Not blocking, but the run will not judge what it was asked to (e.g. BR-PA-011).
+WARNING = "warning"
 TIMEOUT_S = 5.0
 
 
@@ -792,12 +794,7 @@ def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
         return _ok("kubernetes", "environment.kubeconfig is 'embedded': the embedded target's "
                    "own cluster, started for each run")  # fmt: skip
     if path is None:
-        return _not_configured(
-            "kubernetes",
-            "no kubeconfig (environment.kubeconfig, $KUBECONFIG, ~/.kube/config)",
-            "set environment.kubeconfig to check the cluster (optional: "
-            "A4 verifies actions through the service's history)",
-        )
+        return _no_kubeconfig(params)
     if not path.is_file():
         return _failed(
             "kubernetes",
@@ -826,6 +823,58 @@ def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
         secrets = access.secrets
         check = _probe_cluster(access, _kube_namespaces(params), deadline)
     return _scrub(check, secrets)
+
+
+def _no_kubeconfig(params: Params) -> Check:
+    """No cluster to check: a failure when A4 verifies through it, else optional (and the
+    hint names what the cluster would be used for with these params)."""
+    where = "no kubeconfig (environment.kubeconfig, $KUBECONFIG, ~/.kube/config)"
+    a4 = params.a4_actions
+    if a4 is not None and a4.verify == "kubernetes":
+        return _failed("kubernetes", where,
+                       "set environment.kubeconfig: A4 (verify: kubernetes) counts an action "
+                       "only when its RemediationRequest, read through it, is Completed")
+    if a4 is not None and a4.verify == "history":
+        use = "A4 verifies actions through the service's action history"
+    elif params.target.api == "kubernaut":
+        use = "it lets A1 follow RemediationRequests to time to remediation"
+    else:
+        use = "nothing in this plan needs it"
+    return _not_configured("kubernetes", where,
+                           f"set environment.kubeconfig to check the cluster (optional: {use})")
+
+
+def check_a4_actions(params: Params) -> list[Check]:
+    """Whether A4 can judge BR-PA-011 as configured: enough actions must get past the
+    destructive guard (``kubernaut``'s 27 leave 18 without ``allow_destructive``), or the
+    verdict is INCONCLUSIVE after the whole run. No row without an A4 section."""
+    from kubetest.actions import BR_MIN_ACTIONS, planned_actions
+
+    section = params.a4_actions
+    if section is None:
+        return []
+    run, skipped = planned_actions(params, section)
+    held = [a for a, why in skipped.items() if why.startswith("destructive")]
+    unknown = [a for a, why in skipped.items() if why == "unknown action"]
+    need = section.min_actions
+    lowered = (f" (a4_actions.min_actions {need}, lowered from BR-PA-011's {BR_MIN_ACTIONS})"
+               if need < BR_MIN_ACTIONS else "")  # fmt: skip
+    what = f"{len(run)} of {len(run) + len(skipped)} actions will run"
+    if held:
+        what += f" ({len(held)} destructive held back by the guard)"
+    if unknown:
+        what += f" ({len(unknown)} unknown: {', '.join(unknown[:3])})"
+    if len(run) >= need:
+        return [_ok("a4_actions", f"{what}; BR-PA-011 needs {need}{lowered}")]
+    if held:
+        fix = (f"opt in: a4_actions.allow_destructive: true with a4_actions.namespaces "
+               f"listing only test namespaces; or judge the safe ones: a4_actions.min_actions: "
+               f"{len(run)} (a lowered count, named as such in the verdict)")  # fmt: skip
+    else:
+        fix = (f"list at least {need} actions in a4_actions.actions (or actions: all), or "
+               f"a4_actions.min_actions: {len(run)}")  # fmt: skip
+    return [Check("a4_actions", WARNING, False,
+                  f"{what}; BR-PA-011 needs {need}{lowered}: A4 will be INCONCLUSIVE", fix)]
 
 
 def _probe_cluster(access: KubeAccess, namespaces: list[str], deadline: Deadline) -> Check:
@@ -992,6 +1041,7 @@ def collect(
         "postgresql": lambda: check_postgres(env, timeout_s),
         "kubernetes": lambda: check_kubernetes(params, timeout_s),
         "rbac": lambda: check_rbac(params, timeout_s),
+        "a4_actions": lambda: check_a4_actions(params),
     }
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="check") as pool:
         futures = [pool.submit(_guarded, name, fn) for name, fn in jobs.items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,12 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue --session: keep its completed tests, run the rest",
     )  # fmt: skip
 
-    load = sub.add_parser("load", help="the guide's generate_synthetic_alerts.py: open-loop alerts")
-    load.add_argument(
-        "--url", required=True, help="webhook URL, e.g. http://127.0.0.1:8080/webhook/prometheus"
+    load = sub.add_parser(
+        "load",
+        help="the guide's generate_synthetic_alerts.py: open-loop alerts "
+        "(--rate alerts/min for --duration min)",
     )
-    load.add_argument("--rate", type=_positive(float), required=True, help="alerts per minute")
-    load.add_argument("--duration", type=_positive(float), required=True, help="minutes")
+    load.add_argument(
+        "--url", required=True,
+        help="webhook URL, e.g. http://127.0.0.1:8080/webhook/prometheus; without a path: "
+        "the --api profile's path",
+    )  # fmt: skip
+    load.add_argument(
+        "--rate", type=_positive(float), required=True, metavar="ALERTS_PER_MIN",
+        help="alerts per MINUTE (600 = 10 per second)",
+    )  # fmt: skip
+    load.add_argument(
+        "--duration", type=_positive(float), required=True, metavar="MINUTES",
+        help="MINUTES to send for (0.5 = 30 s)",
+    )  # fmt: skip
     load.add_argument("--types", nargs="+", default=["high_memory", "high_cpu", "pod_crash"])
     load.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     load.add_argument(
@@ -82,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--no-unique", action="store_true", help="repeat identical alerts (dedup test)"
     )
-    load.add_argument("--quiet", action="store_true", help="no progress line")
+    load.add_argument(
+        "--quiet", action="store_true",
+        help="no progress (by default: a live line on a terminal, else a line every 15 s)",
+    )  # fmt: skip
 
     target = sub.add_parser("target", help="run the reference target in the foreground")
     from kubetest.target.server import build_parser as build_target_parser
@@ -157,32 +173,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
+    from kubetest.checks import AuthError, preflight_auth
     from kubetest.engine import run_guide_load
-    from kubetest.params import _check_http_url
+    from kubetest.engine.guide import low_success_warning
+    from kubetest.params import _check_http_url, parse_params
+    from kubetest.tls import check_ca_file, settings
 
     try:
         _check_http_url(args.url)
     except ValueError as exc:
         raise ParamsError(f"--url {exc}") from None
-    from kubetest.checks import preflight_auth
-    from kubetest.params import parse_params
-    from kubetest.tls import check_ca_file, settings
-
     if args.ca_file:
         try:
             check_ca_file(Path(args.ca_file).expanduser().resolve())
         except ValueError as exc:
             raise ParamsError(f"--ca-file: {exc}") from None
+    if args.auth_token_env and args.auth_token_env not in os.environ:
+        raise ParamsError(f"--auth-token-env names ${args.auth_token_env}, which is not set: "
+                          "export it first")  # fmt: skip
     tls = {"ca_file": args.ca_file, "insecure": args.insecure}
     target = {"url": args.url, "api": args.api, "auth_token_env": args.auth_token_env,
               "tls": tls}  # fmt: skip
     params = parse_params({"target": target}, source="kubetest load")
-    preflight_auth(params, args.url)
+    url = params.target.url  # a URL without a path has the profile's path now
+    try:
+        preflight_auth(params, url)
+    except AuthError as exc:  # its fix names the params key; here it is an option
+        raise AuthError(str(exc).replace("target.auth_token_env", "--auth-token-env")) from None
     path = run_guide_load(
-        args.url, args.rate, args.duration, args.types, args.out, unique=not args.no_unique,
+        url, args.rate, args.duration, args.types, args.out, unique=not args.no_unique,
         api=args.api, timeout_s=args.timeout, workers=args.workers, scheduler=args.scheduler,
         records_url=args.records_url, progress=False if args.quiet else None,
-        auth_token_env=args.auth_token_env, tls=settings(params.target.tls),
+        auth_token_env=args.auth_token_env, tls=settings(params.target.tls), echo=sys.stdout,
     )  # fmt: skip
     print(path)
     import json
@@ -197,6 +219,10 @@ def _cmd_load(args: argparse.Namespace) -> int:
             sys.stderr.write(f"kubetest load: shard {shard['worker']} lost: {shard['reason']}\n")
         print("kubetest load: incomplete; the files hold what was recorded", file=sys.stderr)
         return 1
+    warning = low_success_warning(doc)
+    if warning:
+        print(warning, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -207,10 +233,13 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from kubetest.checks import run_checks, table_text
+    from kubetest.checks import WARNING, run_checks, table_text
 
     table, required_failed = run_checks(args.params)
     print(table_text(table))
+    for row in table[table["status"] == WARNING].itertuples():  # runs, but judges less
+        print(f"kubetest check: warning: {row.check}: {row.detail}; fix: {row.fix}",
+              file=sys.stderr)
     if required_failed:
         from kubetest.tls import FIXES
 

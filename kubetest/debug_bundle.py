@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from kubetest import __version__
+from kubetest.ansi import ANSI, strip_ansi  # noqa: F401  (re-exported: tests, callers)
 from kubetest.checks import (
     REDACTED,
     as_records,
@@ -71,7 +72,6 @@ KUBECONFIG_SECRET_KEYS = frozenset(
      "client-secret", "secret"}
 )  # fmt: skip
 
-ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 #: ``scheme://user:password@`` anywhere in a text (its password is replaced).
 URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"']*:)[^\s@/\"']+(?=@)")
 
@@ -84,11 +84,6 @@ LEFT_OUT_WHY = {
     "notebooks": "executed notebooks: large and full of rendered outputs; "
     "their errors are in session/notebook-errors.txt",
 }
-
-
-def strip_ansi(text: str) -> str:
-    """Tracebacks and coloured logs are unreadable (and un-scrubbable) with escape codes."""
-    return ANSI.sub("", text)
 
 
 # --------------------------------------------------------------------------- secrets

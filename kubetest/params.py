@@ -82,30 +82,68 @@ class EmbeddedTarget(_Model):
     (``verb:resource``) takes grants from kubetest's token to its Kubernetes API.
     """
 
-    workers: PositiveInt = 8
-    service_ms: PositiveFloat = 150.0
-    service_dist: Literal["exp", "const", "lognormal"] = "lognormal"
-    error_rate: Fraction = 0.0
-    outages: list[tuple[Annotated[float, Field(ge=0)], PositiveFloat]] = []
-    api: API | None = None
-    auth_token_env: str | None = None
-    max_concurrent_requests: PositiveInt | None = None  # kubernaut default: 100
-    managed_namespaces: list[str] | None = None  # kubernaut default: none
-    future_tolerance_s: NonNegative | None = None  # kubernaut default: 120
-    rate_limit_per_s: PositiveFloat | None = None  # default: no limit
-    cooldown_s: NonNegative | None = None  # kubernaut-legacy default: 60
+    workers: PositiveInt = Field(8, description="servers of the M/G/c queue (c)")
+    service_ms: PositiveFloat = Field(150.0, description="mean service time of one alert, ms")
+    service_dist: Literal["exp", "const", "lognormal"] = Field(
+        "lognormal", description="service-time distribution"
+    )
+    error_rate: Fraction = Field(0.0, description="share of alerts answered 500")
+    outages: list[tuple[Annotated[float, Field(ge=0)], PositiveFloat]] = Field(
+        [], description="[start_s, duration_s] windows (from start) in which it answers 503"
+    )
+    api: API | None = Field(None, description="profile it speaks; null: target.api")
+    auth_token_env: str | None = Field(
+        None, description="env var of the bearer token it asks for; null: target.auth_token_env"
+    )
+    max_concurrent_requests: PositiveInt | None = Field(
+        None, description="in-flight limit (429 above); null: the profile's (kubernaut: 100)"
+    )
+    managed_namespaces: list[str] | None = Field(
+        None,
+        description="namespaces it takes signals for (kubernaut; else 200 rejected); null: its own",
+    )
+    future_tolerance_s: NonNegative | None = Field(
+        None, description="newest startsAt accepted ahead of now, s; null: 120 (kubernaut)"
+    )
+    rate_limit_per_s: PositiveFloat | None = Field(
+        None, description="requests/s before 429; null: no limit"
+    )
+    cooldown_s: NonNegative | None = Field(
+        None, description="per alertname/namespace cooldown, s (kubernaut-legacy); null: 60"
+    )
     # integrity faults: shares of accepted alerts lost from / duplicated in the history
-    lose_rate: Fraction = 0.0
-    duplicate_rate: Fraction = 0.0
-    seed: int | None = None  # service times, errors and faults drawn reproducibly
+    lose_rate: Fraction = Field(
+        0.0, description="share of accepted alerts lost from its history (integrity fault)"
+    )
+    duplicate_rate: Fraction = Field(
+        0.0, description="share of accepted alerts duplicated in its history (integrity fault)"
+    )
+    seed: int | None = Field(
+        None, description="seed for service times, errors and faults; null: random"
+    )
     # kubernaut: the target's cluster (defaults: TargetConfig's)
-    controller_namespace: str | None = None  # kubernaut-system
-    kube_namespaces: list[str] | None = None  # [default, test-workloads]
-    remediation_phase_s: tuple[NonNegative, NonNegative, NonNegative, NonNegative] | None = None
-    remediation_fail_rate: Fraction | None = None  # 0
-    blocked_rate: Fraction | None = None  # 0
-    blocked_s: NonNegative | None = None  # 1
-    kube_denied: list[str] | None = None  # e.g. [delete:deployments]
+    controller_namespace: str | None = Field(
+        None, description="where its RemediationRequests live; null: kubernaut-system"
+    )
+    kube_namespaces: list[str] | None = Field(
+        None, description="namespaces its cluster holds; null: [default, test-workloads]"
+    )
+    remediation_phase_s: tuple[NonNegative, NonNegative, NonNegative, NonNegative] | None = Field(
+        None, description="seconds in processing, analyzing, executing, verifying"
+    )
+    remediation_fail_rate: Fraction | None = Field(
+        None, description="share of RemediationRequests that end Failed; null: 0"
+    )
+    blocked_rate: Fraction | None = Field(
+        None, description="share of RemediationRequests Blocked for blocked_s; null: 0"
+    )
+    blocked_s: NonNegative | None = Field(
+        None, description="how long a Blocked RemediationRequest waits, s; null: 1"
+    )
+    kube_denied: list[str] | None = Field(
+        None,
+        description="VERB:RESOURCE grants taken from kubetest's token, e.g. delete:deployments",
+    )
 
     @model_validator(mode="after")
     def _faults(self) -> EmbeddedTarget:
@@ -140,8 +178,11 @@ class Tls(_Model):
     ``insecure`` skips verification (a test setup only). A relative ``ca_file`` starts at
     the params file's folder, like ``external_suites.cwd``; it is kept absolute here."""
 
-    ca_file: str | None = None
-    insecure: bool = False
+    ca_file: str | None = Field(
+        None,
+        description="PEM CA that signed the service's certificate (relative to the params file)",
+    )
+    insecure: bool = Field(False, description="skip certificate verification (test setups only)")
 
     @field_validator("ca_file")
     @classmethod
@@ -170,24 +211,53 @@ class Tls(_Model):
 
 
 class Target(_Model):
-    url: str = "embedded"
-    api: API = "webhook"
-    health_url: str | None = None
-    actions_url: str | None = None
-    metrics_url: str | None = None
+    url: str = Field(
+        "embedded",
+        description="webhook URL, or embedded (the reference target); no path: the profile's",
+    )
+    api: API = Field(
+        "webhook",
+        description="profile: webhook (the guide), kubernaut (current gateway), kubernaut-legacy",
+    )
+    health_url: str | None = Field(
+        None,
+        description="health endpoint; null: kubernaut <host>:8081/readyz, else <origin>/health",
+    )
+    actions_url: str | None = Field(
+        None, description="action history read by A4 (verify: history) and integrity; null: none"
+    )
+    metrics_url: str | None = Field(
+        None,
+        description="/metrics scraped in tests; null: kubernaut <host>:9090/metrics, else <origin>",
+    )
     # a Prometheus server that scrapes the service: its query_range API is read after each
     # test instead of scraping metrics_url; the selector narrows it to the service's series
-    prometheus_url: str | None = None
-    prometheus_selector: str = ""
-    metrics_interval_s: Annotated[float, Field(ge=0.5, le=300)] = 2.0
+    prometheus_url: str | None = Field(
+        None,
+        description="a Prometheus server to query after each test instead of scraping metrics_url",
+    )
+    prometheus_selector: str = Field(
+        "", description='label matchers narrowing prometheus_url to the service, e.g. job="gateway"'
+    )
+    metrics_interval_s: Annotated[float, Field(ge=0.5, le=300)] = Field(
+        2.0, description="seconds between /metrics scrapes"
+    )
     # longest wait for the history to show every accepted alert (integrity)
-    integrity_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
-    auth_token_env: str | None = None
-    timeout_s: PositiveFloat = 30.0
-    tls: Tls = Tls()
+    integrity_wait_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0, description="longest wait for the history to show every accepted alert, s"
+    )
+    auth_token_env: str | None = Field(
+        None, description="env var holding the bearer token (its value is never written)"
+    )
+    timeout_s: PositiveFloat = Field(30.0, description="timeout of one request to the service, s")
+    tls: Tls = Field(Tls(), description="how HTTPS to the service is verified")
     # none: control-plane calls ignore HTTP(S)_PROXY like the engine; env: honour it
-    proxy: Literal["none", "env"] = "none"
-    embedded: EmbeddedTarget = EmbeddedTarget()
+    proxy: Literal["none", "env"] = Field(
+        "none", description="none: ignore HTTP(S)_PROXY (like the load engine); env: honour it"
+    )
+    embedded: EmbeddedTarget = Field(
+        EmbeddedTarget(), description="knobs of the embedded reference target"
+    )
 
     @field_validator("url")
     @classmethod
@@ -204,7 +274,7 @@ class Target(_Model):
     def _selector(cls, v: str) -> str:
         v = v.strip().removeprefix("{").removesuffix("}").strip()
         if v and "=" not in v:
-            raise ValueError(f"must be label matchers like job=\"gateway\", got {v!r}")
+            raise ValueError(f'must be label matchers like job="gateway", got {v!r}')
         return v
 
     @model_validator(mode="after")
@@ -241,10 +311,18 @@ class Workloads(_Model):
     ``kubetest.io/run=<token>`` in ``alerts.namespace`` before the load and deletes them
     afterwards; ``selector`` uses existing ones (a label selector) and never deletes them."""
 
-    create: PositiveInt | None = None
-    selector: str | None = None
-    image: str = "registry.k8s.io/pause:3.10"
-    ready_timeout_s: PositiveFloat = 60.0
+    create: PositiveInt | None = Field(
+        None, description="N idle Deployments kubetest creates before the run and deletes after"
+    )
+    selector: str | None = Field(
+        None, description="label selector of existing Deployments to use (never deleted)"
+    )
+    image: str = Field(
+        "registry.k8s.io/pause:3.10", description="image of the created Deployments (replicas 0)"
+    )
+    ready_timeout_s: PositiveFloat = Field(
+        60.0, description="longest wait for the created Deployments to exist, s"
+    )
 
     @field_validator("selector")
     @classmethod
@@ -269,9 +347,16 @@ class Alerts(_Model):
     namespace); ``namespace`` is where the alerts say the resource lives (a managed one);
     ``workloads`` the pool of real Deployments alerts name (``kubernaut`` profile)."""
 
-    unique: bool = True
-    namespace: str = "test-workloads"
-    workloads: Workloads | None = None
+    unique: bool = Field(
+        True,
+        description="vary names and fingerprint per alert; false repeats one alert (dedup test)",
+    )
+    namespace: str = Field(
+        "test-workloads", description="namespace the alerts name (one the service manages)"
+    )
+    workloads: Workloads | None = Field(
+        None, description="a pool of real Deployments for alerts to name (kubernaut)"
+    )
 
 
 #: RemediationRequest phases after which the gateway accepts a new signal for the owner
@@ -287,17 +372,34 @@ class Remediation(_Model):
     ``namespace`` is the controller namespace the gateway creates RRs in; left out, it is
     read from the first 201 answer (``remediationRequestNamespace``)."""
 
-    follow: bool = True
-    namespace: str | None = None
-    timeout_min: PositiveFloat = 10.0
-    mode: Literal["watch", "poll"] = "watch"
-    poll_interval_s: PositiveFloat = 2.0
-    max_requests_per_s: PositiveFloat = 5.0
-    group: str = "kubernaut.ai"  # earlier releases: remediation.kubernaut.ai
-    version: str = "v1alpha1"
-    plural: str = "remediationrequests"
-    terminal_phases: list[str] = TERMINAL_PHASES
-    waiting_phases: list[str] = WAITING_PHASES
+    follow: bool = Field(
+        True, description="follow created signals to their RemediationRequest's terminal phase"
+    )
+    namespace: str | None = Field(
+        None,
+        description="controller namespace of the RemediationRequests; null: from the first 201",
+    )
+    timeout_min: PositiveFloat = Field(10.0, description="longest wait for a terminal phase, min")
+    mode: Literal["watch", "poll"] = Field(
+        "watch", description="watch the RemediationRequests, or poll them"
+    )
+    poll_interval_s: PositiveFloat = Field(2.0, description="seconds between polls (mode: poll)")
+    max_requests_per_s: PositiveFloat = Field(
+        5.0, description="cap on Kubernetes API requests/s while following"
+    )
+    group: str = Field(
+        "kubernaut.ai",
+        description="API group of RemediationRequest (earlier releases: remediation.kubernaut.ai)",
+    )
+    version: str = Field("v1alpha1", description="API version of RemediationRequest")
+    plural: str = Field("remediationrequests", description="resource plural of RemediationRequest")
+    terminal_phases: list[str] = Field(
+        TERMINAL_PHASES,
+        description="phases after which a remediation has ended (must include Completed)",
+    )
+    waiting_phases: list[str] = Field(
+        WAITING_PHASES, description="non-terminal phases that may wait for a human, counted apart"
+    )
 
     @field_validator("terminal_phases")
     @classmethod
@@ -317,14 +419,26 @@ class Remediation(_Model):
 
 
 class Generator(_Model):
-    workers: PositiveInt = 1
-    scheduler: str | None = None
+    workers: PositiveInt = Field(
+        1, description="generator processes; > 1: shards on a local Dask cluster"
+    )
+    scheduler: str | None = Field(
+        None, description="existing Dask scheduler (tcp://host:8786): one shard per worker"
+    )
     # where remote Dask workers write records (fsspec URL); None: shipped back to the client
-    records_url: str | None = None
-    max_in_flight: PositiveInt = 10_000
+    records_url: str | None = Field(
+        None, description="where remote Dask workers write records (fsspec URL); null: shipped back"
+    )
+    max_in_flight: PositiveInt = Field(
+        10_000, description="requests in flight before arrivals are dropped (and the run saturated)"
+    )
     # bytes of each answer the engine reads; a longer body is the error class ``oversized``
-    max_body_bytes: PositiveInt = 64 << 10
-    arrivals: Literal["constant", "poisson"] = "constant"
+    max_body_bytes: PositiveInt = Field(
+        64 << 10, description="bytes of each answer read; longer is the error class oversized"
+    )
+    arrivals: Literal["constant", "poisson"] = Field(
+        "constant", description="arrival process of open-loop load"
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -339,16 +453,23 @@ class SloAbort(_Model):
     windows of ``window_s`` in a row breach: p95 > ``p95_s`` (left out: 2 × ``slo.p95_s``)
     or success < ``success_below`` (``kubetest.engine.abort``)."""
 
-    window_s: PositiveFloat = 10.0
-    consecutive: PositiveInt = 3
-    p95_s: PositiveFloat | None = None
-    success_below: Fraction = 0.5
+    window_s: PositiveFloat = Field(10.0, description="length of one judged window, s")
+    consecutive: PositiveInt = Field(3, description="breaching windows in a row that stop the test")
+    p95_s: PositiveFloat | None = Field(
+        None, description="a window breaches above this p95, s; null: 2 × slo.p95_s"
+    )
+    success_below: Fraction = Field(
+        0.5, description="a window breaches below this success rate (0..1)"
+    )
 
 
 class Slo(_Model):
-    p95_s: PositiveFloat = 5.0
-    success_rate: Fraction = 0.95
-    abort: SloAbort | None = SloAbort()  # null: every load test runs its full length
+    p95_s: PositiveFloat = Field(5.0, description="p95 response time BR-PA-003 allows, s")
+    success_rate: Fraction = Field(0.95, description="success rate a load must keep (0..1)")
+    abort: SloAbort | None = Field(
+        SloAbort(),
+        description="stop a clearly failing load test early; null: every test runs its full length",
+    )
 
     @model_validator(mode="after")
     def _abort_p95(self) -> Slo:
@@ -358,13 +479,21 @@ class Slo(_Model):
 
 
 class Environment(_Model):
-    llm_url: str | None = None
-    llm_model: str | None = None
-    redis_url: str | None = None
-    redis_password_env: str | None = "REDIS_PASSWORD"
-    postgres_dsn_env: str | None = None
+    llm_url: str | None = Field(
+        None, description="the LLM endpoint the service uses (Ollama or OpenAI-compatible)"
+    )
+    llm_model: str | None = Field(None, description="model name the LLM must serve")
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db the service uses (no password here)"
+    )
+    redis_password_env: str | None = Field(
+        "REDIS_PASSWORD", description="env var holding the Redis password"
+    )
+    postgres_dsn_env: str | None = Field(None, description="env var holding the PostgreSQL DSN")
     # a kubeconfig file, or "embedded": the embedded kubernaut target's own cluster
-    kubeconfig: str | None = None
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig of the cluster the service remediates, or embedded"
+    )
 
     @field_validator("llm_url")
     @classmethod
@@ -391,9 +520,11 @@ ALERT_TYPES = ("high_memory", "high_cpu", "pod_crash", "disk_full", "network_lat
 
 
 class A1ResponseTime(_Model):
-    rate_per_min: PositiveFloat = 60.0
-    duration_min: PositiveFloat = 10.0
-    types: list[Literal[ALERT_TYPES]] = ["high_memory", "high_cpu", "pod_crash"]  # type: ignore[valid-type]
+    rate_per_min: PositiveFloat = Field(60.0, description="open-loop load, alerts/min")
+    duration_min: PositiveFloat = Field(10.0, description="length of the load, min")
+    types: list[Literal[ALERT_TYPES]] = Field(
+        ["high_memory", "high_cpu", "pod_crash"], description="alert types sent in turn"
+    )  # type: ignore[valid-type]
 
     @field_validator("types")
     @classmethod
@@ -404,8 +535,8 @@ class A1ResponseTime(_Model):
 
 
 class A2Concurrent(_Model):
-    concurrency: PositiveInt = 100
-    duration_min: PositiveFloat = 5.0
+    concurrency: PositiveInt = Field(100, description="requests kept in flight (closed loop)")
+    duration_min: PositiveFloat = Field(5.0, description="length of the load, min")
 
 
 class A3Availability(_Model):
@@ -417,41 +548,76 @@ class A3Availability(_Model):
     which answers only after doing work). ``background_rate_per_min``: an open-loop load
     of that many alerts/min runs while probing (availability under load)."""
 
-    duration_min: PositiveFloat = 30.0
-    probe_interval_s: PositiveFloat = 1.0
-    target: Annotated[float, Field(gt=0, lt=1)] = 0.999
-    probe: Literal["webhook", "health"] = "webhook"
-    probe_timeout_s: PositiveFloat | None = None
-    background_rate_per_min: PositiveFloat | None = None
+    duration_min: PositiveFloat = Field(30.0, description="probing window, min")
+    probe_interval_s: PositiveFloat = Field(1.0, description="seconds between probes")
+    target: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.999, description="availability BR-PA-001 asks (0..1)"
+    )
+    probe: Literal["webhook", "health"] = Field(
+        "webhook", description="endpoint judged: webhook (a probe alert) or health"
+    )
+    probe_timeout_s: PositiveFloat | None = Field(
+        None, description="a probe unanswered this long is down, s; null: see A3"
+    )
+    background_rate_per_min: PositiveFloat | None = Field(
+        None, description="open-loop load during the window, alerts/min; null: none"
+    )
 
 
 class A4Actions(_Model):
-    actions: Literal["all", "guide", "kubernaut"] | list[str] = "all"
-    verify: Literal["history", "kubernetes", "none"] = "history"
-    allow_destructive: bool = False
-    namespaces: list[str] = ["test-workloads"]
+    actions: Literal["all", "guide", "kubernaut"] | list[str] = Field(
+        "all", description="all, guide (25), kubernaut (27), or a list of action names"
+    )
+    verify: Literal["history", "kubernetes", "none"] = Field(
+        "history",
+        description="how execution is verified: action history, Kubernetes (RR Completed), or none",
+    )
+    allow_destructive: bool = Field(
+        False, description="send destructive actions (drain, cordon, restart, …) to a real service"
+    )
+    namespaces: list[str] = Field(
+        ["test-workloads"], description="allow-list of namespaces destructive actions may target"
+    )
+    min_actions: PositiveInt = Field(
+        25, description="distinct actions BR-PA-011 needs; below 25 the verdict says it was lowered"
+    )
     # None: 60 s for the history; remediation.timeout_min for verify: kubernetes
-    verify_timeout_s: PositiveFloat | None = None
+    verify_timeout_s: PositiveFloat | None = Field(
+        None,
+        description="longest wait to verify, s; null: 60 (history) or remediation.timeout_min",
+    )
 
 
 class B1Capacity(_Model):
-    phases: list[tuple[PositiveFloat, PositiveFloat]] = [
-        (500, 5),
-        (1000, 5),
-        (2000, 5),
-        (5000, 3),
-        (10000, 2),
-    ]
-    recovery_s: Annotated[float, Field(ge=0)] = 30.0
-    stop_below_success: Fraction = 0.5
-    refine: bool = True
+    phases: list[tuple[PositiveFloat, PositiveFloat]] = Field(
+        [
+            (500, 5),
+            (1000, 5),
+            (2000, 5),
+            (5000, 3),
+            (10000, 2),
+        ],
+        description="[alerts/min, minutes] steps of the rate sweep",
+    )
+    recovery_s: Annotated[float, Field(ge=0)] = Field(30.0, description="pause between phases, s")
+    stop_below_success: Fraction = Field(
+        0.5, description="end the sweep below this success rate (0..1)"
+    )
+    refine: bool = Field(
+        True,
+        description="bisect the rate between the last sustainable phase and the first that was not",
+    )
 
 
 class B2Concurrency(_Model):
-    levels: list[PositiveInt] = [50, 100, 200, 500, 1000, 2000]
-    duration_s: PositiveFloat = 60.0
-    recovery_s: Annotated[float, Field(ge=0)] = 30.0
-    stop_below_success: Fraction = 0.75
+    levels: list[PositiveInt] = Field(
+        [50, 100, 200, 500, 1000, 2000], description="in-flight levels, in order"
+    )
+    duration_s: PositiveFloat = Field(60.0, description="length of each level, s")
+    recovery_s: Annotated[float, Field(ge=0)] = Field(30.0, description="pause between levels, s")
+    stop_below_success: Fraction = Field(
+        0.75, description="end the sweep below this success rate (0..1)"
+    )
 
 
 SUITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -467,14 +633,30 @@ class ExternalSuite(_Model):
     ``package.TestName`` (or ``classname.name``), to the BR id that test evidences.
     """
 
-    name: Annotated[str, Field(pattern=SUITE_NAME)]
-    command: Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)]
-    cwd: str | None = None
-    timeout_s: PositiveFloat = 900.0
-    format: Literal["auto", "go-json", "junit"] = "auto"
-    junit_path: str | None = None
-    env: dict[str, str] = {}
-    requirements: dict[str, Annotated[str, Field(min_length=1)]] = {}
+    name: Annotated[str, Field(pattern=SUITE_NAME)] = Field(
+        description="suite name (letters, digits, . _ -): its SUITE:<name> row and log files"
+    )
+    command: Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)] = (
+        Field(description="a string (run by /bin/sh -c) or a list (no shell)")
+    )
+    cwd: str | None = Field(
+        None, description="working folder, relative to the params file; null: its folder"
+    )
+    timeout_s: PositiveFloat = Field(
+        900.0, description="the whole process group is stopped after this, s"
+    )
+    format: Literal["auto", "go-json", "junit"] = Field(
+        "auto", description="result format: auto, go-json (go test -json) or junit"
+    )
+    junit_path: str | None = Field(
+        None, description="JUnit XML file, relative to cwd; null: read stdout"
+    )
+    env: dict[str, str] = Field(
+        {}, description="non-secret extra environment (secrets: export them instead)"
+    )
+    requirements: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        {}, description="regular expression on package.TestName → the BR id it evidences"
+    )
 
     @field_validator("requirements")
     @classmethod
@@ -502,20 +684,40 @@ class ExternalSuite(_Model):
 class Params(_Model):
     """A whole params file. Absent test sections are ``None``: that test is NOT_RUN."""
 
-    target: Target = Target()
-    alerts: Alerts = Alerts()
-    generator: Generator = Generator()
-    slo: Slo = Slo()
-    remediation: Remediation = Remediation()
-    environment: Environment | None = None
-    external_suites: list[ExternalSuite] | None = None
-    a1_response_time: A1ResponseTime | None = None
-    a2_concurrent: A2Concurrent | None = None
-    a3_availability: A3Availability | None = None
-    a4_actions: A4Actions | None = None
-    b1_capacity: B1Capacity | None = None
-    b2_concurrency: B2Concurrency | None = None
-    continue_on_phase_a_failure: bool = True
+    target: Target = Field(Target(), description="the service under test")
+    alerts: Alerts = Field(Alerts(), description="what the alerts name")
+    generator: Generator = Field(Generator(), description="the load generator")
+    slo: Slo = Field(Slo(), description="service-level objectives the verdicts use")
+    remediation: Remediation = Field(
+        Remediation(), description="following RemediationRequests (kubernaut with a kubeconfig)"
+    )
+    environment: Environment | None = Field(
+        None, description="test ENV: readiness of what the service depends on; null: not run"
+    )
+    external_suites: list[ExternalSuite] | None = Field(
+        None, description="test EXT: the service's own suites; null: not run"
+    )
+    a1_response_time: A1ResponseTime | None = Field(
+        None, description="test A1: response time under load (BR-PA-003); null: not run"
+    )
+    a2_concurrent: A2Concurrent | None = Field(
+        None, description="test A2: concurrent requests (BR-PA-004); null: not run"
+    )
+    a3_availability: A3Availability | None = Field(
+        None, description="test A3: availability (BR-PA-001); null: not run"
+    )
+    a4_actions: A4Actions | None = Field(
+        None, description="test A4: Kubernetes actions (BR-PA-011); null: not run"
+    )
+    b1_capacity: B1Capacity | None = Field(
+        None, description="test B1: capacity, an open-loop rate sweep; null: not run"
+    )
+    b2_concurrency: B2Concurrency | None = Field(
+        None, description="test B2: a concurrency sweep; null: not run"
+    )
+    continue_on_phase_a_failure: bool = Field(
+        True, description="run Phase B even when a Phase A test failed"
+    )
 
     @field_validator("external_suites")
     @classmethod
@@ -576,8 +778,8 @@ def _format_error(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
-        return (f"{loc}: unknown key; remove it or check its spelling (commented examples: "
-                "params/*.yaml)")  # fmt: skip
+        return (f"{loc}: unknown key; remove it or check its spelling (every key: "
+                "docs/params.md)")  # fmt: skip
     # Our own validators (value_error) word their message, and never echo a secret back.
     if "input" in err and kind not in ("missing", "value_error"):
         return f"{loc}: {msg} (got {err['input']!r})"

@@ -769,3 +769,89 @@ def test_check_dataclass_blocking() -> None:
     assert Check("x", FAILED, True, "").blocking
     assert not Check("x", FAILED, False, "").blocking
     assert not Check("x", OK, True, "").blocking
+
+
+# --------------------------------------------------------------------------- A4's action plan
+
+
+def _kubernaut_a4(**over: object) -> Params:
+    """params/kubernaut.yaml's A4 against a real (non-embedded) gateway URL."""
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "params/kubernaut.yaml").read_text())
+    return parse_params({"target": {"url": "http://127.0.0.1:9", "api": "kubernaut"},
+                         "a4_actions": {**shipped["a4_actions"], **over}})  # fmt: skip
+
+
+def test_the_shipped_kubernaut_params_cannot_judge_br_pa_011_and_check_says_so() -> None:
+    from kubetest.checks import WARNING, check_a4_actions
+
+    [row] = check_a4_actions(_kubernaut_a4())
+    assert (row.name, row.status, row.required) == ("a4_actions", WARNING, False)
+    assert row.detail == ("18 of 27 actions will run (9 destructive held back by the guard); "
+                          "BR-PA-011 needs 25: A4 will be INCONCLUSIVE")  # fmt: skip
+    assert "a4_actions.allow_destructive: true" in row.fix
+    assert "a4_actions.namespaces" in row.fix and "a4_actions.min_actions: 18" in row.fix
+
+
+def test_opting_in_or_lowering_the_count_makes_br_pa_011_judgeable() -> None:
+    from kubetest.checks import check_a4_actions
+
+    [opted] = check_a4_actions(_kubernaut_a4(allow_destructive=True))
+    assert opted.status == OK and opted.detail.startswith("27 of 27 actions will run")
+    [lowered] = check_a4_actions(_kubernaut_a4(min_actions=18))
+    assert lowered.status == OK
+    assert "needs 18 (a4_actions.min_actions 18, lowered from BR-PA-011's 25)" in lowered.detail
+    assert check_a4_actions(parse_params({})) == []  # no A4, no row
+
+
+def test_a_lowered_count_is_named_in_the_a4_verdict() -> None:
+    import pandas as pd
+
+    from kubetest.workbook.a4_actions import judge
+
+    frame = pd.DataFrame({"action": [f"a{i}" for i in range(18)] + ["drain_node"],
+                          "outcome": ["accepted"] * 18 + ["skipped"],
+                          "error": [""] * 18 + ["destructive: set a4_actions.allow_destructive"],
+                          "verified": ["executed"] * 18 + [""]})  # fmt: skip
+    assert judge(frame, "kubernetes").status == "INCONCLUSIVE"
+    req = judge(frame, "kubernetes", min_actions=18)
+    assert req.status == "PASS" and req.details["min_actions"] == 18
+    assert req.threshold.startswith("≥ 18 actions (a4_actions.min_actions, lowered from "
+                                    "BR-PA-011's 25)")  # fmt: skip
+
+
+def test_cli_check_warns_about_a4_and_wants_a_kubeconfig_for_verify_kubernetes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fake_gateway import FakeGateway
+
+    from kubetest.cli import main
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with FakeGateway() as gw:
+        path = write_params(tmp_path, {
+            "target": {"url": gw.url, "api": "kubernaut", "health_url": gw.health_url,
+                       "metrics_url": gw.metrics_url},
+            "environment": {},
+            "a4_actions": {"actions": "kubernaut", "verify": "kubernetes"},
+        })  # fmt: skip
+        rc = main(["check", "--params", str(path)])
+    out = capsys.readouterr()
+    assert rc == 1
+    rows = {ln.split()[0]: ln for ln in out.out.splitlines()[2:]}
+    assert rows["a4_actions"].split()[1:3] == ["warning", "no"]
+    assert rows["kubernetes"].split()[1:3] == ["failed", "yes"]
+    assert "history" not in rows["kubernetes"]  # A4 verifies through Kubernetes here
+    assert "A4 (verify: kubernetes)" in rows["kubernetes"]
+    err = out.err.splitlines()
+    assert "kubetest check: warning: a4_actions: 18 of 27 actions will run" in err[0]
+    assert "kubetest check: required check failed: kubernetes" in err
+
+
+def test_the_kubeconfig_hint_fits_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    history = check_kubernetes(parse_params({"environment": {}, "a4_actions": {}}))
+    assert history.status == NOT_CONFIGURED and "action history" in history.fix
+    none = check_kubernetes(parse_params({"environment": {}}))
+    assert none.status == NOT_CONFIGURED and "history" not in none.fix

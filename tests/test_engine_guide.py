@@ -42,7 +42,7 @@ def test_guide_load_writes_the_guide_fields_and_records_beside(tmp_path: Path) -
     doc = json.loads(path.read_text())
     assert set(doc) >= GUIDE_FIELDS | EXTRA_FIELDS
     assert doc["sent_count"] == doc["success_count"] == 12  # 600/min for 1.2 s
-    assert doc["success_rate"] == 100.0  # percent, like the guide
+    assert doc["success_rate"] == doc["summary"]["success_rate"] == 1.0  # one scale: 0..1
     assert 0 < doc["p50"] <= doc["p95"] <= doc["p99"] <= doc["max"] < 5
     assert doc["avg_response_time"] == pytest.approx(doc["summary"]["mean"])
     assert doc["achieved_rate_per_min"] == pytest.approx(600, rel=0.1)

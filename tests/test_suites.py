@@ -338,3 +338,46 @@ def test_a_session_runs_the_suites_and_reports_them(tmp_path: Path) -> None:
     assert "| alert-processing | FAIL | 2 | 2 | 1 |" in md
     state = json.loads((session / "state.json").read_text())
     assert state["tests"]["EXT"]["state"] == "done"
+
+
+# --------------------------------------------------------------------------- colour codes
+
+COLOUR = [sys.executable, str(SCRIPTS / "colour_suite.py")]
+
+
+@pytest.fixture
+def forced_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook kernel's environment: colour forced on every child."""
+    for name in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+@pytest.mark.usefixtures("forced_colour")
+def test_forced_colour_is_not_passed_on_to_a_suite(tmp_path: Path) -> None:
+    run = run_suite(suite(command=[*COLOUR, "if-forced"]), base_dir=tmp_path,
+                    log_dir=tmp_path)  # fmt: skip
+    stdout = (tmp_path / "s.stdout.log").read_text()
+    assert "env NO_COLOR=1" in stdout  # none of the forcing variables reached it
+    assert "\x1b" not in stdout + (tmp_path / "s.stderr.log").read_text()
+    assert run.failed_cases[0].output.endswith("colour_test.go:7: expected 5, got 6")
+
+
+@pytest.mark.usefixtures("forced_colour")
+def test_colour_codes_a_suite_prints_anyway_are_stripped_from_what_is_shown(
+    tmp_path: Path,
+) -> None:
+    run = run_suite(suite(command=[*COLOUR, "always"]), base_dir=tmp_path, log_dir=tmp_path)
+    assert "\x1b[31;1m" in (tmp_path / "s.stderr.log").read_text()  # the log stays as printed
+    shown = json.dumps(run.requirement({}).as_dict())
+    assert "\\u001b" not in shown and "[31;1m" not in shown and "[0m" not in shown
+    assert run.failed_cases[0].output == ("--- FAIL: TestColour\n"
+                                          "    colour_test.go:7: expected 5, got 6")  # fmt: skip
+
+
+def test_colour_codes_in_junit_and_in_a_cannot_run_line_are_stripped(tmp_path: Path) -> None:
+    junit = run_suite(suite(command=[*COLOUR, "junit"]), base_dir=tmp_path, log_dir=tmp_path)
+    assert junit.failed_cases[0].output == "AssertionError: drain refused\n> assert drained"
+    cannot = run_suite(suite(command=[*COLOUR, "cannot-run"]), base_dir=tmp_path,
+                       log_dir=tmp_path)  # fmt: skip
+    assert cannot.cannot_run == "exit 127: sh: gotest: not found"

@@ -343,7 +343,7 @@ def test_cli_load_takes_ca_file_and_insecure(
 ) -> None:  # fmt: skip
     common = ["load", "--url", server.url, "--rate", "1200", "--duration", "0.01", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "a"), "--ca-file", str(pki["ca"])]) == 0
-    doc = json.loads(Path(capsys.readouterr().out.strip()).read_text())
+    doc = json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
     assert doc["success_count"] == doc["sent_count"] == 12
     monkeypatch.setattr(tls, "_warned", type(tls._warned)())
     assert main([*common, "--out", str(tmp_path / "b"), "--insecure"]) == 0

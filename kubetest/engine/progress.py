@@ -1,4 +1,5 @@
-"""Progress while a run goes: a tqdm bar in notebooks, one live line on a terminal, or nothing.
+"""Progress while a run goes: a tqdm bar in notebooks, one live line on a terminal, a plain
+line every ``PLAIN_EVERY_S`` otherwise (a log file, CI, ``nohup``), or nothing when asked.
 
 An engineer watching a ten-minute test wants to know early that it is going wrong:
 elapsed time, requests sent, success rate so far and the *current* p95 (a rolling window
@@ -18,7 +19,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
@@ -32,6 +33,8 @@ WINDOW_S = 5.0
 PROGRESS_FILE_ENV = "KUBETEST_PROGRESS_FILE"
 #: A long test sends the session's terminal a line at most this often.
 SESSION_EVERY_S = 15.0
+#: Without a terminal (stderr piped to a file or CI log) a plain line this often.
+PLAIN_EVERY_S = 15.0
 
 
 def session_note(line: str) -> None:
@@ -46,11 +49,14 @@ def session_note(line: str) -> None:
 class Throttle:
     """True at most once per ``every_s``, the first time ``every_s`` after it was made."""
 
-    def __init__(self, every_s: float = SESSION_EVERY_S) -> None:
-        self.every_s, self._next = every_s, time.monotonic() + every_s
+    def __init__(
+        self, every_s: float = SESSION_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_s, self._clock = every_s, clock
+        self._next = clock() + every_s
 
     def __call__(self) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next:
             return False
         self._next = now + self.every_s
@@ -141,6 +147,27 @@ class LineDisplay:
             self._stream.flush()
 
 
+class PlainDisplay:
+    """One plain line every ``every_s`` (no ``\\r``, no escape codes): progress a log file or
+    a CI console can show, where a line redrawn in place would be noise or nothing."""
+
+    def __init__(
+        self, label: str, stream: TextIO | None = None, every_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self._label, self._stream = label, stream or sys.stderr
+        self._due = Throttle(PLAIN_EVERY_S if every_s is None else every_s, clock)
+
+    def update(self, snap: Snapshot) -> None:
+        if self._due():
+            planned = f"/{snap.planned_s:.0f}" if snap.planned_s else ""
+            self._stream.write(f"{self._label} {snap.elapsed_s:.0f}{planned} s: {_fmt(snap)}\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
 class TqdmDisplay:
     """A tqdm notebook bar over the planned seconds (needs ipywidgets; see ``make_display``)."""
 
@@ -223,8 +250,9 @@ class SessionDisplay:
 
 
 def make_display(progress: bool | None, label: str, planned_s: float) -> Display:
-    """``progress``: True/False force it on/off; None = on in a notebook or when stderr is a
-    terminal (and ``TERM`` is not ``dumb``). A listening session gets lines too."""
+    """``progress``: True/False force it on/off; None = a live display in a notebook or when
+    stderr is a terminal (and ``TERM`` is not ``dumb``), else a plain line every
+    ``PLAIN_EVERY_S``. A listening session gets lines too."""
     display = _local_display(progress, label, planned_s)
     if progress is not False and os.environ.get(PROGRESS_FILE_ENV):
         return SessionDisplay(label, display)
@@ -234,8 +262,10 @@ def make_display(progress: bool | None, label: str, planned_s: float) -> Display
 def _local_display(progress: bool | None, label: str, planned_s: float) -> Display:
     notebook = in_notebook()
     tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    if progress is False or (progress is None and not (notebook or tty)):
+    if progress is False:
         return NullDisplay()
+    if progress is None and not (notebook or tty):
+        return PlainDisplay(label)
     if notebook:
         try:
             import ipywidgets  # noqa: F401  (tqdm.notebook's bar needs it)

@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -61,6 +61,7 @@ from hdrh.histogram import HdrHistogram
 from kubetest.alerts import PayloadFactory
 from kubetest.engine.abort import AbortRule
 from kubetest.engine.client import APIS, MAX_BODY_BYTES
+from kubetest.engine.guide import header_line, summary_line
 from kubetest.engine.pool import WorkloadScheduler
 from kubetest.engine.progress import Display, in_notebook, make_display, session_note
 from kubetest.engine.records import OUTCOMES, new_histogram
@@ -719,16 +720,19 @@ def run_guide_load(
     max_in_flight: int = 10_000,
     seed: int = 0,
     tls: TlsSettings | None = None,
+    echo: TextIO | None = None,
 ) -> Path:
     """``kubetest load``: the guide's alert generator, measured properly.
 
     Writes ``alert_generation_<timestamp>.json`` (the guide's ``sent_count``,
-    ``success_count``, ``success_rate`` in PERCENT and ``avg_response_time``, plus p50/p95/
-    p99/max in seconds, ``achieved_rate_per_min``, ``schedule_lag_p99``, ``saturated``,
-    ``outcomes``, ``complete``) and ``records_<timestamp>.csv`` beside it (a folder
-    ``records_<timestamp>/`` of Parquet parts with ``workers`` > 1 or ``scheduler``; the
-    Dask dashboard link is in ``dashboard_url``); returns the JSON path. An interrupted
-    run still writes both, marked ``complete: false``.
+    ``success_count``, ``success_rate`` as a fraction 0..1 like every summary, and
+    ``avg_response_time``, plus p50/p95/p99/max in seconds, ``achieved_rate_per_min``,
+    ``schedule_lag_p99``, ``saturated``, ``outcomes``, ``complete``) and
+    ``records_<timestamp>.csv`` beside it (a folder ``records_<timestamp>/`` of Parquet
+    parts with ``workers`` > 1 or ``scheduler``; the Dask dashboard link is in
+    ``dashboard_url``); returns the JSON path. An interrupted run still writes both,
+    marked ``complete: false``. ``echo``: where the plan line (rate, duration, alerts,
+    URL) goes before the load and the summary line after (``engine.guide``).
     """
     if rate_per_min <= 0 or duration_min <= 0:
         raise KubetestError("--rate and --duration must be > 0")
@@ -766,6 +770,9 @@ def run_guide_load(
         target_rate_per_s=rate_s,
         tls=tls or TlsSettings(),
     )
+    if echo is not None:
+        echo.write(header_line(_public_url(url), rate_per_min, duration_min, len(sched)) + "\n")
+        echo.flush()
     result = run_load(
         plan,
         out_dir,
@@ -780,7 +787,7 @@ def run_guide_load(
     doc = {
         "sent_count": s["sent_count"],
         "success_count": s["success_count"],
-        "success_rate": None if s["success_rate"] is None else s["success_rate"] * 100.0,
+        "success_rate": s["success_rate"],  # a fraction, as in ``summary``
         "avg_response_time": s["mean"],
         "p50": s["p50"],
         "p95": s["p95"],
@@ -805,6 +812,9 @@ def run_guide_load(
     }
     path = out_dir / f"alert_generation_{stamp}.json"
     path.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    if echo is not None:
+        echo.write(summary_line(doc) + "\n")
+        echo.flush()
     return path
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from kubetest.ansi import strip_ansi
+
 CaseStatus = Literal["passed", "failed", "skipped"]
 
 #: Lines of a failure's output kept with the case (the rest stays in the log).
@@ -50,7 +52,8 @@ class SuiteFormatError(ValueError):
 
 
 def _tail(lines: Iterable[str], n: int = OUTPUT_TAIL_LINES) -> str:
-    kept = [ln.rstrip("\n") for ln in lines if ln.strip()]
+    """The last ``n`` non-blank lines, without colour codes (the report shows them as text)."""
+    kept = [strip_ansi(ln).rstrip("\n") for ln in lines if strip_ansi(ln).strip()]
     return "\n".join(kept[-n:])
 
 

@@ -4,7 +4,8 @@ The command runs in its own process group with no stdin (CI has none), its stdou
 stderr streamed to files in the session (nothing lost if the run is interrupted), and is
 stopped — the whole group, so ``go test``'s test binaries go too — at ``timeout_s`` or on
 Ctrl-C. The logs are scrubbed of the secrets the environment holds before anyone reads
-them from ``outputs/``.
+them from ``outputs/``. The suite runs without forced colour (``NO_COLOR=1``, no
+``FORCE_COLOR``), and what the report shows of its output is stripped of colour codes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetest.analysis.verdicts import SUITE_PREFIX, Requirement, Status
+from kubetest.ansi import strip_ansi, without_colour
 from kubetest.engine.progress import SESSION_EVERY_S, Throttle
 from kubetest.params import ExternalSuite
 from kubetest.secrets import env_safety_net, redact
@@ -204,7 +206,9 @@ def run_suite(
     out_path, err_path = (log_dir / f"{suite.name}.{s}.log" for s in ("stdout", "stderr"))
     run.logs = {"stdout": f"{log_dir.name}/{out_path.name}",
                 "stderr": f"{log_dir.name}/{err_path.name}"}  # fmt: skip
-    environ = {**os.environ, **(env or {}), **suite.env}
+    # the notebook kernel forces colour (FORCE_COLOR=1): a suite's logs and messages are
+    # read and shown as text, so they go without; the suite's own env still decides
+    environ = {**without_colour({**os.environ, **(env or {})}), **suite.env}
     secrets = [*secrets, *env_safety_net(environ)]
     if not cwd.is_dir():
         run.cannot_run = f"cwd {cwd} is not a folder (cwd is relative to the params file)"
@@ -242,7 +246,7 @@ def run_suite(
         run.duration_s = time.monotonic() - t0
     stdout, stderr = _scrub(out_path, secrets), _scrub(err_path, secrets)
     if run.exit_code in CANNOT_RUN and not stdout.strip():
-        last = [ln for ln in stderr.splitlines() if ln.strip()]
+        last = [ln for ln in strip_ansi(stderr).splitlines() if ln.strip()]
         run.cannot_run = f"exit {run.exit_code}: {last[-1] if last else 'no message'}"
         return run
     _read_cases(run, suite, cwd, stdout, log_dir, secrets)

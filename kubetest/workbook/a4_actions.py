@@ -21,7 +21,8 @@ import httpx
 import pandas as pd
 
 from kubetest import control
-from kubetest.alerts import ACTION_SETS, ACTIONS, DESTRUCTIVE_ACTIONS, action_alert, webhook
+from kubetest.actions import BR_MIN_ACTIONS, action_namespace, planned_actions
+from kubetest.alerts import DESTRUCTIVE_ACTIONS, action_alert, webhook
 from kubetest.analysis.latency import proportion_ci
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
 from kubetest.checks import preflight_auth
@@ -35,7 +36,7 @@ from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import connect_pool
 
 BR_ID = "BR-PA-011"
-MIN_ACTIONS = 25
+MIN_ACTIONS = BR_MIN_ACTIONS
 VERIFY_TIMEOUT_S = 60.0
 
 JUDGED_ON = {
@@ -53,28 +54,11 @@ class A4Result:
 
 def plan_actions(ctx: TestContext) -> tuple[list[str], dict[str, str]]:
     """Actions to send, and those skipped with why (the destructive guard)."""
-    sec = ctx.section
-    wanted = list(ACTION_SETS[sec.actions] if isinstance(sec.actions, str) else sec.actions)
-    unknown = [a for a in wanted if a not in ACTIONS]
-    skipped = {a: "unknown action" for a in unknown}
-    guarded = not ctx.params.target.is_embedded and not sec.allow_destructive
-    namespace = _namespace(ctx)
-    outside = not ctx.params.target.is_embedded and namespace not in sec.namespaces
-    for a in wanted:
-        if a in DESTRUCTIVE_ACTIONS and guarded:
-            skipped[a] = "destructive: set a4_actions.allow_destructive to run it"
-        elif a in DESTRUCTIVE_ACTIONS and outside:
-            skipped[a] = (f"destructive: namespace {namespace} is not in "
-                          "a4_actions.namespaces")  # fmt: skip
-    return [a for a in wanted if a not in skipped], skipped
+    return planned_actions(ctx.params, ctx.section)
 
 
 def _namespace(ctx: TestContext) -> str:
-    """Where the action alerts point: the workload pool's namespace, else the first of
-    the allow-list."""
-    return ctx.params.alerts.namespace if ctx.params.alerts.workloads else (
-        ctx.section.namespaces[0]
-    )
+    return action_namespace(ctx.params, ctx.section)
 
 
 def _headers(ctx: TestContext) -> dict[str, str]:
@@ -186,7 +170,8 @@ def run(ctx: TestContext) -> A4Result:
             "error": why,
             "verified": "",
         }
-    req = judge(frame, sec.verify, reasons=missing, remediation=followed)
+    req = judge(frame, sec.verify, reasons=missing, remediation=followed,
+                min_actions=sec.min_actions)
     ctx.save_result(
         {
             "title": "A4 Kubernetes actions",
@@ -264,8 +249,11 @@ def judge(
     *,
     reasons: list[str] | None = None,
     remediation: FollowResult | None = None,
+    min_actions: int = MIN_ACTIONS,
 ) -> Requirement:
-    """PASS when ≥ 25 distinct actions were tested and ≥ 95 % were verified executed.
+    """PASS when ≥ ``min_actions`` (BR-PA-011: 25) distinct actions were tested and ≥ 95 %
+    were verified executed. A lowered ``min_actions`` (``a4_actions.min_actions``) is named
+    in the criterion, so a verdict on the safe actions alone never reads as the guide's.
 
     ``reasons`` are prerequisites that failed (they make the verdict INCONCLUSIVE)."""
     tested = frame[frame["outcome"] != "skipped"]
@@ -277,21 +265,25 @@ def judge(
     reasons = list(reasons or [])
     if verify == "none":
         reasons.append("verify: none counts HTTP acceptance only, not execution")
-    if n < MIN_ACTIONS and guarded:
-        reasons.append(f"only {n} actions tested (< {MIN_ACTIONS}): {guarded} destructive "
-                       "actions were held back by the guard")  # fmt: skip
+    if n < min_actions and guarded:
+        reasons.append(f"only {n} actions tested (< {min_actions}): {guarded} destructive "
+                       "actions were held back by the guard (set allow_destructive, or "
+                       "judge the safe ones with a lowered a4_actions.min_actions)")  # fmt: skip
     status: Status
     if reasons:
         status = "INCONCLUSIVE"
     else:
-        status = "PASS" if n >= MIN_ACTIONS and rate and rate.value >= 0.95 else "FAIL"
+        status = "PASS" if n >= min_actions and rate and rate.value >= 0.95 else "FAIL"
     measured = rate.value * 100 if rate else None
+    count = f"≥ {min_actions} actions"
+    if min_actions < MIN_ACTIONS:
+        count += f" (a4_actions.min_actions, lowered from BR-PA-011's {MIN_ACTIONS})"
     return Requirement(
-        BR_ID, measured, "%", f"≥ {MIN_ACTIONS} actions, ≥ 95 % verified executed", status,
+        BR_ID, measured, "%", f"{count}, ≥ 95 % verified executed", status,
         {
             "title": REQUIREMENTS[BR_ID][0],
             "judged_on": JUDGED_ON[verify],
-            "actions_tested": n, "actions_verified": executed,
+            "actions_tested": n, "actions_verified": executed, "min_actions": min_actions,
             "actions_skipped": int((frame["outcome"] == "skipped").sum()),
             "success_rate_ci": [rate.low, rate.high] if rate else None,
             "outcomes": tested["outcome"].value_counts().to_dict(),
