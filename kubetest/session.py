@@ -486,8 +486,7 @@ def run_session(
     interrupted = False
     with contextlib.ExitStack() as scope:
         scope.enter_context(_session_lock(session_dir))
-        if overwrite:
-            _clear_session(session_dir)
+        if overwrite and _clear_session(session_dir):
             echo(f"overwriting {session_dir.name}: the earlier run's files are gone")
         (session_dir / "notebooks").mkdir(exist_ok=True)
         stop = scope.enter_context(_stop_signals(Stop()))
@@ -609,11 +608,12 @@ def _refuse_existing(session_dir: Path) -> None:
         )
 
 
-def _clear_session(session_dir: Path) -> None:
+def _clear_session(session_dir: Path) -> bool:
     """Empty a kubetest session (``state.json`` says it is one) for --overwrite, keeping its
-    ``.lock``: symlinks inside are unlinked, their targets never touched."""
+    ``.lock``: symlinks inside are unlinked, their targets never touched. False: nothing
+    was there to clear (or the folder is not kubetest's)."""
     if session_dir.is_symlink() or not (session_dir / STATE_FILE).is_file():
-        return
+        return False
     for entry in session_dir.iterdir():
         if entry.name == ".lock":
             continue
@@ -621,6 +621,7 @@ def _clear_session(session_dir: Path) -> None:
             entry.unlink()
         else:
             shutil.rmtree(entry)
+    return True
 
 
 def _resumed_only(session_dir: Path, only: list[str] | None, echo: Callable[[str], None]

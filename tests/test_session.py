@@ -460,6 +460,10 @@ def test_a_rerun_into_a_session_is_refused_and_overwrite_replaces_it(
     foreign = out / "theirs"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("not kubetest's")
+    lines.clear()
+    run_session(params, only=["A1"], session="new", outputs=out, overwrite=True,
+                echo=lines.append)  # fmt: skip
+    assert not any("overwriting" in line for line in lines)  # nothing was there to replace
     assert main([*argv[:-1], "theirs", "--overwrite"]) == 1
     assert "not a kubetest session" in capsys.readouterr().err
     assert (foreign / "notes.txt").exists()
