@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from kubetest import __version__
 from kubetest.errors import KubetestError, ParamsError
@@ -26,6 +27,16 @@ def _positive(kind: type) -> object:
     return parse
 
 
+def _only_tests(text: str) -> list[str] | None:
+    """``--only`` as test keys; an unknown one is a usage error (argparse prints usage)."""
+    from kubetest.session import parse_only
+
+    try:
+        return parse_only(text)
+    except KubetestError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--only: ")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubetest",
@@ -37,13 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the test plan of a params file and build the report")
     run.add_argument("--params", required=True, help="params YAML (e.g. params/local.yaml)")
-    run.add_argument("--only", help="comma-separated tests to run: ENV,EXT,A1,A2,A3,A4,B1,B2")
+    run.add_argument(
+        "--only", type=_only_tests,
+        help="comma-separated tests to run: ENV,EXT,A1,A2,A3,A4,B1,B2",
+    )  # fmt: skip
     run.add_argument("--session", help="session folder name under outputs/ (default: timestamp)")
     run.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root")
-    run.add_argument(
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
         "--resume", action="store_true",
-        help="continue --session: keep its completed tests, run the rest",
+        help="continue --session: keep its completed tests, run the rest of its --only",
     )  # fmt: skip
+    again.add_argument(
+        "--overwrite", action="store_true",
+        help="replace --session: delete the earlier run's files (a folder kubetest made)",
+    )  # fmt: skip
+    run.set_defaults(run_parser=run)
 
     load = sub.add_parser(
         "load",
@@ -145,13 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from kubetest.session import parse_only, run_session
+def _interrupted_line(args: argparse.Namespace, session_dir: Path) -> str:
+    """The one line a stopped run prints: where its results are, and how to continue."""
+    import shlex
 
+    from kubetest.session import shown_path
+
+    command = ["kubetest", "run", "--params", args.params]
+    if args.outputs != Path("outputs"):
+        command += ["--outputs", str(args.outputs)]
+    command += ["--session", session_dir.name, "--resume"]
+    return (f"interrupted: results kept in {shown_path(session_dir)}; continue with "
+            + shlex.join(command))  # fmt: skip
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kubetest.session import run_session
+
+    for flag in ("resume", "overwrite"):
+        if getattr(args, flag) and not args.session:
+            args.run_parser.error(f"--{flag} needs --session NAME: the session to "
+                                  + ("continue" if flag == "resume" else "replace"))  # fmt: skip
     result = run_session(
-        args.params, only=parse_only(args.only), session=args.session, outputs=args.outputs,
-        resume=args.resume,
+        args.params, only=args.only, session=args.session, outputs=args.outputs,
+        resume=args.resume, overwrite=args.overwrite,
     )  # fmt: skip
+    if result.interrupted:
+        print(_interrupted_line(args, result.session_dir), file=sys.stderr)
+        return 130
     s = result.summary
     from kubetest.analysis.validity import validity_of
 
@@ -166,9 +207,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"summary:  {result.session_dir / 'summary.json'}")
     if result.report:
         print(f"report:   {result.report}")
-    if result.interrupted:
-        print("run interrupted: the report says what was measured", file=sys.stderr)
-        return 130
     return 0 if result.report else 1
 
 
@@ -310,16 +348,32 @@ COMMANDS = {
 }  # fmt: skip
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exit after the atexit handlers (logging, temporary folders, an embedded target's own)
+    but without the interpreter's module teardown, which takes about a second once pandas,
+    papermill and ZeroMQ are loaded: a stopped run ends within 3 s of its signal."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except KubetestError as exc:
         print(f"kubetest: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("kubetest: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if code == 130 and argv is None:  # the command line, not a caller in this process
+        _exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ notebook is rendered beside it (``html/``) and linked from the report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -34,11 +35,15 @@ def render_html(notebook: Path, html: Path, title: str | None = None) -> Path:
     return html
 
 
-def build_report(session_dir: Path) -> Path:
-    """Execute the report notebook over a session's files and write ``report.html``."""
+def build_report(session_dir: Path, execute: Callable[..., None] | None = None) -> Path:
+    """Execute the report notebook over a session's files and write ``report.html``.
+
+    ``execute`` runs a notebook (``kubetest.session.execute_notebook`` by default); a run
+    passes one that a stop signal can interrupt."""
     from kubetest.markdown_report import write_markdown
     from kubetest.session import execute_notebook
 
+    execute = execute or execute_notebook
     session_dir = Path(session_dir).resolve()
     write_markdown(session_dir)  # FINAL_TEST_REPORT.md, the guide's file, from the same data
     nb_dir = session_dir / "notebooks"
@@ -47,7 +52,7 @@ def build_report(session_dir: Path) -> Path:
             render_html(executed, session_dir / "html" / (executed.stem + ".html"))
     out_nb = nb_dir / REPORT_NOTEBOOK.name
     nb_dir.mkdir(parents=True, exist_ok=True)
-    execute_notebook(REPORT_NOTEBOOK, out_nb, {"session_dir": str(session_dir)}, session_dir)
+    execute(REPORT_NOTEBOOK, out_nb, {"session_dir": str(session_dir)}, session_dir)
     return render_html(
         out_nb, session_dir / "report.html", title=f"kubetest report — {session_dir.name}"
     )

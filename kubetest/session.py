@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -70,10 +71,13 @@ class NotebookStates:
     not run) and the attempt that produced it, rewritten atomically as the run goes, so a
     resumed session and its report can say which test ran in which attempt."""
 
-    def __init__(self, session_dir: Path, selected: list[str], resume: bool) -> None:
+    def __init__(
+        self, session_dir: Path, selected: list[str], resume: bool, only: list[str] | None = None
+    ) -> None:
         self.path = session_dir / STATE_FILE
         old = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
         self.attempt = int(old.get("attempt", 0)) + 1
+        self.only = only  # --resume runs the same subset (None: the whole plan)
         self.tests: dict[str, dict[str, Any]] = old.get("tests", {})
         for key in selected:
             if self.tests.get(key, {}).get("state") != "done":
@@ -88,7 +92,7 @@ class NotebookStates:
         self.save()
 
     def save(self) -> None:
-        write_json(self.path, {"attempt": self.attempt, "tests": self.tests})
+        write_json(self.path, {"attempt": self.attempt, "only": self.only, "tests": self.tests})
 
 
 class ProgressTail(threading.Thread):
@@ -157,25 +161,43 @@ def parse_only(only: str | None) -> list[str] | None:
     return keys
 
 
-@contextlib.contextmanager
-def _stop_signals(stop: dict[str, bool]) -> Iterator[None]:
-    """SIGINT and SIGTERM stop the whole run, with the same cleanup (target, summary, report).
+@dataclass
+class Stop:
+    """What SIGINT/SIGTERM asked of the run: the loop reads ``requested``; a notebook watcher
+    (``execute_stoppable``) reads ``event`` and ``signals`` to stop its kernel."""
 
-    The flag matters when Ctrl-C reaches the whole process group: the kernel then stops
-    its own load cleanly and papermill may report a cell error instead of an interrupt;
-    the flag says the run was interrupted all the same, so no further test starts.
+    event: threading.Event = field(default_factory=threading.Event)
+    signals: int = 0
+    watching: bool = False  # a notebook runs in its thread: its watcher owns the stop
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+
+@contextlib.contextmanager
+def _stop_signals(stop: Stop) -> Iterator[Stop]:
+    """SIGINT and SIGTERM stop the whole run, with the same cleanup (target, pool, summary).
+
+    While a notebook runs, the handler only records the request: the watcher stops the
+    kernel (a kernel runs in its own session, so a terminal's Ctrl-C never reaches it).
+    Elsewhere the first signal raises KeyboardInterrupt; later ones only count, so the
+    cleanup that follows is not cut short.
     """
 
     def handler(signum: int, frame: Any) -> None:
-        stop["interrupted"] = True
-        raise KeyboardInterrupt
+        stop.signals += 1
+        first = not stop.requested
+        stop.event.set()
+        if first and not stop.watching:
+            raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals can only be handled in the main thread; the caller owns them
+        yield stop  # signals can only be handled in the main thread; the caller owns them
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -264,8 +286,70 @@ def _embedded_target(params: Params, log_path: Path) -> Any:
     return EmbeddedTarget(TargetConfig.from_params(params.target.embedded), log_path=log_path)
 
 
-def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
-    """papermill with the kernel on Unix sockets (IPC), not plain-text loopback TCP."""
+#: Loggers of papermill, nbclient (traitlets) and asyncio that report a stopped kernel's
+#: death at length; silenced for the thread of a notebook the run stopped on purpose.
+NOISY_LOGGERS = ("papermill", "traitlets", "nbclient", "jupyter_client", "asyncio")
+#: After a stop request: the kernel gets SIGINT (its load stops cleanly and keeps its
+#: records), a second SIGINT (in-flight requests cancelled) after FORCE_AFTER_S, and
+#: SIGKILL after KILL_AFTER_S: the run goes on ~1.3 s after the signal at most.
+FORCE_AFTER_S = 0.5
+KILL_AFTER_S = 1.0
+#: How long the run waits for papermill to notice a killed kernel before it goes on.
+KILLED_WAIT_S = 0.3
+
+
+class _SilencedThreads(logging.Filter):
+    """Drops records logged from the threads of notebooks the run stopped on purpose."""
+
+    idents: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.idents
+
+
+def _silence(thread: threading.Thread) -> None:
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _SilencedThreads) for f in logger.filters):
+            logger.addFilter(_SilencedThreads())
+    if thread.ident is not None:
+        _SilencedThreads.idents.add(thread.ident)
+
+
+@dataclass
+class KernelSlot:
+    """The kernel manager of the notebook being run, so a stop can signal its process
+    group (the kernel and anything it started) from the main thread."""
+
+    km: Any = None
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the kernel's process group; False when it is already gone."""
+        provisioner = getattr(self.km, "provisioner", None)
+        pgid = getattr(provisioner, "pgid", None)
+        if not pgid or pgid == os.getpgrp():  # never our own group
+            return False
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def forget(self) -> None:
+        """Remove the files papermill leaves of a killed kernel: its connection file and IPC
+        socket files. (Its client's ZeroMQ sockets stay: closing them under papermill's
+        threads prints tracebacks; ``kubetest run`` exits without waiting on them.)"""
+        for name in ("cleanup_connection_file", "cleanup_ipc_files"):
+            with contextlib.suppress(Exception):
+                getattr(self.km, name)()
+
+
+def execute_notebook(
+    src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, slot: KernelSlot | None = None
+) -> None:
+    """papermill with the kernel on Unix sockets (IPC), not plain-text loopback TCP, and the
+    kernel process's own log in ``cwd/kernel.log`` (the notebook's output is in the notebook).
+    ``slot`` receives the kernel manager, for a stop from another thread."""
     import papermill
     from jupyter_client.manager import AsyncKernelManager
 
@@ -274,12 +358,81 @@ def execute_notebook(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path
             kwargs.setdefault("transport", "ipc")
             kwargs.setdefault("ip", str(cwd / ".kernel"))
             super().__init__(**kwargs)
+            if slot is not None:
+                slot.km = self
+
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            with (cwd / "kernel.log").open("ab") as log:
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                await super().start_kernel(**kw)
 
     papermill.execute_notebook(
         str(src), str(dst), parameters=parameters, kernel_name="python3",
         progress_bar=False, cwd=str(cwd), log_output=False,
         kernel_manager_class=IPCKernelManager,
     )  # fmt: skip
+
+
+def execute_stoppable(
+    src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, stop: Stop
+) -> None:
+    """``execute_notebook`` in a thread, watched from this one: a stop request interrupts,
+    then kills, the kernel, and raises KeyboardInterrupt here within ~2 s, with no
+    traceback from papermill, nbclient or the kernel. Without ``stop`` support (not the
+    main thread), it simply runs."""
+    if threading.current_thread() is not threading.main_thread():
+        execute_notebook(src, dst, parameters, cwd)
+        return
+    slot, box = KernelSlot(), {}
+
+    def work() -> None:
+        try:
+            execute_notebook(src, dst, parameters, cwd, slot)
+        except BaseException as exc:  # handed to the watching thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="kubetest-notebook", daemon=True)
+    cwd_before = os.getcwd()  # papermill's chdir may be left behind with its thread
+    stop.watching = True
+    try:
+        thread.start()
+        while thread.is_alive() and not stop.requested:
+            thread.join(0.1)
+        if stop.requested:
+            _silence(thread)
+            _stop_kernel(slot, thread, stop)
+            raise KeyboardInterrupt
+    finally:
+        stop.watching = False
+        os.chdir(cwd_before)
+    if "error" in box:
+        raise box["error"]
+
+
+def _stop_kernel(slot: KernelSlot, thread: threading.Thread, stop: Stop) -> None:
+    """SIGINT, a second SIGINT, then SIGKILL to the kernel's group (sooner when the user
+    signals again), waiting for the notebook between each; the kernel never outlives it."""
+    t0 = time.monotonic()
+    steps = ((signal.SIGINT, FORCE_AFTER_S), (signal.SIGINT, KILL_AFTER_S))
+    for sig, until in steps:
+        slot.signal(sig)
+        seen = stop.signals
+        while thread.is_alive() and time.monotonic() - t0 < until and stop.signals == seen:
+            thread.join(0.05)
+        if not thread.is_alive():
+            break
+    if thread.is_alive():
+        slot.signal(signal.SIGKILL)
+        thread.join(KILLED_WAIT_S)
+    slot.signal(signal.SIGKILL)  # a kernel that ended its cell but not itself
+    slot.forget()  # what papermill, still noticing the death or done with it, left open
+
+
+class SessionExistsError(KubetestError):
+    """A run without --resume or --overwrite into a folder that holds a session."""
+
+    exit_code = 2
 
 
 def run_session(
@@ -289,26 +442,34 @@ def run_session(
     session: str | None = None,
     outputs: Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> SessionResult:
     """Run the selected tests of a params file into ``outputs/<session>/`` and report.
 
     ``resume`` continues an interrupted session (a lost SSH session, a closed laptop):
-    tests whose result is complete are kept and skipped, the rest run again.
+    tests whose result is complete are kept and skipped, the rest of the same ``--only``
+    subset run again. A session folder is never replaced unless ``overwrite`` says so.
     """
     params_path = Path(params_path).resolve()
     params = load_params(params_path)  # refuse bad params before anything starts
+    outputs = (outputs or Path.cwd() / "outputs").resolve()
+    if resume and not session:
+        raise KubetestError("--resume needs --session NAME: the session to continue")
+    if resume and overwrite:
+        raise KubetestError("--resume keeps a session, --overwrite replaces it: choose one")
+    session_dir = outputs / (check_session_name(session) if session is not None
+                             else new_session_name())  # fmt: skip
+    _refuse_foreign(session_dir)
+    if not resume and not overwrite:
+        _refuse_existing(session_dir)
+    if resume:
+        only = _resumed_only(session_dir, only, echo)
     selected = [k for k in params.selected_tests() if only is None or k in only]
     if not selected:
         raise KubetestError(
             f"nothing to run: {params_path.name} has no section for {','.join(only or TESTS)}"
         )
-    outputs = (outputs or Path.cwd() / "outputs").resolve()
-    if resume and not session:
-        raise KubetestError("--resume needs --session NAME: the session to continue")
-    session_dir = outputs / (check_session_name(session) if session is not None
-                             else new_session_name())  # fmt: skip
-    _refuse_foreign(session_dir)
     params_text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
     done: list[str] = []
     if resume:
@@ -316,7 +477,6 @@ def run_session(
         echo(f"resuming {session_dir.name}: kept {', '.join(done) or 'nothing'}")
     try:
         session_dir.mkdir(parents=True, exist_ok=True)
-        (session_dir / "notebooks").mkdir(exist_ok=True)
     except OSError as exc:
         raise KubetestError(
             f"cannot create {session_dir}: {exc.strerror}; check --session and disk"
@@ -324,14 +484,16 @@ def run_session(
 
     failures: dict[str, str] = {}
     interrupted = False
-    stop: dict[str, bool] = {}
-    with _session_lock(session_dir), _stop_signals(stop), \
-            _progress_channel(session_dir, echo) as progress:  # fmt: skip
-        if not resume:
-            _clear_results(session_dir)  # a rerun of a named session starts afresh
+    with contextlib.ExitStack() as scope:
+        scope.enter_context(_session_lock(session_dir))
+        if overwrite and _clear_session(session_dir):
+            echo(f"overwriting {session_dir.name}: the earlier run's files are gone")
+        (session_dir / "notebooks").mkdir(exist_ok=True)
+        stop = scope.enter_context(_stop_signals(Stop()))
+        progress = scope.enter_context(_progress_channel(session_dir, echo))
         # The params as run, for the report: they hold env var *names*, never secret values.
         (session_dir / "params.yaml").write_text(params_text)
-        states = NotebookStates(session_dir, selected, resume)
+        states = NotebookStates(session_dir, selected, resume, only)
         target = (
             _embedded_target(params, session_dir / "target.log")
             if params.target.is_embedded
@@ -353,6 +515,8 @@ def run_session(
             for key in selected:
                 if key in done:
                     continue
+                if stop.requested:  # a signal between two notebooks
+                    raise KeyboardInterrupt
                 nb = NOTEBOOKS_DIR / NOTEBOOKS[key]
                 gate = key not in PHASE_A and not params.continue_on_phase_a_failure
                 if gate and _phase_a_failed(session_dir, failures):
@@ -364,16 +528,16 @@ def run_session(
                 states.set(key, "running")
                 echo(f"{key}: running {nb.name} ...")
                 try:
-                    execute_notebook(
+                    execute_stoppable(
                         nb, session_dir / "notebooks" / nb.name,
                         {"params_path": str(params_path), "session_dir": str(session_dir),
                          "target_url": target_url},
-                        session_dir,
+                        session_dir, stop,
                     )  # fmt: skip
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # papermill raises its own error types per cell
-                    if stop.get("interrupted"):
+                    if stop.requested:
                         raise KeyboardInterrupt from None
                     failures[key] = _one_line(exc)
                     states.set(key, "failed", error=failures[key])
@@ -387,7 +551,6 @@ def run_session(
             if current:
                 failures[current] = f"interrupted after {time.monotonic() - t0:.0f} s"
                 states.set(current, "interrupted")
-            echo("interrupted: writing what was measured")
         finally:
             try:
                 pool_scope.close()  # the pool goes before the target that may hold it
@@ -395,7 +558,9 @@ def run_session(
                 if target is not None:
                     target.stop()
         summary = write_summary(session_dir, complete=not interrupted, failures=failures)
-        report = _build_report(session_dir, echo)
+        report = None
+        if not interrupted:  # the report takes its own kernel: `kubetest report` builds it
+            report, interrupted = _build_report(session_dir, echo, stop)
     return SessionResult(session_dir, summary, report, failures, interrupted)
 
 
@@ -425,16 +590,57 @@ def _refuse_foreign(session_dir: Path) -> None:
         )
 
 
-def _clear_results(session_dir: Path) -> None:
-    """Remove the previous run's ``results/`` of a kubetest session (``state.json`` says it
-    is one); a symlinked ``results`` is unlinked, its target never touched."""
-    results = session_dir / "results"
-    if not (session_dir / STATE_FILE).is_file() or not os.path.lexists(results):
-        return
-    if results.is_symlink() or not results.is_dir():
-        results.unlink()
-    else:
-        shutil.rmtree(results)
+def shown_path(path: Path) -> str:
+    """``path`` as the user would type it: relative to the working directory when inside."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _refuse_existing(session_dir: Path) -> None:
+    """A session folder is only ever continued (--resume) or replaced (--overwrite) on
+    purpose: a plain rerun under the same name must not lose the first run's results."""
+    if (session_dir / STATE_FILE).is_file():
+        raise SessionExistsError(
+            f"{shown_path(session_dir)} already holds a session; continue it with --resume, "
+            "replace it with --overwrite, or pick another --session"
+        )
+
+
+def _clear_session(session_dir: Path) -> bool:
+    """Empty a kubetest session (``state.json`` says it is one) for --overwrite, keeping its
+    ``.lock``: symlinks inside are unlinked, their targets never touched. False: nothing
+    was there to clear (or the folder is not kubetest's)."""
+    if session_dir.is_symlink() or not (session_dir / STATE_FILE).is_file():
+        return False
+    for entry in session_dir.iterdir():
+        if entry.name == ".lock":
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink()
+        else:
+            shutil.rmtree(entry)
+    return True
+
+
+def _resumed_only(session_dir: Path, only: list[str] | None, echo: Callable[[str], None]
+                  ) -> list[str] | None:  # fmt: skip
+    """The ``--only`` subset a resumed run takes: the user's when given (said when it
+    differs), else the interrupted run's, so a resume never quietly widens the run."""
+    stored: list[str] | None = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        raw = json.loads((session_dir / STATE_FILE).read_text()).get("only")
+        if isinstance(raw, list) and raw and all(k in TESTS for k in raw):
+            stored = [str(k) for k in raw]
+    if only is None:
+        if stored:
+            echo(f"resuming with --only {','.join(stored)}, as the interrupted run")
+        return stored
+    if only != stored:
+        echo(f"resuming with --only {','.join(only)}; the interrupted run had "
+             + (f"--only {','.join(stored)}" if stored else "the whole plan"))  # fmt: skip
+    return only
 
 
 def _resumable(session_dir: Path, params_text: str, selected: list[str]) -> list[str]:
@@ -453,14 +659,24 @@ def _resumable(session_dir: Path, params_text: str, selected: list[str]) -> list
     return [k for k in selected if results.get(k, {}).get("complete") is True]
 
 
-def _build_report(session_dir: Path, echo: Callable[[str], None]) -> Path | None:
+def _build_report(
+    session_dir: Path, echo: Callable[[str], None], stop: Stop
+) -> tuple[Path | None, bool]:
+    """The report, and whether a stop signal cut it short (the summary is written)."""
     from kubetest.report import build_report
 
+    def execute(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
+        execute_stoppable(src, dst, parameters, cwd, stop)
+
     try:
-        return build_report(session_dir)
+        if stop.requested:
+            raise KeyboardInterrupt
+        return build_report(session_dir, execute=execute), False
+    except KeyboardInterrupt:
+        return None, True
     except Exception as exc:  # a report failure must not hide the summary already written
         echo(f"report: FAILED: {_one_line(exc)}")
-        return None
+        return None, False
 
 
 def _one_line(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 Notebooks receive only paths and a URL from papermill (never secrets); everything else is
 read here. Run by hand in JupyterLab with no session, a notebook gets its own session
-folder under ``outputs/`` and, for an embedded target, its own reference target.
+folder under the user's outputs folder (``outputs_root``) and, for an embedded target, its
+own reference target.
 """
 
 from __future__ import annotations
@@ -21,6 +22,24 @@ from kubetest.endpoints import origin
 from kubetest.params import TESTS, Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+#: Where notebooks run by hand write their session folders, when set.
+OUTPUTS_ENV = "KUBETEST_OUTPUTS"
+
+
+def outputs_root(cwd: Path | None = None) -> tuple[Path, str]:
+    """The outputs folder of a notebook run by hand, and why that one: the user's, never
+    the installed package's. ``KUBETEST_OUTPUTS``, else the project's ``outputs/`` (the
+    nearest folder up from ``cwd`` that holds ``params/``), else ``./outputs``."""
+    env = os.environ.get(OUTPUTS_ENV, "").strip()
+    if env:
+        return Path(env).expanduser().resolve(), f"from {OUTPUTS_ENV}"
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params").is_dir():
+            return folder / "outputs", f"the project's: {folder} holds params/"
+    return here / "outputs", f"no params/ folder above {here}; set {OUTPUTS_ENV} to choose"
 
 
 def new_session_name(prefix: str = "session") -> str:
@@ -100,9 +119,12 @@ class TestContext:
         if test not in TESTS:
             raise ValueError(f"unknown test {test!r}; known: {', '.join(TESTS)}")
         params = load_params(params_path)
-        session = (
-            Path(session_dir) if session_dir else REPO_ROOT / "outputs" / new_session_name("lab")
-        )
+        if session_dir:
+            session = Path(session_dir)
+        else:  # run by hand: the opening line says where its files go, and why there
+            root, why = outputs_root()
+            session = root / new_session_name("lab")
+            print(f"writing to {session} ({why})", flush=True)
         session.mkdir(parents=True, exist_ok=True)
         owned = None
         reported = read_endpoints(session)
