@@ -195,7 +195,7 @@ def test_phase_b_waits_for_phase_a_when_asked(tmp_path: Path) -> None:
 
 def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
     params = write_params(tmp_path, a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
-                          a3_availability={"duration_min": 0.3, "probe_interval_s": 0.05,
+                          a3_availability={"duration_min": 0.1, "probe_interval_s": 0.05,
                                            "target": 0.99})  # fmt: skip
     out = tmp_path / "out"
     session = out / "s"
