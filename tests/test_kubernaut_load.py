@@ -107,7 +107,7 @@ def test_without_a_pool_the_gateway_cannot_resolve_the_alerts(tmp_path: Path) ->
     result, mine = run_a1(tmp_path, "kubernaut")
     assert mine["failed"] == N and mine["accepted"] == 0
     assert set(result.records["status"]) == {400}
-    assert result.requirement.status == "FAIL"
+    assert result.requirement.status == "FAIL", result.requirement.details
 
 
 def test_repeated_alerts_are_reported_as_duplicates(tmp_path: Path) -> None:

@@ -249,7 +249,7 @@ def test_kubetest_run_prints_validity_in_its_final_table(
     monkeypatch.setattr(session, "run_session", lambda *a, **k: session.SessionResult(
         tmp_path, summary, tmp_path / "report.html"))  # fmt: skip
     args = argparse.Namespace(params="p.yaml", only=None, session=None, outputs=None,
-                              resume=False)  # fmt: skip
+                              overwrite=False, resume=False)  # fmt: skip
     assert cli._cmd_run(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["requirement", "status", "validity"]
