@@ -55,8 +55,8 @@ def test_phase_a_requirements_are_all_judged(session: tuple[Path, object]) -> No
     a2 = reqs["BR-PA-004"]["details"]
     assert a2["in_flight"]["time_weighted_mean"] == pytest.approx(20, rel=0.05)
     a3 = reqs["BR-PA-001"]["details"]
-    assert a3["budget_s"] == pytest.approx(0.01 * 0.34 * 60)
-    assert a3["probes"] > 300 and a3["downtime_s"] == 0
+    assert a3["budget_s"] == pytest.approx(0.01 * 0.25 * 60)
+    assert a3["probes"] > 250 and a3["downtime_s"] == 0
     a4 = reqs["BR-PA-011"]["details"]
     assert a4["actions_tested"] >= 25 and a4["actions_verified"] == a4["actions_tested"]
     env = json.loads((session_dir / "results" / "ENV.json").read_text())
@@ -75,8 +75,8 @@ def test_closed_loop_obeys_littles_law(session: tuple[Path, object]) -> None:
 def test_records_cover_the_schedule(session: tuple[Path, object]) -> None:
     session_dir, _ = session
     records = read_records(session_dir / "records" / "A1.csv")
-    # smoke: 1,200/min for 0.1 min = 120 requests, each recorded once
-    assert len(records) == 120
+    # smoke: 1,200/min for 0.05 min = 60 requests, each recorded once
+    assert len(records) == 60
     assert records["seq"].is_unique
     assert (records["latency_s"] >= records["service_s"] - 1e-6).all()
 
