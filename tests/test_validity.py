@@ -16,7 +16,7 @@ from kubetest.analysis.latency import summarise
 from kubetest.analysis.validity import Validity, combine, load_validity, validity_of, worst
 from kubetest.analysis.verdicts import apply_validity, latency_requirement
 from kubetest.engine import LoadPlan, summarize
-from kubetest.engine.run import ShardInfo
+from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant
 from kubetest.metrics import GENERATOR_CPU, START_TIME_METRIC, target_restarts
 from kubetest.summary import build_summary
