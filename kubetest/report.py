@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from kubetest.workbook.context import REPO_ROOT
+from kubetest.files import REPO_ROOT
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "report.ipynb"

@@ -25,17 +25,11 @@ from typing import Any
 import yaml
 
 from kubetest.errors import KubetestError
+from kubetest.files import REPO_ROOT, TARGET_FILE, new_session_name, target_endpoints, write_json
 from kubetest.params import TESTS, Params, load_params
 from kubetest.secrets import scrub_then_cut
 from kubetest.summary import write_summary
-from kubetest.workbook.context import (
-    REPO_ROOT,
-    TARGET_FILE,
-    export_kubeconfig,
-    new_session_name,
-    target_endpoints,
-    write_json,
-)
+from kubetest.workloads import export_kubeconfig
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
