@@ -221,8 +221,8 @@ def test_summary_json_and_the_br_table_carry_validity(tmp_path: Path) -> None:
     table = requirements_frame(s["requirements"]).set_index("requirement")
     assert table.loc["BR-PA-003", "validity"] == "INVALID"
     assert table.loc["BR-PA-004", "validity"] == "VALID"
-    from kubetest.markdown_report import render_markdown
-    from kubetest.workbook.report_view import ReportView
+    from kubetest.report.markdown import render_markdown
+    from kubetest.report.view import ReportView
 
     (tmp_path / "summary.json").write_text(json.dumps(s))
     view = ReportView.load(tmp_path)
