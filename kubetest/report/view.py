@@ -355,7 +355,7 @@ class ReportView:
     def capacity_figures(self) -> list[Figure]:
         """B1's latency and throughput curves and B2's USL curve, from the results alone."""
         from kubetest import capacity_plots
-        from kubetest.analysis.capacity import UslFit
+        from kubetest.analysis.usl import UslFit
 
         slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
         figs: list[Figure] = []
