@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from kubetest.errors import KubetestError
+from kubetest.errors import KubetestError, SessionExistsError
 from kubetest.files import REPO_ROOT, TARGET_FILE, new_session_name, target_endpoints, write_json
 from kubetest.notebook_run import Stop, execute_stoppable
 from kubetest.params import TESTS, Params, load_params
@@ -264,12 +264,6 @@ def _embedded_target(params: Params, log_path: Path) -> Any:
     from kubetest.target.server import EmbeddedTarget
 
     return EmbeddedTarget(TargetConfig.from_params(params.target.embedded), log_path=log_path)
-
-
-class SessionExistsError(KubetestError):
-    """A run without --resume or --overwrite into a folder that holds a session."""
-
-    exit_code = 2
 
 
 def run_session(

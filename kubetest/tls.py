@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubetest.errors import KubetestError
+from kubetest.errors import TlsError
 
 if TYPE_CHECKING:
     from kubetest.params import Tls
@@ -49,10 +49,6 @@ INSECURE_WARNING = (
     "kubetest: warning: target.tls.insecure: true: the service's certificate is NOT "
     "verified (use it for a test setup only)"
 )
-
-
-class TlsError(KubetestError):
-    """The service's certificate was refused: one line naming the fix, before any load."""
 
 
 @dataclass(frozen=True)

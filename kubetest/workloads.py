@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kubetest.errors import KubetestError
+from kubetest.errors import KubetestError, PoolError
 from kubetest.params import MANAGED_LABEL, RUN_LABEL, Params
 
 #: Where the session tells its notebooks the embedded target's kubeconfig lies (a private
@@ -39,10 +39,6 @@ def export_kubeconfig(endpoints: dict[str, str]) -> None:
 
 POOL_FILE = "pool.json"
 RBAC_HINT = "grant it with deploy/03-workloads-role.yaml (kubectl apply -f deploy/)"
-
-
-class PoolError(KubetestError):
-    """The workload pool could not be made, found or removed (the message says why)."""
 
 
 def kubeconfig_path(params: Params) -> str:
