@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 import kubetest.plots  # noqa: F401  (sets the one seaborn theme of every figure)
-from kubetest.analysis.capacity import KEEP_UP, UslFit
+from kubetest.analysis.capacity import KEEP_UP
+from kubetest.analysis.usl import UslFit
 
 STATUS_STYLE: dict[str, dict[str, Any]] = {
     "sustainable": {"color": "#2a9d8f", "marker": "o", "label": "sustainable"},

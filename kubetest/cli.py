@@ -313,7 +313,7 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from kubetest.report import build_report
+    from kubetest.report.html import build_report
     from kubetest.summary import write_summary
 
     session = args.session_dir

@@ -46,6 +46,10 @@ PROXIES: tuple[str, ...] = ("none", "env")
 Verify = ssl.SSLContext | bool
 
 
+# These two stay here, outside ``kubetest.errors``: they derive from httpx's exceptions so
+# that every caller's ``except httpx.HTTPError`` (and ``httpx.TimeoutException``) treats
+# them like any other failed call. They describe a transport failure, never a user's
+# mistake, and ``error_class`` turns them into a measurement (``oversized``, ``timeout``).
 class ResponseTooLarge(httpx.HTTPError):
     """The answer's body passed the cap: the connection was dropped, nothing more read."""
 

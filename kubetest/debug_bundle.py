@@ -4,7 +4,7 @@ A bug report is only as good as what comes with it: the platform and package ver
 (most "it fails here" reports are an old library), the environment checks (most are a
 service that is not there), the params, the session's logs and how each notebook failed.
 Collecting that by hand takes a dozen commands and leaks a password sooner or later, so
-this module writes it in one go and scrubs every text it writes:
+this module writes it in one go and scrubs every text it writes (``secrets.Scrubber``) of:
 
 * the secret values the params point at (``checks.env_secrets``), plus kubeconfig
   credentials, plus the value of every environment variable whose *name* looks secret
@@ -23,7 +23,6 @@ import io
 import json
 import os
 import platform
-import re
 import sys
 import tarfile
 import tempfile
@@ -33,25 +32,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from kubetest import __version__
 from kubetest.ansi import ANSI, strip_ansi  # noqa: F401  (re-exported: tests, callers)
-from kubetest.checks import (
-    REDACTED,
-    as_records,
-    collect,
-    debug_info,
-    env_secrets,
-    find_kubeconfig,
-    redact,
-    redact_url,
-)
+from kubetest.checks import as_records, collect, debug_info, env_secrets, find_kubeconfig
 from kubetest.errors import KubetestError, ParamsError
 from kubetest.params import Params, parse_params
-from kubetest.secrets import SECRET_NAME_PARTS, env_safety_net, secret_named
+from kubetest.secrets import (
+    SECRET_NAME_PARTS,
+    Scrubber,
+    env_safety_net,
+    kubeconfig_secrets,
+    redact_url_or_keep,
+    secret_named,
+    url_passwords,
+)
 
 #: Environment checks touch the network the params configure: keep them short here.
 CHECK_TIMEOUT_S = 3.0
@@ -66,14 +63,6 @@ RELEVANT_ENV_PREFIXES = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
     "VIRTUAL_ENV",
 )  # fmt: skip
-#: Keys of a kubeconfig (users[].user, auth-provider config) that hold credentials.
-KUBECONFIG_SECRET_KEYS = frozenset(
-    {"token", "password", "client-key-data", "id-token", "refresh-token", "access-token",
-     "client-secret", "secret"}
-)  # fmt: skip
-
-#: ``scheme://user:password@`` anywhere in a text (its password is replaced).
-URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"']*:)[^\s@/\"']+(?=@)")
 
 #: Why the parts of a session folder the bundle leaves out are left out (MANIFEST.txt).
 LEFT_OUT_WHY = {
@@ -86,52 +75,7 @@ LEFT_OUT_WHY = {
 }
 
 
-# --------------------------------------------------------------------------- secrets
-
-
-class Scrubber:
-    """Every text that goes into the bundle passes through here (and only through here)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def text(self, text: str) -> str:
-        return URL_PASSWORD.sub(rf"\g<head>{REDACTED}", redact(strip_ansi(text), self.secrets))
-
-    def data(self, value: Any) -> Any:
-        """Scrub every string of a JSON-like value *before* it is serialized (escaping in
-        JSON or YAML would otherwise hide a secret with a quote or backslash from ``text``)."""
-        if isinstance(value, str):
-            return self.text(_redact_url(value) if "://" in value else value)
-        if isinstance(value, dict):
-            return {self.text(str(k)): self.data(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.data(v) for v in value]
-        return value
-
-    def json(self, value: Any) -> str:
-        return self.text(json.dumps(self.data(value), indent=2, ensure_ascii=False, default=str))
-
-
-def _redact_url(value: str) -> str:
-    try:
-        return redact_url(value)
-    except ValueError:  # not a URL after all (or a malformed one): the regex still applies
-        return value
-
-
-def _url_passwords(value: Any) -> list[str]:
-    """Passwords of every URL in the params (``target.url`` may carry one, too)."""
-    if isinstance(value, str):
-        if "://" in value:
-            with contextlib.suppress(ValueError):
-                return [urlsplit(value).password or ""]
-        return []
-    if isinstance(value, dict):
-        return [p for v in value.values() for p in _url_passwords(v)]
-    if isinstance(value, list | tuple):
-        return [p for v in value for p in _url_passwords(v)]
-    return []
+# --------------------------------------------------------------------------- secrets to scrub
 
 
 def _kubeconfig_secrets(params: Params | None) -> list[str]:
@@ -144,21 +88,7 @@ def _kubeconfig_secrets(params: Params | None) -> list[str]:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return []
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key in KUBECONFIG_SECRET_KEYS and isinstance(item, str):
-                    found.append(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(doc)
-    return found
+    return kubeconfig_secrets(doc)
 
 
 def _params_env_names(params: Params | None) -> set[str]:
@@ -254,7 +184,7 @@ def _environment_variables(environ: dict[str, str], secret_names: set[str]) -> d
         if name in secret_names or secret_named(name):
             shown[name] = "set" if value else "set (empty)"
         else:
-            shown[name] = _redact_url(value) if "://" in value else value
+            shown[name] = redact_url_or_keep(value) if "://" in value else value
     return shown
 
 
@@ -408,7 +338,7 @@ def write_debug_bundle(
 
     secrets = env_safety_net(environ)
     for src in sources:  # every params file read: the explicit one and the session's
-        secrets += _url_passwords(src.raw)
+        secrets += url_passwords(src.raw)
         if src.params is not None:
             secrets += env_secrets(src.params)
             secrets += [environ.get(n, "") for n in _params_env_names(src.params)]

@@ -20,7 +20,7 @@ from kubetest.analysis.verdicts import (
     decide,
     not_run,
 )
-from kubetest.workbook.context import write_json
+from kubetest.files import write_json
 
 
 def read_results(session_dir: Path) -> dict[str, dict[str, Any]]:

@@ -24,12 +24,21 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from kubetest.errors import KubetestError
+from kubetest.errors import TlsError
 
-if TYPE_CHECKING:
-    from kubetest.params import Tls
+
+class Tls(Protocol):
+    """What ``settings`` reads of params' ``target.tls`` (``kubetest.params.Tls``), named
+    by shape so that params, which validates a CA file here, is not imported back."""
+
+    @property
+    def ca_file(self) -> str | Path | None: ...
+
+    @property
+    def insecure(self) -> bool: ...
+
 
 PEM_MARK = "-----BEGIN CERTIFICATE-----"
 #: The fix for an untrusted certificate (the common case: a private or self-signed CA).
@@ -49,10 +58,6 @@ INSECURE_WARNING = (
     "kubetest: warning: target.tls.insecure: true: the service's certificate is NOT "
     "verified (use it for a test setup only)"
 )
-
-
-class TlsError(KubetestError):
-    """The service's certificate was refused: one line naming the fix, before any load."""
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kubetest.errors import KubetestError
+from kubetest.errors import KubetestError, PoolError
 from kubetest.params import MANAGED_LABEL, RUN_LABEL, Params
 
 #: Where the session tells its notebooks the embedded target's kubeconfig lies (a private
 #: temporary file; it holds a token, so it never goes under outputs/).
 EMBEDDED_KUBECONFIG_ENV = "KUBETEST_EMBEDDED_KUBECONFIG"
+
+
+def export_kubeconfig(endpoints: dict[str, str]) -> None:
+    """Tell ``environment.kubeconfig: embedded`` (and the kernels, which inherit the
+    environment) where the embedded target's kubeconfig lies."""
+    if endpoints.get("kubeconfig"):
+        os.environ[EMBEDDED_KUBECONFIG_ENV] = endpoints["kubeconfig"]
+
+
 POOL_FILE = "pool.json"
 RBAC_HINT = "grant it with deploy/03-workloads-role.yaml (kubectl apply -f deploy/)"
-
-
-class PoolError(KubetestError):
-    """The workload pool could not be made, found or removed (the message says why)."""
 
 
 def kubeconfig_path(params: Params) -> str:

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from kubetest.analysis import capacity as cap
+from kubetest.analysis import queueing, usl
 from kubetest.engine.records import DTYPES
 from kubetest.workbook import b1_capacity, b2_concurrency
 from kubetest.workbook.context import TestContext
@@ -226,40 +227,40 @@ def test_refinement_phases_are_shorter_than_the_grid() -> None:
 
 def test_knee_of_a_hockey_stick_and_of_a_queue_curve() -> None:
     n = [1, 2, 4, 8, 16, 32]
-    assert cap.find_knee(n, np.minimum(n, 4) * 50.0, curve="concave") == 4
+    assert usl.find_knee(n, np.minimum(n, 4) * 50.0, curve="concave") == 4
     # M/M/1 mean response 1/(μ − λ), μ = 100: convex, bending near ρ ≈ 0.8-0.9
     lam = np.arange(10, 100, 10, dtype=float)
-    knee = cap.find_knee(lam, 1 / (100 - lam), curve="convex")
+    knee = usl.find_knee(lam, 1 / (100 - lam), curve="convex")
     assert knee is not None and 70 <= knee <= 90
-    assert cap.find_knee([1, 2, 3, 4], [2, 4, 6, 8], curve="concave") is None  # a line
-    assert cap.find_knee([1, 2], [1, 5], curve="convex") is None
+    assert usl.find_knee([1, 2, 3, 4], [2, 4, 6, 8], curve="concave") is None  # a line
+    assert usl.find_knee([1, 2], [1, 5], curve="convex") is None
 
 
 def test_usl_fit_recovers_known_coefficients() -> None:
     n = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=float)
-    truth = cap.usl(n, 100.0, 0.05, 0.001)
+    truth = usl.usl(n, 100.0, 0.05, 0.001)
     noisy = truth * (1 + 0.01 * np.random.default_rng(1).standard_normal(n.size))
-    fit = cap.fit_usl(n, noisy)
+    fit = usl.fit_usl(n, noisy)
     assert fit is not None and fit.r2 > 0.99
     assert fit.sigma == pytest.approx(0.05, abs=0.01)
     assert fit.kappa == pytest.approx(0.001, rel=0.2)
     peak_n = math.sqrt(0.95 / 0.001)
     assert fit.peak_concurrency == pytest.approx(peak_n, rel=0.15)
-    assert fit.peak_throughput == pytest.approx(float(cap.usl(peak_n, 100, 0.05, 0.001)), rel=0.03)
+    assert fit.peak_throughput == pytest.approx(float(usl.usl(peak_n, 100, 0.05, 0.001)), rel=0.03)
 
 
 def test_usl_without_coherency_peaks_at_its_asymptote() -> None:
     n = np.array([1, 2, 4, 8, 16, 32], dtype=float)
-    fit = cap.fit_usl(n, cap.usl(n, 10.0, 0.1, 0.0))
+    fit = usl.fit_usl(n, usl.usl(n, 10.0, 0.1, 0.0))
     assert fit is not None and fit.kappa < 1e-6
     assert fit.peak_throughput == pytest.approx(100.0, rel=0.02)  # λ / σ
-    assert cap.fit_usl([1, 2], [1, 2]) is None
+    assert usl.fit_usl([1, 2], [1, 2]) is None
 
 
 def test_littles_law_error() -> None:
-    assert cap.littles_law_error(100, 95.0) == pytest.approx(0.05)
-    assert cap.littles_law_error(None, 95.0) is None
-    assert cap.littles_law_error(10, float("nan")) is None
+    assert usl.littles_law_error(100, 95.0) == pytest.approx(0.05)
+    assert usl.littles_law_error(None, 95.0) is None
+    assert usl.littles_law_error(10, float("nan")) is None
 
 
 # -- recommendations and capacity summaries -----------------------------------------------
@@ -324,12 +325,12 @@ def test_rate_capacity_and_its_requirement() -> None:
 
 
 def test_erlang_c_known_values() -> None:
-    assert cap.erlang_c(1, 0.7) == pytest.approx(0.7)  # M/M/1: P(wait) = ρ
-    assert cap.erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert queueing.erlang_c(1, 0.7) == pytest.approx(0.7)  # M/M/1: P(wait) = ρ
+    assert queueing.erlang_c(2, 1.0) == pytest.approx(1 / 3)
     # M/M/1 response time is exponential with rate μ − λ
-    assert cap.mmc_response_quantile(5, 10, 1) == pytest.approx(math.log(20) / 5)
-    lam = cap.mmc_max_rate(50, 4, 0.1)
-    assert cap.mmc_response_quantile(lam, 50, 4) == pytest.approx(0.1, rel=1e-6)
+    assert queueing.mmc_response_quantile(5, 10, 1) == pytest.approx(math.log(20) / 5)
+    lam = queueing.mmc_max_rate(50, 4, 0.1)
+    assert queueing.mmc_response_quantile(lam, 50, 4) == pytest.approx(0.1, rel=1e-6)
 
 
 def test_erlang_c_quantile_matches_a_simulated_mmc_queue() -> None:
@@ -344,7 +345,7 @@ def test_erlang_c_quantile_matches_a_simulated_mmc_queue() -> None:
         heapq.heappush(free, done)
         resp[i] = done - a
     simulated = float(np.quantile(resp[n // 10 :], 0.95))
-    assert simulated == pytest.approx(cap.mmc_response_quantile(lam, mu, c), rel=0.05)
+    assert simulated == pytest.approx(queueing.mmc_response_quantile(lam, mu, c), rel=0.05)
 
 
 # -- end to end against the embedded reference target ---------------------------------------
@@ -404,7 +405,7 @@ def test_b1_matches_erlang_c_on_an_mm_c_target(tmp_path: Path) -> None:
     21,543/min (ρ = 0.9). Fast service packs many queue cycles into 3 s phases, and near
     ρ = 0.9 p95 climbs so steeply that a few ms of loopback overhead or a noisy p95 moves
     the rate little. The grid (0.8× and 1.2×, above c/D) brackets it surely."""
-    analytic = cap.mmc_max_rate(100, 4, 0.08) * 60
+    analytic = queueing.mmc_max_rate(100, 4, 0.08) * 60
     grid = [[round(0.8 * analytic), 3 / 60], [round(1.2 * analytic), 3 / 60]]
     res = run_b1(tmp_path, {"workers": 4, "service_ms": 10, "service_dist": "exp"}, grid,
                  arrivals="poisson", slo_p95_s=0.08)  # fmt: skip
@@ -451,7 +452,7 @@ def test_figures_draw_from_a_phases_table_and_survive_empty_input() -> None:
         rows.append(row | {"concurrency": n})
     table = pd.DataFrame(rows)
     c = cap.rate_capacity(table)
-    fit = cap.fit_usl(table["concurrency"], table["throughput_per_min"] / 60)
+    fit = usl.fit_usl(table["concurrency"], table["throughput_per_min"] / 60)
     records = pd.concat(
         [queue_records(r / 60, 5, 0.02, servers=4).assign(phase=i, label=f"{r}/min", load=r)
          for i, r in enumerate([6000, 9000], start=1)]

@@ -28,9 +28,9 @@ from engine_servers import (
     shard_result,
 )
 
-from kubetest.engine import LoadPlan, ShardResult, read_records, run_load
+from kubetest.engine import LoadPlan, ShardResult, read_records, run_load, summarize
 from kubetest.engine import cluster as dask_cluster
-from kubetest.engine.run import ShardInfo, summarize
+from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant, poisson
 
 

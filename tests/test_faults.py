@@ -343,7 +343,7 @@ def test_slow_client_does_not_block_the_target(target: EmbeddedTarget) -> None:
 def test_a_full_disk_stops_the_run_with_one_clear_line(tmp_path: Path) -> None:
     """Records that cannot be written make the run stop with a KubetestError (one line
     on the CLI), not a traceback and not load sent into the void."""
-    from kubetest.engine.records import RecordsWriteError
+    from kubetest.errors import RecordsWriteError
 
     (tmp_path / "full.csv").symlink_to("/dev/full")  # every write: ENOSPC
 

@@ -18,12 +18,12 @@ import yaml
 from fake_gateway import FakeGateway
 
 from kubetest.analysis.gateway_counters import counter_findings, cross_check, increase
-from kubetest.markdown_report import render_markdown
 from kubetest.metrics import GENERATOR_CPU
+from kubetest.report.markdown import render_markdown
+from kubetest.report.view import ReportView
 from kubetest.summary import write_summary
 from kubetest.workbook import a2_concurrent
 from kubetest.workbook.context import TestContext
-from kubetest.workbook.report_view import ReportView
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,7 +14,7 @@ import mistune
 import pytest
 import yaml
 
-from kubetest.markdown_report import _bullets, _cell
+from kubetest.report.markdown import _bullets, _cell
 
 pytestmark = pytest.mark.timeout(300)
 

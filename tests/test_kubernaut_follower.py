@@ -19,7 +19,8 @@ import yaml
 from kube_standin import COMPLETES, FAILS, KubeStandIn
 
 from kubetest.alerts import ACTIONS
-from kubetest.remediation import RemediationFollower, Signal
+from kubetest.remediation import RemediationFollower
+from kubetest.remediation_result import Signal
 from kubetest.workbook import a1_response_time, a4_actions
 from kubetest.workbook.context import TestContext
 

@@ -144,9 +144,9 @@ def test_a4_action_sets(tmp_path: Path) -> None:
 
 
 def test_a3_under_a_background_load_keeps_its_records_and_reports_them(tmp_path: Path) -> None:
-    from kubetest.markdown_report import render_markdown
+    from kubetest.report.markdown import render_markdown
+    from kubetest.report.view import ReportView
     from kubetest.summary import write_summary
-    from kubetest.workbook.report_view import ReportView
 
     with context(
         tmp_path, "A3", a3_availability={"duration_min": 0.1, "probe_interval_s": 0.1,

@@ -340,7 +340,8 @@ def test_a_notebook_run_by_hand_writes_where_the_user_works(
 ) -> None:
     """Issue 23 item 5: the project's outputs/ (the folder holding params/), or
     KUBETEST_OUTPUTS, or ./outputs; never the installed package's; said in the first line."""
-    from kubetest.workbook.context import REPO_ROOT, TestContext
+    from kubetest.files import REPO_ROOT
+    from kubetest.workbook.context import TestContext
 
     project = tmp_path / "project"
     (project / "params").mkdir(parents=True)

@@ -16,7 +16,7 @@ from kubetest.analysis.latency import summarise
 from kubetest.analysis.validity import Validity, combine, load_validity, validity_of, worst
 from kubetest.analysis.verdicts import apply_validity, latency_requirement
 from kubetest.engine import LoadPlan, summarize
-from kubetest.engine.run import ShardInfo
+from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant
 from kubetest.metrics import GENERATOR_CPU, START_TIME_METRIC, target_restarts
 from kubetest.summary import build_summary
@@ -221,8 +221,8 @@ def test_summary_json_and_the_br_table_carry_validity(tmp_path: Path) -> None:
     table = requirements_frame(s["requirements"]).set_index("requirement")
     assert table.loc["BR-PA-003", "validity"] == "INVALID"
     assert table.loc["BR-PA-004", "validity"] == "VALID"
-    from kubetest.markdown_report import render_markdown
-    from kubetest.workbook.report_view import ReportView
+    from kubetest.report.markdown import render_markdown
+    from kubetest.report.view import ReportView
 
     (tmp_path / "summary.json").write_text(json.dumps(s))
     view = ReportView.load(tmp_path)

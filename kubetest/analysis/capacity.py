@@ -1,7 +1,8 @@
-"""Capacity analysis (Phase B): phase judgement, bisection, knee, USL, Little's law.
+"""Capacity analysis (Phase B): phase judgement, bisection, capacity summaries.
 
 Pure functions over records and phase tables (no I/O), so every rule is testable on
-synthetic data and checkable against queueing theory (``mmc_*``: Erlang C).
+synthetic data and checkable against queueing theory (``analysis.queueing``: Erlang C).
+The knee, the USL fit and Little's law are in ``analysis.usl``.
 
 A load phase only says something about the *target* when the generator kept its
 schedule: a saturated (or interrupted, or nearly empty) phase is marked and kept out of
@@ -31,16 +32,16 @@ INCONCLUSIVE (interrupted, a shard lost, the target restarted) as inconclusive.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from kubetest.analysis.latency import LatencySummary, summarise
+from kubetest.analysis.usl import UslFit, find_knee, fit_usl, littles_law_error
 from kubetest.analysis.validity import Validity, load_validity
 from kubetest.analysis.verdicts import MIN_SAMPLES, RATE_REQUIREMENT_PER_MIN, Requirement, Status
 
@@ -69,8 +70,6 @@ CLOSED_TRIM = 0.10
 TREND_CONFIDENCE = 0.95
 TREND_REL_RISE = 0.5
 TREND_ABS_RISE_S = 0.001
-#: Knee: the least departure from the chord (share of the range) that counts as a knee.
-KNEE_MIN_DEPARTURE = 0.05
 #: Closed loop: a level counts only if the generator held this share of N in flight.
 HELD_IN_FLIGHT = 0.90
 #: Little's law: N and X·R further apart than this (relative) are flagged, on levels whose
@@ -415,114 +414,6 @@ def refine_duration_s(bracketing_durations_s: Sequence[float]) -> float:
     return max(shorter / 2, min(shorter, REFINE_MIN_S))
 
 
-# -- knee, USL, Little's law ----------------------------------------------------------------
-
-
-def find_knee(
-    x: Sequence[float], y: Sequence[float], *, curve: str, direction: str = "increasing"
-) -> float | None:
-    """Kneedle (``kneed``) on points sorted by x, repeated x averaged; ``None`` with fewer
-    than 3 points or no knee (a straight line has none).
-
-    A sweep has 5-10 points, too few for Kneedle's S = 1 rule (the difference curve must
-    fall by S × the mean point spacing after its peak); then the knee is the peak of the
-    difference curve itself, if the curve leaves its chord there by ≥ ``KNEE_MIN_DEPARTURE``
-    of its range.
-    """
-    from kneed import KneeLocator
-
-    frame = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)})
-    frame = frame.replace([np.inf, -np.inf], np.nan).dropna()
-    frame = frame.groupby("x", as_index=False)["y"].mean().sort_values("x")
-    if len(frame) < 3 or frame["y"].nunique() < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # kneed warns "no knee/elbow found"
-        loc = KneeLocator(frame["x"], frame["y"], curve=curve, direction=direction)
-    if loc.knee is not None:
-        return float(loc.knee)
-    diff = np.asarray(loc.y_difference, dtype=float)
-    best = int(np.argmax(diff))
-    if 0 < best < len(diff) - 1 and diff[best] >= KNEE_MIN_DEPARTURE:
-        return float(frame["x"].iloc[best])
-    return None
-
-
-def usl(n: np.ndarray | float, lam: float, sigma: float, kappa: float) -> np.ndarray:
-    """Gunther's Universal Scalability Law: X(N) = λN / (1 + σ(N−1) + κN(N−1))."""
-    n = np.asarray(n, dtype=float)
-    return lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))
-
-
-@dataclass(frozen=True)
-class UslFit:
-    """A USL fit of throughput (per s) on concurrency. ``sigma``: contention (serialised
-    share), ``kappa``: coherency (crosstalk cost). The peak is at N* = √((1−σ)/κ); with
-    κ = 0 throughput only approaches λ/σ, reported as the peak (at N = ∞)."""
-
-    lam: float
-    sigma: float
-    kappa: float
-    r2: float
-    points: int
-    peak_concurrency: float | None
-    peak_throughput: float | None
-
-    def predict(self, n: np.ndarray | float) -> np.ndarray:
-        return usl(n, self.lam, self.sigma, self.kappa)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def fit_usl(n: Sequence[float], x: Sequence[float]) -> UslFit | None:
-    """Least-squares USL fit (scipy ``curve_fit``, bounded σ ∈ [0, 1], κ ≥ 0), best of a
-    few starting points; ``None`` with fewer than 3 levels or when no fit converges."""
-    n_arr = np.asarray(n, dtype=float)
-    x_arr = np.asarray(x, dtype=float)
-    keep = np.isfinite(n_arr) & np.isfinite(x_arr) & (n_arr > 0)
-    n_arr, x_arr = n_arr[keep], x_arr[keep]
-    if np.unique(n_arr).size < 3 or not (x_arr > 0).any():
-        return None
-    lam0 = float(np.max(x_arr / n_arr))
-    best: tuple[float, np.ndarray] | None = None
-    for s0 in (1e-3, 0.05, 0.3):
-        for k0 in (0.0, 1e-5, 1e-3):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    p, _ = optimize.curve_fit(
-                        usl, n_arr, x_arr, p0=(lam0, s0, k0),
-                        bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, np.inf]), maxfev=20_000,
-                    )  # fmt: skip
-            except (RuntimeError, ValueError):
-                continue
-            sse = float(np.sum((usl(n_arr, *p) - x_arr) ** 2))
-            if best is None or sse < best[0]:
-                best = (sse, p)
-    if best is None:
-        return None
-    sse, (lam, sigma, kappa) = best
-    sst = float(np.sum((x_arr - x_arr.mean()) ** 2))
-    r2 = 1.0 - sse / sst if sst > 0 else 1.0
-    peak_n: float | None = None
-    peak_x: float | None = None
-    if kappa > 1e-12:
-        peak_n = max(1.0, math.sqrt(max(1.0 - sigma, 0.0) / kappa))
-        peak_x = float(usl(peak_n, lam, sigma, kappa))
-    elif sigma > 1e-9:
-        peak_x = lam / sigma
-    return UslFit(float(lam), float(sigma), float(kappa), float(r2), int(n_arr.size),
-                  peak_n, peak_x)  # fmt: skip
-
-
-def littles_law_error(n: float | None, x_r: float) -> float | None:
-    """|X·R − N| / N: Little's law says a closed loop of N clients has N = X·R."""
-    if not n or not math.isfinite(x_r):
-        return None
-    return abs(x_r - n) / n
-
-
 # -- capacity summaries -------------------------------------------------------------------
 
 
@@ -703,67 +594,3 @@ def concurrency_capacity(table: pd.DataFrame) -> tuple[dict[str, Any], UslFit | 
         "concurrency_recommendation": concurrency_recommendation(max_n, lower_bound=lower_bound),
     }
     return cap, fit
-
-
-# -- queueing theory (to check the workbook against the reference target) ---------------------
-
-
-def erlang_c(c: int, a: float) -> float:
-    """Probability that an arrival waits in an M/M/c queue with offered load a = λ/μ < c
-    (via the numerically stable Erlang B recursion)."""
-    if a <= 0:
-        return 0.0
-    if a >= c:
-        return 1.0
-    b = 1.0
-    for k in range(1, c + 1):
-        b = a * b / (k + a * b)
-    rho = a / c
-    return b / (1 - rho * (1 - b))
-
-
-def mmc_response_sf(t: float, lam: float, mu: float, c: int) -> float:
-    """P(T > t) for the response time T (wait + service) of M/M/c, FIFO."""
-    if lam >= c * mu:
-        return 1.0
-    pw = erlang_c(c, lam / mu)
-    theta = c * mu - lam  # the wait, given one, is exponential with this rate
-    if abs(theta - mu) < 1e-12 * mu:
-        conv = (1 + mu * t) * math.exp(-mu * t)
-    else:
-        conv = (mu * math.exp(-theta * t) - theta * math.exp(-mu * t)) / (mu - theta)
-    return (1 - pw) * math.exp(-mu * t) + pw * conv
-
-
-def mmc_response_quantile(lam: float, mu: float, c: int, q: float = 0.95) -> float:
-    """The q-quantile of M/M/c response time (s); ``inf`` at or above saturation."""
-    if lam >= c * mu:
-        return math.inf
-    hi = 1.0 / mu
-    while mmc_response_sf(hi, lam, mu, c) > 1 - q:
-        hi *= 2
-    return float(optimize.brentq(lambda t: mmc_response_sf(t, lam, mu, c) - (1 - q), 0.0, hi))
-
-
-def mmc_max_rate(mu: float, c: int, p95_s: float, q: float = 0.95) -> float:
-    """The arrival rate (per s) at which M/M/c's q-quantile response time reaches ``p95_s``:
-    the analytic max sustainable rate for that SLO (0 if even an idle server misses it)."""
-    if mmc_response_quantile(1e-12, mu, c, q) >= p95_s:
-        return 0.0
-    top = c * mu * (1 - 1e-9)
-    return float(optimize.brentq(lambda lam: mmc_response_quantile(lam, mu, c, q) - p95_s,
-                                 1e-12, top))  # fmt: skip
-
-
-def reference_theory(workers: int, service_s: float, dist: str, p95_s: float) -> dict[str, Any]:
-    """What queueing theory says about the embedded target: capacity c/D always, and for
-    exponential service with Poisson arrivals (M/M/c) the rate at which p95 meets the SLO."""
-    out: dict[str, Any] = {
-        "model": f"M/{ {'exp': 'M', 'const': 'D'}.get(dist, 'G') }/{workers}".replace(" ", ""),
-        "workers": workers,
-        "mean_service_s": service_s,
-        "capacity_per_min": workers / service_s * 60.0,
-    }
-    if dist == "exp":
-        out["mmc_rate_at_slo_p95_per_min"] = mmc_max_rate(1 / service_s, workers, p95_s) * 60.0
-    return out

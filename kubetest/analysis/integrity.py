@@ -37,6 +37,7 @@ import pandas as pd
 from kubetest import control
 from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status
 from kubetest.engine.client import GENERATOR_ERRORS
+from kubetest.errors import HistoryUnavailable
 from kubetest.secrets import scrub_then_cut
 from kubetest.tls import verify
 
@@ -130,10 +131,6 @@ class History(Protocol):
     def read(self, since: int | None) -> list[dict[str, Any]]: ...
 
 
-class Unavailable(Exception):
-    """There is no history to reconcile with (the message says why)."""
-
-
 class ActionHistory:
     """``GET actions_url?since=&limit=``: a JSON list (or ``{"items": [...]}``); entries
     with an ``index`` are paged from ``since``, others are read in one request."""
@@ -158,14 +155,18 @@ class ActionHistory:
         try:
             resp = self.client.get(self.url, params=params)
         except control.ResponseTooLarge as exc:  # a flood will not turn into a history
-            raise Unavailable(f"GET {self.url} is not an action history ({exc})") from None
+            raise HistoryUnavailable(f"GET {self.url} is not an action history ({exc})") from None
         if resp.status_code in (404, 405, 501):
-            raise Unavailable(f"no action history: GET {self.url} answered {resp.status_code}")
+            raise HistoryUnavailable(
+                f"no action history: GET {self.url} answered {resp.status_code}"
+            )
         resp.raise_for_status()
         data = resp.json()
         items = data if isinstance(data, list) else (data or {}).get("items")
         if not isinstance(items, list):
-            raise Unavailable(f"GET {self.url} is not an action history (a JSON list expected)")
+            raise HistoryUnavailable(
+                f"GET {self.url} is not an action history (a JSON list expected)"
+            )
         return [e for e in items if isinstance(e, dict)], resp
 
     def mark(self) -> int | None:
@@ -295,7 +296,7 @@ class IntegrityWatch:
         if history is not None:
             try:
                 self.since = history.mark()
-            except Unavailable as exc:
+            except HistoryUnavailable as exc:
                 self.history, self.reason = None, str(exc)
             except Exception as exc:  # read again after the load; the check will tell
                 why = f"history mark failed: {type(exc).__name__}: {exc}"
@@ -351,7 +352,7 @@ class IntegrityWatch:
             polls += 1
             try:
                 result = reconcile(records, self.history.read(self.since), run)
-            except Unavailable as exc:
+            except HistoryUnavailable as exc:
                 return IntegrityCheck("unavailable", self.method, str(exc), polls=polls)
             except Exception as exc:
                 if len(errors) < 10:

@@ -87,7 +87,7 @@ def _completeness(load: dict[str, Any], v: Validity) -> None:
 
 
 def _clocks(load: dict[str, Any], v: Validity) -> None:
-    from kubetest.engine.run import CLOCK_WARN_S, LAG_P99_LIMIT_S  # the engine's own limits
+    from kubetest.engine.judge import CLOCK_WARN_S, LAG_P99_LIMIT_S  # the engine's own limits
 
     for row in load.get("per_worker") or []:
         offset = abs(float(row.get("clock_offset_s") or 0.0))

@@ -1,8 +1,11 @@
 """The load engine: open/closed-loop load, per-request records, honest self-measurement.
 
-Modules: ``schedule`` (arrival times), ``client`` (HTTP + outcome classification),
-``shard`` (run one slice of a plan), ``run`` (run a plan, judge it, the guide's
-``kubetest load``), ``records`` (stream to disk, HDR histogram), ``progress``.
+Modules: ``plan`` (what to send), ``schedule`` (arrival times), ``client`` (HTTP +
+outcome classification), ``shard`` (run one slice of a plan), ``result`` (what a shard
+hands back), ``runner`` (in-process or Dask shards behind one interface), ``cluster``
+(Dask), ``stop`` (stop signals), ``run`` (run a plan, summarise it), ``judge`` (did the
+generator keep up), ``guide`` (the guide's ``kubetest load``), ``records`` (stream to
+disk, HDR histogram), ``abort`` (SLO abort rule), ``pool`` (workloads), ``progress``.
 """
 
 from kubetest.engine.client import (
@@ -14,6 +17,8 @@ from kubetest.engine.client import (
     classify_results,
     problem_detail,
 )
+from kubetest.engine.guide import run_guide_load
+from kubetest.engine.plan import LoadPlan
 from kubetest.engine.records import (
     COLUMNS,
     OUTCOMES,
@@ -22,9 +27,11 @@ from kubetest.engine.records import (
     new_histogram,
     read_records,
 )
-from kubetest.engine.run import LoadPlan, LoadResult, run_guide_load, run_load, summarize
+from kubetest.engine.result import ShardResult
+from kubetest.engine.run import LoadResult, run_load, summarize
 from kubetest.engine.schedule import constant, mean_rate, planned_duration, poisson, stages
-from kubetest.engine.shard import ShardResult, StopFile, StopToken, run_shard
+from kubetest.engine.shard import run_shard
+from kubetest.engine.stop import StopFile, StopToken
 
 __all__ = [
     "APIS",

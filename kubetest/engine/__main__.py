@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 from kubetest.alerts import PayloadFactory
-from kubetest.engine.run import LoadPlan, run_guide_load, run_load
+from kubetest.engine.guide import run_guide_load
+from kubetest.engine.plan import LoadPlan
+from kubetest.engine.run import run_load
 from kubetest.engine.schedule import constant, poisson
 from kubetest.errors import KubetestError
 

@@ -55,7 +55,7 @@ from collections.abc import Iterable
 
 import aiohttp
 
-from kubetest.errors import KubetestError
+from kubetest.errors import BodyTooLarge, KubetestError
 from kubetest.secrets import scrub_then_cut
 from kubetest.tls import TlsSettings, verify
 
@@ -70,10 +70,6 @@ USER_AGENT = "kubetest-workbook/0.1 (+load engine)"
 #: Bytes of an answer the engine reads (params ``generator.max_body_bytes``): a service
 #: answering gigabytes must not fill the generator's memory.
 MAX_BODY_BYTES = 64 << 10
-
-
-class BodyTooLarge(Exception):
-    """The answer's body passed the engine's cap (error class ``oversized``)."""
 
 
 async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:

@@ -24,7 +24,7 @@ fastest one, offset = worker time - midpoint, uncertainty = half its round trip)
 start instant is translated to the worker's clock when the offset exceeds its uncertainty.
 Latency (done - intended) is read on one worker's clock, so an offset cannot bias it; it
 would misalign the shards' slices of the schedule, hence the correction and the warning
-above ``run.CLOCK_WARN_S`` (5 ms).
+above ``judge.CLOCK_WARN_S`` (5 ms).
 
 Records: each shard streams CSV as it goes (a killed worker keeps what it flushed) and
 converts to ``part-<k>.parquet`` at its end. On the local cluster that happens in the run's
@@ -59,15 +59,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, Display, NullDisplay, Snapshot
 from kubetest.engine.records import csv_to_parquet, part_name, read_records
-from kubetest.engine.shard import ShardResult, StopToken, result_from_records, run_shard
+from kubetest.engine.result import ShardResult, result_from_records
+from kubetest.engine.shard import run_shard
+from kubetest.engine.stop import StopToken
 from kubetest.errors import KubetestError
-
-if TYPE_CHECKING:
-    from kubetest.engine.run import LoadPlan
 
 #: The common start is this far after the tasks are submitted (covers submission latency).
 START_DELAY_S = 1.0

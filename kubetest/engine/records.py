@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from kubetest.errors import KubetestError
+from kubetest.errors import RecordsWriteError
 
 #: Outcomes that every API profile maps its answers to; success rates count ``accepted`` only.
 OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "failed")
@@ -72,11 +72,6 @@ DTYPES: dict[str, str] = {
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(HDR_LOW_US, HDR_HIGH_US, HDR_DIGITS)
-
-
-class RecordsWriteError(KubetestError):
-    """The records cannot be written (disk full, read-only, gone): stop, say so in a line.
-    Load that cannot be recorded measures nothing, so the run does not go on without it."""
 
 
 @contextlib.contextmanager

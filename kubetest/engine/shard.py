@@ -3,9 +3,10 @@
 ``run_shard`` takes arrivals i ≡ shard (mod n_shards) of an open-loop schedule (so the
 union of shards is the plan) or its share of a closed loop's concurrency, starts at a
 common wall-clock instant, streams every request to its own records file, and returns
-plain, picklable counters and encoded HDR histograms that ``run.py`` merges
-(``decode_and_add``). One process calls it once; local processes or Dask run the same
-function. Its own event loop runs inside the call (uvloop when installed).
+a ``ShardResult`` (``engine.result``: plain, picklable counters and encoded HDR histograms)
+that ``run.py`` merges (``decode_and_add``). One process calls it once; local processes
+or Dask run the same function (``engine.runner``). Its own event loop runs inside the call
+(uvloop when installed).
 
 Fidelity rules (README "How it measures"):
 
@@ -34,14 +35,12 @@ import asyncio
 import contextlib
 import gc
 import math
-import os
 import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -54,12 +53,12 @@ from kubetest.engine.client import (
     make_session,
     read_capped,
 )
+from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
 from kubetest.engine.records import OUTCOMES, Record, RecordWriter, new_histogram
+from kubetest.engine.result import ShardResult, hdr_us, share_of
 from kubetest.engine.schedule import planned_duration
-
-if TYPE_CHECKING:
-    from kubetest.engine.run import LoadPlan
+from kubetest.engine.stop import StopSignal
 
 #: In-flight requests get this long to finish after a stop before they are cancelled.
 STOP_GRACE_S = 1.5
@@ -77,88 +76,6 @@ RUN_GC_THRESHOLDS = (10_000, 10, 100)
 GC_COLLECT_BEFORE_S = 0.15
 
 
-class StopSignal(Protocol):
-    def is_set(self) -> bool: ...
-
-
-class StopToken:
-    """In-process stop: ``set()`` asks for a graceful stop, ``force()`` for an immediate one."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._force = threading.Event()
-
-    def set(self) -> None:
-        self._stop.set()
-
-    def force(self) -> None:
-        self._force.set()
-        self._stop.set()
-
-    def is_set(self) -> bool:
-        return self._stop.is_set()
-
-    def is_forced(self) -> bool:
-        return self._force.is_set()
-
-
-@dataclass(frozen=True)
-class StopFile:
-    """Cross-process stop (picklable): the run stops when ``path`` exists; forced when
-    ``path`` + ``.force`` exists. Only valid on the machine that owns the path."""
-
-    path: str
-
-    def set(self) -> None:
-        Path(self.path).touch()
-
-    def force(self) -> None:
-        Path(self.path + ".force").touch()
-        self.set()
-
-    def is_set(self) -> bool:
-        return os.path.exists(self.path)
-
-    def is_forced(self) -> bool:
-        return os.path.exists(self.path + ".force")
-
-
-@dataclass
-class ShardResult:
-    """What a shard hands back: counters, encoded HDR histograms (µs), self-measurement."""
-
-    shard: int
-    n_shards: int
-    mode: str
-    records_path: str
-    scheduled: int  # arrivals assigned to this shard that came due before dispatch ended
-    dispatched: int  # requests actually sent
-    completed: int  # sent and answered or failed on the network (not cancelled)
-    outcomes: dict[str, int]  # over completed requests
-    errors: dict[str, int]  # over all records, generator-side classes included
-    error_samples: dict[str, str]
-    latency_hdr: bytes  # accepted: done - intended
-    service_hdr: bytes  # accepted: done - sent
-    lag_hdr: bytes  # dispatched: sent - intended
-    loop_lag_hdr: bytes  # housekeeping ticker oversleep
-    lag_max_by_second: list[float]  # max lag per second of intended time (trend)
-    first_intended_s: float
-    last_sent_s: float
-    dispatch_end_s: float  # when this shard stopped dispatching (relative to start)
-    end_s: float  # when its last request finished
-    loop_busy: float  # loop thread CPU / wall over [start, end]
-    max_in_flight: int  # effective cap for this shard
-    max_in_flight_seen: int
-    interrupted: bool  # stopped from outside (signal, token), not by its abort rule
-    notes: list[str] = field(default_factory=list)
-    aborted: str | None = None  # the abort rule's reason, when it stopped the shard
-    aborted_at_s: float | None = None
-
-
-def _share(total: int, shard: int, n_shards: int) -> int:
-    return total // n_shards + (1 if shard < total % n_shards else 0)
-
-
 def _fd_cap(wanted: int) -> tuple[int, str | None]:
     """Raise the open-files soft limit as far as needed (and allowed); return the usable cap."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -172,10 +89,6 @@ def _fd_cap(wanted: int) -> tuple[int, str | None]:
         cap = max(1, soft - FD_RESERVE)
         return cap, f"max_in_flight lowered from {wanted} to {cap}: open-files limit is {soft}"
     return wanted, None
-
-
-def _us(seconds: float) -> int:
-    return max(1, min(3_600_000_000, int(seconds * 1e6)))
 
 
 class _Shard:
@@ -217,13 +130,13 @@ class _Shard:
             self.offsets = sched[shard::n_shards]
             span = planned_duration(sched, plan.target_rate_per_s)
             self.planned_s = span
-            wanted = _share(plan.max_in_flight, shard, n_shards)
+            wanted = share_of(plan.max_in_flight, shard, n_shards)
         else:
             if plan.concurrency <= 0 or plan.duration_s <= 0:
                 raise ValueError("closed loop needs concurrency > 0 and duration_s > 0")
             self.offsets = np.empty(0)
             self.planned_s = plan.duration_s
-            wanted = _share(plan.concurrency, shard, n_shards)
+            wanted = share_of(plan.concurrency, shard, n_shards)
         self.cap, note = _fd_cap(max(1, wanted))
         if note:
             self.notes.append(note)
@@ -323,7 +236,7 @@ class _Shard:
         leave at once and their in-flight requests go through ``_drain`` like open loop's."""
         self.first_intended = 0.0
         first_worker = sum(
-            _share(self.plan.concurrency, k, self.n_shards) for k in range(self.shard)
+            share_of(self.plan.concurrency, k, self.n_shards) for k in range(self.shard)
         )
         self.live_workers = self.n_workers
         workers = [
@@ -369,7 +282,7 @@ class _Shard:
             lag = sent - intended
             if self.watch is not None:
                 self.pending[seq] = intended
-            self.lag_hist.record_value(_us(lag))
+            self.lag_hist.record_value(hdr_us(lag))
             sec = int(intended)
             if 0 <= sec < len(self.lag_by_second) and lag > self.lag_by_second[sec]:
                 self.lag_by_second[sec] = lag
@@ -440,7 +353,7 @@ class _Shard:
         if self.watch is not None:
             self.watch.answered(latency, outcome == "accepted")
         if outcome == "accepted":
-            self.service_hist.record_value(_us(service))
+            self.service_hist.record_value(hdr_us(service))
             self.recent.add(done, latency)
 
     # -- end of run ------------------------------------------------------------------------
@@ -471,7 +384,7 @@ class _Shard:
             await asyncio.sleep(TICK_S)
             over = time.perf_counter() - t - TICK_S
             if self.now() >= 0:
-                self.loop_lag_hist.record_value(_us(max(over, 0.0)))
+                self.loop_lag_hist.record_value(hdr_us(max(over, 0.0)))
             ticks += 1
             if ticks % 2 == 0 and self.stop is not None and self.stop.is_set():
                 self.stopping = True
@@ -638,63 +551,3 @@ def run_shard(
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-
-
-def result_from_records(
-    records: Any, plan: LoadPlan, shard: int, n_shards: int, *, note: str
-) -> ShardResult:
-    """What a shard that died had measured, rebuilt from the records it had flushed.
-
-    A killed worker returns nothing, but its streamed records are on disk: counts and
-    histograms come from them, so the run's merged numbers still equal those of the union
-    of its records. Requests in flight at the moment of death were never recorded.
-    """
-    df = records
-    gen = df["error"].isin(list(GENERATOR_ERRORS))
-    not_sent = df["error"].isin(["late", "dropped"])
-    sent = df[~not_sent]
-    done = df[~gen]
-    accepted = done[done["outcome"] == "accepted"]
-    latency, service, lag = new_histogram(), new_histogram(), new_histogram()
-    for value in accepted["latency_s"].to_numpy():
-        latency.record_value(_us(float(value)))
-    for value in accepted["service_s"].to_numpy():
-        service.record_value(_us(float(value)))
-    for value in sent["lag_s"].to_numpy():
-        lag.record_value(_us(float(value)))
-    outcomes = dict.fromkeys(OUTCOMES, 0)
-    for key, count in done["outcome"].value_counts().items():
-        outcomes[str(key)] = int(count)
-    errors = {str(k): int(v) for k, v in df.loc[df["error"] != "", "error"].value_counts().items()}
-    span = int(math.ceil(float(df["intended_s"].max()))) + 2 if len(df) else 2
-    by_second = np.full(span, -1.0)
-    if len(sent):
-        secs = sent["intended_s"].to_numpy().astype(int).clip(0, span - 1)
-        np.maximum.at(by_second, secs, sent["lag_s"].to_numpy())
-    share = plan.max_in_flight if plan.mode == "open" else plan.concurrency
-    return ShardResult(
-        shard=shard,
-        n_shards=n_shards,
-        mode=plan.mode,
-        records_path="",
-        scheduled=len(df),
-        dispatched=len(sent),
-        completed=len(done),
-        outcomes=outcomes,
-        errors=dict(sorted(errors.items())),
-        error_samples={},
-        latency_hdr=latency.encode(),
-        service_hdr=service.encode(),
-        lag_hdr=lag.encode(),
-        loop_lag_hdr=new_histogram().encode(),
-        lag_max_by_second=[float(x) for x in by_second],
-        first_intended_s=float(df["intended_s"].min()) if len(df) else 0.0,
-        last_sent_s=float(sent["sent_s"].max()) if len(sent) else 0.0,
-        dispatch_end_s=float(df["intended_s"].max()) if len(df) else 0.0,
-        end_s=float(df["done_s"].max()) if len(df) else 0.0,
-        loop_busy=0.0,
-        max_in_flight=_share(share, shard, n_shards),
-        max_in_flight_seen=0,
-        interrupted=True,
-        notes=[note],
-    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kubetest.ansi import strip_ansi
+from kubetest.errors import SuiteFormatError
 
 CaseStatus = Literal["passed", "failed", "skipped"]
 
@@ -45,10 +46,6 @@ class TestCase:
     def short_name(self) -> str:
         """For tables: a Go package's last path element (``alert_processing.TestX``)."""
         return f"{self.suite.rsplit('/', 1)[-1]}.{self.name}" if self.suite else self.name
-
-
-class SuiteFormatError(ValueError):
-    """The output is not in the format it was said to be in."""
 
 
 def _tail(lines: Iterable[str], n: int = OUTPUT_TAIL_LINES) -> str:

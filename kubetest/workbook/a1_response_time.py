@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from kubetest.analysis.verdicts import Requirement, latency_requirement
-from kubetest.remediation import FollowResult, RemediationFollower, Signal, follower_from_params
+from kubetest.remediation import RemediationFollower, follower_from_params
+from kubetest.remediation_result import FollowResult, Signal
 from kubetest.secrets import scrub_then_cut
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule

@@ -28,8 +28,9 @@ from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
 from kubetest.checks import preflight_auth
 from kubetest.engine.client import classify
 from kubetest.engine.pool import WorkloadScheduler
-from kubetest.remediation import COMPLETED, FollowResult, RemediationFollower, Signal
+from kubetest.remediation import RemediationFollower
 from kubetest.remediation import follower_from_params as _follower
+from kubetest.remediation_result import COMPLETED, FollowResult, Signal
 from kubetest.secrets import scrub_then_cut
 from kubetest.tls import tls_problem, verify
 from kubetest.workbook.context import TestContext

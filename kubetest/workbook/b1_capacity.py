@@ -30,10 +30,10 @@ from kubetest.analysis.capacity import (
     measure_phase,
     rate_capacity,
     rate_requirement,
-    reference_theory,
     refine_duration_s,
     refine_next,
 )
+from kubetest.analysis.queueing import reference_theory
 from kubetest.analysis.verdicts import Requirement, apply_validity
 from kubetest.engine import schedule
 from kubetest.tls import verify

@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 
 from kubetest.analysis.capacity import (
-    UslFit,
     concurrency_capacity,
     judge_concurrency_level,
     measure_phase,
 )
+from kubetest.analysis.usl import UslFit
 from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import execute, make_plan

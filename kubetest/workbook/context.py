@@ -9,20 +9,16 @@ own reference target.
 from __future__ import annotations
 
 import atexit
-import json
-import math
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubetest import endpoints
 from kubetest.endpoints import origin
+from kubetest.files import new_session_name, read_endpoints, target_endpoints, write_json
 from kubetest.params import TESTS, Params, load_params
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
+from kubetest.workloads import export_kubeconfig
 
 #: Where notebooks run by hand write their session folders, when set.
 OUTPUTS_ENV = "KUBETEST_OUTPUTS"
@@ -40,60 +36,6 @@ def outputs_root(cwd: Path | None = None) -> tuple[Path, str]:
         if (folder / "params").is_dir():
             return folder / "outputs", f"the project's: {folder} holds params/"
     return here / "outputs", f"no params/ folder above {here}; set {OUTPUTS_ENV} to choose"
-
-
-def new_session_name(prefix: str = "session") -> str:
-    return f"{prefix}_{datetime.now(UTC).strftime('%Y%m%d_%H%M%S')}"
-
-
-def _jsonable(obj: Any) -> Any:
-    """JSON without NaN/inf (which are not JSON): they become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _jsonable(obj.item())
-    return obj
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically (temp file + rename): a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-
-
-TARGET_FILE = "target.json"
-
-
-def target_endpoints(target: Any) -> dict[str, str]:
-    """The URLs an embedded target reported (no secrets: the kubeconfig is a path)."""
-    keys = ("webhook_url", "health_url", "metrics_url", "actions_url", "kube_url",
-            "kubeconfig_path")  # fmt: skip
-    out = {}
-    for key in keys:
-        value = getattr(target, key, None)
-        if value:
-            out[key.removesuffix("_url").removesuffix("_path")] = str(value)
-    return out
-
-
-def read_endpoints(session_dir: Path) -> dict[str, str]:
-    path = Path(session_dir) / TARGET_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def export_kubeconfig(endpoints: dict[str, str]) -> None:
-    """Tell ``environment.kubeconfig: embedded`` (and the kernels, which inherit the
-    environment) where the embedded target's kubeconfig lies."""
-    from kubetest.workloads import EMBEDDED_KUBECONFIG_ENV
-
-    if endpoints.get("kubeconfig"):
-        os.environ[EMBEDDED_KUBECONFIG_ENV] = endpoints["kubeconfig"]
 
 
 @dataclass

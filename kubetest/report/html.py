@@ -1,4 +1,4 @@
-"""The shareable report: execute the report notebook on a session, render it with nbconvert.
+"""report.html: execute the report notebook on a session, render it with nbconvert.
 
 The HTML is self-contained: code hidden, figures embedded as data URIs, and a template
 (``templates/kubetest``) that fetches nothing from the network. Each executed test
@@ -13,9 +13,9 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from kubetest.workbook.context import REPO_ROOT
+from kubetest.files import REPO_ROOT
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "report.ipynb"
 
 
@@ -38,10 +38,10 @@ def render_html(notebook: Path, html: Path, title: str | None = None) -> Path:
 def build_report(session_dir: Path, execute: Callable[..., None] | None = None) -> Path:
     """Execute the report notebook over a session's files and write ``report.html``.
 
-    ``execute`` runs a notebook (``kubetest.session.execute_notebook`` by default); a run
+    ``execute`` runs a notebook (``kubetest.notebook_run.execute_notebook`` by default); a run
     passes one that a stop signal can interrupt."""
-    from kubetest.markdown_report import write_markdown
-    from kubetest.session import execute_notebook
+    from kubetest.notebook_run import execute_notebook
+    from kubetest.report.markdown import write_markdown
 
     execute = execute or execute_notebook
     session_dir = Path(session_dir).resolve()

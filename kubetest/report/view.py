@@ -29,13 +29,12 @@ from kubetest.analysis.verdicts import (
     SUITE_PREFIX,
 )
 from kubetest.engine.records import read_records
+from kubetest.secrets import redact_params
 from kubetest.summary import read_results
 from kubetest.workbook.display import badge, escaped_table, requirements_html
 
 #: Capacity keys holding the guide's recommendation texts (B1, B2).
 CAPACITY_RECOMMENDATIONS = ("recommendation", "concurrency_recommendation")
-
-SECRET_HINTS = ("password", "token", "secret", "dsn", "kubeconfig")
 
 #: Report sections, in order: (anchor text, title). nbconvert anchors headings by text.
 SECTIONS = (
@@ -45,20 +44,6 @@ SECTIONS = (
     "Service test suites", "Generator health", "Test durations", "Per-test notebooks",
     "Parameters of this run",
 )  # fmt: skip
-
-
-def redact(obj: Any, key: str = "") -> Any:
-    """Params as shown in the report: values of secret-looking keys become ``***``.
-
-    Keys that only *name* an env var (``..._env``) are kept: they are not secrets.
-    """
-    if isinstance(obj, dict):
-        return {k: redact(v, k) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact(v, key) for v in obj]
-    if obj is not None and any(h in key.lower() for h in SECRET_HINTS) and not key.endswith("_env"):
-        return "***"
-    return obj
 
 
 def table(frame: pd.DataFrame, empty: str = "Nothing measured.") -> HTML:
@@ -355,7 +340,7 @@ class ReportView:
     def capacity_figures(self) -> list[Figure]:
         """B1's latency and throughput curves and B2's USL curve, from the results alone."""
         from kubetest import capacity_plots
-        from kubetest.analysis.capacity import UslFit
+        from kubetest.analysis.usl import UslFit
 
         slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
         figs: list[Figure] = []
@@ -566,5 +551,5 @@ class ReportView:
         return HTML(f"<ul>{items}</ul>")
 
     def params_yaml(self) -> HTML:
-        text = yaml.safe_dump(redact(self.params), sort_keys=False)
+        text = yaml.safe_dump(redact_params(self.params), sort_keys=False)
         return HTML(f"<pre>{html.escape(text)}</pre>")

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 from kubetest.analysis.verdicts import DECISION_RULE
+from kubetest.report.view import ReportView
 from kubetest.workbook.display import requirements_frame
-from kubetest.workbook.report_view import ReportView
 
 FILE_NAME = "FINAL_TEST_REPORT.md"
 
