@@ -19,11 +19,11 @@ import uvicorn
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
+from kubetest.errors import KubeError
 from kubetest.target.cluster import (
     MANAGED_LABEL,
     RR_PLURAL,
     Cluster,
-    KubeError,
     kubetest_identity,
     labels_match,
     parse_field_selector,

@@ -7,11 +7,11 @@ kubernaut profile's cluster); ``create_app`` builds the webhook's ASGI app and
 free loopback ports for a session or a test.
 """
 
+from kubetest.errors import TargetStartError
 from kubetest.target.app import TargetApps, create_app, create_apps
 from kubetest.target.model import TargetConfig, make_sampler
 from kubetest.target.server import (
     EmbeddedTarget,
-    TargetStartError,
     build_parser,
     config_from_args,
     run_from_args,

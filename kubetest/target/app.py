@@ -53,6 +53,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kubetest.errors import TargetConfigError
 from kubetest.target.model import (
     AlertIn,
     PayloadError,
@@ -204,7 +205,7 @@ def _expected_auth(env_name: str | None) -> str | None:
         return None
     token = os.environ.get(env_name)
     if not token:
-        raise ValueError(f"auth_token_env: ${env_name} is not set: export the token first")
+        raise TargetConfigError(f"auth_token_env: ${env_name} is not set: export the token first")
     return f"Bearer {token}"
 
 
@@ -634,8 +635,10 @@ def _kubernaut_apps(
     gateway = KubernautGateway(state, cluster)
     if gateway.signal_token is not None:
         if gateway.signal_token == token:
-            raise ValueError(f"auth_token_env: ${config.auth_token_env} holds the kube API's own "
-                             "token: give the signal source a token of its own")
+            raise TargetConfigError(
+                f"auth_token_env: ${config.auth_token_env} holds the kube API's own "
+                "token: give the signal source a token of its own"
+            )
         source = signal_source_identity(cluster.controller_namespace)
         cluster.add_token(gateway.signal_token, source)
     not_found = {404: go_not_found, 405: go_not_found}

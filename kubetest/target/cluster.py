@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubetest.errors import KubeError
+
 GROUP = "kubernaut.ai"
 VERSION = "v1alpha1"
 RR_PLURAL = "remediationrequests"
@@ -107,30 +109,7 @@ def is_dns_subdomain(name: str) -> bool:
     return len(name) <= 253 and bool(_NAME_RE.match(name))
 
 
-# ---------------------------------------------------------------- errors
-
-
-class KubeError(Exception):
-    """A Kubernetes API refusal: HTTP ``code``, ``reason`` and a ``Status`` body."""
-
-    def __init__(
-        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
-
-    def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason,
-        }  # fmt: skip
-        if self.details is not None:
-            body["details"] = self.details
-        body["code"] = self.code
-        return body
+# ---------------------------------------------------------------- errors (KubeError: errors.py)
 
 
 def _qualified(resource: str, group: str) -> str:

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from kubetest.errors import KubeError
 from kubetest.target.cluster import (
     GROUP,
     RR_API_VERSION,
@@ -46,7 +47,6 @@ from kubetest.target.cluster import (
     VERSION,
     Cluster,
     Identity,
-    KubeError,
     bad_request,
     fields_match,
     labels_match,

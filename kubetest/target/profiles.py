@@ -69,6 +69,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubetest.alerts import fingerprint as alertmanager_fingerprint
+from kubetest.errors import KubeError, StandInAnswer
 from kubetest.target.app import (
     TargetState,
     _read_body,
@@ -84,7 +85,6 @@ from kubetest.target.cluster import (
     SIGNAL_GRANT,
     TERMINAL_PHASES,
     Cluster,
-    KubeError,
     rfc3339,
 )
 from kubetest.target.model import AlertIn, check_action
@@ -156,8 +156,9 @@ _GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 _MEDIA_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-class _Invalid(Exception):
-    """A body ``encoding/json`` would not unmarshal into the gateway's structs."""
+class _Invalid(StandInAnswer):
+    """A body ``encoding/json`` would not unmarshal into the gateway's structs (internal:
+    the gateway answers it with a 400)."""
 
 
 def _go_time(value: Any) -> datetime | None:
@@ -356,8 +357,8 @@ class GatewayMetrics:
             "reason", ["reason"], registry=reg)  # fmt: skip
 
 
-class _Answer(Exception):
-    """A finished response, raised from deep in the pipeline."""
+class _Answer(StandInAnswer):
+    """A finished response, raised from deep in the pipeline (internal: ``handle`` sends it)."""
 
     def __init__(self, response: Response) -> None:
         super().__init__(response.status_code)

@@ -42,7 +42,7 @@ import httpx
 import uvicorn
 
 from kubetest import control
-from kubetest.errors import KubetestError, ParamsError
+from kubetest.errors import ParamsError, TargetStartError
 from kubetest.target.app import KUBE_TOKEN_ENV, create_apps
 from kubetest.target.cluster import VERBS
 from kubetest.target.model import SERVICE_DISTS, TARGET_APIS, TargetConfig
@@ -56,10 +56,6 @@ _EXTRA_RE = re.compile(r"\b(health|metrics|kube)=(http://\S+)")
 _STOP_GRACE_S = 5.0
 #: Default ports in the foreground, as the real gateway's (kube: an API server's).
 DEFAULT_PORTS = {"webhook": 8080, "health": 8081, "metrics": 9090, "kube": 6443}
-
-
-class TargetStartError(KubetestError):
-    """The embedded reference target did not come up (the message says why)."""
 
 
 def _url(host: str, port: int, scheme: str = "http") -> str:
