@@ -214,7 +214,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
     from kubetest.checks import AuthError, preflight_auth
     from kubetest.engine import run_guide_load
     from kubetest.engine.guide import low_success_warning
-    from kubetest.params import _check_http_url, parse_params
+    from kubetest.params import parse_params
+    from kubetest.params.fields import _check_http_url
     from kubetest.tls import check_ca_file, settings
 
     try:
