@@ -70,14 +70,6 @@ from starlette.routing import Route
 
 from kubetest.alerts import fingerprint as alertmanager_fingerprint
 from kubetest.errors import KubeError, StandInAnswer
-from kubetest.target.app import (
-    TargetState,
-    _read_body,
-    admitted,
-    execute_action,
-    read_alerts,
-    serve_alerts,
-)
 from kubetest.target.cluster import (
     MANAGED_LABEL,
     RR_API_VERSION,
@@ -88,6 +80,14 @@ from kubetest.target.cluster import (
     rfc3339,
 )
 from kubetest.target.model import AlertIn, check_action
+from kubetest.target.pipeline import (
+    admitted,
+    execute_action,
+    read_alerts,
+    read_body,
+    serve_alerts,
+)
+from kubetest.target.state import TargetState
 
 #: ``pg/middleware/limits.go`` ``MaxRequestBodySize``: 413 above.
 MAX_REQUEST_BODY = 256 * 1024
@@ -436,7 +436,7 @@ class KubernautGateway:
 
     async def _body(self, request: Request) -> bytes | None:
         try:
-            return await _read_body(request, self.config.body_limit)
+            return await read_body(request, self.config.body_limit)
         except ClientDisconnect:
             return b""
 
