@@ -55,6 +55,7 @@ from kubetest.target.pipeline import (
     serve_alerts,
     token_required,
 )
+from kubetest.target.profiles import KubernautGateway, go_not_found, legacy_routes
 from kubetest.target.state import TargetState
 
 #: Liveness and readiness, as the real gateway serves them (all answer alike here).
@@ -209,8 +210,6 @@ def create_apps(
         post: Any = admitted(state, _webhook, refuse)
         extra: list[Route] = []
         if config.api == "kubernaut-legacy":
-            from kubetest.target.profiles import legacy_routes
-
             post, extra = legacy_routes(state)
         webhook = Starlette(
             routes=[
@@ -239,7 +238,6 @@ def _kubernaut_apps(
 
     from kubetest.target.cluster import Cluster, kubetest_identity, signal_source_identity
     from kubetest.target.kube_api import create_kube_app
-    from kubetest.target.profiles import KubernautGateway, go_not_found
 
     config = state.config
     token = kube_token or os.environ.get(KUBE_TOKEN_ENV) or secrets.token_urlsafe(24)
