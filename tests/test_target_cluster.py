@@ -20,10 +20,10 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
 from kubetest.errors import KubeError
-from kubetest.target.cluster import (
-    MANAGED_LABEL,
+from kubetest.target.cluster import MANAGED_LABEL, Cluster
+from kubetest.target.kube_api import create_kube_app
+from kubetest.target.kube_rules import (
     RR_PLURAL,
-    Cluster,
     kubetest_identity,
     labels_match,
     parse_field_selector,
@@ -31,7 +31,6 @@ from kubetest.target.cluster import (
     rfc3339,
     signal_source_identity,
 )
-from kubetest.target.kube_api import create_kube_app
 from kubetest.target.model import TargetConfig
 
 TOKEN = "kube-test-token-0123456789"

@@ -236,8 +236,9 @@ def _kubernaut_apps(
     the cluster's Kubernetes API on theirs."""
     import secrets
 
-    from kubetest.target.cluster import Cluster, kubetest_identity, signal_source_identity
+    from kubetest.target.cluster import Cluster
     from kubetest.target.kube_api import create_kube_app
+    from kubetest.target.kube_rules import kubetest_identity, signal_source_identity
 
     config = state.config
     token = kube_token or os.environ.get(KUBE_TOKEN_ENV) or secrets.token_urlsafe(24)

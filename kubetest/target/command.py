@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetest.errors import ParamsError
 from kubetest.target.app import KUBE_TOKEN_ENV
-from kubetest.target.cluster import VERBS
+from kubetest.target.kube_rules import VERBS
 from kubetest.target.model import SERVICE_DISTS, TARGET_APIS, TargetConfig
 from kubetest.target.server import DEFAULT_PORTS, serve
 

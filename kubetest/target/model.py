@@ -143,7 +143,7 @@ class TargetConfig:
         self._check_cluster(phases)
 
     def _check_cluster(self, phases: tuple[float, ...]) -> None:
-        from kubetest.target.cluster import VERBS, is_dns_label
+        from kubetest.target.kube_rules import VERBS, is_dns_label
 
         if len(phases) != 4 or not all(0 <= p < math.inf for p in phases):
             raise TargetConfigError(

@@ -50,11 +50,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kubetest.errors import StandInAnswer
-from kubetest.target.cluster import (
-    SIGNAL_GRANT,
-    Cluster,
-    rfc3339,
-)
+from kubetest.target.cluster import Cluster
+from kubetest.target.kube_rules import SIGNAL_GRANT, rfc3339
 from kubetest.target.pipeline import (
     read_body,
     serve_alerts,

@@ -33,14 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kubetest.alerts import fingerprint as alertmanager_fingerprint
 from kubetest.errors import KubeError, StandInAnswer
-from kubetest.target.cluster import (
-    MANAGED_LABEL,
-    RR_API_VERSION,
-    RR_KIND,
-    TERMINAL_PHASES,
-    Cluster,
-    rfc3339,
-)
+from kubetest.target.cluster import MANAGED_LABEL, TERMINAL_PHASES, Cluster
+from kubetest.target.kube_rules import RR_API_VERSION, RR_KIND, rfc3339
 from kubetest.target.model import AlertIn, check_action
 from kubetest.target.pipeline import (
     execute_action,
