@@ -44,16 +44,15 @@ from starlette.routing import Route
 
 from kubetest.errors import TargetConfigError
 from kubetest.target.model import (
-    AlertIn,
     TargetConfig,
 )
 from kubetest.target.pipeline import (
     admitted,
     error_response,
-    execute_action,
-    read_alerts,
+    executed,
     serve_alerts,
     token_required,
+    webhook_alerts,
 )
 from kubetest.target.profiles import KubernautGateway, go_not_found, legacy_routes
 from kubetest.target.state import TargetState
@@ -141,18 +140,10 @@ def create_apps(
         return error_response(metrics, "webhook", code, reason, **headers)
 
     async def _webhook(request: Request) -> Response:
-        alerts = await read_alerts(state, request, "webhook", refuse)
+        alerts = await webhook_alerts(state, request, refuse)
         if isinstance(alerts, Response):
             return alerts
-        if state.inject_error():
-            return refuse(500, f"injected failure (error_rate={config.error_rate})")
-
-        def handle(alert: AlertIn) -> dict[str, Any]:
-            status, reason = execute_action(state, alert)
-            return {"fingerprint": alert.fingerprint, "action": alert.action,
-                    "status": status, "reason": reason}  # fmt: skip
-
-        results = await serve_alerts(state, alerts, handle)
+        results = await serve_alerts(state, alerts, lambda a: executed(state, a))
         metrics.count("webhook", 200)
         state.count_outcome("accepted", len(results))
         return JSONResponse({"status": "success", "processed": len(results), "results": results})

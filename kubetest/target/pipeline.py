@@ -161,3 +161,19 @@ def admitted(state: TargetState, handle: Any, refuse: Any) -> Any:
             state.in_flight -= 1
 
     return handler
+
+
+async def webhook_alerts(state: TargetState, request: Request, refuse: Any) -> Any:
+    """The alerts of a ``webhook`` or ``kubernaut-legacy`` request, or its refusal built by
+    ``refuse(code, reason)``: the body's (413 / 400), then an injected failure (500)."""
+    alerts = await read_alerts(state, request, "webhook", refuse)
+    if isinstance(alerts, Response) or not state.inject_error():
+        return alerts
+    return refuse(500, f"injected failure (error_rate={state.config.error_rate})")
+
+
+def executed(state: TargetState, alert: AlertIn) -> dict[str, Any]:
+    """Run the alert's action (``execute_action``): its entry in a webhook's ``results``."""
+    status, reason = execute_action(state, alert)
+    return {"fingerprint": alert.fingerprint, "action": alert.action,
+            "status": status, "reason": reason}  # fmt: skip

@@ -14,9 +14,9 @@ from starlette.routing import Route
 from kubetest.target.model import AlertIn
 from kubetest.target.pipeline import (
     admitted,
-    execute_action,
-    read_alerts,
+    executed,
     serve_alerts,
+    webhook_alerts,
 )
 from kubetest.target.state import TargetState
 
@@ -52,21 +52,14 @@ def legacy_routes(state: TargetState) -> tuple[Any, list[Route]]:
             cooldown[(alert.alertname, alert.namespace)] = now + config.cooldown_s
         return None
 
-    def handle(alert: AlertIn) -> dict[str, Any]:
-        status, reason = execute_action(state, alert)
-        return {"fingerprint": alert.fingerprint, "action": alert.action,
-                "status": status, "reason": reason}  # fmt: skip
-
     async def _handle(request: Request) -> Response:
-        alerts = await read_alerts(state, request, "webhook", refuse)
+        alerts = await webhook_alerts(state, request, refuse)
         if isinstance(alerts, Response):
             return alerts
-        if state.inject_error():
-            return refuse(500, f"injected failure (error_rate={config.error_rate})")
         cooling = in_cooldown(alerts)
         if cooling:
             return refuse(500, cooling)
-        results = await serve_alerts(state, alerts, handle)
+        results = await serve_alerts(state, alerts, lambda a: executed(state, a))
         state.metrics.count("webhook", 200)
         state.count_outcome("accepted", len(results))
         return JSONResponse({"status": "success", "processed": len(results), "results": results})
