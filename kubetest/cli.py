@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     target = sub.add_parser("target", help="run the reference target in the foreground")
-    from kubetest.target.server import build_parser as build_target_parser
+    from kubetest.target.command import build_parser as build_target_parser
 
     build_target_parser(target)
 
@@ -214,7 +214,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
     from kubetest.checks import AuthError, preflight_auth
     from kubetest.engine import run_guide_load
     from kubetest.engine.guide import low_success_warning
-    from kubetest.params import _check_http_url, parse_params
+    from kubetest.params import parse_params
+    from kubetest.params.fields import _check_http_url
     from kubetest.tls import check_ca_file, settings
 
     try:
@@ -265,7 +266,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_target(args: argparse.Namespace) -> int:
-    from kubetest.target.server import run_from_args
+    from kubetest.target.command import run_from_args
 
     return run_from_args(args)
 

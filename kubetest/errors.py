@@ -8,6 +8,8 @@ must stay httpx exceptions (see there).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KubetestError(Exception):
     """A failure with a one-line message that says what is wrong and how to fix it."""
@@ -61,3 +63,63 @@ class HistoryUnavailable(KubetestError):
 class SuiteFormatError(KubetestError, ValueError):
     """A suite's output is not in the format it was said to be in (still a ``ValueError``,
     as it was before it joined this tree)."""
+# -- checks, target, params
+
+
+class AuthError(KubetestError):
+    """The service refused the bearer token (401/403): one line, before any load."""
+
+
+class KubeconfigError(KubetestError):
+    """A kubeconfig kubetest cannot use (no current context, an undefined cluster or user,
+    a failing exec credential plugin): the ``kubernetes`` check row shows the message."""
+
+
+class TargetConfigError(ParamsError, ValueError):
+    """The embedded reference target's settings are inconsistent or name an unset token.
+
+    A ``ValueError`` too: a pydantic validator that builds a ``TargetConfig`` (and any
+    caller written against the plain ``ValueError`` it raised before) still sees one."""
+
+
+class TargetStartError(KubetestError):
+    """The embedded reference target did not come up (the message says why)."""
+
+
+class StandInAnswer(KubetestError):
+    """Internal to the reference target (``kubetest.target``): a refusal its stand-ins
+    raise inside a request handler and turn into that request's HTTP answer. It never
+    reaches the CLI; it derives from ``KubetestError`` only to keep the tree one tree."""
+
+
+class PayloadError(StandInAnswer):
+    """A refused webhook body: ``status`` is the HTTP code, the message names the field."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class KubeError(StandInAnswer):
+    """A Kubernetes API refusal of the fake cluster: HTTP ``code``, ``reason`` and a
+    ``Status`` body."""
+
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason,
+        }  # fmt: skip
+        if self.details is not None:
+            body["details"] = self.details
+        body["code"] = self.code
+        return body

@@ -260,8 +260,8 @@ def _workload_pool(
 
 
 def _embedded_target(params: Params, log_path: Path) -> Any:
+    from kubetest.target.embedded import EmbeddedTarget
     from kubetest.target.model import TargetConfig
-    from kubetest.target.server import EmbeddedTarget
 
     return EmbeddedTarget(TargetConfig.from_params(params.target.embedded), log_path=log_path)
 

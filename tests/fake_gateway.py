@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback import LoopbackServer, routed_handler
 
 SIGNALS_PATH = "/api/v1/signals/prometheus"
 
@@ -53,36 +55,17 @@ class FakeGateway:
             ("gateway_discovery_refresh_errors_total", ""): 0.0}
         self.seen_pods: set[str] = set()
         self.lock = threading.Lock()
-        gw = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                gw._get(self)
-
-            def do_POST(self) -> None:  # noqa: N802
-                gw._post(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.url = base + SIGNALS_PATH
-        self.health_url = base + "/readyz"
-        self.metrics_url = base + "/metrics"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LoopbackServer(routed_handler(self), daemon_threads=True)
+        self.url = self.http.url + SIGNALS_PATH
+        self.health_url = self.http.url + "/readyz"
+        self.metrics_url = self.http.url + "/metrics"
 
     def __enter__(self) -> FakeGateway:
-        self.thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.stop()
 
     def _inc(self, metric: str, labels: str) -> None:
         self.metrics[(metric, labels)] = self.metrics.get((metric, labels), 0.0) + 1

@@ -25,12 +25,13 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from engine_servers import send_json
+from loopback import LoopbackServer, routed_handler
 
 GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "remediationrequests"
 TOKEN = "standin-token-0123456789"
@@ -67,7 +68,7 @@ class KubeStandIn:
         self.generation = 0  # bumped by compact(): open watches end with 410
         self.requests: Counter[str] = Counter()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
         self._threads: list[threading.Thread] = []
 
     # -- objects
@@ -125,7 +126,7 @@ class KubeStandIn:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def kubeconfig(self, path: Path, namespace: str = "test-workloads") -> Path:
         path.write_text(json.dumps({
@@ -138,26 +139,10 @@ class KubeStandIn:
         return path
 
     def start(self) -> KubeStandIn:
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # watches stream chunked, as API servers do
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                standin._get(self)
-
-            def do_POST(self) -> None:  # noqa: N802
-                standin._post(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        for fn in (self._server.serve_forever, self._tick):
-            t = threading.Thread(target=fn, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._server = LoopbackServer(routed_handler(self), daemon_threads=True).start()
+        t = threading.Thread(target=self._tick, daemon=True)
+        t.start()
+        self._threads.append(t)
         return self
 
     def stop(self) -> None:
@@ -165,8 +150,7 @@ class KubeStandIn:
         with self.lock:
             self.lock.notify_all()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         for t in self._threads:
             t.join(timeout=5)
 

@@ -19,17 +19,17 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from glob import glob
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 import yaml
 from engine_servers import send_json
+from loopback import LoopbackServer
 
 from kubetest.checks import (
     FAILED,
@@ -429,23 +429,15 @@ class FakeAPI:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        scheme = "https" if tls else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.http = LoopbackServer(Handler, tls=tls, poll_interval=0.05)
+        self.url = self.http.url
 
     def __enter__(self) -> FakeAPI:
-        self.thread.start()
+        self.http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.stop()
 
 
 OLLAMA_TAGS = {"models": [{"name": "granite3.1-dense:8b"}, {"name": "llama3:latest"}]}

@@ -30,8 +30,8 @@ from kubetest.engine.schedule import constant
 from kubetest.metrics import MetricsScrape
 from kubetest.params import Params
 from kubetest.probes import ProbeTarget, probe_endpoints
+from kubetest.target.embedded import EmbeddedTarget
 from kubetest.target.model import TargetConfig
-from kubetest.target.server import EmbeddedTarget
 
 pytestmark = pytest.mark.timeout(120)
 

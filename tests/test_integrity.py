@@ -271,12 +271,13 @@ def test_only_a_failed_integrity_row_turns_the_decision() -> None:
 
 def test_the_fault_knob_reaches_the_child_target_from_params() -> None:
     from kubetest.params import parse_params
-    from kubetest.target.server import _arguments, build_parser, config_from_args
+    from kubetest.target.command import build_parser, child_arguments, config_from_args
 
     params = parse_params({"target": {"embedded": {"lose_rate": 0.25, "duplicate_rate": 0.5,
                                                    "seed": 3}}})  # fmt: skip
     config = TargetConfig.from_params(params.target.embedded)
     assert (config.lose_rate, config.duplicate_rate, config.seed) == (0.25, 0.5, 3)
-    assert config_from_args(build_parser().parse_args(_arguments(config, "127.0.0.1"))) == config
+    args = build_parser().parse_args(child_arguments(config, "127.0.0.1"))
+    assert config_from_args(args) == config
     with pytest.raises(ValueError, match="lose_rate"):
         TargetConfig(lose_rate=0.7, duplicate_rate=0.5)

@@ -34,8 +34,8 @@ from kubetest.params import parse_params
 from kubetest.target import EmbeddedTarget, TargetConfig, create_app
 from kubetest.target.app import TargetApps, create_apps
 from kubetest.target.cluster import MANAGED_LABEL
+from kubetest.target.command import build_parser, child_arguments, config_from_args
 from kubetest.target.profiles import signal_fingerprint
-from kubetest.target.server import _arguments, build_parser, config_from_args
 
 SIGNALS = "/api/v1/signals/prometheus"
 CONTROLLER = "kubernaut-system"
@@ -622,12 +622,12 @@ def test_cli_options_round_trip_to_the_child(monkeypatch: pytest.MonkeyPatch) ->
                        remediation_phase_s=(0.1, 0.2, 0.3, 0.4), remediation_fail_rate=0.25,
                        blocked_rate=0.5, blocked_s=2.5,
                        kube_denied=("delete:deployments", "watch:remediationrequests"))  # fmt: skip
-    args = build_parser().parse_args(_arguments(cfg, "127.0.0.1"))
+    args = build_parser().parse_args(child_arguments(cfg, "127.0.0.1"))
     assert config_from_args(args) == cfg
     assert (args.health_port, args.metrics_port, args.kube_port) == (0, 0, 0)
-    assert "x" * 12 not in " ".join(_arguments(cfg, "127.0.0.1"))  # the name, not the token
+    assert "x" * 12 not in " ".join(child_arguments(cfg, "127.0.0.1"))  # the name, not the token
     none = TargetConfig(api="kubernaut", kube_namespaces=())
-    assert config_from_args(build_parser().parse_args(_arguments(none, "h"))) == none
+    assert config_from_args(build_parser().parse_args(child_arguments(none, "h"))) == none
     monkeypatch.delenv("KT_TOKEN")
     with pytest.raises(ParamsError, match="KT_TOKEN, which is not set"):
         config_from_args(args)

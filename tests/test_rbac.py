@@ -19,7 +19,7 @@ import pytest
 from fake_gateway import FakeGateway
 from kube_standin import TOKEN, KubeStandIn
 
-from kubetest import checks, endpoints
+from kubetest import checks, control, endpoints
 from kubetest.checks import FAILED, NOT_CONFIGURED, OK, AuthError, check_auth, check_rbac
 from kubetest.params import parse_params
 from kubetest.rbac import required_permissions, token_info
@@ -252,7 +252,7 @@ def test_check_probes_readyz_on_8081(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(url)
         raise httpx.ConnectError("refused")
 
-    monkeypatch.setattr(checks.control, "get", refuse)  # every control-plane call's door
+    monkeypatch.setattr(control, "get", refuse)  # every control-plane call's door
     row = checks.check_target(parse_params({"target": {"url": "http://gw.example:8080",
                                                        "api": "kubernaut"}}))  # fmt: skip
     assert seen == ["http://gw.example:8081/readyz"]

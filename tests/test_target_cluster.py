@@ -19,11 +19,11 @@ import uvicorn
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from kubetest.target.cluster import (
-    MANAGED_LABEL,
+from kubetest.errors import KubeError
+from kubetest.target.cluster import MANAGED_LABEL, Cluster
+from kubetest.target.kube_api import create_kube_app
+from kubetest.target.kube_rules import (
     RR_PLURAL,
-    Cluster,
-    KubeError,
     kubetest_identity,
     labels_match,
     parse_field_selector,
@@ -31,7 +31,6 @@ from kubetest.target.cluster import (
     rfc3339,
     signal_source_identity,
 )
-from kubetest.target.kube_api import create_kube_app
 from kubetest.target.model import TargetConfig
 
 TOKEN = "kube-test-token-0123456789"

@@ -24,8 +24,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from kubetest.params import RUN_LABEL, parse_params
+from kubetest.target.embedded import EmbeddedTarget
 from kubetest.target.model import TargetConfig
-from kubetest.target.server import EmbeddedTarget
 from kubetest.workloads import (
     PoolError,
     api_client,

@@ -1,6 +1,6 @@
 """``python -m kubetest.target``: the reference target in the foreground (see ``server``)."""
 
-from kubetest.target.server import main
+from kubetest.target.command import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -37,16 +37,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from kubetest.target.cluster import (
+from kubetest.errors import KubeError
+from kubetest.target.cluster import Cluster
+from kubetest.target.kube_rules import (
     GROUP,
     RR_API_VERSION,
     RR_FIELDS,
     RR_KIND,
     RR_PLURAL,
     VERSION,
-    Cluster,
     Identity,
-    KubeError,
     bad_request,
     fields_match,
     labels_match,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetest.alerts import ACTIONS, WEBHOOK_VERSION, fingerprint
+from kubetest.errors import PayloadError, TargetConfigError
 
 SERVICE_DISTS: tuple[str, ...] = ("exp", "const", "lognormal")
 _ACTIONS = frozenset(ACTIONS)
@@ -98,59 +99,65 @@ class TargetConfig:
         phases = tuple(float(x) for x in self.remediation_phase_s)
         object.__setattr__(self, "remediation_phase_s", phases)
         if self.api not in TARGET_APIS:
-            raise ValueError(f"api must be one of {', '.join(TARGET_APIS)}, got {self.api!r}")
+            raise TargetConfigError(
+                f"api must be one of {', '.join(TARGET_APIS)}, got {self.api!r}"
+            )
         if not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+            raise TargetConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if not self.service_ms > 0 or math.isinf(self.service_ms):
-            raise ValueError(f"service_ms must be a finite number > 0, got {self.service_ms!r}")
+            raise TargetConfigError(
+                f"service_ms must be a finite number > 0, got {self.service_ms!r}"
+            )
         if self.service_dist not in SERVICE_DISTS:
-            raise ValueError(
+            raise TargetConfigError(
                 f"service_dist must be one of {', '.join(SERVICE_DISTS)}, got {self.service_dist!r}"
             )
         if not 0.0 <= self.error_rate <= 1.0:
-            raise ValueError(f"error_rate must be within [0, 1], got {self.error_rate!r}")
+            raise TargetConfigError(f"error_rate must be within [0, 1], got {self.error_rate!r}")
         if not self.lognormal_sigma > 0 or math.isinf(self.lognormal_sigma):
-            raise ValueError(f"lognormal_sigma must be > 0, got {self.lognormal_sigma!r}")
+            raise TargetConfigError(f"lognormal_sigma must be > 0, got {self.lognormal_sigma!r}")
         for start, duration in outages:
             if not (start >= 0 and duration > 0) or math.isinf(start + duration):
-                raise ValueError(
+                raise TargetConfigError(
                     f"outages: ({start}, {duration}) needs start_s >= 0 and duration_s > 0"
                 )
         if (self.max_body_bytes is not None and self.max_body_bytes < 1) or self.max_alerts < 1:
-            raise ValueError("max_body_bytes and max_alerts must be >= 1")
+            raise TargetConfigError("max_body_bytes and max_alerts must be >= 1")
         if self.max_concurrent_requests is not None and self.max_concurrent_requests < 1:
-            raise ValueError(
+            raise TargetConfigError(
                 f"max_concurrent_requests must be >= 1, got {self.max_concurrent_requests!r}"
             )
         for name in ("future_tolerance_s", "cooldown_s", "blocked_s"):
             value = getattr(self, name)
             if not value >= 0 or math.isinf(value):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise TargetConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.rate_limit_per_s is not None and not 0 < self.rate_limit_per_s < math.inf:
-            raise ValueError(f"rate_limit_per_s must be > 0, got {self.rate_limit_per_s!r}")
+            raise TargetConfigError(f"rate_limit_per_s must be > 0, got {self.rate_limit_per_s!r}")
         for name in ("lose_rate", "duplicate_rate", "remediation_fail_rate", "blocked_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)!r}")
+                raise TargetConfigError(
+                    f"{name} must be within [0, 1], got {getattr(self, name)!r}"
+                )
         if self.lose_rate + self.duplicate_rate > 1.0:
-            raise ValueError("lose_rate + duplicate_rate must be <= 1")
+            raise TargetConfigError("lose_rate + duplicate_rate must be <= 1")
         self._check_cluster(phases)
 
     def _check_cluster(self, phases: tuple[float, ...]) -> None:
-        from kubetest.target.cluster import VERBS, is_dns_label
+        from kubetest.target.kube_rules import VERBS, is_dns_label
 
         if len(phases) != 4 or not all(0 <= p < math.inf for p in phases):
-            raise ValueError(
+            raise TargetConfigError(
                 "remediation_phase_s must be 4 finite numbers >= 0 (processing, analyzing, "
                 f"executing, verifying seconds), got {self.remediation_phase_s!r}"
             )
         for ns in (self.controller_namespace, *self.kube_namespaces, *self.managed_namespaces):
             if not is_dns_label(ns):
-                raise ValueError(f"namespace {ns!r} is not a valid namespace name (RFC 1123 "
+                raise TargetConfigError(f"namespace {ns!r} is not a valid namespace name (RFC 1123 "
                                  "label: lowercase letters, digits, '-')")  # fmt: skip
         for item in self.kube_denied:
             verb, sep, resource = item.partition(":")
             if not sep or verb not in VERBS or not resource:
-                raise ValueError(
+                raise TargetConfigError(
                     f"kube_denied: {item!r} must be VERB:RESOURCE (e.g. delete:deployments) "
                     f"with VERB one of {', '.join(sorted(VERBS))}"
                 )
@@ -256,15 +263,6 @@ def make_sampler(config: TargetConfig, rng: random.Random | None = None) -> Call
     mu = lognormal_mu(mean, sigma)
     lognormvariate = rng.lognormvariate
     return lambda: lognormvariate(mu, sigma)
-
-
-class PayloadError(Exception):
-    """A refused webhook body: ``status`` is the HTTP code, the message names the field."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

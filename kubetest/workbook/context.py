@@ -72,8 +72,8 @@ class TestContext:
         reported = read_endpoints(session)
         if not target_url:
             if params.target.is_embedded:
+                from kubetest.target.embedded import EmbeddedTarget
                 from kubetest.target.model import TargetConfig
-                from kubetest.target.server import EmbeddedTarget
 
                 owned = EmbeddedTarget(TargetConfig.from_params(params.target.embedded)).start()
                 atexit.register(owned.stop)

@@ -1,23 +1,9 @@
-"""The reference target's ``kubernaut`` and ``kubernaut-legacy`` profiles.
+"""The Kubernaut gateway's signal path, as its source reads at commit d5a4a87
+(2026-08-22) of github.com/jordigilh/kubernaut (``pg/`` below is ``pkg/gateway/``): a
+body read as Go's ``encoding/json`` reads it, each alert's owner resolved in the
+target's cluster, then scope, dedup and the RemediationRequest it creates (``Signals``);
+``kubernaut`` puts its HTTP side in front.
 
-``kubernaut`` is the current Kubernaut gateway as its source reads at commit d5a4a87
-(2026-08-22) of github.com/jordigilh/kubernaut (``pg/`` below is ``pkg/gateway/``), backed
-by the target's own cluster (``kubetest.target.cluster``) instead of a real one:
-
-* ``POST /api/v1/signals/prometheus`` (``pg/adapters/prometheus_adapter.go``), refusals in
-  the source's order: 429 above ``max_concurrent_requests`` in flight, plain text
-  ``Server capacity exceeded.`` and no Retry-After (chi's ``Throttle``, ``pg/server.go``);
-  401/403 (``pkg/shared/auth/middleware.go``: TokenReview, then a SubjectAccessReview for
-  ``create services/gateway-service`` in the controller namespace,
-  ``pg/server_constructors.go``); 400 freshness (``pg/middleware/alertmanager_freshness.go``,
-  ``timestamp.go``: ``X-Timestamp`` Unix seconds within 5 min when sent, else the newest
-  ``startsAt`` must exist and be at most 2 min ahead; a body over 256 KiB is 413 there);
-  415 non-JSON ``Content-Type`` (``content_type.go``); 413 over 256 KiB
-  (``pg/middleware/limits.go``); 400 ``Failed to parse batch payload`` for a body over
-  100 KB, bad JSON, no alerts, or every alert dropped by owner resolution
-  (``pg/signal_ingestion.go``); 400 validation (``alertname``; a missing ``severity`` is
-  ``unknown``, so it never fails); 200 rejected out of scope (``pg/scope.go``); 202
-  duplicate / 201 created; 207 with ``results`` and ``summary`` for several alerts.
 * Owner resolution (``prometheus_adapter.go`` ``extractTargetResource``,
   ``pg/types/fingerprint.go``, ``pg/adapters/owner_resolver.go``): label keys are matched to
   resource kinds (tier 1 workloads beat Pods and Nodes), the first that exists wins, else
@@ -32,94 +18,33 @@ by the target's own cluster (``kubetest.target.cluster``) instead of a real one:
   ManualReviewRequired; it bumps ``status.deduplication`` (``status_updater.go``).
   Otherwise a new ``rr-<fingerprint12>-<8 hex>`` in the controller namespace
   (``pg/processing/crd_creator.go``). Bodies as ``pg/response_types.go`` builds them.
-* Errors as ``pg/http_errors.go`` writes them (RFC 7807, ``https://kubernaut.ai/problems/…``
-  with ``request_id``); the middlewares' own bodies as theirs (no ``request_id``); 401/403
-  ``about:blank``. Security headers and ``X-Request-ID`` on everything past the throttle.
-* Health on its own port (``/healthz``, ``/readyz``: ``pkg/shared/health/server.go``,
-  ``pg/server.go``), metrics on its own (``/metrics``: ``pg/metrics/metrics.go`` counters
-  beside the target's ``kubetest_target_*``).
-
-The per-alert Kubernetes work is the target's M/G/c queue (``serve_alerts``): one drawn
-service time per processed alert, so capacity keeps its known truth. When a
-RemediationRequest reaches Executing its action is recorded in the action history
-(``execute_action``, read by ``/api/v1/actions``). The integrity faults (``lose_rate``,
-``duplicate_rate``) act where the gateway writes: an answered 201 whose
-RemediationRequest was never written, or was written twice, so the RemediationRequests
-and the action history both show them.
-
-``kubernaut-legacy`` is the earlier release: synchronous 200, per-pair cooldown (500),
-rate limit (429).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from kubetest.alerts import fingerprint as alertmanager_fingerprint
-from kubetest.target.app import (
-    TargetState,
-    _read_body,
-    admitted,
-    execute_action,
-    read_alerts,
-    serve_alerts,
-)
-from kubetest.target.cluster import (
-    MANAGED_LABEL,
-    RR_API_VERSION,
-    RR_KIND,
-    SIGNAL_GRANT,
-    TERMINAL_PHASES,
-    Cluster,
-    KubeError,
-    rfc3339,
-)
+from kubetest.errors import KubeError, StandInAnswer
+from kubetest.target.cluster import MANAGED_LABEL, TERMINAL_PHASES, Cluster
+from kubetest.target.kube_rules import RR_API_VERSION, RR_KIND, rfc3339
 from kubetest.target.model import AlertIn, check_action
+from kubetest.target.pipeline import (
+    execute_action,
+)
+from kubetest.target.state import TargetState
 
-#: ``pg/middleware/limits.go`` ``MaxRequestBodySize``: 413 above.
-MAX_REQUEST_BODY = 256 * 1024
 #: ``prometheus_adapter.go`` ``maxPayloadSize``: the adapter refuses (400) above.
 ADAPTER_MAX_PAYLOAD = 100 * 1024
-#: ``signal_ingestion.go``: ``adapter.ReplayValidator(5 * time.Minute)``.
-REPLAY_WINDOW_S = 300.0
-
-PROBLEMS = "https://kubernaut.ai/problems/"
-PROBLEM_JSON = "application/problem+json"
 SOURCE = "prometheus"  # NormalizedSignal.Source: metrics' source_type, spec.signalSource
 SIGNAL_TYPE = "alert"  # pg/adapters/constants.go SourceTypeAlert: spec.signalType
-
-#: ``pg/http_errors.go`` ``getErrorTypeAndTitle``.
-_TYPES: dict[int, tuple[str, str]] = {
-    400: ("validation-error", "Bad Request"),
-    405: ("method-not-allowed", "Method Not Allowed"),
-    500: ("internal-error", "Internal Server Error"),
-    413: ("payload-too-large", "Request Entity Too Large"),
-    504: ("gateway-timeout", "Gateway Timeout"),
-    503: ("service-unavailable", "Service Unavailable"),
-}
-
-#: ``pg/middleware/security_headers.go``.
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "X-XSS-Protection": "1; mode=block",
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "Content-Security-Policy": "default-src 'none'",
-    "Referrer-Policy": "no-referrer",
-}
 
 #: Prometheus-standard labels never read as resource kinds
 #: (``prometheus_adapter.go`` ``PrometheusReservedLabels``).
@@ -153,11 +78,10 @@ _RFC3339_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 )
 _GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
-_MEDIA_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
-
-class _Invalid(Exception):
-    """A body ``encoding/json`` would not unmarshal into the gateway's structs."""
+class _Invalid(StandInAnswer):
+    """A body ``encoding/json`` would not unmarshal into the gateway's structs (internal:
+    the gateway answers it with a 400)."""
 
 
 def _go_time(value: Any) -> datetime | None:
@@ -235,7 +159,7 @@ def _parse_webhook(body: bytes) -> dict[str, Any]:
     return {**common, "alerts": alerts}
 
 
-def _newest_starts_at(body: bytes) -> datetime | None | bool:
+def newest_starts_at(body: bytes) -> datetime | None | bool:
     """The freshness check's reading (``alertManagerTimestamps``): the newest non-zero
     ``alerts[].startsAt``; ``None`` when none has one; ``False`` when the body does not
     unmarshal (the check then lets it through to the handler)."""
@@ -262,23 +186,7 @@ def _newest_starts_at(body: bytes) -> datetime | None | bool:
         return False
 
 
-def _media_type_ok(header: str) -> bool | None:
-    """``mime.ParseMediaType`` then ``== application/json``: ``None`` when malformed."""
-    parts = header.split(";")
-    media = parts[0].strip()
-    kind, slash, sub = media.partition("/")
-    if not slash or not _MEDIA_TOKEN.match(kind) or not _MEDIA_TOKEN.match(sub):
-        return None
-    for param in parts[1:]:
-        if not param.strip():
-            continue
-        key, eq, value = param.strip().partition("=")
-        if not eq or not _MEDIA_TOKEN.match(key.strip()) or not value.strip():
-            return None
-    return media.lower() == "application/json"
-
-
-def _go_json(doc: Any) -> bytes:
+def go_json(doc: Any) -> bytes:
     """``json.NewEncoder(w).Encode``: compact, one trailing newline."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
@@ -356,136 +264,17 @@ class GatewayMetrics:
             "reason", ["reason"], registry=reg)  # fmt: skip
 
 
-class _Answer(Exception):
-    """A finished response, raised from deep in the pipeline."""
+class Signals:
+    """From a parsed body to answers: ``ParseBatch`` (owner resolution, validation) and
+    ``ProcessSignal`` (scope, dedup, the RemediationRequest), over ``cluster``."""
 
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-class KubernautGateway:
-    """The gateway's HTTP pipeline over ``cluster`` (see the module docstring)."""
-
-    def __init__(self, state: TargetState, cluster: Cluster) -> None:
+    def __init__(self, state: TargetState, cluster: Cluster, metrics: GatewayMetrics) -> None:
         self.state = state
-        self.config = config = state.config
         self.cluster = cluster
-        self.path = config.webhook_path
-        self.metrics = GatewayMetrics(state.metrics.registry)
-        self.signal_token: str | None = None
-        if config.auth_token_env:
-            expected = state._expected_auth  # "Bearer <value>", read at start
-            assert expected is not None
-            self.signal_token = expected[len("Bearer "):]
+        self.metrics = metrics
         cluster.on_action = self._on_action
 
-    # -- answers
-
-    def _headers(self, rid: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return {**SECURITY_HEADERS, "X-Request-ID": rid, **(extra or {})}
-
-    def _problem(self, code: int, detail: str, rid: str, *, instance: str | None = None,
-                 request_id: bool = True, kind: tuple[str, str] | None = None,
-                 headers: dict[str, str] | None = None) -> Response:  # fmt: skip
-        """``gwerrors.RFC7807Error`` (type, title, detail, status, instance, request_id)."""
-        type_, title = kind or _TYPES.get(code, ("unknown", "Error"))
-        body: dict[str, Any] = {"type": PROBLEMS + type_, "title": title, "detail": detail,
-                                "status": code,
-                                "instance": self.path if instance is None else instance}
-        if request_id:
-            body["request_id"] = rid
-        return Response(_go_json(body), code, headers=self._headers(rid, headers),
-                        media_type=PROBLEM_JSON)  # fmt: skip
-
-    def _auth_error(self, code: int, title: str, detail: str, rid: str) -> Response:
-        """``auth.Middleware.writeError``: a Go map, so its keys come sorted."""
-        body = {"detail": detail, "status": code, "title": title, "type": "about:blank"}
-        return Response(_go_json(body), code, headers=self._headers(rid),
-                        media_type=PROBLEM_JSON)
-
-    # -- the pipeline
-
-    def _authenticate(self, request: Request, rid: str) -> None:
-        """``pkg/shared/auth/middleware.go``: TokenReview, then the SubjectAccessReview."""
-        if self.signal_token is None:
-            return
-        header = request.headers.get("authorization", "")
-        if not header:
-            raise _Answer(self._auth_error(401, "Unauthorized", "Missing Authorization header",
-                                           rid))
-        if not header.startswith("Bearer "):
-            raise _Answer(self._auth_error(401, "Unauthorized",
-                                           "Invalid Authorization header format", rid))
-        token = header[len("Bearer "):]
-        if not token:
-            raise _Answer(self._auth_error(401, "Unauthorized", "Empty Bearer token", rid))
-        identity = self.cluster.authenticate(token)
-        if identity is None:
-            raise _Answer(self._auth_error(401, "Unauthorized", "Invalid or expired token", rid))
-        verb, group, resource, name = SIGNAL_GRANT
-        ns = self.cluster.controller_namespace
-        if not identity.allows(verb, group, resource, ns, name):
-            # The real gateway says only "Insufficient permissions"; the grant is named here
-            # so a refused sender knows which binding it lacks.
-            raise _Answer(self._auth_error(
-                403, "Forbidden", f"Insufficient permissions: {identity.user} cannot {verb} "
-                f"{resource}/{name} in namespace {ns} (bind it to the gateway-signal-source "
-                "ClusterRole)", rid))  # fmt: skip
-
-    async def _body(self, request: Request) -> bytes | None:
-        try:
-            return await _read_body(request, self.config.body_limit)
-        except ClientDisconnect:
-            return b""
-
-    async def _fresh_body(self, request: Request, rid: str) -> bytes | None:
-        """The replay check (``AlertManagerFreshnessValidator``): the body when it read it
-        (no ``X-Timestamp``), ``None`` when the header path left it unread."""
-        header = request.headers.get("x-timestamp", "")
-        skew = self.config.future_tolerance_s
-        if header:
-            if not re.fullmatch(r"[+-]?\d+", header):
-                message = "invalid timestamp format"
-            elif int(header) < 0:
-                message = "invalid timestamp: negative value"
-            elif time.time() - int(header) > REPLAY_WINDOW_S:
-                message = "timestamp too old: possible replay attack"
-            elif int(header) > time.time() + skew:
-                message = "timestamp in future: possible clock skew attack"
-            else:
-                return None
-            raise _Answer(self._problem(400, message, rid, instance="", request_id=False))
-        body = await self._body(request)
-        if body is None:
-            raise _Answer(self._problem(413, "Request body too large", rid, instance="",
-                                        request_id=False))  # fmt: skip
-        newest = _newest_starts_at(body)
-        if newest is False:
-            return body  # the handler reports what does not parse
-        if newest is None:
-            raise _Answer(self._problem(400, "alert payload missing startsAt timestamp", rid,
-                                        instance="", request_id=False))  # fmt: skip
-        assert isinstance(newest, datetime)
-        if newest.timestamp() > time.time() + skew:
-            raise _Answer(self._problem(400, "alert startsAt in future: possible clock skew "
-                                        "attack", rid, instance="", request_id=False))
-        return body
-
-    def _content_type(self, request: Request, rid: str) -> None:
-        """``ValidateContentType``: missing is fine, malformed 400, not JSON 415."""
-        header = request.headers.get("content-type")
-        if not header:
-            return
-        ok = _media_type_ok(header)
-        if ok is None:
-            raise _Answer(self._problem(400, "Invalid Content-Type header format", rid,
-                                        request_id=False))  # fmt: skip
-        if not ok:
-            raise _Answer(self._problem(
-                415, "Content-Type must be application/json", rid, request_id=False,
-                kind=("unsupported-media-type", "Unsupported Media Type"),
-                headers={"Accept": "application/json"}))  # fmt: skip
+    # -- ParseBatch
 
     def _resolve(self, labels: dict[str, str]) -> tuple[str, str, str] | None:
         """(namespace, kind, name) of the alert's top-level owner (``extractAlertResource``
@@ -523,7 +312,7 @@ class KubernautGateway:
         """Only Deployments exist in the target's cluster (no Pods, Nodes...)."""
         return kind == "Deployment" and self.cluster.deployment_labels(namespace, name) is not None
 
-    def _parse_batch(self, body: bytes, received: float) -> list[Signal] | None:
+    def parse_batch(self, body: bytes, received: float) -> list[Signal] | None:
         """``ParseBatch``: the signals that resolved, ``None`` for a 400."""
         if len(body) > ADAPTER_MAX_PAYLOAD:
             return None
@@ -564,7 +353,7 @@ class KubernautGateway:
         return signals or None
 
     @staticmethod
-    def _validate(signal: Signal) -> str | None:
+    def validate(signal: Signal) -> str | None:
         """``PrometheusAdapter.Validate``."""
         if not signal.fingerprint:
             return "fingerprint is required"
@@ -745,194 +534,3 @@ class KubernautGateway:
         into the history, through the integrity faults (``execute_action``)."""
         if isinstance(context, AlertIn):  # faults acted at creation: one entry per object
             execute_action(self.state, context, rr_name, copies=1, failure=failure)
-
-    # -- HTTP
-
-    async def handle(self, request: Request) -> Response:
-        """``POST /api/v1/signals/prometheus``: the throttle, then the counted pipeline."""
-        state = self.state
-        limit = self.config.concurrency_limit
-        bucket = state._bucket
-        if (limit is not None and state.in_flight >= limit) or (
-                bucket is not None and not bucket.take()):
-            # chi's Throttle: http.Error, before every other middleware (no request id)
-            state.metrics.count("webhook", 429)
-            state.count_outcome("throttled")
-            return Response(b"Server capacity exceeded.\n", 429,
-                            headers={"X-Content-Type-Options": "nosniff"},
-                            media_type="text/plain; charset=utf-8")  # fmt: skip
-        state.in_flight += 1
-        t0 = time.perf_counter()
-        rid = str(uuid.uuid4())
-        try:
-            try:
-                response = await self._pipeline(request, rid)
-            except _Answer as answer:
-                response = answer.response
-        finally:
-            state.in_flight -= 1
-        code = response.status_code
-        self.metrics.duration.labels(self.path, "POST", str(code)).observe(
-            time.perf_counter() - t0)
-        state.metrics.count("webhook", code)
-        if code >= 400:
-            state.count_outcome("failed")  # answered 2xx: counted per alert by the pipeline
-        return response
-
-    async def _pipeline(self, request: Request, rid: str) -> Response:
-        state = self.state
-        remaining = state.outage()
-        if remaining:
-            return self._problem(503, "Service unavailable: injected outage window", rid,
-                                 headers={"Retry-After": str(math.ceil(remaining))})
-        self._authenticate(request, rid)
-        body = await self._fresh_body(request, rid)
-        self._content_type(request, rid)
-        if body is None:
-            body = await self._body(request)
-            if body is None:
-                return self._problem(413, "Request body too large", rid)
-        signals = self._parse_batch(body, self.cluster.clock())  # receivedTime
-        if signals is None:
-            return self._problem(400, "Failed to parse batch payload", rid)
-        if len(signals) == 1:
-            invalid = self._validate(signals[0])
-            if invalid:
-                return self._problem(400, f"Signal validation failed: {invalid}", rid)
-        if state.inject_error():
-            return self._problem(500, "Internal server error", rid)
-        valid = [s for s in signals if self._validate(s) is None]
-        processed = iter(await serve_alerts(state, valid, self.process))
-        results: list[tuple[str, dict[str, Any], Signal]] = []
-        for signal in signals:
-            invalid = self._validate(signal)
-            if invalid:
-                results.append(("invalid", {"error": f"Signal validation failed: {invalid}"},
-                                signal))
-            else:
-                word, body_doc = next(processed)
-                results.append((word, body_doc, signal))
-        if len(signals) == 1 and results[0][0] == "failed":
-            return self._problem(500, "Internal server error", rid)  # handleProcessingError
-        outcome = {"created": "accepted", "duplicate": "duplicate", "rejected": "rejected",
-                   "invalid": "rejected", "failed": "failed"}  # fmt: skip
-        for word, _, _ in results:
-            state.count_outcome(outcome[word])
-        if len(signals) == 1:
-            word, doc, _ = results[0]
-            code = {"created": 201, "duplicate": 202, "rejected": 200}[word]
-            return Response(_go_json(doc), code, headers=self._headers(rid),
-                            media_type="application/json")
-        items = []
-        summary = {"total": len(results), "created": 0, "deduplicated": 0, "rejected": 0,
-                   "failed": 0}  # fmt: skip
-        for word, doc, signal in results:
-            if word == "invalid":
-                items.append({"status": "rejected", "fingerprint": signal.fingerprint,
-                              "error": doc["error"]})  # fmt: skip
-                summary["rejected"] += 1
-            elif word == "failed":
-                items.append({"status": "failed", "fingerprint": signal.fingerprint,
-                              "error": "Processing failed"})  # fmt: skip
-                summary["failed"] += 1
-            else:
-                item = {"status": doc["status"]}
-                if doc.get("fingerprint"):
-                    item["fingerprint"] = doc["fingerprint"]
-                item["message"] = doc["message"]
-                items.append(item)
-                summary[{"created": "created", "duplicate": "deduplicated",
-                         "rejected": "rejected"}[word]] += 1  # fmt: skip
-        return Response(_go_json({"results": items, "summary": summary}), 207,
-                        headers=self._headers(rid), media_type="application/json")
-
-    # -- the other ports
-
-    def health_routes(self) -> list[Route]:
-        """``/healthz`` (liveness, always 200) and ``/readyz`` (503 RFC 7807 during an
-        injected outage, as when the Kubernetes API is unreachable)."""
-        state = self.state
-
-        async def healthz(request: Request) -> Response:
-            state.metrics.count("health", 200)
-            body = {"status": "healthy", "timestamp": rfc3339(time.time())}
-            return Response(_go_json(body), 200, media_type="text/plain; charset=utf-8")
-
-        async def readyz(request: Request) -> Response:
-            remaining = state.outage()
-            if remaining:
-                state.metrics.count("health", 503)
-                body = {"type": PROBLEMS + "service-unavailable", "title": "Service Unavailable",
-                        "detail": "Kubernetes API is not reachable", "status": 503,
-                        "instance": "/readyz"}  # fmt: skip
-                return Response(_go_json(body), 503, media_type=PROBLEM_JSON,
-                                headers={"Retry-After": str(math.ceil(remaining))})
-            state.metrics.count("health", 200)
-            return Response(_go_json({"status": "ready"}), 200,
-                            media_type="text/plain; charset=utf-8")
-
-        return [Route("/healthz", healthz), Route("/readyz", readyz)]
-
-
-async def go_not_found(request: Request, exc: Exception) -> Response:
-    """Go's ``http.NotFound`` and chi's 405 (empty, with ``Allow``), as the real ports
-    answer; with the API port's security headers."""
-    headers = {**SECURITY_HEADERS, "X-Request-ID": str(uuid.uuid4())}
-    if getattr(exc, "status_code", 404) == 405:
-        allow = (getattr(exc, "headers", None) or {}).get("Allow", "POST")
-        return Response(b"", 405, headers={**headers, "Allow": allow})
-    return Response(b"404 page not found\n", 404, media_type="text/plain; charset=utf-8",
-                    headers=headers)
-
-
-def legacy_routes(state: TargetState) -> tuple[Any, list[Route]]:
-    """``POST /alerts`` as earlier releases answer it: synchronous, cooldown, rate limit."""
-    config = state.config
-    cooldown: dict[tuple[str, str], float] = {}
-
-    def refuse(code: int, reason: str, **headers: str) -> Response:
-        state.metrics.count("webhook", code)
-        state.count_outcome("throttled" if code == 429 else "failed")
-        return JSONResponse({"status": "error", "error": reason}, code, headers=headers or None)
-
-    def in_cooldown(alerts: list[AlertIn]) -> str | None:
-        """Check, then start, each alertname/namespace pair's cooldown (on arrival, so two
-        concurrent alerts of one pair are decided deterministically)."""
-        if config.cooldown_s <= 0:
-            return None
-        now = time.monotonic()
-        if len(cooldown) > 10_000:
-            for key in [k for k, until in cooldown.items() if until <= now]:
-                del cooldown[key]
-        for alert in alerts:
-            key = (alert.alertname, alert.namespace)
-            until = cooldown.get(key, 0.0)
-            if until > now:
-                return (
-                    f"alert {alert.alertname} in namespace {alert.namespace or '-'} is in "
-                    f"cooldown for another {until - now:.1f} s"
-                )
-        for alert in alerts:
-            cooldown[(alert.alertname, alert.namespace)] = now + config.cooldown_s
-        return None
-
-    def handle(alert: AlertIn) -> dict[str, Any]:
-        status, reason = execute_action(state, alert)
-        return {"fingerprint": alert.fingerprint, "action": alert.action,
-                "status": status, "reason": reason}  # fmt: skip
-
-    async def _handle(request: Request) -> Response:
-        alerts = await read_alerts(state, request, "webhook", refuse)
-        if isinstance(alerts, Response):
-            return alerts
-        if state.inject_error():
-            return refuse(500, f"injected failure (error_rate={config.error_rate})")
-        cooling = in_cooldown(alerts)
-        if cooling:
-            return refuse(500, cooling)
-        results = await serve_alerts(state, alerts, handle)
-        state.metrics.count("webhook", 200)
-        state.count_outcome("accepted", len(results))
-        return JSONResponse({"status": "success", "processed": len(results), "results": results})
-
-    return admitted(state, _handle, refuse), []
