@@ -189,7 +189,7 @@ def _summary(results: list[ShardResult], shards: list[ShardInfo]) -> dict[str, A
 
 
 def test_one_saturated_shard_saturates_the_run() -> None:
-    slow = _shard(1, lag_hdr=hdr([0.2] * 50))
+    slow = _shard(1, lag_hdr=hdr([0.2] * 50), lag_max_by_second=[0.2] * 12)
     s = _summary([_shard(0), slow], [ShardInfo(0, "a"), ShardInfo(1, "b")])
     assert s["saturated"] is True
     assert [r["saturated"] for r in s["per_worker"]] == [False, True]

@@ -46,7 +46,7 @@ def test_a_healthy_run_is_valid() -> None:
 @pytest.mark.parametrize(
     ("over", "needle"),
     [
-        (dict(lag_hdr=hdr([0.2] * 100)), "schedule lag p99"),
+        (dict(lag_hdr=hdr([0.2] * 100), lag_max_by_second=[0.2] * 12), "schedule lag p99"),
         (dict(dispatched=80, last_sent_s=9.9), "of the scheduled"),  # achieved / offered
         (dict(errors={"dropped": 5}), "dropped"),  # at the in-flight cap
         (dict(loop_busy=0.97), "event loop busy"),  # the generator's CPU
