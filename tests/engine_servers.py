@@ -263,60 +263,38 @@ async def _drain_request(reader: asyncio.StreamReader) -> bool:
     return True
 
 
-async def endless_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """200, chunked, 64 KiB chunks for ever (as fast as the client reads)."""
-    if not await _drain_request(reader):
-        return
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                 b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
-    chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
-    while True:
-        writer.write(chunk)
-        await writer.drain()
+def _forever(head: bytes, piece: bytes, pause_s: float = 0.0) -> RawHandler:
+    """A handler that reads the request, writes ``head``, then ``piece`` again and again
+    (``pause_s`` apart; as fast as the client reads at 0)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not await _drain_request(reader):
+            return
+        writer.write(head)
+        while True:
+            writer.write(piece)
+            await writer.drain()
+            if pause_s:
+                await asyncio.sleep(pause_s)
+
+    return handler
 
 
-async def announced_2gb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """200 announcing a 2 GB body, then 8 KiB every 10 ms (never the gigabytes)."""
-    if not await _drain_request(reader):
-        return
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 2147483648\r\n\r\n")  # fmt: skip
-    while True:
-        writer.write(b" " * 8192)
-        await writer.drain()
-        await asyncio.sleep(0.01)
-
-
-async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """200 with a 1,000-byte body sent one byte a second."""
-    if not await _drain_request(reader):
-        return
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000\r\n\r\n")  # fmt: skip
-    while True:
-        writer.write(b" ")
-        await writer.drain()
-        await asyncio.sleep(1.0)
-
-
-async def trickle_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A status line, then a header that never ends, two bytes a second: every read
-    returns before a read timeout, the headers never complete."""
-    if not await _drain_request(reader):
-        return
-    writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-    while True:
-        writer.write(b"a")
-        await writer.drain()
-        await asyncio.sleep(0.5)
-
+_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
 #: The hostile answers by name, for parametrised fault tests.
 HOSTILE: dict[str, RawHandler] = {
-    "endless-chunked": endless_chunked,
-    "announced-2GB": announced_2gb,
-    "trickle-1Bps": trickle,
-    "trickle-headers": trickle_headers,
+    # 200, chunked, 64 KiB chunks for ever (as fast as the client reads)
+    "endless-chunked": _forever(
+        _OK_JSON + b"Transfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+    ),
+    # 200 announcing a 2 GB body, then 8 KiB every 10 ms (never the gigabytes)
+    "announced-2GB": _forever(_OK_JSON + b"Content-Length: 2147483648\r\n\r\n", b" " * 8192, 0.01),
+    # 200 with a 1,000-byte body sent one byte a second
+    "trickle-1Bps": _forever(_OK_JSON + b"Content-Length: 1000\r\n\r\n", b" ", 1.0),
+    # a status line, then a header that never ends, two bytes a second: every read
+    # returns before a read timeout, the headers never complete
+    "trickle-headers": _forever(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", 0.5),
 }
 
 
