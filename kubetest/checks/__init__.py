@@ -37,7 +37,6 @@ from kubetest.checks.base import (
     _one_line,
     _scrub,
     env_secrets,
-    redact_url,
 )
 from kubetest.checks.kube import (
     KubeAccess,
@@ -59,7 +58,7 @@ from kubetest.checks.target import (
 )
 from kubetest.errors import AuthError
 from kubetest.params import Environment, Params, load_params
-from kubetest.secrets import REDACTED, redact
+from kubetest.secrets import REDACTED, redact, redact_url
 
 __all__ = [
     "FAILED",

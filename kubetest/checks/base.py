@@ -14,10 +14,10 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from kubetest.params import Environment, Params
-from kubetest.secrets import REDACTED, redact
+from kubetest.secrets import redact
 
 OK, FAILED, NOT_CONFIGURED = "ok", "failed", "not configured"
 #: Not blocking, but the run will not judge what it was asked to (e.g. BR-PA-011).
@@ -54,16 +54,6 @@ def _not_configured(name: str, detail: str, fix: str) -> Check:
 # --------------------------------------------------------------------------- secrets
 
 
-def redact_url(url: str) -> str:
-    """A URL without its password (``redis://:pw@h:6379/0`` → ``redis://:***@h:6379/0``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]  # host[:port] as written (IPv6 brackets kept)
-    netloc = f"{parts.username or ''}:{REDACTED}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def env_secrets(params: Params) -> list[str]:
     """The secret values the params point at (env vars), to scrub from every text."""
     env = params.environment or Environment()
@@ -76,8 +66,6 @@ def env_secrets(params: Params) -> list[str]:
             with contextlib.suppress(ValueError):
                 values.append(urlsplit(url).password or "")
     return [v for v in values if v]
-
-
 
 
 def _dsn_password(dsn: str) -> str:

@@ -18,9 +18,9 @@ from kubetest.checks.base import (
     _ok,
     _one_line,
     _scrub,
-    redact_url,
 )
 from kubetest.params import Environment
+from kubetest.secrets import redact_url
 
 # --------------------------------------------------------------------------- LLM
 
