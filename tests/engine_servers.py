@@ -158,8 +158,8 @@ class RawServer(_LoopThread):
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def read_request(reader: asyncio.StreamReader) -> None:
-    """Read one HTTP/1.1 request (headers + Content-Length body)."""
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """Read one HTTP/1.1 request (headers + Content-Length body); its head."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n"):
@@ -167,6 +167,7 @@ async def read_request(reader: asyncio.StreamReader) -> None:
             length = int(line.split(b":", 1)[1])
     if length:
         await reader.readexactly(length)
+    return head
 
 
 def send_json(h: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
@@ -263,33 +264,39 @@ async def _drain_request(reader: asyncio.StreamReader) -> bool:
     return True
 
 
+async def _stream(
+    writer: asyncio.StreamWriter, head: bytes, piece: bytes, pause_s: float = 0.0
+) -> None:
+    """Write ``head``, then ``piece`` again and again (``pause_s`` apart; at 0 as fast as
+    the client reads)."""
+    writer.write(head)
+    while True:
+        writer.write(piece)
+        await writer.drain()
+        if pause_s:
+            await asyncio.sleep(pause_s)
+
+
 def _forever(head: bytes, piece: bytes, pause_s: float = 0.0) -> RawHandler:
-    """A handler that reads the request, writes ``head``, then ``piece`` again and again
-    (``pause_s`` apart; as fast as the client reads at 0)."""
+    """A handler that reads the request, then ``_stream``s."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not await _drain_request(reader):
-            return
-        writer.write(head)
-        while True:
-            writer.write(piece)
-            await writer.drain()
-            if pause_s:
-                await asyncio.sleep(pause_s)
+        if await _drain_request(reader):
+            await _stream(writer, head, piece, pause_s)
 
     return handler
 
 
 _OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+_CHUNK_64K = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
+_2GB = _OK_JSON + b"Content-Length: 2147483648\r\n\r\n"
 
 #: The hostile answers by name, for parametrised fault tests.
 HOSTILE: dict[str, RawHandler] = {
     # 200, chunked, 64 KiB chunks for ever (as fast as the client reads)
-    "endless-chunked": _forever(
-        _OK_JSON + b"Transfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b" " * 0x10000 + b"\r\n"
-    ),
+    "endless-chunked": _forever(_OK_JSON + b"Transfer-Encoding: chunked\r\n\r\n", _CHUNK_64K),
     # 200 announcing a 2 GB body, then 8 KiB every 10 ms (never the gigabytes)
-    "announced-2GB": _forever(_OK_JSON + b"Content-Length: 2147483648\r\n\r\n", b" " * 8192, 0.01),
+    "announced-2GB": _forever(_2GB, b" " * 8192, 0.01),
     # 200 with a 1,000-byte body sent one byte a second
     "trickle-1Bps": _forever(_OK_JSON + b"Content-Length: 1000\r\n\r\n", b" ", 1.0),
     # a status line, then a header that never ends, two bytes a second: every read
@@ -301,23 +308,8 @@ HOSTILE: dict[str, RawHandler] = {
 async def hostile_service(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A whole hostile service: ``/health`` streams chunks for ever, every other path
     announces a 2 GB body (and streams it slowly, never the gigabytes)."""
-    head = await reader.readuntil(b"\r\n\r\n")
+    head = await read_request(reader)
     path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    if length:
-        await reader.readexactly(length)
     if path.startswith(b"/health"):
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        chunk = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
-        while True:
-            writer.write(chunk)
-            await writer.drain()
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 2147483648\r\n\r\n")  # fmt: skip
-    while True:
-        writer.write(b" " * 8192)
-        await writer.drain()
-        await asyncio.sleep(0.01)
+        await _stream(writer, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", _CHUNK_64K)
+    await _stream(writer, _2GB, b" " * 8192, 0.01)
