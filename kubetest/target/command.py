@@ -108,6 +108,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         )
     d = TargetConfig()
     add = parser.add_argument
+
+    def knob(flag: str, text: str, **kwargs: Any) -> None:
+        """An option defaulting to the ``TargetConfig`` field of its name, shown in --help."""
+        default = getattr(d, flag.removeprefix("--").replace("-", "_"))
+        add(flag, default=default, help=f"{text} (default: %(default)s)", **kwargs)
+
     add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     add(
         "--port",
@@ -115,36 +121,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=8080,
         help="port to bind, 0 for any free one (default: %(default)s)",
     )
-    add(
-        "--workers",
-        type=_positive_int,
-        default=d.workers,
-        help="concurrent analysers, the c of M/G/c (default: %(default)s)",
-    )
-    add(
-        "--service-ms",
-        type=_positive_float,
-        default=d.service_ms,
-        help="mean service time per alert in ms (default: %(default)s)",
-    )
-    add(
-        "--service-dist",
-        choices=SERVICE_DISTS,
-        default=d.service_dist,
-        help="service-time distribution (default: %(default)s)",
-    )
-    add(
-        "--lognormal-sigma",
-        type=_positive_float,
-        default=d.lognormal_sigma,
-        help="shape of the lognormal service time (default: %(default)s)",
-    )
-    add(
-        "--error-rate",
-        type=_fraction,
-        default=d.error_rate,
-        help="probability that a webhook answers 500 (default: %(default)s)",
-    )
+    knob("--workers", "concurrent analysers, the c of M/G/c", type=_positive_int)
+    knob("--service-ms", "mean service time per alert in ms", type=_positive_float)
+    knob("--service-dist", "service-time distribution", choices=SERVICE_DISTS)
+    knob("--lognormal-sigma", "shape of the lognormal service time", type=_positive_float)
+    knob("--error-rate", "probability that a webhook answers 500", type=_fraction)
     add(
         "--outage",
         type=_outage,
@@ -160,19 +141,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=None,
         help="larger webhook bodies get 413 (default: 1048576; kubernaut: 262144)",
     )
-    add(
-        "--max-alerts",
-        type=_positive_int,
-        default=d.max_alerts,
-        help="webhooks with more alerts get 413 (default: %(default)s)",
-    )
-    add(
+    knob("--max-alerts", "webhooks with more alerts get 413", type=_positive_int)
+    knob(
         "--api",
-        choices=TARGET_APIS,
-        default=d.api,
-        help="API profile: webhook (POST /webhook/prometheus, the guide's), kubernaut "
+        "API profile: webhook (POST /webhook/prometheus, the guide's), kubernaut "
         "(POST /api/v1/signals/prometheus: 201/202/207, dedup, 429), kubernaut-legacy "
-        "(POST /alerts: 200, cooldown 500, rate limit 429) (default: %(default)s)",
+        "(POST /alerts: 200, cooldown 500, rate limit 429)",
+        choices=TARGET_APIS,
     )
     add(
         "--auth-token-env",
@@ -217,26 +192,21 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "Executing and Verifying (default: " + ",".join(f"{p:g}" for p in d.remediation_phase_s)
         + ")",
     )
-    add(
+    knob(
         "--remediation-fail-rate",
+        "kubernaut: share of RemediationRequests that fail at Executing",
         type=_fraction,
-        default=d.remediation_fail_rate,
-        help="kubernaut: share of RemediationRequests that fail at Executing "
-        "(default: %(default)s)",
     )
-    add(
+    knob(
         "--blocked-rate",
+        "kubernaut: share of RemediationRequests Blocked (non-terminal) for "
+        "--blocked-s, then Failed (if failing) or on to Completed",
         type=_fraction,
-        default=d.blocked_rate,
-        help="kubernaut: share of RemediationRequests Blocked (non-terminal) for "
-        "--blocked-s, then Failed (if failing) or on to Completed (default: %(default)s)",
     )
-    add(
+    knob(
         "--blocked-s",
+        "kubernaut: how long a Blocked RemediationRequest stays Blocked",
         type=_non_negative_float,
-        default=d.blocked_s,
-        help="kubernaut: how long a Blocked RemediationRequest stays Blocked "
-        "(default: %(default)s)",
     )
     add(
         "--kube-deny",
@@ -247,24 +217,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="kubernaut: take this grant from kubetest's kube API token (e.g. "
         "delete:deployments); repeatable",
     )
-    add(
-        "--health-port",
-        type=_port,
-        default=DEFAULT_PORTS["health"],
-        help="kubernaut: port of /healthz and /readyz (default: %(default)s)",
-    )
-    add(
-        "--metrics-port",
-        type=_port,
-        default=DEFAULT_PORTS["metrics"],
-        help="kubernaut: port of /metrics (default: %(default)s)",
-    )
-    add(
-        "--kube-port",
-        type=_port,
-        default=DEFAULT_PORTS["kube"],
-        help="kubernaut: port of the cluster's Kubernetes API (default: %(default)s)",
-    )
+    for server, what in (
+        ("health", "/healthz and /readyz"),
+        ("metrics", "/metrics"),
+        ("kube", "the cluster's Kubernetes API"),
+    ):
+        add(
+            f"--{server}-port",
+            type=_port,
+            default=DEFAULT_PORTS[server],
+            help=f"kubernaut: port of {what} (default: %(default)s)",
+        )
     add(
         "--kubeconfig",
         metavar="PATH",
@@ -272,11 +235,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="kubernaut: write a kubeconfig for the kube API there (mode 0600); its token is "
         f"${KUBE_TOKEN_ENV} when set, else a random one",
     )
-    add(
+    knob(
         "--future-tolerance-s",
+        "kubernaut: refuse alerts whose startsAt is further ahead",
         type=_non_negative_float,
-        default=d.future_tolerance_s,
-        help="kubernaut: refuse alerts whose startsAt is further ahead (default: %(default)s)",
     )
     add(
         "--rate-limit",
@@ -285,26 +247,20 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         metavar="PER_S",
         help="answer 429 above this many webhook requests per second (default: none)",
     )
-    add(
+    knob(
         "--cooldown-s",
+        "kubernaut-legacy: 500 for an alertname/namespace pair seen within this many seconds",
         type=_non_negative_float,
-        default=d.cooldown_s,
-        help="kubernaut-legacy: 500 for an alertname/namespace pair seen within this "
-        "many seconds (default: %(default)s)",
     )
-    add(
+    knob(
         "--lose-rate",
+        "integrity fault: share of accepted alerts silently left out of the action history",
         type=_fraction,
-        default=d.lose_rate,
-        help="integrity fault: share of accepted alerts silently left out of the action "
-        "history (default: %(default)s)",
     )
-    add(
+    knob(
         "--duplicate-rate",
+        "integrity fault: share of accepted alerts recorded twice in the action history",
         type=_fraction,
-        default=d.duplicate_rate,
-        help="integrity fault: share of accepted alerts recorded twice in the action "
-        "history (default: %(default)s)",
     )
     add(
         "--log-level",
