@@ -22,6 +22,12 @@ from kubetest.checks.base import (
 from kubetest.params import Environment
 from kubetest.secrets import redact_url
 
+
+def _unset(name: str, key: str, fix: str) -> Check:
+    """The row of a service whose ``environment.<key>`` is not set: not checked."""
+    return _not_configured(name, f"environment.{key} is not set", fix)
+
+
 # --------------------------------------------------------------------------- LLM
 
 
@@ -54,11 +60,7 @@ def check_llm(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
     """The LLM server answers its model list, and the configured model is in it."""
     url = env.llm_url if env else None
     if not url:
-        return _not_configured(
-            "llm",
-            "environment.llm_url is not set",
-            "set environment.llm_url (and llm_model) to check the LLM",
-        )
+        return _unset("llm", "llm_url", "set environment.llm_url (and llm_model) to check the LLM")
     shown = redact_url(url)
     tried: list[str] = []
     deadline = Deadline(timeout_s)
@@ -116,11 +118,7 @@ def check_redis(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
 
     url = env.redis_url if env else None
     if not url:
-        return _not_configured(
-            "redis",
-            "environment.redis_url is not set",
-            "set environment.redis_url (e.g. redis://localhost:6379/0)",
-        )
+        return _unset("redis", "redis_url", "set environment.redis_url (e.g. redis://localhost:6379/0)")
     var = env.redis_password_env  # type: ignore[union-attr]
     password = os.environ.get(var) if var else None
     try:
@@ -213,9 +211,9 @@ def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Che
 
     var = env.postgres_dsn_env if env else None
     if not var:
-        return _not_configured(
+        return _unset(
             "postgresql",
-            "environment.postgres_dsn_env is not set",
+            "postgres_dsn_env",
             "name an env var holding the DSN in environment.postgres_dsn_env",
         )
     dsn = os.environ.get(var, "")
