@@ -64,17 +64,25 @@ def _num(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def _by_rate(table: pd.DataFrame) -> tuple[Figure, Axes, pd.DataFrame | None]:
+    """A one-plot figure and the phases by offered rate (None, and the plot says so, when
+    no phase ran)."""
+    fig = Figure(figsize=(10, 4.5))
+    ax = fig.subplots()
+    if table.empty:
+        _empty(ax, "no phases run")
+        return fig, ax, None
+    return fig, ax, table.sort_values("offered_per_min")
+
+
 def latency_vs_rate(
     table: pd.DataFrame, slo_p95_s: float, capacity: dict[str, Any] | None = None
 ) -> Figure:
     """p50/p95/p99 against offered rate (p95 with its CI), the SLO line, the knee and the
     max sustainable rate marked; markers show each phase's verdict."""
-    fig = Figure(figsize=(10, 4.5))
-    ax = fig.subplots()
-    if table.empty:
-        _empty(ax, "no phases run")
+    fig, ax, t = _by_rate(table)
+    if t is None:
         return fig
-    t = table.sort_values("offered_per_min")
     ev = t[t["status"].isin(["sustainable", "unsustainable"])]
     for col, style, name in (("p50_s", ":", "p50"), ("p95_s", "-", "p95"), ("p99_s", "--", "p99")):
         ax.plot(ev["offered_per_min"], ev[col], ls=style, color="#264653", lw=1.2, label=name)
@@ -106,12 +114,9 @@ def throughput_vs_offered(
 ) -> Figure:  # fmt: skip
     """Completed and accepted per minute (steady window) against the offered rate: on the
     diagonal the service keeps up; below the 95 % line it falls behind."""
-    fig = Figure(figsize=(10, 4.5))
-    ax = fig.subplots()
-    if table.empty:
-        _empty(ax, "no phases run")
+    fig, ax, t = _by_rate(table)
+    if t is None:
         return fig
-    t = table.sort_values("offered_per_min")
     top = float(max(t["offered_per_min"].max(), t["throughput_per_min"].max())) * 1.05
     diag = np.array([0.0, top])
     ax.plot(diag, diag, color="grey", lw=1, label="completed = offered")
