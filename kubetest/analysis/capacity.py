@@ -417,6 +417,11 @@ def refine_duration_s(bracketing_durations_s: Sequence[float]) -> float:
 # -- capacity summaries -------------------------------------------------------------------
 
 
+def _grade(value: float, grades: list[tuple[float, str]], below: str) -> str:
+    """The text of the first ``(floor, text)`` (highest first) ``value`` reaches, else ``below``."""
+    return next((text for floor, text in grades if value >= floor), below)
+
+
 def rate_recommendation(rate: float | None, *, lower_bound: bool = False) -> str:
     """The guide's B1 recommendation (≥ 2,000/min excellent, ≥ 1,500 adequate, ≥ 1,000
     limited headroom, else at risk), with the measured number and headroom in it."""
@@ -428,14 +433,11 @@ def rate_recommendation(rate: float | None, *, lower_bound: bool = False) -> str
             f"Sustained every tested rate, up to {rate:,.0f} alerts/min: the phases stop "
             f"below the {req:,.0f}/min requirement, so it is not judged; add higher phases."
         )
-    if rate >= 2 * req:
-        verdict = "excellent capacity headroom (≥ 2,000/min)"
-    elif rate >= 1.5 * req:
-        verdict = "adequate capacity headroom (≥ 1,500/min)"
-    elif rate >= req:
-        verdict = "meets the requirement but with limited headroom (< 1,500/min)"
-    else:
-        verdict = "may not sustain the business requirement under load (< 1,000/min)"
+    verdict = _grade(rate, [
+        (2 * req, "excellent capacity headroom (≥ 2,000/min)"),
+        (1.5 * req, "adequate capacity headroom (≥ 1,500/min)"),
+        (req, "meets the requirement but with limited headroom (< 1,500/min)"),
+    ], "may not sustain the business requirement under load (< 1,000/min)")  # fmt: skip
     bound = " at least (every tested rate was sustainable)" if lower_bound else ""
     return (f"Sustained {rate:,.0f} alerts/min{bound}, {rate / req:.2f}× the "
             f"{req:,.0f}/min requirement: {verdict}.")  # fmt: skip
@@ -451,14 +453,11 @@ def concurrency_recommendation(n: int | None, *, lower_bound: bool = False) -> s
             f"Sustained every tested level, up to {n:,} concurrent requests: the levels stop "
             f"below the {REQUIREMENT_CONCURRENCY}-concurrent requirement; add higher levels."
         )
-    if n >= 500:
-        verdict = "excellent concurrent request handling (≥ 500)"
-    elif n >= 200:
-        verdict = "good concurrent request handling (≥ 200)"
-    elif n >= REQUIREMENT_CONCURRENCY:
-        verdict = "adequate: meets the 100-concurrent minimum"
-    else:
-        verdict = "insufficient for the 100-concurrent requirement"
+    verdict = _grade(n, [
+        (500, "excellent concurrent request handling (≥ 500)"),
+        (200, "good concurrent request handling (≥ 200)"),
+        (REQUIREMENT_CONCURRENCY, "adequate: meets the 100-concurrent minimum"),
+    ], "insufficient for the 100-concurrent requirement")  # fmt: skip
     bound = " at least (every tested level was sustainable)" if lower_bound else ""
     return f"Sustained {n:,} concurrent requests{bound}: {verdict}."
 
