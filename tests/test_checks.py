@@ -68,6 +68,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture
+def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME is the test's empty tmp_path: no ~/.kube/config (``_clean_env`` clears KUBECONFIG)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -650,11 +656,7 @@ def test_kubernetes_tls_with_inline_ca_and_client_cert(
     assert untrusted.status == FAILED and "CERTIFICATE_VERIFY_FAILED" in untrusted.detail
 
 
-def test_kubernetes_not_configured_and_broken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("KUBECONFIG", raising=False)
+def test_kubernetes_not_configured_and_broken(tmp_path: Path, no_kubeconfig: None) -> None:
     none = check_kubernetes(Params())
     assert none.status == NOT_CONFIGURED and not none.required
     gone = check_kubernetes(kube_params(tmp_path / "nope"))
@@ -671,11 +673,7 @@ def test_kubernetes_not_configured_and_broken(
 # --------------------------------------------------------------------------- all together
 
 
-def test_nothing_configured_is_not_required(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("KUBECONFIG", raising=False)
+def test_nothing_configured_is_not_required(no_kubeconfig: None) -> None:
     checks = collect(Params())
     assert [c.name for c in checks] == ["target", "llm", "redis", "postgresql", "kubernetes"]
     assert [c.status for c in checks] == [OK] + [NOT_CONFIGURED] * 4
@@ -812,14 +810,12 @@ def test_a_lowered_count_is_named_in_the_a4_verdict() -> None:
 
 
 def test_cli_check_warns_about_a4_and_wants_a_kubeconfig_for_verify_kubernetes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_kubeconfig: None
 ) -> None:
     from fake_gateway import FakeGateway
 
     from kubetest.cli import main
 
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
     with FakeGateway() as gw:
         path = write_params(tmp_path, {
             "target": {"url": gw.url, "api": "kubernaut", "health_url": gw.health_url,
@@ -840,9 +836,7 @@ def test_cli_check_warns_about_a4_and_wants_a_kubeconfig_for_verify_kubernetes(
     assert "kubetest check: required check failed: kubernetes" in err
 
 
-def test_the_kubeconfig_hint_fits_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
+def test_the_kubeconfig_hint_fits_the_plan(no_kubeconfig: None) -> None:
     history = check_kubernetes(parse_params({"environment": {}, "a4_actions": {}}))
     assert history.status == NOT_CONFIGURED and "action history" in history.fix
     none = check_kubernetes(parse_params({"environment": {}}))
