@@ -34,6 +34,11 @@ from kubetest.params.tests import (
 )
 
 
+def _test(what: str) -> Any:
+    """A test's section: absent (null) means the test is not run."""
+    return Field(None, description=f"test {what}; null: not run")
+
+
 class Params(_Model):
     """A whole params file. Absent test sections are ``None``: that test is NOT_RUN."""
 
@@ -44,30 +49,14 @@ class Params(_Model):
     remediation: Remediation = Field(
         Remediation(), description="following RemediationRequests (kubernaut with a kubeconfig)"
     )
-    environment: Environment | None = Field(
-        None, description="test ENV: readiness of what the service depends on; null: not run"
-    )
-    external_suites: list[ExternalSuite] | None = Field(
-        None, description="test EXT: the service's own suites; null: not run"
-    )
-    a1_response_time: A1ResponseTime | None = Field(
-        None, description="test A1: response time under load (BR-PA-003); null: not run"
-    )
-    a2_concurrent: A2Concurrent | None = Field(
-        None, description="test A2: concurrent requests (BR-PA-004); null: not run"
-    )
-    a3_availability: A3Availability | None = Field(
-        None, description="test A3: availability (BR-PA-001); null: not run"
-    )
-    a4_actions: A4Actions | None = Field(
-        None, description="test A4: Kubernetes actions (BR-PA-011); null: not run"
-    )
-    b1_capacity: B1Capacity | None = Field(
-        None, description="test B1: capacity, an open-loop rate sweep; null: not run"
-    )
-    b2_concurrency: B2Concurrency | None = Field(
-        None, description="test B2: a concurrency sweep; null: not run"
-    )
+    environment: Environment | None = _test("ENV: readiness of what the service depends on")
+    external_suites: list[ExternalSuite] | None = _test("EXT: the service's own suites")
+    a1_response_time: A1ResponseTime | None = _test("A1: response time under load (BR-PA-003)")
+    a2_concurrent: A2Concurrent | None = _test("A2: concurrent requests (BR-PA-004)")
+    a3_availability: A3Availability | None = _test("A3: availability (BR-PA-001)")
+    a4_actions: A4Actions | None = _test("A4: Kubernetes actions (BR-PA-011)")
+    b1_capacity: B1Capacity | None = _test("B1: capacity, an open-loop rate sweep")
+    b2_concurrency: B2Concurrency | None = _test("B2: a concurrency sweep")
     continue_on_phase_a_failure: bool = Field(
         True, description="run Phase B even when a Phase A test failed"
     )
