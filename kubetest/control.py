@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
@@ -180,25 +180,43 @@ class _Watchdog:
         self.timer.cancel()
 
 
-class BoundedTransport(httpx.BaseTransport):
-    """httpx's transport with a byte cap, a total deadline and the proxy policy."""
+_Inner = TypeVar("_Inner", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
-    def __init__(self, *, verify: Verify, cap: int, timeout_s: float, proxy: Proxy) -> None:
+
+class _Routed(Generic[_Inner]):
+    """The settings of a bounded transport and the proxy policy: httpx's own transport
+    (``kind``) direct, or one per proxy the environment names for a URL (``proxy="env"``)."""
+
+    def __init__(
+        self, kind: type[_Inner], *, verify: Verify, cap: int, timeout_s: float, proxy: Proxy,
+        limits: httpx.Limits,
+    ) -> None:  # fmt: skip
+        self.kind = kind
         self.verify, self.cap, self.timeout_s, self.proxy = verify, cap, timeout_s, proxy
-        # no keep-alive: each exchange connects afresh, so its watchdog knows its socket
-        self.limits = httpx.Limits(max_keepalive_connections=0)
-        self.direct = httpx.HTTPTransport(verify=verify, trust_env=False, limits=self.limits)
-        self.proxied: dict[str, httpx.HTTPTransport] = {}
+        self.limits = limits
+        self.direct = kind(verify=verify, trust_env=False, limits=limits)
+        self.proxied: dict[str, _Inner] = {}
 
-    def _inner(self, url: httpx.URL) -> httpx.HTTPTransport:
+    def _inner(self, url: httpx.URL) -> _Inner:
         via = _env_proxy(url) if self.proxy == "env" else None
         if via is None:
             return self.direct
         if via not in self.proxied:
-            self.proxied[via] = httpx.HTTPTransport(
+            self.proxied[via] = self.kind(
                 verify=self.verify, proxy=via, trust_env=False, limits=self.limits
             )
         return self.proxied[via]
+
+
+class BoundedTransport(_Routed[httpx.HTTPTransport], httpx.BaseTransport):
+    """httpx's transport with a byte cap, a total deadline and the proxy policy."""
+
+    def __init__(self, *, verify: Verify, cap: int, timeout_s: float, proxy: Proxy) -> None:
+        # no keep-alive: each exchange connects afresh, so its watchdog knows its socket
+        super().__init__(
+            httpx.HTTPTransport, verify=verify, cap=cap, timeout_s=timeout_s, proxy=proxy,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )  # fmt: skip
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = time.monotonic() + self.timeout_s
@@ -235,27 +253,17 @@ class BoundedTransport(httpx.BaseTransport):
             transport.close()
 
 
-class AsyncBoundedTransport(httpx.AsyncBaseTransport):
+class AsyncBoundedTransport(_Routed[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """The async twin of ``BoundedTransport``: the deadline covers the headers too."""
 
     def __init__(
         self, *, verify: Verify, cap: int, timeout_s: float, proxy: Proxy,
         limits: httpx.Limits | None = None,
     ) -> None:  # fmt: skip
-        self.verify, self.cap, self.timeout_s, self.proxy = verify, cap, timeout_s, proxy
-        self.limits = limits or httpx.Limits()
-        self.direct = httpx.AsyncHTTPTransport(verify=verify, trust_env=False, limits=self.limits)
-        self.proxied: dict[str, httpx.AsyncHTTPTransport] = {}
-
-    def _inner(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        via = _env_proxy(url) if self.proxy == "env" else None
-        if via is None:
-            return self.direct
-        if via not in self.proxied:
-            self.proxied[via] = httpx.AsyncHTTPTransport(
-                verify=self.verify, proxy=via, trust_env=False, limits=self.limits
-            )
-        return self.proxied[via]
+        super().__init__(
+            httpx.AsyncHTTPTransport, verify=verify, cap=cap, timeout_s=timeout_s, proxy=proxy,
+            limits=limits or httpx.Limits(),
+        )  # fmt: skip
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         deadline = time.monotonic() + self.timeout_s
