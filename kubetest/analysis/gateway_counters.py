@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from kubetest.analysis.verdicts import per_run
 from kubetest.metrics import GENERATOR_CPU, GENERATOR_TICK_LAG, parse_labels
 
 #: result key -> (gateway counter, kubetest outcome)
@@ -168,14 +169,7 @@ def cross_check(
 def counter_checks(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every cross-check of a session, labelled like the integrity checks: one per load
     test (``gateway_counters``), one per Phase B phase (as ``B1 phase 3``)."""
-    out: dict[str, dict[str, Any]] = {}
-    for test, r in sorted(results.items()):
-        if isinstance(r.get("gateway_counters"), dict):
-            out[test] = r["gateway_counters"]
-        for ph in r.get("phases_service") or []:
-            if isinstance(ph, dict) and isinstance(ph.get("gateway_counters"), dict):
-                out[f"{test} phase {ph.get('phase')}"] = ph["gateway_counters"]
-    return out
+    return per_run(results, "gateway_counters")
 
 
 def counter_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ import httpx
 import pandas as pd
 
 from kubetest import control
-from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status
+from kubetest.analysis.verdicts import INTEGRITY_ID, Requirement, Status, per_run
 from kubetest.engine.client import GENERATOR_ERRORS
 from kubetest.errors import HistoryUnavailable
 from kubetest.secrets import scrub_then_cut
@@ -391,14 +391,7 @@ class IntegrityWatch:
 def integrity_checks(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every reconciliation of a session, labelled: one per load test (``integrity_check``),
     one per Phase B phase (``phases_service[].integrity_check``, as ``B1 phase 3``)."""
-    out: dict[str, dict[str, Any]] = {}
-    for test, r in sorted(results.items()):
-        if isinstance(r.get("integrity_check"), dict):
-            out[test] = r["integrity_check"]
-        for ph in r.get("phases_service") or []:
-            if isinstance(ph, dict) and isinstance(ph.get("integrity_check"), dict):
-                out[f"{test} phase {ph.get('phase')}"] = ph["integrity_check"]
-    return out
+    return per_run(results, "integrity_check")
 
 
 def integrity_requirement(

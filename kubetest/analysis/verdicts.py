@@ -252,3 +252,16 @@ DECISION_RULE = (
     + ", ".join(f"{v} per {k.replace('_', ' ')}" for k, v in PENALTIES.items())
     + f" (headroom below GO means under {GO_HEADROOM}× the requirement)."
 )
+
+
+def per_run(results: dict[str, dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    """The ``key`` block of every test's result and of each Phase B phase in it
+    (``phases_service[].<key>``, labelled as ``B1 phase 3``), where there is one."""
+    out: dict[str, dict[str, Any]] = {}
+    for test, r in sorted(results.items()):
+        if isinstance(r.get(key), dict):
+            out[test] = r[key]
+        for ph in r.get("phases_service") or []:
+            if isinstance(ph, dict) and isinstance(ph.get(key), dict):
+                out[f"{test} phase {ph.get('phase')}"] = ph[key]
+    return out
