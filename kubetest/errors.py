@@ -36,6 +36,11 @@ class RecordsWriteError(KubetestError):
     Load that cannot be recorded measures nothing, so the run does not go on without it."""
 
 
+class ResultError(KubetestError, ValueError):
+    """A result (``results/<TEST>.json``) or summary that does not match its contract in
+    ``kubetest.results``: the message names each field that does not."""
+
+
 class BodyTooLarge(InternalSignal):
     """The answer's body passed the engine's cap (``engine.client.classify_exception``
     records it as the error class ``oversized``)."""

@@ -190,10 +190,10 @@ def _phase_a_failed(session_dir: Path, failures: dict[str, str]) -> bool:
     if any(k in PHASE_A for k in failures):
         return True
     return any(
-        req.get("status") == "FAIL"
+        req.status == "FAIL"
         for key, result in read_results(session_dir).items()
         if key in PHASE_A
-        for req in result.get("requirements", [])
+        for req in result.requirements
     )
 
 
@@ -487,7 +487,7 @@ def _resumable(session_dir: Path, params_text: str, selected: list[str]) -> list
             "resume with the same file or start a new --session"
         )
     results = read_results(session_dir)
-    return [k for k in selected if results.get(k, {}).get("complete") is True]
+    return [k for k in selected if k in results and results[k].complete is True]
 
 
 def _build_report(

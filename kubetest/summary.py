@@ -6,7 +6,7 @@ report rebuilt later says exactly what the run said.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +20,29 @@ from kubetest.analysis.verdicts import (
     decide,
     not_run,
 )
+from kubetest.errors import ResultError
 from kubetest.files import write_json
+from kubetest.results import BrEntry, GeneratorHealth, StoredResult, Summary, load_result
 
 
-def read_results(session_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per-test result files, by test key (``A1`` ...). Unreadable files are skipped."""
-    results: dict[str, dict[str, Any]] = {}
+def read_results(session_dir: Path) -> dict[str, StoredResult]:
+    """Per-test result files (``kubetest.results``), by test key (``A1`` ...). Files that
+    are unreadable or not results are skipped, and said so on stderr."""
+    results: dict[str, StoredResult] = {}
     for path in sorted((session_dir / "results").glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = load_result(path)
+        except ResultError as exc:
+            sys.stderr.write(f"kubetest: skipped {exc}\n")
             continue
-        results[data.get("test", path.stem)] = data
+        results[data.test or path.stem] = data
     return results
 
 
-def _requirement(data: dict[str, Any]) -> Requirement:
+def _requirement(entry: BrEntry) -> Requirement:
     return Requirement(
-        id=data["id"], measured=data.get("measured"), unit=data.get("unit", ""),
-        threshold=data.get("threshold", ""), status=data.get("status", "INCONCLUSIVE"),
-        details=data.get("details", {}),
+        id=entry.id, measured=entry.measured, unit=entry.unit, threshold=entry.threshold,
+        status=entry.status, details=dict(entry.details),
     )  # fmt: skip
 
 
@@ -54,9 +57,9 @@ def build_summary(
     failures = failures or {}
     results = read_results(session_dir)
     by_id: dict[str, Requirement] = {}
-    for data in results.values():
-        for req in data.get("requirements", []):
-            by_id[req["id"]] = _requirement(req)
+    for result in results.values():
+        for req in result.requirements:
+            by_id[req.id] = _requirement(req)
     requirements: list[Requirement] = []
     for br_id, (title, test, unit) in REQUIREMENTS.items():
         if br_id in by_id:
@@ -70,30 +73,28 @@ def build_summary(
             requirements.append(not_run(br_id))
     by_id.pop(INTEGRITY_ID, None)  # built from every test's check below, never from one
     requirements.extend(by_id.values())  # extra requirements after the four
-    integrity_row = integrity_requirement(results, failures)
+    raw = {test: r.as_dict() for test, r in results.items()}
+    integrity_row = integrity_requirement(raw, failures)
     requirements.append(integrity_row)
 
-    loads = [r["load"] for r in results.values() if isinstance(r.get("load"), dict)]
-    loads += [p for r in results.values() for p in r.get("phases_load", [])]
     # A saturated Phase B phase is not evidence (the sweep marks it and reruns or stops
-    # there), so only load that judged something can make the generator the culprit.
-    saturated = any(
-        bool(ld.get("saturated")) and ld.get("phase_status", "judged") != "generator-limited"
-        for ld in loads
-    )
-    lags = [ld["schedule_lag_p99"] for ld in loads if ld.get("schedule_lag_p99") is not None]
-    capacity = {
+    # there), so only load that judged something can make the generator the culprit
+    # (LoadHealth.judged_saturated). The engine's own percentiles are never read here:
+    # verdicts come from each test's ``latency`` (kubetest.results).
+    loads = [ld for r in results.values() for ld in r.loads()]
+    generator = GeneratorHealth.of(loads)
+    capacity: dict[str, Any] = {
         "max_sustainable_rate_per_min": None,
         "degradation_point_per_min": None,
         "knee_rate_per_min": None,
         "max_sustainable_concurrency": None,
     }
     for r in results.values():
-        capacity.update(r.get("capacity", {}))
+        capacity.update(r.capacity or {})
     # Over the reconciled tests only (so accepted = handled + lost - extra copies holds);
     # with none reconciled, accepted counts every load and the rest is unknown.
     integrity: dict[str, int | None] = {
-        "accepted": sum(int(ld.get("outcomes", {}).get("accepted", 0)) for ld in loads),
+        "accepted": sum(ld.accepted for ld in loads),
         "handled": None, "lost": None, "duplicated": None, "unexpected": None,
     }  # fmt: skip
     if integrity_row.details.get("reconciled"):  # load tests and Phase B phases alike
@@ -104,28 +105,29 @@ def build_summary(
         # "at least X" below the requirement decides nothing: capacity stays unmeasured
         rate = None if rate < RATE_REQUIREMENT_PER_MIN else rate
     verdict = decide(
-        requirements, saturated=saturated, complete=complete,
+        requirements, saturated=generator.saturated, complete=complete,
         max_sustainable_rate_per_min=rate,
     )  # fmt: skip
     # each load test's validity (kubetest.analysis.validity), and the worst of them
-    validity = {test: Validity.from_dict(r["validity"]) for test, r in sorted(results.items())
-                if isinstance(r.get("validity"), dict)}  # fmt: skip
-    return {
-        "session": session_dir.name,
-        "complete": complete,
-        "failures": failures,
-        "tests_run": sorted(results),
-        "validity": {**combine(validity).as_dict(),
-                     "tests": {k: v.as_dict() for k, v in validity.items()}},  # fmt: skip
-        "requirements": [r.as_dict() for r in requirements],
-        "capacity": capacity,
-        "generator": {"saturated": saturated, "schedule_lag_p99_s": max(lags) if lags else None},
-        "integrity": integrity,
-        "confidence": verdict.confidence,
-        "confidence_penalties": verdict.penalties,
-        "decision": verdict.decision,
-        "decision_reasons": verdict.reasons,
-    }
+    validity = {test: Validity.from_dict(r.validity.as_dict())
+                for test, r in sorted(results.items()) if r.validity is not None}  # fmt: skip
+    summary = Summary(
+        session=session_dir.name,
+        complete=complete,
+        failures=failures,
+        tests_run=sorted(results),
+        validity={**combine(validity).as_dict(),
+                  "tests": {k: v.as_dict() for k, v in validity.items()}},  # fmt: skip
+        requirements=[r.as_dict() for r in requirements],
+        capacity=capacity,
+        generator=generator,
+        integrity=integrity,
+        confidence=verdict.confidence,
+        confidence_penalties=verdict.penalties,
+        decision=verdict.decision,
+        decision_reasons=verdict.reasons,
+    )
+    return summary.as_dict()
 
 
 def write_summary(session_dir: Path, **kwargs: Any) -> dict[str, Any]:

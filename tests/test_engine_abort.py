@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from engine_servers import WebServer, shard_result
 
-from kubetest.engine import LoadPlan, read_records, run_load, summarize
+from kubetest.engine import LoadPlan, read_records, run_load, summarise_shards
 from kubetest.engine.abort import AbortRule, SloWatch, Window, abort_reason
 from kubetest.engine.schedule import constant
 
@@ -195,7 +195,7 @@ def test_summary_names_the_first_shard_to_abort() -> None:
                          dispatched=50, last_sent_s=4.9)  # fmt: skip
     other = shard_result(shard=1, interrupted=True, dispatch_end_s=5.1, scheduled=50,
                          dispatched=50, last_sent_s=5.0)  # fmt: skip
-    s, _ = summarize([other, early], plan, start_epoch=0.0, workers=2, interrupted=False,
+    s, _ = summarise_shards([other, early], plan, start_epoch=0.0, workers=2, interrupted=False,
                      records_path=Path("r"))  # fmt: skip
     assert s["aborted"].startswith("aborted at t = 30 s") and s["aborted_at_s"] == 30.0
     assert s["saturated"] is False, s["saturation_reasons"]

@@ -28,7 +28,7 @@ from engine_servers import (
     shard_result,
 )
 
-from kubetest.engine import LoadPlan, ShardResult, read_records, run_load, summarize
+from kubetest.engine import LoadPlan, ShardResult, read_records, run_load, summarise_shards
 from kubetest.engine import cluster as dask_cluster
 from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant, poisson
@@ -183,7 +183,7 @@ def _shard(shard: int, n: int = 50, **over: Any) -> ShardResult:
 
 def _summary(results: list[ShardResult], shards: list[ShardInfo]) -> dict[str, Any]:
     plan = LoadPlan(url="http://127.0.0.1:1/x", schedule=constant(10, 10))
-    s, _ = summarize(results, plan, start_epoch=0.0, workers=2, interrupted=False,
+    s, _ = summarise_shards(results, plan, start_epoch=0.0, workers=2, interrupted=False,
                      records_path=Path("r"), shards=shards)  # fmt: skip
     return s
 

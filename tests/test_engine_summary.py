@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from engine_servers import hdr, outcomes, shard_result
 
-from kubetest.engine import LoadPlan, ShardResult, summarize
+from kubetest.engine import LoadPlan, ShardResult, summarise_shards
 from kubetest.engine.schedule import constant
 
 
 def _summary(results: list[ShardResult], plan: LoadPlan | None = None, **kw: Any) -> dict:
     plan = plan or LoadPlan(url="http://127.0.0.1:1/x", schedule=constant(10, 10))
-    s, _ = summarize(
+    s, _ = summarise_shards(
         results,
         plan,
         start_epoch=0.0,

@@ -15,7 +15,7 @@ from engine_servers import hdr, shard_result
 from kubetest.analysis.latency import summarise
 from kubetest.analysis.validity import Validity, combine, load_validity, validity_of, worst
 from kubetest.analysis.verdicts import apply_validity, latency_requirement
-from kubetest.engine import LoadPlan, summarize
+from kubetest.engine import LoadPlan, summarise_shards
 from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant
 from kubetest.metrics import GENERATOR_CPU, START_TIME_METRIC, target_restarts
@@ -29,7 +29,7 @@ def _load(**over: Any) -> dict[str, Any]:
     """An engine summary of one shard (``shard_result`` overrides), as the engine writes it."""
     shards = over.pop("shards", None)
     interrupted = bool(over.get("interrupted"))
-    s, _ = summarize([shard_result(**over)], PLAN, start_epoch=0.0, workers=1,
+    s, _ = summarise_shards([shard_result(**over)], PLAN, start_epoch=0.0, workers=1,
                      interrupted=interrupted, records_path=Path("r.csv"),
                      shards=shards)  # fmt: skip
     return s
@@ -67,7 +67,7 @@ def test_an_interrupted_run_is_inconclusive() -> None:
 
 def test_a_lost_shard_is_inconclusive() -> None:
     a, b = shard_result(n=50), shard_result(n=50, shard=1, n_shards=2)
-    s, _ = summarize([a, b], PLAN, start_epoch=0.0, workers=2, interrupted=False,
+    s, _ = summarise_shards([a, b], PLAN, start_epoch=0.0, workers=2, interrupted=False,
                      records_path=Path("r"),
                      shards=[ShardInfo(0), ShardInfo(1, lost="worker w1 died")])  # fmt: skip
     v = load_validity(s)

@@ -23,6 +23,7 @@ requests kubetest got no answer to (the gateway counted more). Anything else is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -166,13 +167,14 @@ def cross_check(
     return out
 
 
-def counter_checks(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def counter_checks(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every cross-check of a session, labelled like the integrity checks: one per load
-    test (``gateway_counters``), one per Phase B phase (as ``B1 phase 3``)."""
+    test (``gateway_counters``), one per Phase B phase (as ``B1 phase 3``). ``results``:
+    result dicts, or ``kubetest.results.TestResult`` models (read as the JSON they hold)."""
     return per_run(results, "gateway_counters")
 
 
-def counter_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def counter_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per test and counter, for the report's table."""
     rows = []
     for test, chk in counter_checks(results).items():
@@ -189,7 +191,7 @@ def counter_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def counter_findings(results: dict[str, dict[str, Any]]) -> list[str]:
+def counter_findings(results: Mapping[str, Any]) -> list[str]:
     """The mismatches nothing explains, one sentence each, named by test."""
     return [f"{test}: {why}" for test, chk in counter_checks(results).items()
             for why in chk.get("findings") or []]  # fmt: skip

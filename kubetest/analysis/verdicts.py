@@ -254,11 +254,13 @@ DECISION_RULE = (
 )
 
 
-def per_run(results: dict[str, dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+def per_run(results: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
     """The ``key`` block of every test's result and of each Phase B phase in it
-    (``phases_service[].<key>``, labelled as ``B1 phase 3``), where there is one."""
+    (``phases_service[].<key>``, labelled as ``B1 phase 3``), where there is one.
+    ``results``: result dicts, or typed results (``as_dict()``: the JSON they hold)."""
     out: dict[str, dict[str, Any]] = {}
-    for test, r in sorted(results.items()):
+    for test, typed in sorted(results.items()):
+        r = typed.as_dict() if hasattr(typed, "as_dict") else typed
         if isinstance(r.get(key), dict):
             out[test] = r[key]
         for ph in r.get("phases_service") or []:

@@ -28,7 +28,7 @@ from kubetest.engine.records import (
     read_records,
 )
 from kubetest.engine.result import ShardResult
-from kubetest.engine.run import LoadResult, run_load, summarize
+from kubetest.engine.run import LoadResult, run_load, summarise_shards
 from kubetest.engine.schedule import constant, mean_rate, planned_duration, poisson, stages
 from kubetest.engine.shard import run_shard
 from kubetest.engine.stop import StopFile, StopToken
@@ -60,5 +60,5 @@ __all__ = [
     "run_load",
     "run_shard",
     "stages",
-    "summarize",
+    "summarise_shards",
 ]

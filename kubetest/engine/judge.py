@@ -26,7 +26,7 @@ worker died is *lost*: its flushed records still count, the run is ``complete: f
 and the rate judgement covers the shards that finished, so a death is never reported as
 generator saturation nor hidden in a lower achieved rate.
 
-``run.summarize`` asks ``judge`` once over the shards that finished and once over all of
+``run.summarise_shards`` asks ``judge`` once over the shards that finished and once over all of
 them, and ``per_worker`` shard by shard. The constants are the engine's own limits;
 ``analysis.validity`` reads ``LAG_P99_LIMIT_S`` and ``CLOCK_WARN_S`` from here too.
 """

@@ -104,7 +104,7 @@ def run_load(
         if progress is not False:
             sys.stderr.write(f"kubetest: {aborted.aborted}\n")
         session_note(f"load {plan.mode}: {aborted.aborted}")
-    summary, hist = summarize(
+    summary, hist = summarise_shards(
         results,
         plan,
         start_epoch=runs.start_epoch,
@@ -120,7 +120,7 @@ def run_load(
     return LoadResult(summary, records_path, hist, interrupted)
 
 
-def summarize(
+def summarise_shards(
     results: list[ShardResult],
     plan: LoadPlan,
     *,

@@ -66,7 +66,7 @@ def _counters_section(view: ReportView) -> list[str]:
     """The gateway's counters against kubetest's counts (kubernaut profile only)."""
     from kubetest.analysis.gateway_counters import counter_rows
 
-    rows = counter_rows(view.results)
+    rows = counter_rows(view.result_dicts())
     if not rows:
         return []
     cols = ["test", "counter", "gateway", "kubetest", "match", "note"]
@@ -81,7 +81,7 @@ def _availability_section(view: ReportView) -> list[str]:
     """Which endpoint BR-PA-001 was judged on, and both probed series (A3)."""
     from kubetest.workbook.a3_availability import report_rows, report_sentences
 
-    a3 = view.results.get("A3")
+    a3 = view.result_dicts().get("A3")
     if not a3:
         return []
     rows = report_rows(a3)
@@ -92,20 +92,20 @@ def _availability_section(view: ReportView) -> list[str]:
 
 def render_markdown(view: ReportView) -> str:
     s = view.summary
-    frame = requirements_frame(s["requirements"])
+    frame = requirements_frame(view.requirement_dicts())
     strengths, concerns, recs = view.findings_lists()
-    started = min((r.get("started", "") for r in view.results.values()), default="") or "—"
+    started = min((r.started or "" for r in view.results.values()), default="") or "—"
     lines = [
         "# Kubernaut integration test report",
         "",
-        f"**Test session**: {_text(s['session'])}  ",
+        f"**Test session**: {_text(s.session)}  ",
         f"**Date**: {started[:19].replace('T', ' ')} UTC  ",
-        f"**Tests run**: {', '.join(s.get('tests_run', [])) or 'none'}  ",
-        f"**Session complete**: {'yes' if s.get('complete') else 'no'}",
+        f"**Tests run**: {', '.join(s.tests_run) or 'none'}  ",
+        f"**Session complete**: {'yes' if s.complete else 'no'}",
         "",
         "## Executive summary",
         "",
-        f"**Decision: {s['decision']}** (confidence {s['confidence']}/100). "
+        f"**Decision: {s.decision}** (confidence {s.confidence}/100). "
         + _text(" ".join(view.summary_sentences())),
         "",
         "## Business requirement compliance",
@@ -136,7 +136,7 @@ def render_markdown(view: ReportView) -> str:
         *_suites_section(view),
         "## Production readiness assessment",
         "",
-        f"**Overall confidence rating**: {s['confidence']}/100",
+        f"**Overall confidence rating**: {s.confidence}/100",
         "",
         "### Strengths",
         *_bullets(strengths),
@@ -149,10 +149,10 @@ def render_markdown(view: ReportView) -> str:
         "",
         "## Pilot deployment recommendation",
         "",
-        f"**Go/No-Go decision**: {s['decision']}",
+        f"**Go/No-Go decision**: {s.decision}",
         "",
         "**Rationale**: "
-        + _text("; ".join(s.get("decision_reasons") or [])
+        + _text("; ".join(s.decision_reasons)
                 or "every criterion of the rule was met")
         + ".",
         "",

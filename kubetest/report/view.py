@@ -29,6 +29,8 @@ from kubetest.analysis.verdicts import (
     SUITE_PREFIX,
 )
 from kubetest.engine.records import read_records
+from kubetest.params import Params
+from kubetest.results import StoredResult, Summary
 from kubetest.secrets import redact_params
 from kubetest.summary import read_results
 from kubetest.workbook.display import badge, escaped_table, requirements_html
@@ -57,12 +59,33 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+#: The p95 SLO of a session whose params.yaml is missing or leaves ``slo.p95_s`` out:
+#: the params' own default (``kubetest.params``), never a second literal.
+DEFAULT_SLO_P95_S: float = Params().slo.p95_s
+
+
 @dataclass
 class ReportView:
+    """The session's ``summary.json`` (``Summary``) and result files (``StoredResult``),
+    typed (``kubetest.results``), and its params as recorded."""
+
     session_dir: Path
-    summary: dict[str, Any]
-    results: dict[str, dict[str, Any]]
+    summary: Summary
+    results: dict[str, StoredResult]
     params: dict[str, Any]
+
+    @property
+    def slo_p95_s(self) -> float:
+        """The session's p95 SLO (s): its params' ``slo.p95_s``, else the params' default."""
+        value = (self.params.get("slo") or {}).get("p95_s")
+        return float(value) if isinstance(value, int | float) else DEFAULT_SLO_P95_S
+
+    def result_dicts(self) -> dict[str, dict[str, Any]]:
+        """The result files as the JSON they hold, for helpers that read plain dicts."""
+        return {test: r.as_dict() for test, r in self.results.items()}
+
+    def requirement_dicts(self) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in self.summary.requirements]
 
     @classmethod
     def load(cls, session_dir: str | Path) -> ReportView:
@@ -72,9 +95,7 @@ class ReportView:
             raise FileNotFoundError(f"{summary_path} not found: run `kubetest run` first")
         params_path = session / "params.yaml"
         params = yaml.safe_load(params_path.read_text()) if params_path.exists() else {}
-        return cls(
-            session, json.loads(summary_path.read_text()), read_results(session), params or {}
-        )
+        return cls(session, Summary.read(summary_path), read_results(session), params or {})
 
     # ------------------------------------------------------------------ summary
     def contents(self) -> HTML:
@@ -87,16 +108,16 @@ class ReportView:
     def summary_sentences(self) -> list[str]:
         """The executive paragraph, every sentence built from a measured value."""
         s = self.summary
-        reqs = [r for r in s["requirements"] if r["id"] in REQUIREMENTS]
-        counts = pd.Series([r["status"] for r in reqs]).value_counts().to_dict()
+        reqs = [r for r in s.requirements if r.id in REQUIREMENTS]
+        counts = pd.Series([r.status for r in reqs]).value_counts().to_dict()
         status_text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         para = [f"Of the {len(reqs)} critical business requirements: {status_text}."]
-        reasons = s.get("decision_reasons") or []
+        reasons = s.decision_reasons
         if reasons:
             para.append("NO-GO because " + "; ".join(reasons) + ".")
         else:
             para.append("Every critical requirement was measured and met on a clean run.")
-        cap = s.get("capacity", {})
+        cap = s.capacity
         rate = _num(cap.get("max_sustainable_rate_per_min"))
         if rate is not None:
             para.append(
@@ -106,29 +127,29 @@ class ReportView:
             )
         else:
             para.append("Alert capacity (B1) was not measured in this session.")
-        validity = s.get("validity") or {}
-        if validity.get("status", "VALID") != "VALID":  # analysis.validity: the runs themselves
-            para.append(f"Run validity {validity['status']}: "
-                        + "; ".join(validity.get("reasons") or []) + ".")  # fmt: skip
-        if not s.get("complete", True):
-            why = "; ".join(f"{k}: {v}" for k, v in s.get("failures", {}).items())
+        validity = s.validity
+        if validity.status != "VALID":  # analysis.validity: the runs themselves
+            para.append(f"Run validity {validity.status}: "
+                        + "; ".join(validity.reasons) + ".")  # fmt: skip
+        if not s.complete:
+            why = "; ".join(f"{k}: {v}" for k, v in s.failures.items())
             para.append("The session did not complete" + (f" ({why})" if why else "") + ".")
         return para
 
     def executive_summary(self) -> HTML:
         s, para = self.summary, self.summary_sentences()
-        decision = s["decision"]
+        decision = s.decision
         return HTML(
             f'<p><span class="kt-decision kt-{decision}">{decision}</span> '
-            f"&nbsp; confidence <b>{s['confidence']}</b>/100 &nbsp; session "
-            f"<code>{html.escape(s['session'])}</code></p><p>{html.escape(' '.join(para))}</p>"
+            f"&nbsp; confidence <b>{s.confidence}</b>/100 &nbsp; session "
+            f"<code>{html.escape(s.session)}</code></p><p>{html.escape(' '.join(para))}</p>"
         )
 
     def requirements(self) -> HTML:
-        return requirements_html(self.summary["requirements"])
+        return requirements_html(self.requirement_dicts())
 
     def decision_rule(self) -> HTML:
-        penalties = self.summary.get("confidence_penalties") or {}
+        penalties = self.summary.confidence_penalties
         rows = "".join(f"<li>−{v}: {html.escape(k)}</li>" for k, v in penalties.items())
         applied = f"<p>Applied here:</p><ul>{rows}</ul>" if rows else "<p>No penalty applied.</p>"
         return HTML(f"<p>{html.escape(DECISION_RULE)}</p>{applied}")
@@ -138,8 +159,8 @@ class ReportView:
         strengths: list[str] = []
         concerns: list[str] = []
         recs: list[str] = []
-        slo_p95 = (self.params.get("slo") or {}).get("p95_s", 5.0)
-        for r in self.summary["requirements"]:
+        slo_p95 = self.slo_p95_s
+        for r in self.requirement_dicts():
             d, status = r.get("details", {}), r["status"]
             name = f"{r['id']} ({d.get('title', '')})"
             if r["id"].startswith(SUITE_PREFIX):
@@ -171,7 +192,7 @@ class ReportView:
                     f"{k}: {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3]
                 )
                 concerns.append(f"{r['id']}: request errors seen ({top}).")
-        cap = self.summary.get("capacity", {})
+        cap = self.summary.capacity
         rate = _num(cap.get("max_sustainable_rate_per_min"))
         if rate is not None:
             headroom = rate / RATE_REQUIREMENT_PER_MIN
@@ -182,13 +203,13 @@ class ReportView:
                 recs.append("Scale the analysers (or the LLM backend) before the pilot: "
                             "headroom is under 1.5×.")  # fmt: skip
         recs += [str(cap[k]) for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
-        if self.summary.get("generator", {}).get("saturated"):
+        if self.summary.generator.saturated:
             concerns.append("The load generator was saturated: add generator workers "
                             "(generator.workers) and rerun.")  # fmt: skip
-        integ = self.summary.get("integrity", {})
+        integ = self.summary.integrity
         if integ.get("lost"):
             concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
-        mismatches = counter_findings(self.results)
+        mismatches = counter_findings(self.result_dicts())
         concerns += [f"Gateway counters disagree with kubetest: {m}." for m in mismatches]
         if mismatches:
             recs.append("Reconcile the gateway's counters with kubetest's counts before "
@@ -205,9 +226,9 @@ class ReportView:
         """``(test, workload_pool)`` of every load and sweep phase that used a pool."""
         out: list[tuple[str, dict[str, Any]]] = []
         for test, result in sorted(self.results.items()):
-            if isinstance(result.get("workload_pool"), dict):
-                out.append((test, result["workload_pool"]))
-            for phase in result.get("phases_service") or []:
+            if isinstance(result.workload_pool, dict):
+                out.append((test, result.workload_pool))
+            for phase in result.phases_service or []:
                 if isinstance(phase, dict) and isinstance(phase.get("workload_pool"), dict):
                     out.append((f"{test} {phase.get('label') or phase.get('phase')}",
                                 phase["workload_pool"]))  # fmt: skip
@@ -219,7 +240,7 @@ class ReportView:
         the workload pool served each load."""
         rows = []
         for test, result in sorted(self.results.items()):
-            rem = result.get("remediation")
+            rem = result.remediation
             if not isinstance(rem, dict) or not rem.get("followed"):
                 continue
             phases = rem.get("phases") or {}
@@ -286,7 +307,7 @@ class ReportView:
     def capacity_rows(self) -> list[tuple[str, str]]:
         """The capacity a planner needs, each value with its caveat ("at least", "not
         reached up to"), never a bare placeholder."""
-        cap = self.summary.get("capacity", {})
+        cap = self.summary.capacity
 
         def rate(key: str, lower_key: str = "") -> str:
             v = _num(cap.get(key))
@@ -295,7 +316,8 @@ class ReportView:
             return ("at least " if cap.get(lower_key) else "") + f"{v:,.0f}/min"
 
         tested_up_to = _num(cap.get("first_unsustainable_rate_per_min"))
-        b1_rows = self.results.get("B1", {}).get("phases", [])
+        b1 = self.results.get("B1")
+        b1_rows = (b1.phases if b1 is not None else None) or []
         top = max((p.get("offered_per_min") or 0 for p in b1_rows), default=0)
 
         def reached(key: str) -> str:
@@ -331,7 +353,7 @@ class ReportView:
         return rows
 
     def capacity(self) -> HTML:
-        cap = self.summary.get("capacity", {})
+        cap = self.summary.capacity
         rows = pd.DataFrame(self.capacity_rows(), columns=["capacity", "value"])
         recs = [cap[k] for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
         extra = "".join(f"<p>{html.escape(str(r))}</p>" for r in recs)
@@ -342,45 +364,47 @@ class ReportView:
         from kubetest import capacity_plots
         from kubetest.analysis.usl import UslFit
 
-        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        slo = self.slo_p95_s
         figs: list[Figure] = []
         b1, b2 = self.results.get("B1"), self.results.get("B2")
-        if b1 and b1.get("phases"):
-            t = pd.DataFrame(b1["phases"])
-            figs.append(capacity_plots.latency_vs_rate(t, slo, b1.get("capacity")))
-            theory = (b1.get("theory") or {}).get("capacity_per_min")
-            figs.append(capacity_plots.throughput_vs_offered(t, b1.get("capacity"), theory))
-        if b2 and b2.get("phases"):
-            fit = UslFit(**b2["usl"]) if b2.get("usl") else None
-            figs.append(capacity_plots.concurrency_curve(pd.DataFrame(b2["phases"]), fit, slo))
+        if b1 is not None and b1.phases:
+            t = pd.DataFrame(b1.phases)
+            figs.append(capacity_plots.latency_vs_rate(t, slo, b1.capacity))
+            theory = (b1.as_dict().get("theory") or {}).get("capacity_per_min")
+            figs.append(capacity_plots.throughput_vs_offered(t, b1.capacity, theory))
+        if b2 is not None and b2.phases:
+            usl = b2.as_dict().get("usl")
+            fit = UslFit(**usl) if usl else None
+            figs.append(capacity_plots.concurrency_curve(pd.DataFrame(b2.phases), fit, slo))
         return figs
 
     def latency_table(self) -> HTML:
-        """Per load test: p50/p95/p99/max and success, as measured (seconds)."""
+        """Per load test: p50/p95/p99/max and success, as measured (seconds): the test's
+        ``latency`` (the figures judged), never the engine's own ``load`` percentiles."""
         rows = []
         for test, r in sorted(self.results.items()):
-            lat = r.get("latency")
-            if not lat:
+            lat = r.latency
+            if lat is None:
                 continue
-            sr = lat["success_rate"]["value"]
+            sr = lat.success_rate.value
             rows.append({
-                "test": test, "samples": lat["count"],
+                "test": test, "samples": lat.count,
                 "success rate": "—" if sr is None else f"{sr:.2%}",
-                "p50 (s)": lat["p50"]["value"], "p95 (s)": lat["p95"]["value"],
-                "p99 (s)": lat["p99"]["value"], "max (s)": lat["max"],
-                **lat.get("outcomes", {}),
+                "p50 (s)": lat.p50.value, "p95 (s)": lat.p95.value,
+                "p99 (s)": lat.p99.value, "max (s)": lat.max,
+                **lat.outcomes,
             })  # fmt: skip
         return table(pd.DataFrame(rows))
 
     def latency_figures(self) -> list[Figure]:
         """Latency over time for each load test, re-drawn from its records."""
-        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        slo = self.slo_p95_s
         figs = []
         for _test, r in sorted(self.results.items()):
-            path = self.session_dir / str(r.get("records", ""))
-            if r.get("latency") and path.is_file():
+            path = self.session_dir / str(r.records or "")
+            if r.latency is not None and path.is_file():
                 fig = plots.latency_over_time(read_records(path), slo)
-                fig.axes[0].set_title(f"{r.get('title', _test)}: latency over time")
+                fig.axes[0].set_title(f"{r.title or _test}: latency over time")
                 figs.append(fig)
         return figs
 
@@ -388,7 +412,7 @@ class ReportView:
         """Which endpoint BR-PA-001 was judged on, both probed series, the background load."""
         from kubetest.workbook.a3_availability import report_rows, report_sentences
 
-        a3 = self.results.get("A3")
+        a3 = self.result_dicts().get("A3")
         if not a3:
             return HTML("<p><i>Availability (A3) was not measured in this session.</i></p>")
         text = "".join(f"<p>{html.escape(t)}</p>" for t in report_sentences(a3))
@@ -398,17 +422,16 @@ class ReportView:
         """A3's probe series on one timeline (and its background load's latency)."""
         from kubetest.workbook.a3_availability import report_figures
 
-        a3 = self.results.get("A3")
-        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
-        return report_figures(self.session_dir, a3, slo) if a3 else []
+        a3 = self.result_dicts().get("A3")
+        return report_figures(self.session_dir, a3, self.slo_p95_s) if a3 else []
 
     def service_figures(self) -> list[Figure]:
         """Per test: the service's own metrics on the same time axis as client latency."""
         from kubetest.service_plots import service_timeline_for
 
-        slo = (self.params.get("slo") or {}).get("p95_s", 5.0)
+        slo = self.slo_p95_s
         figs = []
-        for _test, r in sorted(self.results.items()):
+        for _test, r in sorted(self.result_dicts().items()):
             fig = service_timeline_for(self.session_dir, r, slo)
             if fig is not None:
                 figs.append(fig)
@@ -417,9 +440,9 @@ class ReportView:
     def service_notes(self) -> HTML:
         """Why a test has no service figure (no /metrics, Prometheus unreachable, ...)."""
         notes = [
-            f"{t}: {r['service_metrics']['note']}"
+            f"{t}: {r.service_metrics['note']}"
             for t, r in sorted(self.results.items())
-            if (r.get("service_metrics") or {}).get("note")
+            if (r.service_metrics or {}).get("note")
         ]
         if not notes:
             return HTML("")
@@ -427,7 +450,7 @@ class ReportView:
 
     def integrity(self) -> HTML:
         """Every accepted alert handled exactly once: per test and in total."""
-        row = next((r for r in self.summary["requirements"] if r["id"] == INTEGRITY_ID), None)
+        row = next((r for r in self.requirement_dicts() if r["id"] == INTEGRITY_ID), None)
         if row is None:
             return HTML("<p><i>Integrity was not checked.</i></p>" + self.gateway_counters().data)
         d = row.get("details", {})
@@ -446,7 +469,7 @@ class ReportView:
     def gateway_counters(self) -> HTML:
         """The gateway's own counters against kubetest's counts, per load test (kubernaut
         profile): a mismatch nothing explains is a finding."""
-        rows = counter_rows(self.results)
+        rows = counter_rows(self.result_dicts())
         if not rows:
             return HTML("")
         intro = ("<h4>Gateway counters</h4><p>Each counter's increase on the gateway's "
@@ -456,7 +479,7 @@ class ReportView:
         return HTML(intro + table(pd.DataFrame(rows)).data)
 
     def environment(self) -> HTML:
-        env = self.results.get("ENV")
+        env = self.result_dicts().get("ENV")
         if not env:
             return HTML("<p><i>Environment checks were not run.</i></p>")
         frame = pd.DataFrame(env.get("checks", []))
@@ -465,7 +488,7 @@ class ReportView:
         return HTML(f"<p>Environment: <b>{ready}</b>.</p>" + table(frame[keep]).data)
 
     def suite_requirements(self) -> list[dict[str, Any]]:
-        return [r for r in self.summary["requirements"] if r["id"].startswith(SUITE_PREFIX)]
+        return [r for r in self.requirement_dicts() if r["id"].startswith(SUITE_PREFIX)]
 
     def suites(self) -> HTML:
         """The guide's Step 1a: each suite's outcome, its tests per BR, what failed."""
@@ -508,18 +531,19 @@ class ReportView:
         return HTML("".join(parts))
 
     def generator_health(self) -> HTML:
+        """Each load's generator judgement (``LoadHealth``: the engine's own figures)."""
         rows = []
         for test, r in sorted(self.results.items()):
-            loads = [r["load"]] if r.get("load") else r.get("phases_load", [])
+            loads = r.loads()
             for i, ld in enumerate(loads):
                 rows.append({
                     "test": test if len(loads) == 1 else f"{test} phase {i + 1}",
-                    "target rate (/s)": ld.get("target_rate_per_s"),
-                    "achieved rate (/s)": ld.get("achieved_rate_per_s"),
-                    "schedule lag p99 (ms)": (ld.get("schedule_lag_p99") or 0) * 1000,
-                    "late/dropped": ld.get("late_or_dropped"),
-                    "saturated": ld.get("saturated"),
-                    "why": "; ".join(ld.get("saturation_reasons") or []),
+                    "target rate (/s)": ld.target_rate_per_s,
+                    "achieved rate (/s)": ld.achieved_rate_per_s,
+                    "schedule lag p99 (ms)": (ld.schedule_lag_p99 or 0) * 1000,
+                    "late/dropped": ld.late_or_dropped,
+                    "saturated": ld.saturated,
+                    "why": "; ".join(ld.saturation_reasons or []),
                 })  # fmt: skip
         return table(pd.DataFrame(rows))
 
@@ -528,13 +552,13 @@ class ReportView:
         states = json.loads(state_path.read_text()).get("tests", {}) if state_path.exists() else {}
         rows = []
         for test, r in sorted(self.results.items()):
-            if r.get("started") and r.get("finished"):
-                t0, t1 = pd.Timestamp(r["started"]), pd.Timestamp(r["finished"])
+            if r.started and r.finished:
+                t0, t1 = pd.Timestamp(r.started), pd.Timestamp(r.finished)
                 rows.append({"test": test, "started (UTC)": t0.strftime("%Y-%m-%d %H:%M:%S"),
                              "duration (s)": (t1 - t0).total_seconds(),
-                             "complete": r.get("complete"),
+                             "complete": r.complete,
                              "attempt": states.get(test, {}).get("attempt", 1)})  # fmt: skip
-        for test, why in self.summary.get("failures", {}).items():
+        for test, why in self.summary.failures.items():
             rows.append({"test": test, "started (UTC)": "—", "duration (s)": None,
                          "complete": f"failed: {why}",
                          "attempt": states.get(test, {}).get("attempt", 1)})  # fmt: skip

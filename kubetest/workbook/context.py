@@ -18,6 +18,7 @@ from kubetest import endpoints
 from kubetest.endpoints import origin
 from kubetest.files import new_session_name, read_endpoints, target_endpoints, write_json
 from kubetest.params import TESTS, Params, load_params
+from kubetest.results import validate_result
 from kubetest.workloads import export_kubeconfig
 
 #: Where notebooks run by hand write their session folders, when set.
@@ -135,7 +136,12 @@ class TestContext:
         return self.session_dir / "results" / f"{self.test}.json"
 
     def save_result(self, data: dict[str, Any]) -> Path:
-        write_json(self.result_path, {"test": self.test, **data})
+        """Write ``results/<TEST>.json``, validated against ``kubetest.results.TestResult``
+        first: a malformed result raises ``ResultError`` naming the field, and nothing is
+        written. The file holds the keys given (in their order), plus ``test``."""
+        data = {"test": self.test, **data}
+        typed = validate_result(data, f"{self.test}'s result").as_dict()
+        write_json(self.result_path, {k: typed[k] for k in data if k in typed})
         return self.result_path
 
     def close(self) -> None:
