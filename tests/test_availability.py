@@ -47,6 +47,16 @@ def test_downtime_runs_from_first_failed_to_next_successful_probe() -> None:
     assert a.resolution_s == 1
 
 
+def test_bounds_allow_for_when_the_service_saw_each_probe() -> None:
+    """A probe is seen by the service somewhere between its send and its answer: with
+    answers 0.1 s after sending, the outage of probes 3-5 lasted at least from probe 3's
+    answer (3.1) to probe 5's send (5), at most from probe 2's send to probe 6's answer."""
+    p = probes("uuuddduuuu").assign(done_s=lambda f: f["t_s"] + 0.1)
+    a = availability_from_probes(p, window_s=10, target=0.9, interval_s=1)
+    assert a.downtime_s == 3  # first failed to next successful probe, as before
+    assert a.downtime_low_s == pytest.approx(1.9) and a.downtime_high_s == pytest.approx(4.1)
+
+
 def test_several_outages_and_one_still_open_at_the_end() -> None:
     a = availability_from_probes(probes("uduuuudd", 0.5), window_s=4.0, target=0.99, interval_s=0.5)
     assert [o.probes for o in a.outages] == [1, 2]

@@ -25,7 +25,7 @@ class Outage:
     start_s: float  # first failed probe
     end_s: float  # next successful probe (or end of window)
     probes: int  # failed probes in the outage
-    low_s: float  # at least this long: first to last failed probe
+    low_s: float  # at least this long: first to last failed probe (as the service saw them)
     high_s: float  # at most this long: last success before to first success after
     open_ended: bool = False  # still down when the window closed
 
@@ -73,9 +73,15 @@ def availability_from_probes(
     probes: pd.DataFrame, window_s: float, target: float, interval_s: float
 ) -> Availability:
     """``probes``: one row per probe with ``t_s`` (sent, from window start) and ``ok``
-    (bool); ``outcome`` and ``error``, when present, count throttled probes and errors."""
+    (bool); ``outcome`` and ``error``, when present, count throttled probes and errors.
+
+    With ``done_s`` (answered), the bounds allow for when the service saw each probe,
+    somewhere between its send and its answer: an outage lasted at least from the first
+    failed probe's answer to the last failed probe's send, and at most from the send of
+    the success before it to the answer of the success after it."""
     p = probes.sort_values("t_s").reset_index(drop=True)
     times = p["t_s"].to_numpy(dtype=float)
+    done = p["done_s"].to_numpy(dtype=float) if "done_s" in p.columns else times
     ok = p["ok"].to_numpy(dtype=bool)
     outages: list[Outage] = []
     i, n = 0, len(p)
@@ -90,11 +96,12 @@ def availability_from_probes(
         prev_ok = times[i - 1] if i > 0 else 0.0
         open_ended = j + 1 >= n
         next_ok = window_s if open_ended else times[j + 1]
+        next_seen = window_s if open_ended else max(done[j + 1], next_ok)
         outages.append(
             Outage(
                 start_s=float(first_fail), end_s=float(max(next_ok, first_fail)),
-                probes=j - i + 1, low_s=float(last_fail - first_fail),
-                high_s=float(max(next_ok, first_fail) - prev_ok), open_ended=open_ended,
+                probes=j - i + 1, low_s=float(max(0.0, last_fail - max(done[i], first_fail))),
+                high_s=float(max(next_seen, first_fail) - prev_ok), open_ended=open_ended,
             )
         )  # fmt: skip
         i = j + 1
