@@ -72,6 +72,23 @@ def test_closed_loop_obeys_littles_law(session: tuple[Path, object]) -> None:
     assert throughput * records["service_s"].mean() == pytest.approx(20, rel=0.1)
 
 
+def test_running_notebooks_report_progress_to_the_terminal(
+    session: tuple[Path, subprocess.CompletedProcess]
+) -> None:
+    """The load's status from inside the A1 kernel, prefixed with its test, and each B2
+    phase's verdict in order between its notebook's start and end, as progress.log has it."""
+    session_dir, proc = session
+    lines = proc.stderr.splitlines()
+    a1 = [ln for ln in lines if ln.startswith("  A1: load open ")]
+    assert len(a1) == 1 and re.search(r"sent \d+ in-flight \d+ ok 100\.0%", a1[0]), lines
+    start, end = lines.index("B2: running b2_concurrency.ipynb ..."), next(
+        i for i, ln in enumerate(lines) if ln.startswith("B2: done"))  # fmt: skip
+    phases = [ln for ln in lines[start:end] if ln.startswith("  B2: phase ")]
+    assert [ln.split()[2] for ln in phases] == ["1", "2", "3"], lines
+    noted = [ln for ln in lines if re.match(r"  (ENV|EXT|A[1-4]|B[12]): ", ln)]
+    assert (session_dir / "progress.log").read_text().count("\n") == len(noted)
+
+
 def test_records_cover_the_schedule(session: tuple[Path, object]) -> None:
     session_dir, _ = session
     records = read_records(session_dir / "records" / "A1.csv")

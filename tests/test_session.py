@@ -235,29 +235,6 @@ def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
-def test_a_running_notebook_reports_progress_to_the_terminal(tmp_path: Path) -> None:
-    from kubetest.session import run_session
-
-    params = write_params(
-        tmp_path, a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
-        b2_concurrency={"levels": [2, 4], "duration_s": 1, "recovery_s": 0},
-    )  # fmt: skip
-    lines: list[str] = []
-    result = run_session(params, session="s", outputs=tmp_path / "out", echo=lines.append)
-    assert result.summary["complete"], lines
-    # the load's last status from inside the A1 kernel, prefixed with its test
-    a1 = [ln for ln in lines if ln.startswith("  A1: load open ")]
-    assert len(a1) == 1 and re.search(r"sent \d+ in-flight \d+ ok 100\.0%", a1[0]), lines
-    # each B2 phase's verdict, in order, between its notebook's start and end
-    start, end = lines.index("B2: running b2_concurrency.ipynb ..."), next(
-        i for i, ln in enumerate(lines) if ln.startswith("B2: done"))  # fmt: skip
-    phases = [ln for ln in lines[start:end] if ln.startswith("  B2: phase ")]
-    assert [ln.split()[2] for ln in phases] == ["1", "2"], lines
-    assert (result.session_dir / "progress.log").read_text().count("\n") == len(a1) + len(
-        [ln for ln in lines if ln.startswith("  B2: ")])  # fmt: skip
-    assert "KUBETEST_PROGRESS_FILE" not in os.environ  # the run put it back
-
-
 def test_progress_tail_echoes_whole_lines_only(tmp_path: Path) -> None:
     from kubetest.engine.progress import session_note
     from kubetest.session import ProgressTail

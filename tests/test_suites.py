@@ -323,6 +323,7 @@ def test_a_session_runs_the_suites_and_reports_them(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     result = run_session(path, session="s", outputs=tmp_path / "out", echo=lambda _l: None)
+    assert "KUBETEST_PROGRESS_FILE" not in os.environ  # the run put it back
     rows = {r["id"]: r for r in result.summary["requirements"]}
     assert rows["SUITE:alert-processing"]["status"] == "FAIL"
     assert rows["SUITE:safety"]["status"] == "PASS"
