@@ -17,14 +17,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-
 from kubetest.analysis.verdicts import Requirement, latency_requirement
 from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.remediation_result import FollowResult, Signal
 from kubetest.secrets import scrub_then_cut
 from kubetest.workbook.context import TestContext
-from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule
+from kubetest.workbook.loadtest import (
+    LoadOutcome,
+    LoadViews,
+    execute,
+    make_plan,
+    open_loop_schedule,
+)
 
 BR_ID = "BR-PA-003"
 JUDGED_ON = (
@@ -33,18 +37,10 @@ JUDGED_ON = (
 
 
 @dataclass
-class A1Result:
+class A1Result(LoadViews):
     requirement: Requirement
     outcome: LoadOutcome
     remediation: FollowResult | None = None
-
-    @property
-    def table(self) -> pd.DataFrame:
-        return self.outcome.latency.table()
-
-    @property
-    def records(self) -> pd.DataFrame:
-        return self.outcome.records
 
 
 def created_signals(outcome: LoadOutcome, namespace: str, run: str) -> list[Signal]:

@@ -10,12 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-import pandas as pd
-
 from kubetest.analysis.concurrency import Concurrency, sustained_concurrency
 from kubetest.analysis.verdicts import Requirement, latency_requirement
 from kubetest.workbook.context import TestContext
-from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan
+from kubetest.workbook.loadtest import LoadOutcome, LoadViews, execute, make_plan
 
 BR_ID = "BR-PA-004"
 #: Share of the steady window that must have the full concurrency in flight.
@@ -23,18 +21,10 @@ MIN_TIME_AT_TARGET = 0.9
 
 
 @dataclass
-class A2Result:
+class A2Result(LoadViews):
     requirement: Requirement
     outcome: LoadOutcome
     concurrency: Concurrency
-
-    @property
-    def table(self) -> pd.DataFrame:
-        return self.outcome.latency.table()
-
-    @property
-    def records(self) -> pd.DataFrame:
-        return self.outcome.records
 
 
 def run(ctx: TestContext, progress: bool | None = None) -> A2Result:

@@ -98,6 +98,20 @@ class LoadOutcome:
         }
 
 
+class LoadViews:
+    """Tables every single-load result (A1, A2) shows, from its ``outcome``."""
+
+    outcome: LoadOutcome
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.outcome.latency.table()
+
+    @property
+    def records(self) -> pd.DataFrame:
+        return self.outcome.records
+
+
 def open_loop_schedule(ctx: TestContext, rate_per_min: float, duration_min: float) -> np.ndarray:
     rate_s, duration_s = rate_per_min / 60.0, duration_min * 60.0
     if ctx.params.generator.arrivals == "poisson":
