@@ -46,7 +46,7 @@ from kubetest.metrics import scrape_metrics
 from kubetest.probes import ProbeTarget, probe_endpoints
 from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.tls import verify
-from kubetest.workbook.context import TestContext
+from kubetest.workbook.context import TestContext, result_head
 from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule
 
 BR_ID = "BR-PA-001"
@@ -406,10 +406,7 @@ def run(ctx: TestContext) -> A3Result:
     req = judge(avail, how, extra)
     ctx.save_result(
         {
-            "title": "A3 availability",
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": True,
+            **result_head("A3 availability", started, complete=True),
             "requirements": [req.as_dict()],
             "probe": sec.probe,
             "endpoints": {name: t.url for name, t in targets.items()},

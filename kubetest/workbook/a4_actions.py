@@ -33,7 +33,7 @@ from kubetest.remediation import follower_from_params as _follower
 from kubetest.remediation_result import COMPLETED, FollowResult, Signal
 from kubetest.secrets import scrub_then_cut
 from kubetest.tls import tls_problem, verify
-from kubetest.workbook.context import TestContext
+from kubetest.workbook.context import TestContext, result_head
 from kubetest.workbook.loadtest import connect_pool
 
 BR_ID = "BR-PA-011"
@@ -175,10 +175,7 @@ def run(ctx: TestContext) -> A4Result:
                 min_actions=sec.min_actions)
     ctx.save_result(
         {
-            "title": "A4 Kubernetes actions",
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": True,
+            **result_head("A4 Kubernetes actions", started, complete=True),
             "requirements": [req.as_dict()],
             "actions": frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
             "remediation": followed.summary() if followed else None,

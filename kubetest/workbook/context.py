@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,17 @@ def outputs_root(cwd: Path | None = None) -> tuple[Path, str]:
         if (folder / "params").is_dir():
             return folder / "outputs", f"the project's: {folder} holds params/"
     return here / "outputs", f"no params/ folder above {here}; set {OUTPUTS_ENV} to choose"
+
+
+
+def result_head(title: str, started: datetime, complete: bool) -> dict[str, Any]:
+    """The keys every result file opens with; ``finished`` is now."""
+    return {
+        "title": title,
+        "started": started.isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
+        "complete": complete,
+    }
 
 
 @dataclass

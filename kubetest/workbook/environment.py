@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from kubetest.checks import Check, as_records, checks_table, collect, debug_info
-from kubetest.workbook.context import TestContext
+from kubetest.workbook.context import TestContext, result_head
 
 
 @dataclass
@@ -57,10 +57,7 @@ def run(ctx: TestContext) -> EnvResult:
     result = EnvResult(checks, debug_info(ctx.params))
     ctx.save_result(
         {
-            "title": "Environment readiness",
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": True,
+            **result_head("Environment readiness", started, complete=True),
             "ready": not result.required_failed,
             "checks": as_records(checks),
             "debug": result.debug,

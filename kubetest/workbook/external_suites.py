@@ -20,7 +20,7 @@ from kubetest.analysis.verdicts import Requirement
 from kubetest.checks import env_secrets
 from kubetest.engine.progress import session_note
 from kubetest.suites.runner import SuiteRun, run_suite
-from kubetest.workbook.context import TestContext
+from kubetest.workbook.context import TestContext, result_head
 
 LOG_DIR = "suites"
 
@@ -132,10 +132,7 @@ def run(ctx: TestContext) -> SuitesResult:
             interrupted = True
             break
     ctx.save_result({
-        "title": "The service's own suites",
-        "started": started.isoformat(),
-        "finished": datetime.now(UTC).isoformat(),
-        "complete": not interrupted,
+        **result_head("The service's own suites", started, complete=not interrupted),
         "requirements": [r.as_dict() for r in requirements],
     })  # fmt: skip
     if interrupted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from kubetest.engine.abort import AbortRule
 from kubetest.engine.pool import WorkloadScheduler, needed_workloads
 from kubetest.metrics import read_metrics, scrape_metrics
 from kubetest.remediation import RemediationFollower, follower_from_params
-from kubetest.workbook.context import TestContext
+from kubetest.workbook.context import TestContext, result_head
 
 
 @dataclass
@@ -84,10 +84,7 @@ class LoadOutcome:
     def result_fields(self, ctx: TestContext, title: str, started: datetime) -> dict[str, Any]:
         """What every load test's result file holds about its run (A1, A2)."""
         return {
-            "title": title,
-            "started": started.isoformat(),
-            "finished": datetime.now(UTC).isoformat(),
-            "complete": self.complete,
+            **result_head(title, started, complete=self.complete),
             "aborted": self.aborted,
             "validity": self.validity().as_dict(),
             "latency": self.latency.as_dict(),

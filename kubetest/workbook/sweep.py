@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from kubetest import control
 from kubetest.analysis.capacity import EVIDENCE, PhaseStats, PhaseVerdict, phase_row
 from kubetest.analysis.validity import Validity, combine
 from kubetest.engine.progress import session_note
-from kubetest.workbook.context import TestContext
+from kubetest.workbook.context import TestContext, result_head
 from kubetest.workbook.loadtest import LoadOutcome
 
 #: Health probes during a recovery pause, this far apart.
@@ -122,10 +122,7 @@ def sweep_result(
 ) -> dict[str, Any]:  # fmt: skip
     """What every sweep's result file holds (B1, B2); each adds its capacity keys."""
     return {
-        "title": title,
-        "started": started.isoformat(),
-        "finished": datetime.now(UTC).isoformat(),
-        "complete": complete,
+        **result_head(title, started, complete=complete),
         "stopped": stopped,
         "validity": sweep_validity(phases, complete=complete).as_dict(),
         "phases": table.to_dict(orient="records"),
