@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,11 +124,13 @@ class TestContext:
     def base_url(self) -> str:
         return origin(self.target_url)
 
+    def _resolved(self, resolve: Callable[..., str], reported: str) -> str:
+        """An endpoint of this run's target, the target's own report (``reported``) first."""
+        return resolve(self.params.target, self.target_url, override=self.reported.get(reported))
+
     @property
     def health_url(self) -> str:
-        return endpoints.health_url(
-            self.params.target, self.target_url, override=self.reported.get("health")
-        )
+        return self._resolved(endpoints.health_url, "health")
 
     @property
     def actions_url(self) -> str:
@@ -135,9 +138,7 @@ class TestContext:
 
     @property
     def metrics_url(self) -> str:
-        return endpoints.metrics_url(
-            self.params.target, self.target_url, override=self.reported.get("metrics")
-        )
+        return self._resolved(endpoints.metrics_url, "metrics")
 
     @property
     def records_dir(self) -> Path:
