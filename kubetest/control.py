@@ -150,7 +150,7 @@ class _Watchdog:
     trickled headers returns (the socket comes from httpcore's ``trace`` extension)."""
 
     def __init__(self, request: httpx.Request, timeout_s: float) -> None:
-        self.sockets: list[socket.socket] = []
+        self.sock: socket.socket | None = None  # after start_tls, the TLS socket (it owns the fd)
         self.fired = False
         prior = request.extensions.get("trace")
 
@@ -160,7 +160,7 @@ class _Watchdog:
                     "socket"
                 )
                 if isinstance(sock, socket.socket):
-                    self.sockets.append(sock)
+                    self.sock = sock
             if prior is not None:
                 prior(event, info)
 
@@ -172,9 +172,9 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self.fired = True
-        for sock in self.sockets[-1:]:  # after start_tls the TLS socket owns the descriptor
+        if self.sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
         self.timer.cancel()
