@@ -10,7 +10,7 @@ d5a4a87 (2026-08-22) and on the Kubernetes API server's own conventions:
   A watch from a resourceVersion the log no longer holds gets ``410 Expired``;
   ``compact()`` forgets the whole log (and ends open watches with 410), as an API server
   does after an etcd compaction.
-* A stand-in Remediation Orchestrator: each RemediationRequest walks Pending → Processing
+* A stand-in Remediation Orchestrator (its plan per object: ``orchestrator.py``): each RemediationRequest walks Pending → Processing
   → Analyzing → Executing → Verifying → Completed on a clock, with the phase timestamps
   the orchestrator writes (``internal/controller/remediationorchestrator/
   terminal_transitions.go`` ``applyPhaseTransitionFields``, ``applyFailedTransitionFields``;
@@ -64,6 +64,7 @@ from kubetest.target.kube_rules import (
     parse_label_selector,
     rfc3339,
 )
+from kubetest.target.orchestrator import lifecycle
 
 #: The label the scope manager reads on a resource, then on its namespace
 #: (``pkg/shared/scope/manager.go`` ``ManagedLabelKey``).
@@ -77,10 +78,6 @@ TERMINAL_PHASES: frozenset[str] = frozenset(
 
 #: RemediationRequest events kept for watches (older resourceVersions get 410).
 EVENT_LOG_MAX = 10_000
-
-#: How long a new RemediationRequest stays Pending before the orchestrator starts
-#: SignalProcessing (one reconcile; not a knob).
-PENDING_S = 0.05
 
 # ---------------------------------------------------------------- the cluster
 
@@ -403,63 +400,8 @@ class Cluster:
 
     # -- the stand-in orchestrator
 
-    def _draw(self, mean: float) -> float:
-        """A phase duration: uniform on [mean/2, 3·mean/2] (mean ``mean``), reproducible
-        with ``seed``."""
-        return mean * (0.5 + self._rng.random())
-
     def _plan(self, key: tuple[str, str], t0: float, failure: str | None) -> None:
-        cfg = self.config
-        processing, analyzing, executing, verifying = (self._draw(d) for d in
-                                                       cfg.remediation_phase_s)  # fmt: skip
-        blocked = self._rng.random() < cfg.blocked_rate
-        u_fail = self._rng.random()
-        if failure is None and u_fail < cfg.remediation_fail_rate:
-            failure = "workflow execution failed (injected: remediation_fail_rate)"
-        steps: list[tuple[float, str, dict[str, Any], bool, str | None]] = [
-            (t0, "Pending", {"startTime": rfc3339(t0)}, False, None)]
-        t = t0 + PENDING_S
-        if blocked and failure is not None:
-            # A time-based block (checked before SignalProcessing): Failed when it expires.
-            until = t + cfg.blocked_s
-            steps.append((t, "Blocked", {"routingStatus": {
-                "blockReason": "ConsecutiveFailures",
-                "blockMessage": "consecutive failures for this fingerprint: cooling down",
-                "blockedUntil": rfc3339(until)}}, False, None))  # fmt: skip
-            reason = "cooldown expired after blocking due to ConsecutiveFailures"
-            steps.append((until, "Failed", {"completionStatus": {
-                "failurePhase": "Blocked", "failureReason": reason}}, True,
-                f"blocked: {reason}"))  # fmt: skip
-        else:
-            steps.append((t, "Processing", {"phaseProgress": {
-                "processingStartTime": None}}, False, None))  # fmt: skip
-            t += processing
-            steps.append((t, "Analyzing", {"phaseProgress": {"analyzingStartTime": None}},
-                          False, None))  # fmt: skip
-            t += analyzing
-            if blocked:
-                # An event-based block before the workflow (another one holds the target):
-                # back to Analyzing once it clears, then on as usual.
-                steps.append((t, "Blocked", {"routingStatus": {
-                    "blockReason": "ResourceBusy",
-                    "blockMessage": "another WorkflowExecution is running on the target"}},
-                    False, None))  # fmt: skip
-                t += cfg.blocked_s
-                steps.append((t, "Analyzing", {"phaseProgress": {"analyzingStartTime": None},
-                                               "routingStatus": None}, False, None))
-            steps.append((t, "Executing", {"phaseProgress": {"executingStartTime": None}},
-                          True, failure))  # fmt: skip
-            t += executing
-            if failure is not None:
-                steps.append((t, "Failed", {"completionStatus": {
-                    "failurePhase": "WorkflowExecution", "failureReason": failure}},
-                    False, None))  # fmt: skip
-            else:
-                steps.append((t, "Verifying", {}, False, None))
-                t += verifying
-                steps.append((t, "Completed", {"completionStatus": {"outcome": "Remediated"}},
-                              False, None))  # fmt: skip
-        for due, phase, status, act, fail in steps:
+        for due, phase, status, act, fail in lifecycle(self.config, self._rng, t0, failure):
             self._seq += 1
             heapq.heappush(self._steps, _Step(due, self._seq, key, phase, status, act, fail))
 
