@@ -10,11 +10,12 @@ d5a4a87 (2026-08-22) and on the Kubernetes API server's own conventions:
   A watch from a resourceVersion the log no longer holds gets ``410 Expired``;
   ``compact()`` forgets the whole log (and ends open watches with 410), as an API server
   does after an etcd compaction.
-* A stand-in Remediation Orchestrator (its plan per object: ``orchestrator.py``): each RemediationRequest walks Pending → Processing
-  → Analyzing → Executing → Verifying → Completed on a clock, with the phase timestamps
-  the orchestrator writes (``internal/controller/remediationorchestrator/
-  terminal_transitions.go`` ``applyPhaseTransitionFields``, ``applyFailedTransitionFields``;
-  ``reconcile_loop.go`` sets Pending and ``status.startTime``); some fail at Executing
+* A stand-in Remediation Orchestrator (its plan per object is ``orchestrator.py``): each
+  RemediationRequest walks Pending → Processing → Analyzing → Executing → Verifying →
+  Completed on a clock, with the phase timestamps the orchestrator writes
+  (``internal/controller/remediationorchestrator/terminal_transitions.go``
+  ``applyPhaseTransitionFields``, ``applyFailedTransitionFields``; ``reconcile_loop.go``
+  sets Pending and ``status.startTime``); some fail at Executing
   (``status.completionStatus.failurePhase: WorkflowExecution``); some are Blocked
   (non-terminal, ``pkg/remediationorchestrator/phase/types.go``): a time-based block
   (``ConsecutiveFailures``, ``status.routingStatus.blockedUntil``) turns Failed with
