@@ -20,7 +20,7 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 
 from kubetest import plots
-from kubetest.analysis.gateway_counters import counter_findings, counter_rows
+from kubetest.analysis.gateway_counters import counter_rows
 from kubetest.analysis.verdicts import (
     DECISION_RULE,
     INTEGRITY_ID,
@@ -30,13 +30,11 @@ from kubetest.analysis.verdicts import (
 )
 from kubetest.engine.records import read_records
 from kubetest.params import Params
+from kubetest.report.findings import CAPACITY_RECOMMENDATIONS, findings_lists, pool_reports
 from kubetest.results import StoredResult, Summary
 from kubetest.secrets import redact_params
 from kubetest.summary import read_results
 from kubetest.workbook.display import badge, escaped_table, requirements_html
-
-#: Capacity keys holding the guide's recommendation texts (B1, B2).
-CAPACITY_RECOMMENDATIONS = ("recommendation", "concurrency_recommendation")
 
 #: Report sections, in order: (anchor text, title). nbconvert anchors headings by text.
 SECTIONS = (
@@ -155,84 +153,12 @@ class ReportView:
         return HTML(f"<p>{html.escape(DECISION_RULE)}</p>{applied}")
 
     def findings_lists(self) -> tuple[list[str], list[str], list[str]]:
-        """Strengths, concerns and recommendations, each derived from a measured number."""
-        strengths: list[str] = []
-        concerns: list[str] = []
-        recs: list[str] = []
-        slo_p95 = self.slo_p95_s
-        for r in self.requirement_dicts():
-            d, status = r.get("details", {}), r["status"]
-            name = f"{r['id']} ({d.get('title', '')})"
-            if r["id"].startswith(SUITE_PREFIX):
-                self._suite_findings(r, strengths, concerns, recs)
-                continue
-            if status == "PASS":
-                extra = ""
-                if r["unit"] == "s" and _num(r.get("measured")) is not None:
-                    margin = slo_p95 / max(r["measured"], 1e-9)
-                    extra = f": p95 {r['measured']:.3f} s, {margin:.0f}× under the SLO"
-                strengths.append(f"{name} met{extra}.")
-            elif status == "FAIL":
-                concerns.append(f"{name} failed: measured {r.get('measured')!s} {r['unit']} "
-                                f"against {r.get('threshold')}.")  # fmt: skip
-                recs.append(
-                    f"Investigate {r['id']} before a pilot; rerun its notebook after a fix."
-                )
-            elif status == "INCONCLUSIVE":
-                why = "; ".join(d.get("reasons") or [d.get("reason", "")])
-                concerns.append(f"{name} could not be decided: {why}.")
-                recs.append(
-                    f"Rerun {REQUIREMENTS.get(r['id'], ('', r['id']))[1]} with the cause fixed."
-                )
-            elif status == "NOT_RUN" and r["id"] in REQUIREMENTS:
-                recs.append(f"Measure {r['id']}: add its section to the params file.")
-            errors = d.get("errors") or {}
-            if errors:
-                top = ", ".join(
-                    f"{k}: {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3]
-                )
-                concerns.append(f"{r['id']}: request errors seen ({top}).")
-        cap = self.summary.capacity
-        rate = _num(cap.get("max_sustainable_rate_per_min"))
-        if rate is not None:
-            headroom = rate / RATE_REQUIREMENT_PER_MIN
-            (strengths if headroom >= 1.5 else concerns).append(
-                f"Alert capacity {rate:,.0f}/min: headroom {headroom:.1f}× the requirement."
-            )
-            if headroom < 1.5:
-                recs.append("Scale the analysers (or the LLM backend) before the pilot: "
-                            "headroom is under 1.5×.")  # fmt: skip
-        recs += [str(cap[k]) for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
-        if self.summary.generator.saturated:
-            concerns.append("The load generator was saturated: add generator workers "
-                            "(generator.workers) and rerun.")  # fmt: skip
-        integ = self.summary.integrity
-        if integ.get("lost"):
-            concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
-        mismatches = counter_findings(self.result_dicts())
-        concerns += [f"Gateway counters disagree with kubetest: {m}." for m in mismatches]
-        if mismatches:
-            recs.append("Reconcile the gateway's counters with kubetest's counts before "
-                        "trusting either (see Data integrity: gateway counters).")  # fmt: skip
-        for test, pool in self.pool_reports():
-            if pool.get("finding"):
-                concerns.append(f"{test}: {pool['finding']}.")
-                if pool.get("needed"):
-                    recs.append(f"Give the alerts a larger workload pool (alerts.workloads."
-                                f"create: {pool['needed']}) and rerun {test}.")  # fmt: skip
-        return strengths, concerns, recs
+        """Strengths, concerns and recommendations (``report/findings.py``)."""
+        return findings_lists(self.summary, self.results, self.slo_p95_s)
 
     def pool_reports(self) -> list[tuple[str, dict[str, Any]]]:
         """``(test, workload_pool)`` of every load and sweep phase that used a pool."""
-        out: list[tuple[str, dict[str, Any]]] = []
-        for test, result in sorted(self.results.items()):
-            if isinstance(result.workload_pool, dict):
-                out.append((test, result.workload_pool))
-            for phase in result.phases_service or []:
-                if isinstance(phase, dict) and isinstance(phase.get("workload_pool"), dict):
-                    out.append((f"{test} {phase.get('label') or phase.get('phase')}",
-                                phase["workload_pool"]))  # fmt: skip
-        return out
+        return pool_reports(self.results)
 
     def remediation(self) -> HTML:
         """What happened after the 201s: each followed RemediationRequest's end, its time
@@ -273,25 +199,6 @@ class ReportView:
         if pools:
             parts += ["<h4>Workload pool</h4>", table(pd.DataFrame(pools)).data]
         return HTML("".join(parts))
-
-    @staticmethod
-    def _suite_findings(
-        r: dict[str, Any], strengths: list[str], concerns: list[str], recs: list[str]
-    ) -> None:
-        name, d = r["id"][len(SUITE_PREFIX):], r.get("details", {})
-        counts = d.get("counts") or {}
-        why = "; ".join(d.get("reasons") or [])
-        if r["status"] == "PASS":
-            strengths.append(f"The service's own suite {name}: all {counts.get('passed', 0)} "
-                             f"tests passed ({counts.get('skipped', 0)} skipped).")  # fmt: skip
-        elif r["status"] == "FAIL":
-            concerns.append(f"The service's own suite {name} FAILED: {why}.")
-            log = (d.get("logs") or {}).get("stdout", "its log")
-            recs.append(f"Fix the failing tests of suite {name} (log: {log}) and rerun it "
-                        "(kubetest run --only EXT).")  # fmt: skip
-        else:
-            concerns.append(f"The service's own suite {name} decided nothing: {why}.")
-            recs.append(f"Make suite {name} run and report results (go test -json or JUnit).")
 
     def findings(self) -> HTML:
         strengths, concerns, recs = self.findings_lists()
