@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     if not peers.available("locust"):
         log("Locust not installed (pip install -e '.[bench]'): its rows will be missing")
 
-    from kubetest.alerts import PayloadFactory
+    from kubetest.payloads import PayloadFactory
 
     body = PayloadFactory(["high_memory"]).body(0)[0]  # the engine's body (peers send this one)
     profile = Profile.make(ns.quick)

@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default=None, help="cProfile the run into this file")
     ns = p.parse_args(argv)
 
-    from kubetest.alerts import PayloadFactory
     from kubetest.engine import LoadPlan, run_load, schedule
+    from kubetest.payloads import PayloadFactory
 
     if not ns.url.startswith(("http://127.", "http://localhost")):
         raise SystemExit("bench.engine_trial only loads loopback servers")

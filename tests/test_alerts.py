@@ -12,12 +12,12 @@ from kubetest.alerts import (
     ACTIONS,
     ALERT_TYPES,
     DESTRUCTIVE_ACTIONS,
-    PayloadFactory,
     action_alert,
     fingerprint,
     make_alert,
     webhook,
 )
+from kubetest.payloads import PayloadFactory
 
 ENVELOPE = {
     "version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels",
@@ -145,9 +145,9 @@ def test_fast_bodies_out_of_order_and_after_pickling() -> None:
 
 
 def test_a_template_that_does_not_match_falls_back_to_the_reference(monkeypatch) -> None:
-    import kubetest.alerts as alerts
+    import kubetest.payloads as payloads
 
-    monkeypatch.setattr(alerts, "_STARTS", "\x00X\x00")  # breaks the startsAt slot
+    monkeypatch.setattr(payloads, "_STARTS", "\x00X\x00")  # breaks the startsAt slot
     f = PayloadFactory(["high_memory"])
     with pytest.warns(RuntimeWarning, match="slow way"):
         raw, kind, fp = f.body(3)

@@ -228,8 +228,8 @@ def test_a_shard_that_aborts_stops_the_other_shards(tmp_path: Path) -> None:
 
     from aiohttp import web
 
-    from kubetest.alerts import PayloadFactory
     from kubetest.engine.abort import AbortRule
+    from kubetest.payloads import PayloadFactory
 
     started: list[float] = []
 

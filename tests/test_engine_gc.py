@@ -12,11 +12,12 @@ import pytest
 from aiohttp import web
 from engine_servers import WebServer
 
-from kubetest.alerts import PayloadFactory, fingerprint
+from kubetest.alerts import fingerprint
 from kubetest.engine import LoadPlan, run_load
 from kubetest.engine.schedule import constant
 from kubetest.engine.shard import RUN_GC_THRESHOLDS, quiet_gc, run_shard
 from kubetest.errors import KubetestError
+from kubetest.payloads import PayloadFactory
 
 
 def _state() -> tuple[bool, tuple[int, int, int], int]:

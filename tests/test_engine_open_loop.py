@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from engine_servers import WebServer, closed_port, ok_handler
 
-from kubetest.alerts import PayloadFactory
 from kubetest.engine import COLUMNS, LoadPlan, read_records, run_load
 from kubetest.engine.schedule import constant, poisson
 from kubetest.errors import KubetestError
+from kubetest.payloads import PayloadFactory
 
 
 def test_modest_rate_against_a_fast_server_is_not_saturated(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from kubetest.alerts import PayloadFactory
 from kubetest.engine.guide import run_guide_load
 from kubetest.engine.plan import LoadPlan
 from kubetest.engine.run import run_load
 from kubetest.engine.schedule import constant, poisson
 from kubetest.errors import KubetestError
+from kubetest.payloads import PayloadFactory
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from kubetest.alerts import PayloadFactory
 from kubetest.engine.client import GENERATOR_ERRORS
 from kubetest.engine.plan import LoadPlan, public_url
 from kubetest.engine.run import run_load
 from kubetest.engine.schedule import constant, poisson
 from kubetest.errors import KubetestError
+from kubetest.payloads import PayloadFactory
 from kubetest.tls import TlsSettings
 
 #: Below this share of answers accepted (or duplicates) ``kubetest load`` warns and exits 1.

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from kubetest.alerts import PayloadFactory
 from kubetest.engine.abort import AbortRule
 from kubetest.engine.client import APIS, MAX_BODY_BYTES
 from kubetest.engine.pool import WorkloadScheduler
 from kubetest.engine.schedule import planned_duration
 from kubetest.errors import KubetestError
+from kubetest.payloads import PayloadFactory
 from kubetest.tls import TlsSettings
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from kubetest import tls
-from kubetest.alerts import PayloadFactory
 from kubetest.analysis.gateway_counters import cross_check
 from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
@@ -27,6 +26,7 @@ from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedu
 from kubetest.engine.abort import AbortRule
 from kubetest.engine.pool import WorkloadScheduler, needed_workloads
 from kubetest.metrics import read_metrics, scrape_metrics
+from kubetest.payloads import PayloadFactory
 from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.workbook.context import TestContext, result_head
 
