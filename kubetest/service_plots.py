@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from kubetest import plots  # noqa: F401  (the seaborn theme and the notebook PNG formatter)
-from kubetest.metrics import Panels, panels, read_metrics
+from kubetest.analysis.service_metrics import Panels, panels, read_metrics
 
 _COLOURS = ("#457b9d", "#e76f51", "#2a9d8f", "#f4a261", "#8338ec", "#6c757d")
 

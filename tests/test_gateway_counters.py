@@ -18,7 +18,7 @@ import yaml
 from fake_gateway import FakeGateway
 
 from kubetest.analysis.gateway_counters import counter_findings, cross_check, increase
-from kubetest.metrics import GENERATOR_CPU
+from kubetest.analysis.service_metrics import GENERATOR_CPU
 from kubetest.report.markdown import render_markdown
 from kubetest.report.view import ReportView
 from kubetest.summary import write_summary

@@ -22,15 +22,14 @@ import yaml
 from matplotlib.figure import Figure
 
 from kubetest import service_plots
-from kubetest.metrics import (
+from kubetest.analysis.service_metrics import (
     COLUMNS,
     GENERATOR_CPU,
-    MetricsScrape,
     counter_rate,
     panels,
-    parse_exposition,
     read_metrics,
 )
+from kubetest.metrics import MetricsScrape, parse_exposition
 from kubetest.target import EmbeddedTarget, TargetConfig
 from kubetest.workbook import a2_concurrent
 from kubetest.workbook.context import TestContext

@@ -13,12 +13,12 @@ import pytest
 from engine_servers import hdr, shard_result
 
 from kubetest.analysis.latency import summarise
+from kubetest.analysis.service_metrics import GENERATOR_CPU, START_TIME_METRIC, target_restarts
 from kubetest.analysis.validity import Validity, combine, load_validity, validity_of, worst
 from kubetest.analysis.verdicts import apply_validity, latency_requirement
 from kubetest.engine import LoadPlan, summarise_shards
 from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant
-from kubetest.metrics import GENERATOR_CPU, START_TIME_METRIC, target_restarts
 from kubetest.summary import build_summary
 from kubetest.workbook.display import requirements_frame
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
+from kubetest.analysis.service_metrics import GENERATOR_CPU, GENERATOR_TICK_LAG, parse_labels
 from kubetest.analysis.verdicts import per_run
-from kubetest.metrics import GENERATOR_CPU, GENERATOR_TICK_LAG, parse_labels
 
 #: result key -> (gateway counter, kubetest outcome)
 COUNTERS: dict[str, tuple[str, str]] = {

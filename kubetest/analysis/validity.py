@@ -24,7 +24,7 @@ scraped beside it (``kubetest.metrics``):
   (INVALID). A worker more than ``CLOCK_UNSYNCED_S`` (1 s) off is unsynchronised: its
   clock drifts during the run, which the start correction does not follow (INCONCLUSIVE);
 * the target restarting mid-test (INCONCLUSIVE): a service counter fell between two
-  scrapes, or ``process_start_time_seconds`` changed (``metrics.target_restarts``).
+  scrapes, or ``process_start_time_seconds`` changed (``analysis/service_metrics.target_restarts``).
 """
 
 from __future__ import annotations

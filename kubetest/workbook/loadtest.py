@@ -20,12 +20,13 @@ from kubetest import tls
 from kubetest.analysis.gateway_counters import cross_check
 from kubetest.analysis.integrity import IntegrityCheck, IntegrityWatch
 from kubetest.analysis.latency import LatencySummary, summarise
+from kubetest.analysis.service_metrics import read_metrics
 from kubetest.analysis.validity import Validity, load_validity
 from kubetest.checks import preflight_auth
 from kubetest.engine import LoadPlan, LoadResult, read_records, run_load, schedule
 from kubetest.engine.abort import AbortRule
 from kubetest.engine.pool import WorkloadScheduler, needed_workloads
-from kubetest.metrics import read_metrics, scrape_metrics
+from kubetest.metrics import scrape_metrics
 from kubetest.payloads import PayloadFactory
 from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.workbook.context import TestContext, result_head
