@@ -97,6 +97,11 @@ class StandInAnswer(KubetestError):
     reaches the CLI; it derives from ``KubetestError`` only to keep the tree one tree."""
 
 
+class UnmarshalError(StandInAnswer):
+    """A body Go's ``encoding/json`` would not unmarshal into the Kubernaut gateway's
+    structs (``target/profiles/alertmanager_body.py``): the gateway answers it 400."""
+
+
 class PayloadError(StandInAnswer):
     """A refused webhook body: ``status`` is the HTTP code, the message names the field."""
 

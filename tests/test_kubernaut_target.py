@@ -142,6 +142,26 @@ def test_unknown_resource_is_400_and_creates_nothing() -> None:
         assert gw.outcomes()["failed"] == 2
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"alerts": "one"}',
+        b'{"alerts": [{"labels": {"deployment": 7}, "startsAt": "2026-01-01T00:00:00Z"}]}',
+        b'{"alerts": [{"startsAt": "yesterday"}]}',
+        b'{"truncatedAlerts": true, "alerts": [{"startsAt": "2026-01-01T00:00:00Z"}]}',
+    ],
+)
+def test_a_body_go_would_not_unmarshal_is_400(body: bytes) -> None:
+    """``encoding/json`` errors (bad JSON, a wrong type, a time that is not RFC 3339)
+    are the adapter's 400, and nothing is created (a body with a readable ``startsAt``
+    passes the freshness check first)."""
+    with Gateway() as gw:
+        resp = gw.post(body)
+        _problem(resp, 400, "Failed to parse batch payload")
+        assert gw.rrs() == []
+
+
 def test_fingerprint_is_the_owner_not_the_alertname() -> None:
     with Gateway() as gw:
         gw.deploy("web")

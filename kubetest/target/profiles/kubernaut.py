@@ -56,13 +56,9 @@ from kubetest.target.pipeline import (
     read_body,
     serve_alerts,
 )
-from kubetest.target.profiles.kubernaut_signals import (
-    GatewayMetrics,
-    Signal,
-    Signals,
-    go_json,
-    newest_starts_at,
-)
+from kubetest.target.profiles.alertmanager_body import go_json, newest_starts_at
+from kubetest.target.profiles.gateway_metrics import GatewayMetrics
+from kubetest.target.profiles.kubernaut_signals import Signal, Signals
 from kubetest.target.state import TargetState
 
 #: ``pg/middleware/limits.go`` ``MaxRequestBodySize``: 413 above.

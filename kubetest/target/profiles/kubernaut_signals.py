@@ -26,19 +26,19 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 from kubetest.alerts import fingerprint as alertmanager_fingerprint
-from kubetest.errors import KubeError, StandInAnswer
+from kubetest.errors import KubeError, UnmarshalError
 from kubetest.target.cluster import MANAGED_LABEL, TERMINAL_PHASES, Cluster
 from kubetest.target.kube_rules import RR_API_VERSION, RR_KIND, rfc3339
 from kubetest.target.model import AlertIn, check_action
 from kubetest.target.pipeline import (
     execute_action,
 )
+from kubetest.target.profiles.alertmanager_body import parse_webhook, truncate
+from kubetest.target.profiles.gateway_metrics import GatewayMetrics
 from kubetest.target.state import TargetState
 
 #: ``prometheus_adapter.go`` ``maxPayloadSize``: the adapter refuses (400) above.
@@ -74,132 +74,6 @@ _CORE_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy"})
 _CLUSTER_SCOPED = frozenset({"Node", "PersistentVolume", "Namespace"})
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,251}[a-z0-9])?$")  # rfc1123LabelRegexp
-_RFC3339_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
-)
-_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
-
-class _Invalid(StandInAnswer):
-    """A body ``encoding/json`` would not unmarshal into the gateway's structs (internal:
-    the gateway answers it with a 400)."""
-
-
-def _go_time(value: Any) -> datetime | None:
-    """``time.Time`` from JSON: RFC 3339 text (``None`` for null or the zero time)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not (m := _RFC3339_RE.match(value)):
-        raise _Invalid(f"parsing time {value!r} as RFC 3339")
-    try:
-        frac = (m.group(7) or "")[:7].ljust(7, "0")[1:7] or "0"
-        tz = m.group(8).replace("Z", "+00:00")
-        dt = datetime.fromisoformat(
-            f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6)}"
-            f".{frac.ljust(6, '0')}{tz}"
-        )
-    except (ValueError, OverflowError) as exc:
-        raise _Invalid(str(exc)) from None
-    return None if dt == _GO_ZERO_TIME else dt
-
-
-def _str_map(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise _Invalid("cannot unmarshal into map[string]string")
-    return value
-
-
-def _go_string(value: Any) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _Invalid("cannot unmarshal into string")
-    return value
-
-
-def _parse_webhook(body: bytes) -> dict[str, Any]:
-    """``AlertManagerWebhook`` as ``encoding/json`` fills it: typed fields, unknown ones
-    ignored, null as the zero value; ``_Invalid`` where Go's Unmarshal errs."""
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise _Invalid(f"malformed JSON payload: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise _Invalid("cannot unmarshal into AlertManagerWebhook")
-    for key in ("version", "groupKey", "status", "receiver", "externalURL"):
-        _go_string(data.get(key))
-    trunc = data.get("truncatedAlerts")
-    if trunc is not None and (not isinstance(trunc, int) or isinstance(trunc, bool)):
-        raise _Invalid("truncatedAlerts: cannot unmarshal into int")
-    common = {key: _str_map(data.get(key))
-              for key in ("groupLabels", "commonLabels", "commonAnnotations")}  # fmt: skip
-    raw_alerts = data.get("alerts")
-    if raw_alerts is None:
-        raw_alerts = []
-    if not isinstance(raw_alerts, list):
-        raise _Invalid("alerts: cannot unmarshal into []AlertManagerAlert")
-    alerts = []
-    for raw in raw_alerts:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise _Invalid("cannot unmarshal into AlertManagerAlert")
-        for key in ("status", "generatorURL", "fingerprint"):
-            _go_string(raw.get(key))
-        _go_time(raw.get("endsAt"))
-        alerts.append({
-            "labels": _str_map(raw.get("labels")),
-            "annotations": _str_map(raw.get("annotations")),
-            "startsAt": _go_time(raw.get("startsAt")),
-            "fingerprint": raw.get("fingerprint") or "",
-        })  # fmt: skip
-    return {**common, "alerts": alerts}
-
-
-def newest_starts_at(body: bytes) -> datetime | None | bool:
-    """The freshness check's reading (``alertManagerTimestamps``): the newest non-zero
-    ``alerts[].startsAt``; ``None`` when none has one; ``False`` when the body does not
-    unmarshal (the check then lets it through to the handler)."""
-    try:
-        data = json.loads(body)
-        if data is None:
-            return None
-        if not isinstance(data, dict):
-            return False
-        raw_alerts = data.get("alerts") or []
-        if not isinstance(raw_alerts, list):
-            return False
-        newest = None
-        for raw in raw_alerts:
-            if raw is None:
-                continue
-            if not isinstance(raw, dict):
-                return False
-            ts = _go_time(raw.get("startsAt"))
-            if ts is not None and (newest is None or ts > newest):
-                newest = ts
-        return newest
-    except (ValueError, _Invalid):
-        return False
-
-
-def go_json(doc: Any) -> bytes:
-    """``json.NewEncoder(w).Encode``: compact, one trailing newline."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-
-
-def _truncate(values: dict[str, str], limit: int) -> dict[str, str]:
-    """``pkg/shared/k8s`` ``TruncateMapValues``: values cut to ``limit`` bytes."""
-    out = {}
-    for key, value in values.items():
-        raw = value.encode()
-        out[key] = raw[:limit].decode("utf-8", "replace") if len(raw) > limit else value
-    return out
-
-
 def signal_fingerprint(namespace: str, kind: str, name: str, cluster_id: str = "") -> str:
     """``CalculateClusterAwareFingerprint`` (``pg/types/fingerprint.go``)."""
     key = f"{namespace}:{kind}:{name}"
@@ -225,43 +99,6 @@ class Signal:
     received: float
     raw: bytes
     alert: AlertIn = field(repr=False)
-
-
-class GatewayMetrics:
-    """The gateway's counters (``pg/metrics/metrics.go``), in the target's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        reg = registry
-        self.received = Counter(
-            "gateway_signals_received", "Total signals received by source type and severity "
-            "(Prometheus alerts, K8s events, etc.)", ["source_type", "severity"], registry=reg)
-        self.deduplicated = Counter(
-            "gateway_signals_deduplicated",
-            "Total signals deduplicated (duplicate fingerprint detected)", ["signal_name"],
-            registry=reg)
-        self.crds_created = Counter(
-            "gateway_crds_created", "Total RemediationRequest CRDs created by source type and "
-            "creation status", ["source_type", "status"], registry=reg)
-        self.crd_errors = Counter(
-            "gateway_crd_creation_errors", "Total CRD creation errors by error type",
-            ["error_type"], registry=reg)
-        self.duration = Histogram(
-            "gateway_http_request_duration_seconds",
-            "HTTP request duration in seconds (includes full pipeline)",
-            ["endpoint", "method", "status"], registry=reg,
-            buckets=tuple(0.001 * 2**i for i in range(10)))
-        # set on a state change of the "k8s-api" breaker only (client_with_circuit_breaker.go)
-        Gauge("gateway_circuit_breaker_state",
-              "Circuit breaker state (0=closed, 1=half-open, 2=open)", ["name"], registry=reg)
-        self.rejected = Counter(
-            "gateway_signals_rejected", "Total signals rejected by scope filtering by "
-            "rejection reason", ["reason"], registry=reg)
-        self.owner_resolution = Counter(
-            "gateway_owner_resolution", "Total owner resolution attempts by resource kind and "
-            "outcome", ["kind", "outcome"], registry=reg)
-        self.parse_dropped = Counter(
-            "gateway_signals_parse_dropped", "Total alerts dropped during batch parsing by "
-            "reason", ["reason"], registry=reg)  # fmt: skip
 
 
 class Signals:
@@ -317,8 +154,8 @@ class Signals:
         if len(body) > ADAPTER_MAX_PAYLOAD:
             return None
         try:
-            webhook = _parse_webhook(body)
-        except _Invalid:
+            webhook = parse_webhook(body)
+        except UnmarshalError:
             return None
         if not webhook["alerts"]:
             return None
@@ -435,9 +272,9 @@ class Signals:
         spec["firingTime"] = rfc3339(firing)
         spec["receivedTime"] = rfc3339(signal.received)
         if signal.labels:
-            spec["signalLabels"] = _truncate(signal.labels, 63)
+            spec["signalLabels"] = truncate(signal.labels, 63)
         if signal.annotations:
-            spec["signalAnnotations"] = _truncate(signal.annotations, 262_000)
+            spec["signalAnnotations"] = truncate(signal.annotations, 262_000)
         spec["providerData"] = json.dumps(
             {"labels": signal.labels, "namespace": signal.namespace}, sort_keys=True,
             separators=(",", ":"), ensure_ascii=False)  # fmt: skip
