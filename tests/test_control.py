@@ -1,5 +1,5 @@
 """kubetest.control: the proxy policy (``target.proxy``) of every control-plane client,
-and its caps on well-behaved answers. Hostile answers are in test_faults.py. Every server
+and its caps on well-behaved answers. Hostile answers are in engine/test_faults.py. Every server
 here is a loopback server the test starts."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ CONTROLLER = "kubernaut-system"
 
 def jwt(sub: str, exp: float | None = None) -> str:
     """An unsigned token shaped like a Kubernetes ServiceAccount JWT (claims only)."""
+
     def part(doc: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
 
@@ -59,15 +61,18 @@ def asked(api: KubeStandIn) -> list[tuple[str, str, str, str | None]]:
 # --------------------------------------------------------------------------- SSAR
 
 
-def test_every_permission_allowed_is_one_ok_row(tmp_path: Path) -> None:
-    with KubeStandIn() as api:
-        params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 3})
-        rows = check_rbac(params)
+def test_every_permission_allowed_is_one_ok_row(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
+    api = kube_api()
+    params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 3})
+    rows = check_rbac(params)
     assert [r.status for r in rows] == [OK], rows
     assert "8 permissions allowed" in rows[0].detail
     assert "deployments.apps get/list/create/delete in namespace test-workloads" in rows[0].detail
     assert f"remediationrequests.kubernaut.ai get/list/watch in namespace {CONTROLLER}" in (
-        rows[0].detail)
+        rows[0].detail
+    )
     # exactly what the params need, asked of the API server through the real client
     want = [(p.verb, p.group, p.resource, p.namespace)
             for p in required_permissions(params).permissions]  # fmt: skip
@@ -75,33 +80,40 @@ def test_every_permission_allowed_is_one_ok_row(tmp_path: Path) -> None:
     assert TOKEN not in repr(rows)
 
 
-def test_each_denied_permission_is_its_own_row_with_the_fix(tmp_path: Path) -> None:
+def test_each_denied_permission_is_its_own_row_with_the_fix(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
     denied = {("delete", "apps", "deployments", "test-workloads"),
               ("watch", "kubernaut.ai", "remediationrequests", CONTROLLER)}  # fmt: skip
-    with KubeStandIn(denied=denied) as api:
-        params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 3})
-        rows = check_rbac(params)
+    api = kube_api(denied=denied)
+    params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 3})
+    rows = check_rbac(params)
     assert [r.status for r in rows] == [FAILED, FAILED] and all(r.blocking for r in rows)
     delete, watch = rows
     assert delete.detail.startswith("denied: delete deployments.apps in namespace test-workloads")
     assert "deletes them after the run" in delete.detail
     assert delete.fix.startswith("kubectl apply -f deploy/03-workloads-role.yaml")
     assert watch.detail.startswith(
-        f"denied: watch remediationrequests.kubernaut.ai in namespace {CONTROLLER}")
+        f"denied: watch remediationrequests.kubernaut.ai in namespace {CONTROLLER}"
+    )
     assert watch.fix.startswith("kubectl apply -f deploy/04-remediationrequests-role.yaml")
 
 
-def test_other_namespaces_say_to_edit_the_manifest(tmp_path: Path) -> None:
-    with KubeStandIn(denied={("list", "kubernaut.ai", "remediationrequests", "kn")}) as api:
-        rows = check_rbac(kube_params(api.kubeconfig(tmp_path / "kc"), namespace="kn"))
+def test_other_namespaces_say_to_edit_the_manifest(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
+    api = kube_api(denied={("list", "kubernaut.ai", "remediationrequests", "kn")})
+    rows = check_rbac(kube_params(api.kubeconfig(tmp_path / "kc"), namespace="kn"))
     assert len(rows) == 1 and "changed to kn" in rows[0].fix, rows
 
 
-def test_an_unknown_controller_namespace_is_not_configured(tmp_path: Path) -> None:
-    with KubeStandIn() as api:
-        params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"selector": "app=x"},
-                             namespace=None)  # fmt: skip
-        rows = check_rbac(params)
+def test_an_unknown_controller_namespace_is_not_configured(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
+    api = kube_api()
+    params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"selector": "app=x"},
+                         namespace=None)  # fmt: skip
+    rows = check_rbac(params)
     assert [r.status for r in rows] == [OK, NOT_CONFIGURED], rows
     assert "learned from the first 201" in rows[1].detail and not rows[1].blocking
     # a selector only reads; nothing was asked about RemediationRequests
@@ -110,10 +122,12 @@ def test_an_unknown_controller_namespace_is_not_configured(tmp_path: Path) -> No
                           ("list", "apps", "deployments", "test-workloads")]  # fmt: skip
 
 
-def test_a_missing_namespace_is_one_clear_line(tmp_path: Path) -> None:
-    with KubeStandIn(missing_namespaces={"test-workloads"}) as api:
-        params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 2})
-        rows = check_rbac(params)
+def test_a_missing_namespace_is_one_clear_line(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
+    api = kube_api(missing_namespaces={"test-workloads"})
+    params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 2})
+    rows = check_rbac(params)
     assert [r.status for r in rows] == [FAILED], rows
     assert rows[0].detail == "namespace test-workloads (alerts.namespace) does not exist"
     assert rows[0].fix == "kubectl apply -f deploy/00-namespace.yaml"
@@ -127,20 +141,24 @@ def test_rbac_rows_only_for_the_kubernaut_profile_with_a_kubeconfig(tmp_path: Pa
     assert gone[0].status == FAILED and "does not exist" in gone[0].detail
 
 
-def test_a_rejected_kubeconfig_token_is_one_failed_row(tmp_path: Path) -> None:
-    with KubeStandIn() as api:
-        path = api.kubeconfig(tmp_path / "kc")
-        path.write_text(path.read_text().replace(TOKEN, "kt-stale-token-0123456789"))
-        rows = check_rbac(kube_params(path))
+def test_a_rejected_kubeconfig_token_is_one_failed_row(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
+    api = kube_api()
+    path = api.kubeconfig(tmp_path / "kc")
+    path.write_text(path.read_text().replace(TOKEN, "kt-stale-token-0123456789"))
+    rows = check_rbac(kube_params(path))
     assert len(rows) == 1 and rows[0].status == FAILED
     assert "401" in rows[0].detail and "kt-stale-token" not in repr(rows)
 
 
-def test_collect_puts_the_rbac_rows_in_the_table(tmp_path: Path) -> None:
-    with KubeStandIn(denied={("get", "", "namespaces", None)}) as api:
-        params = kube_params(api.kubeconfig(tmp_path / "kc"),
-                             target={"health_url": "http://127.0.0.1:9/readyz"})  # fmt: skip
-        table = checks.checks_table(checks.collect(params, timeout_s=2))
+def test_collect_puts_the_rbac_rows_in_the_table(
+    kube_api: Callable[..., KubeStandIn], tmp_path: Path
+) -> None:
+    api = kube_api(denied={("get", "", "namespaces", None)})
+    params = kube_params(api.kubeconfig(tmp_path / "kc"),
+                         target={"health_url": "http://127.0.0.1:9/readyz"})  # fmt: skip
+    table = checks.checks_table(checks.collect(params, timeout_s=2))
     rbac = table[table["check"] == "rbac"]
     assert list(rbac["status"]) == ["failed"]
     assert "get namespaces cluster-wide" in rbac["detail"].iloc[0]
@@ -157,11 +175,13 @@ def gateway_params(gw: FakeGateway, monkeypatch: pytest.MonkeyPatch, token: str,
                                     "auth_token_env": "KT_GW_TOKEN"}, **extra})  # fmt: skip
 
 
-def test_a_401_is_the_tokenreview_with_how_to_mint_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeGateway(valid={"good-token-0123"}, granted={"good-token-0123"}) as gw:
-        check = check_auth(gateway_params(gw, monkeypatch, "kt-wrong-token-4567"))
-        expired = jwt("system:serviceaccount:test-workloads:kubetest", time.time() - 3600)
-        old = check_auth(gateway_params(gw, monkeypatch, expired))
+def test_a_401_is_the_tokenreview_with_how_to_mint_one(
+    fake_gateway: Callable[..., FakeGateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = fake_gateway(valid={"good-token-0123"}, granted={"good-token-0123"})
+    check = check_auth(gateway_params(gw, monkeypatch, "kt-wrong-token-4567"))
+    expired = jwt("system:serviceaccount:test-workloads:kubetest", time.time() - 3600)
+    old = check_auth(gateway_params(gw, monkeypatch, expired))
     assert check.status == FAILED and checks.is_auth_failure(check)
     assert check.detail.startswith(f"authentication failed: POST {gw.url} answered 401")
     assert "Unauthorized: Invalid or expired token" in check.detail
@@ -174,14 +194,14 @@ def test_a_401_is_the_tokenreview_with_how_to_mint_one(monkeypatch: pytest.Monke
 
 
 def test_a_403_is_the_missing_grant_with_the_fix(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fake_gateway: Callable[..., FakeGateway], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     token = jwt("system:serviceaccount:loadgen:kubetest", time.time() + 3600)
-    with FakeGateway(valid={token}, granted=set()) as gw:
-        params = gateway_params(gw, monkeypatch, token, remediation={"namespace": "kn-ctl"})
-        check = check_auth(params)
-        with pytest.raises(AuthError) as err:
-            checks.preflight_auth(params, gw.url)
+    gw = fake_gateway(valid={token}, granted=set())
+    params = gateway_params(gw, monkeypatch, token, remediation={"namespace": "kn-ctl"})
+    check = check_auth(params)
+    with pytest.raises(AuthError) as err:
+        checks.preflight_auth(params, gw.url)
     assert check.status == FAILED and check.detail.startswith("authorization failed")
     assert "answered 403 (Forbidden: Insufficient permissions)" in check.detail
     assert ("ServiceAccount loadgen/kubetest is authenticated but lacks the gateway's grant "
@@ -196,9 +216,11 @@ def test_a_403_is_the_missing_grant_with_the_fix(
     assert token not in message and token not in repr(check)
 
 
-def test_a_granted_token_gets_the_probe_400(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeGateway(valid={"good-token-0123"}, granted={"good-token-0123"}) as gw:
-        ok = check_auth(gateway_params(gw, monkeypatch, "good-token-0123"))
+def test_a_granted_token_gets_the_probe_400(
+    fake_gateway: Callable[..., FakeGateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = fake_gateway(valid={"good-token-0123"}, granted={"good-token-0123"})
+    ok = check_auth(gateway_params(gw, monkeypatch, "good-token-0123"))
     assert ok.status == OK and "HTTP 400" in ok.detail
 
 
@@ -241,7 +263,9 @@ def test_the_context_uses_the_same_defaults(tmp_path: Path) -> None:
                                              "api": "kubernaut"}}))  # fmt: skip
     ctx = TestContext.open("A1", str(params), str(tmp_path / "s"))
     assert (ctx.health_url, ctx.metrics_url) == (
-        "http://gw.example:8081/readyz", "http://gw.example:9090/metrics")
+        "http://gw.example:8081/readyz",
+        "http://gw.example:9090/metrics",
+    )
 
 
 def test_check_probes_readyz_on_8081(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,12 +283,14 @@ def test_check_probes_readyz_on_8081(monkeypatch: pytest.MonkeyPatch) -> None:
     assert row.status == FAILED and "port-forward svc/gateway-service 8080 8081 9090" in row.fix
 
 
-def test_an_unready_gateway_shows_what_is_down_in_one_line() -> None:
+def test_an_unready_gateway_shows_what_is_down_in_one_line(
+    fake_gateway: Callable[..., FakeGateway],
+) -> None:
     detail = "DataStorage unreachable: dial tcp 10.0.0.7:8080: connect: connection refused"
-    with FakeGateway(ready_detail=detail) as gw:
-        params = parse_params({"target": {"url": gw.url, "api": "kubernaut",
-                                          "health_url": gw.health_url}})  # fmt: skip
-        row = checks.check_target(params)
+    gw = fake_gateway(ready_detail=detail)
+    params = parse_params({"target": {"url": gw.url, "api": "kubernaut",
+                                      "health_url": gw.health_url}})  # fmt: skip
+    row = checks.check_target(params)
     assert row.status == FAILED and "\n" not in row.detail
     assert row.detail == (f"{gw.health_url}: HTTP 503: Service Unavailable: {detail} "
                           "(the gateway is not ready)")  # fmt: skip

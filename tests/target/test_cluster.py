@@ -8,14 +8,12 @@ kube API is served on a loopback socket this test starts (uvicorn in a thread), 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
+from asgi_apps import FakeClock, ThreadedServer
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
@@ -36,41 +34,6 @@ from kubetest.target.model import TargetConfig
 TOKEN = "kube-test-token-0123456789"
 GROUP, VERSION = "kubernaut.ai", "v1alpha1"
 CONFIG = TargetConfig(api="kubernaut", seed=7, remediation_phase_s=(1.0, 2.0, 3.0, 4.0))
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class ThreadedServer:
-    """An ASGI app on a loopback port, served by uvicorn in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
-
-    def __enter__(self) -> ThreadedServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "test server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
 
 
 def api_client(url: str, token: str = TOKEN) -> k8s.ApiClient:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,13 @@ EXTRA_FIELDS = {
 }
 
 
-def test_guide_load_writes_the_guide_fields_and_records_beside(tmp_path: Path) -> None:
-    with WebServer(ok_handler()) as server:
-        path = run_guide_load(
-            server.url, 600, 0.02, ["high_memory", "pod_crash"], tmp_path, progress=False
-        )
+def test_guide_load_writes_the_guide_fields_and_records_beside(
+    web_server: Callable[..., WebServer], tmp_path: Path
+) -> None:
+    server = web_server(ok_handler())
+    path = run_guide_load(
+        server.url, 600, 0.02, ["high_memory", "pod_crash"], tmp_path, progress=False
+    )
     assert path.parent == tmp_path and path.name.startswith("alert_generation_")
     doc = json.loads(path.read_text())
     assert set(doc) >= GUIDE_FIELDS | EXTRA_FIELDS
@@ -57,10 +60,12 @@ def test_guide_load_writes_the_guide_fields_and_records_beside(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, records.name])
 
 
-def test_guide_load_twice_in_one_second_keeps_both(tmp_path: Path) -> None:
-    with WebServer(ok_handler()) as server:
-        a = run_guide_load(server.url, 600, 0.005, ["random"], tmp_path, progress=False)
-        b = run_guide_load(server.url, 600, 0.005, ["random"], tmp_path, progress=False)
+def test_guide_load_twice_in_one_second_keeps_both(
+    web_server: Callable[..., WebServer], tmp_path: Path
+) -> None:
+    server = web_server(ok_handler())
+    a = run_guide_load(server.url, 600, 0.005, ["random"], tmp_path, progress=False)
+    b = run_guide_load(server.url, 600, 0.005, ["random"], tmp_path, progress=False)
     assert a != b and a.exists() and b.exists()
     assert len(list(tmp_path.glob("records_*.csv"))) == 2
 

@@ -22,10 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_apps import AppClient, FakeClock
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from test_target import AppClient
-from test_target_cluster import FakeClock
 
 from kubetest.alerts import make_alert, webhook
 from kubetest.engine import classify, classify_all, problem_detail

@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 from engine_servers import send_json
+from fake_gateway import FakeGateway
 from loopback import LoopbackServer
 
 from kubetest.checks import (
@@ -766,7 +767,9 @@ def test_check_dataclass_blocking() -> None:
 
 def _kubernaut_a4(**over: object) -> Params:
     """params/kubernaut.yaml's A4 against a real (non-embedded) gateway URL."""
-    shipped = yaml.safe_load((Path(__file__).parents[1] / "params/kubernaut.yaml").read_text())
+    shipped = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "params/kubernaut.yaml").read_text()
+    )
     return parse_params({"target": {"url": "http://127.0.0.1:9", "api": "kubernaut"},
                          "a4_actions": {**shipped["a4_actions"], **over}})  # fmt: skip
 
@@ -810,20 +813,22 @@ def test_a_lowered_count_is_named_in_the_a4_verdict() -> None:
 
 
 def test_cli_check_warns_about_a4_and_wants_a_kubeconfig_for_verify_kubernetes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_kubeconfig: None
+    fake_gateway: Callable[..., FakeGateway],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_kubeconfig: None,
 ) -> None:
-    from fake_gateway import FakeGateway
 
     from kubetest.cli import main
 
-    with FakeGateway() as gw:
-        path = write_params(tmp_path, {
-            "target": {"url": gw.url, "api": "kubernaut", "health_url": gw.health_url,
-                       "metrics_url": gw.metrics_url},
-            "environment": {},
-            "a4_actions": {"actions": "kubernaut", "verify": "kubernetes"},
-        })  # fmt: skip
-        rc = main(["check", "--params", str(path)])
+    gw = fake_gateway()
+    path = write_params(tmp_path, {
+        "target": {"url": gw.url, "api": "kubernaut", "health_url": gw.health_url,
+                   "metrics_url": gw.metrics_url},
+        "environment": {},
+        "a4_actions": {"actions": "kubernaut", "verify": "kubernetes"},
+    })  # fmt: skip
+    rc = main(["check", "--params", str(path)])
     out = capsys.readouterr()
     assert rc == 1
     rows = {ln.split()[0]: ln for ln in out.out.splitlines()[2:]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,10 @@ def test_help_names_the_units(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_first_line_names_units_and_last_lines_summarise(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    web_server: Callable[..., WebServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with WebServer(ok_handler()) as server:
-        assert _load(server, tmp_path, "--quiet") == 0
+    server = web_server(ok_handler())
+    assert _load(server, tmp_path, "--quiet") == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == f"kubetest load: 1200 alerts/min for 0.01 min (12 alerts) to {server.url}"
     summary, path = lines[-2], Path(lines[-1])
@@ -56,6 +57,7 @@ def test_first_line_names_units_and_last_lines_summarise(
     ],
 )
 def test_url_without_path_gets_the_profile_path(
+    web_server: Callable[..., WebServer],
     api: str, status: int, body: bytes, path: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
@@ -65,23 +67,24 @@ def test_url_without_path_gets_the_profile_path(
         seen.append(request.path)
         return web.Response(status=status, body=body)
 
-    with WebServer(handler) as server:
-        origin = f"http://127.0.0.1:{server.port}"
-        assert _load(server, tmp_path, "--quiet", "--api", api, url=origin) == 0
+    server = web_server(handler)
+    origin = f"http://127.0.0.1:{server.port}"
+    assert _load(server, tmp_path, "--quiet", "--api", api, url=origin) == 0
     assert set(seen) == {path} and len(seen) == 13  # the token probe, then 12 alerts
     assert capsys.readouterr().out.splitlines()[0].endswith(f"to {origin}{path}")
 
 
 @pytest.mark.parametrize("with_token", [True, False])
 def test_a_refused_token_stops_the_load_before_it_starts(
+    web_server: Callable[..., WebServer],
     with_token: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("KT_LOAD_TOKEN", "s3cret-token-value")
     extra = ["--auth-token-env", "KT_LOAD_TOKEN"] if with_token else []
-    with WebServer(ok_handler(status=401, body=b"Invalid or expired token")) as server:
-        rc = _load(server, tmp_path / "out", "--quiet", *extra)
-        requests = server.requests
+    server = web_server(ok_handler(status=401, body=b"Invalid or expired token"))
+    rc = _load(server, tmp_path / "out", "--quiet", *extra)
+    requests = server.requests
     out = capsys.readouterr()
     assert rc == 1 and requests == 1  # the probe, and no load
     assert out.out == "" and len(out.err.strip().splitlines()) == 1
@@ -93,12 +96,15 @@ def test_a_refused_token_stops_the_load_before_it_starts(
 
 
 def test_a_token_env_var_that_is_not_set_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    web_server: Callable[..., WebServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("KT_LOAD_UNSET", raising=False)
-    with WebServer(ok_handler()) as server:
-        assert _load(server, tmp_path, "--auth-token-env", "KT_LOAD_UNSET") == 2
-        assert server.requests == 0
+    server = web_server(ok_handler())
+    assert _load(server, tmp_path, "--auth-token-env", "KT_LOAD_UNSET") == 2
+    assert server.requests == 0
     err = capsys.readouterr().err
     assert err == ("kubetest: error: --auth-token-env names $KT_LOAD_UNSET, which is not set: "
                    "export it first\n")  # fmt: skip
@@ -106,10 +112,13 @@ def test_a_token_env_var_that_is_not_set_is_one_line(
 
 @pytest.mark.parametrize("status", [500, 400])
 def test_mostly_refused_answers_end_in_one_warning_and_exit_1(
-    status: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    web_server: Callable[..., WebServer],
+    status: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with WebServer(ok_handler(status=status, body=b"no")) as server:
-        assert _load(server, tmp_path, "--quiet") == 1
+    server = web_server(ok_handler(status=status, body=b"no"))
+    assert _load(server, tmp_path, "--quiet") == 1
     out = capsys.readouterr()
     assert "success 0.0 %" in out.out
     kind = "http_5xx" if status == 500 else "http_4xx"
@@ -120,17 +129,20 @@ def test_mostly_refused_answers_end_in_one_warning_and_exit_1(
 
 
 def test_progress_without_a_terminal_and_quiet(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    web_server: Callable[..., WebServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)  # a line at every refresh
-    with WebServer(ok_handler()) as server:
-        assert _load(server, tmp_path / "a") == 0  # pytest's stderr is not a terminal
-        err = capsys.readouterr().err
-        lines = err.splitlines()
-        assert lines and all(line.startswith("load open ") for line in lines), err
-        assert "\r" not in err and "\x1b" not in err
-        assert _load(server, tmp_path / "b", "--quiet") == 0
-        assert capsys.readouterr().err == ""
+    server = web_server(ok_handler())
+    assert _load(server, tmp_path / "a") == 0  # pytest's stderr is not a terminal
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines and all(line.startswith("load open ") for line in lines), err
+    assert "\r" not in err and "\x1b" not in err
+    assert _load(server, tmp_path / "b", "--quiet") == 0
+    assert capsys.readouterr().err == ""
 
 
 def _snap(elapsed_s: float) -> Snapshot:
@@ -150,7 +162,9 @@ def test_plain_display_writes_a_line_every_interval_only() -> None:
     display.close()
     lines = stream.getvalue().splitlines()
     assert [line.split(" s:")[0] for line in lines] == [
-        "load open 15/60", "load open 30/60", "load open 45/60"
+        "load open 15/60",
+        "load open 30/60",
+        "load open 45/60",
     ]
     assert "sent 10" in lines[0] and "100.0%" in lines[0] and "12 ms" in lines[0]
 

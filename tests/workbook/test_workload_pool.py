@@ -38,7 +38,7 @@ from kubetest.workloads import (
 
 pytestmark = pytest.mark.timeout(180)
 NS = "test-workloads"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _target(**over: Any) -> EmbeddedTarget:

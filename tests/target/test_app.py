@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_apps import AppClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubetest.alerts import action_alert, make_alert, webhook
@@ -28,30 +29,6 @@ from kubetest.target.model import lognormal_mu
 
 FAST_KW: dict[str, Any] = {"workers": 4, "service_ms": 1.0, "service_dist": "const", "seed": 1}
 FAST = TargetConfig(**FAST_KW)
-
-
-class AppClient:
-    """A synchronous client for the ASGI app in-process: one event loop for its lifetime
-    (like a server's), httpx's own ASGI transport, no sockets."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._loop = asyncio.new_event_loop()
-        transport = httpx.ASGITransport(app=app)
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://target")
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self._loop.run_until_complete(self._client.get(url, **kwargs))
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self._loop.run_until_complete(self._client.post(url, **kwargs))
-
-    def __enter__(self) -> AppClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.run_until_complete(self._client.aclose())
-        self._loop.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from kubetest.suites.formats import SuiteFormatError
 
 pytestmark = pytest.mark.timeout(180)
 
-SCRIPTS = Path(__file__).resolve().parent / "suite_scripts"
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 GO = [sys.executable, str(SCRIPTS / "fake_go_test.py")]
 JUNIT = [sys.executable, str(SCRIPTS / "fake_junit.py")]
 PKG = "github.com/jordigilh/kubernaut/test/integration/alert_processing"

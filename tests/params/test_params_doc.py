@@ -12,7 +12,7 @@ from kubetest.errors import ParamsError
 from kubetest.params import Params, parse_params
 from kubetest.params_doc import render, type_name
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "params.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "params.md"
 
 
 def test_the_committed_reference_is_the_generated_one() -> None:

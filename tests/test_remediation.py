@@ -68,7 +68,13 @@ def test_signals_are_followed_to_their_terminal_phase(standin: Any, mode: str) -
     assert {f.observation.name for f in result.followed} == {f"rr-{i}" for i in range(4)}
     if mode == "watch":  # every phase arrives as an event
         assert result.followed[0].observation.phases == [
-            "Pending", "Processing", "Analyzing", "Executing", "Verifying", "Completed"]
+            "Pending",
+            "Processing",
+            "Analyzing",
+            "Executing",
+            "Verifying",
+            "Completed",
+        ]
         assert summary["resolution_s"] == 0.0
     else:
         assert summary["resolution_s"] == pytest.approx(0.05)
@@ -91,8 +97,10 @@ def test_a_compacted_watch_lists_again(standin: Any) -> None:
         time.sleep(0.1)
         standin.compact()  # the open watch ends with 410 Gone
         standin.create(NS, "rr-b")
-        result = f.wait_for([Signal(0, time.time(), NS, name="rr-a"),
-                             Signal(1, time.time(), NS, name="rr-b")], timeout_s=20)
+        result = f.wait_for(
+            [Signal(0, time.time(), NS, name="rr-a"), Signal(1, time.time(), NS, name="rr-b")],
+            timeout_s=20,
+        )
     assert standin.requests["gone"] >= 1 and standin.requests["list"] >= 2
     assert [x.phase for x in result.followed] == ["Completed", "Completed"]
 
@@ -101,8 +109,13 @@ def test_unfinished_and_missing_requests_are_counted_not_timed(standin: Any) -> 
     standin.create(NS, "rr-stuck", script=[(0.05, "Analyzing")])
     standin.create(NS, "rr-old", script=[])  # Pending, and already there before following
     with follower(standin, mode="watch") as f:
-        result = f.wait_for([Signal(0, time.time(), NS, name="rr-stuck"),
-                             Signal(1, time.time(), NS, name="rr-never")], timeout_s=0.5)
+        result = f.wait_for(
+            [
+                Signal(0, time.time(), NS, name="rr-stuck"),
+                Signal(1, time.time(), NS, name="rr-never"),
+            ],
+            timeout_s=0.5,
+        )
     summary = result.summary()
     assert result.timed_out
     assert summary["phases"]["pending"] == 1 and summary["phases"]["not_found"] == 1
@@ -134,8 +147,10 @@ def test_an_rr_left_waiting_is_counted_apart(standin: Any, monkeypatch: Any) -> 
     with follower(standin) as f:
         standin.create(NS, "rr-w1", script=[(0.05, "AwaitingApproval")])
         standin.create(NS, "rr-w2", script=COMPLETES)
-        result = f.wait_for([Signal(0, time.time(), NS, name="rr-w1"),
-                             Signal(1, time.time(), NS, name="rr-w2")], timeout_s=8)
+        result = f.wait_for(
+            [Signal(0, time.time(), NS, name="rr-w1"), Signal(1, time.time(), NS, name="rr-w2")],
+            timeout_s=8,
+        )
     summary = result.summary()
     assert not result.timed_out and result.waited_s < 8
     assert summary["phases"]["waiting"] == 1 and summary["phases"]["Completed"] == 1
@@ -154,7 +169,7 @@ def test_a_namespace_added_later_is_followed(standin: Any) -> None:
 
 
 def test_an_unreachable_api_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    with KubeStandIn() as api:
+    with KubeStandIn() as api:  # stopped before the follower starts: nobody answers
         path = api.kubeconfig(tmp_path / "kubeconfig")
     f = RemediationFollower.from_kubeconfig(path, [NS], mode="poll", poll_interval_s=0.05)
     with f:
@@ -189,9 +204,18 @@ PHASES_S = [0.05, 0.1, 0.05, 0.1]
 def test_a1_reports_time_to_remediation_beside_webhook_latency(tmp_path: Path) -> None:
     """Against the embedded gateway and its own cluster (``kubeconfig: embedded``): every
     201's RR, created in the controller namespace, is followed to Completed."""
-    ctx = context(tmp_path, "A1", "embedded", a1_response_time={
-        "rate_per_min": 2400, "duration_min": 0.02, "types": ["high_memory", "pod_crash"]},
-        alerts={"workloads": {"create": 60}}, embedded={"remediation_phase_s": PHASES_S})
+    ctx = context(
+        tmp_path,
+        "A1",
+        "embedded",
+        a1_response_time={
+            "rate_per_min": 2400,
+            "duration_min": 0.02,
+            "types": ["high_memory", "pod_crash"],
+        },
+        alerts={"workloads": {"create": 60}},
+        embedded={"remediation_phase_s": PHASES_S},
+    )
     try:
         result = a1_response_time.run(ctx, progress=False)
     finally:
@@ -236,7 +260,8 @@ def test_a4_verify_kubernetes_counts_only_completed_remediations(tmp_path: Path)
     assert "RemediationRequest reached Completed" in d["judged_on"]
     assert d["time_to_remediation"]["phases"]["Failed"] == len(failed)
     assert set(frame["remediation"].dropna()) and all(
-        str(n).startswith("rr-") for n in frame["remediation"].dropna() if n)
+        str(n).startswith("rr-") for n in frame["remediation"].dropna() if n
+    )
     assert set(frame["remediation_namespace"].dropna()) <= {"kubernaut-system", ""}
 
 
