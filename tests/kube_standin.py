@@ -15,6 +15,12 @@ API reference describes SelfSubjectAccessReview (authorization.k8s.io/v1): 201 w
 review echoed back and ``status.allowed``; here allowed unless ``(verb, group, resource,
 namespace)`` of ``spec.resourceAttributes`` is in ``denied`` (RBAC never denies outright:
 ``status.denied`` is left out and the reason empty, as for a request no rule grants).
+
+Built from the Kubernetes API documentation for v1.32 (the API the ``kubernetes`` Python
+client 32.x speaks): "API Concepts" (resourceVersion, list then watch, bookmarks off,
+``410 Gone`` for an expired resourceVersion, ``Status`` objects) and the
+SelfSubjectAccessReview reference; the RemediationRequest CRD as jordigilh/kubernaut
+defines it at d5a4a870967312d98dbc302ac2ae3505087bfcb0 (``api/remediation/v1alpha1``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A loopback HTTP server in a thread, shared by the tests' stand-ins (``FakeGateway``,
-``KubeStandIn``, ``test_checks``' ``FakeAPI``): one place for the bind on a free port,
-the optional TLS wrap, the serving thread and the clean stop."""
+``KubeStandIn``, ``tests/checks/check_support.py``'s ``FakeAPI``): one place for the bind
+on a free port, the optional TLS wrap, the serving thread and the clean stop."""
 
 from __future__ import annotations
 
