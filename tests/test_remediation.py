@@ -67,7 +67,7 @@ def test_signals_are_followed_to_their_terminal_phase(standin: Any, mode: str) -
     assert summary["completed_rate"] == pytest.approx(0.75)
     assert {f.observation.name for f in result.followed} == {f"rr-{i}" for i in range(4)}
     if mode == "watch":  # every phase arrives as an event
-        walked = "Pending Processing Analyzing Executing Verifying Completed".split()
+        walked = ["Pending", "Processing", "Analyzing", "Executing", "Verifying", "Completed"]
         assert result.followed[0].observation.phases == walked
         assert summary["resolution_s"] == 0.0
     else:

@@ -133,7 +133,7 @@ def test_remediation_walks_its_phases_with_ordered_timestamps() -> None:
               progress["analyzingStartTime"], progress["executingStartTime"],
               status["completedAt"]]  # fmt: skip
     assert stamps == sorted(stamps) and all(s.endswith("Z") and len(s) == 20 for s in stamps)
-    walked = "Pending Processing Analyzing Executing Verifying Completed".split()
+    walked = ["Pending", "Processing", "Analyzing", "Executing", "Verifying", "Completed"]
     assert _phases_seen(cluster, "rr-abc-1") == walked
     assert acted == [("alert-1", "rr-abc-1", None)]  # once, at Executing
 
