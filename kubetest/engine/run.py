@@ -36,7 +36,7 @@ from kubetest.engine.plan import LoadPlan, check_plan, planned_s, public_url
 from kubetest.engine.progress import make_display, session_note
 from kubetest.engine.records import OUTCOMES
 from kubetest.engine.result import ShardInfo, ShardResult, first_abort
-from kubetest.engine.runner import DaskRunner, InProcessRunner, Runner
+from kubetest.engine.runner import DaskRunner, InProcessRunner, RunControl, Runner
 from kubetest.engine.schedule import mean_rate
 from kubetest.engine.stop import Stopper, StopToken
 from kubetest.tls import tls_problem
@@ -92,7 +92,7 @@ def run_load(
         runner = DaskRunner(workers, scheduler, records_url, progress, start_delay_s)
     records_path = runner.records_path(out_dir, name)
     try:
-        runs = runner.run(plan, records_path, token=token, stopper=stopper, display=display)
+        runs = runner.run(plan, records_path, RunControl(token, stopper, display))
     finally:
         display.close()
     results, infos = runs.results, runs.shards

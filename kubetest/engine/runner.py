@@ -36,6 +36,15 @@ class ShardRuns:
     cluster: str | None = None  # the Dask scheduler's address
 
 
+@dataclass(frozen=True)
+class RunControl:
+    """How a run is stopped and shown, the same for every runner."""
+
+    token: StopToken  # set to stop the shards
+    stopper: Stopper  # what SIGINT/SIGTERM call while the run lasts
+    display: Display  # progress
+
+
 class Runner(Protocol):
     """Runs a plan's shards; ``run_load`` needs nothing else of it."""
 
@@ -43,15 +52,7 @@ class Runner(Protocol):
         """Where this runner's records go: a CSV file, or a folder of Parquet parts."""
         ...
 
-    def run(
-        self,
-        plan: LoadPlan,
-        records_path: Path,
-        *,
-        token: StopToken,
-        stopper: Stopper,
-        display: Display,
-    ) -> ShardRuns: ...
+    def run(self, plan: LoadPlan, records_path: Path, control: RunControl) -> ShardRuns: ...
 
 
 # -- one process: run_shard in a thread, so a notebook's running loop and signals both work --
@@ -64,15 +65,8 @@ class InProcessRunner:
     def records_path(self, out_dir: Path, name: str) -> Path:
         return out_dir / f"{name}.csv"
 
-    def run(
-        self,
-        plan: LoadPlan,
-        records_path: Path,
-        *,
-        token: StopToken,
-        stopper: Stopper,
-        display: Display,
-    ) -> ShardRuns:
+    def run(self, plan: LoadPlan, records_path: Path, control: RunControl) -> ShardRuns:
+        token, stopper, display = control.token, control.stopper, control.display
         start_epoch = time.time() + self.start_delay_s
         with routed_signals(stopper):
             result = _run_in_thread(
@@ -127,15 +121,8 @@ class DaskRunner:
     def records_path(self, out_dir: Path, name: str) -> Path:
         return out_dir / name
 
-    def run(
-        self,
-        plan: LoadPlan,
-        records_path: Path,
-        *,
-        token: StopToken,
-        stopper: Stopper,
-        display: Display,
-    ) -> ShardRuns:
+    def run(self, plan: LoadPlan, records_path: Path, control: RunControl) -> ShardRuns:
+        token, stopper, display = control.token, control.stopper, control.display
         from kubetest.engine import cluster as dask_cluster
 
         _prepare_folder(records_path)
