@@ -8,30 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from kubetest.errors import ParamsError
-from kubetest.params.fields import (
-    _Model,
-)
+from kubetest.params import tests
+from kubetest.params.fields import _Model
 from kubetest.params.shared import Alerts, Generator, Remediation, Slo
 from kubetest.params.target import Target
-from kubetest.params.tests import (
-    TESTS,
-    A1ResponseTime,
-    A2Concurrent,
-    A3Availability,
-    A4Actions,
-    B1Capacity,
-    B2Concurrency,
-    Environment,
-    ExternalSuite,
-)
 
 
 def _test(what: str) -> Any:
@@ -49,21 +32,23 @@ class Params(_Model):
     remediation: Remediation = Field(
         Remediation(), description="following RemediationRequests (kubernaut with a kubeconfig)"
     )
-    environment: Environment | None = _test("ENV: readiness of what the service depends on")
-    external_suites: list[ExternalSuite] | None = _test("EXT: the service's own suites")
-    a1_response_time: A1ResponseTime | None = _test("A1: response time under load (BR-PA-003)")
-    a2_concurrent: A2Concurrent | None = _test("A2: concurrent requests (BR-PA-004)")
-    a3_availability: A3Availability | None = _test("A3: availability (BR-PA-001)")
-    a4_actions: A4Actions | None = _test("A4: Kubernetes actions (BR-PA-011)")
-    b1_capacity: B1Capacity | None = _test("B1: capacity, an open-loop rate sweep")
-    b2_concurrency: B2Concurrency | None = _test("B2: a concurrency sweep")
+    environment: tests.Environment | None = _test("ENV: readiness of what the service depends on")
+    external_suites: list[tests.ExternalSuite] | None = _test("EXT: the service's own suites")
+    a1_response_time: tests.A1ResponseTime | None = _test(
+        "A1: response time under load (BR-PA-003)"
+    )
+    a2_concurrent: tests.A2Concurrent | None = _test("A2: concurrent requests (BR-PA-004)")
+    a3_availability: tests.A3Availability | None = _test("A3: availability (BR-PA-001)")
+    a4_actions: tests.A4Actions | None = _test("A4: Kubernetes actions (BR-PA-011)")
+    b1_capacity: tests.B1Capacity | None = _test("B1: capacity, an open-loop rate sweep")
+    b2_concurrency: tests.B2Concurrency | None = _test("B2: a concurrency sweep")
     continue_on_phase_a_failure: bool = Field(
         True, description="run Phase B even when a Phase A test failed"
     )
 
     @field_validator("external_suites")
     @classmethod
-    def _suite_names(cls, v: list[ExternalSuite] | None) -> list[ExternalSuite] | None:
+    def _suite_names(cls, v: list[tests.ExternalSuite] | None) -> list[tests.ExternalSuite] | None:
         if v is not None and not v:
             raise ValueError("needs at least one suite, or leave the key out")
         names = [s.name for s in v or []]
@@ -112,7 +97,7 @@ class Params(_Model):
 
     def selected_tests(self) -> list[str]:
         """Test keys (``A1``...) whose section is present, in run order."""
-        return [key for key, section in TESTS.items() if getattr(self, section) is not None]
+        return [key for key, section in tests.TESTS.items() if getattr(self, section) is not None]
 
 
 def _format_error(err: dict[str, Any]) -> str:
