@@ -33,10 +33,10 @@ from kubetest.checks.base import (
     WARNING,
     Check,
     Deadline,
-    _failed,
-    _one_line,
-    _scrub,
     env_secrets,
+    failed,
+    one_line,
+    scrub,
 )
 from kubetest.checks.kube import (
     KubeAccess,
@@ -107,7 +107,7 @@ def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> Check | list[C
     try:
         return fn()
     except Exception as exc:
-        return _failed(name, f"check crashed: {_one_line(exc)}", "report this as a kubetest bug")
+        return failed(name, f"check crashed: {one_line(exc)}", "report this as a kubetest bug")
 
 
 def collect(
@@ -129,7 +129,7 @@ def collect(
         futures = [pool.submit(_guarded, name, fn) for name, fn in jobs.items()]
         checks = [c for f in futures for c in _rows(f.result())]
     secrets = env_secrets(params)
-    return [_scrub(c, secrets) for c in checks]
+    return [scrub(c, secrets) for c in checks]
 
 
 def checks_table(checks: list[Check]) -> pd.DataFrame:

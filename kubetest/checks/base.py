@@ -39,15 +39,15 @@ class Check:
         return self.required and self.status == FAILED
 
 
-def _ok(name: str, detail: str) -> Check:
+def ok(name: str, detail: str) -> Check:
     return Check(name, OK, True, detail)
 
 
-def _failed(name: str, detail: str, fix: str) -> Check:
+def failed(name: str, detail: str, fix: str) -> Check:
     return Check(name, FAILED, True, detail, fix)
 
 
-def _not_configured(name: str, detail: str, fix: str) -> Check:
+def not_configured(name: str, detail: str, fix: str) -> Check:
     return Check(name, NOT_CONFIGURED, False, detail, fix)
 
 
@@ -82,7 +82,7 @@ def _dsn_password(dsn: str) -> str:
     return ""
 
 
-def _scrub(check: Check, secrets: Iterable[str]) -> Check:
+def scrub(check: Check, secrets: Iterable[str]) -> Check:
     secrets = list(secrets)
     return replace(check, detail=redact(check.detail, secrets), fix=redact(check.fix, secrets))
 
@@ -97,7 +97,7 @@ class Deadline:
         return max(0.05, self.end - time.monotonic())
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0].strip() if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

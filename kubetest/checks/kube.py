@@ -23,11 +23,11 @@ from kubetest.checks.base import (
     WARNING,
     Check,
     Deadline,
-    _failed,
-    _not_configured,
-    _ok,
-    _one_line,
-    _scrub,
+    failed,
+    not_configured,
+    ok,
+    one_line,
+    scrub,
 )
 from kubetest.errors import KubeconfigError
 from kubetest.params import A4Actions, Environment, Params
@@ -186,12 +186,12 @@ def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
     """The kubeconfig's cluster answers ``/version`` and A4's namespaces exist."""
     path, source = find_kubeconfig(params.environment)
     if path is None and source == "embedded":
-        return _ok("kubernetes", "environment.kubeconfig is 'embedded': the embedded target's "
+        return ok("kubernetes", "environment.kubeconfig is 'embedded': the embedded target's "
                    "own cluster, started for each run")  # fmt: skip
     if path is None:
         return _no_kubeconfig(params)
     if not path.is_file():
-        return _failed(
+        return failed(
             "kubernetes",
             f"kubeconfig {path} ({source}) does not exist",
             "fix environment.kubeconfig",
@@ -211,14 +211,14 @@ def check_kubernetes(params: Params, timeout_s: float = TIMEOUT_S) -> Check:
             ssl.SSLError,
             subprocess.SubprocessError,
         ) as exc:
-            return _failed(
+            return failed(
                 "kubernetes",
-                f"kubeconfig {path}: {_one_line(exc)}",
+                f"kubeconfig {path}: {one_line(exc)}",
                 "fix the kubeconfig (kubectl config view)",
             )
         secrets = access.secrets
         check = _probe_cluster(access, _kube_namespaces(params), deadline)
-    return _scrub(check, secrets)
+    return scrub(check, secrets)
 
 
 def _no_kubeconfig(params: Params) -> Check:
@@ -227,7 +227,7 @@ def _no_kubeconfig(params: Params) -> Check:
     where = "no kubeconfig (environment.kubeconfig, $KUBECONFIG, ~/.kube/config)"
     a4 = params.a4_actions
     if a4 is not None and a4.verify == "kubernetes":
-        return _failed("kubernetes", where,
+        return failed("kubernetes", where,
                        "set environment.kubeconfig: A4 (verify: kubernetes) counts an action "
                        "only when its RemediationRequest, read through it, is Completed")
     if a4 is not None and a4.verify == "history":
@@ -236,7 +236,7 @@ def _no_kubeconfig(params: Params) -> Check:
         use = "it lets A1 follow RemediationRequests to time to remediation"
     else:
         use = "nothing in this plan needs it"
-    return _not_configured("kubernetes", where,
+    return not_configured("kubernetes", where,
                            f"set environment.kubeconfig to check the cluster (optional: {use})")
 
 
@@ -261,7 +261,7 @@ def check_a4_actions(params: Params) -> list[Check]:
     if unknown:
         what += f" ({len(unknown)} unknown: {', '.join(unknown[:3])})"
     if len(run) >= need:
-        return [_ok("a4_actions", f"{what}; BR-PA-011 needs {need}{lowered}")]
+        return [ok("a4_actions", f"{what}; BR-PA-011 needs {need}{lowered}")]
     if held:
         fix = (f"opt in: a4_actions.allow_destructive: true with a4_actions.namespaces "
                f"listing only test namespaces; or judge the safe ones: a4_actions.min_actions: "
@@ -285,7 +285,7 @@ def _probe_cluster(access: KubeAccess, namespaces: list[str], deadline: Deadline
         ) as client:
             resp = client.get("/version", timeout=deadline.left())
             if resp.status_code != 200:
-                return _failed(
+                return failed(
                     "kubernetes",
                     f"{where}: /version answered HTTP {resp.status_code}",
                     _kube_fix(resp.status_code),
@@ -299,22 +299,22 @@ def _probe_cluster(access: KubeAccess, namespaces: list[str], deadline: Deadline
                 elif r.status_code != 200:
                     other.append((ns, r.status_code))
     except (httpx.HTTPError, ValueError, ssl.SSLError) as exc:
-        return _failed(
+        return failed(
             "kubernetes",
-            f"{where}: {_one_line(exc)}",
+            f"{where}: {one_line(exc)}",
             "start the cluster (kind create cluster) or fix the kubeconfig",
         )
     where += f" (Kubernetes {version})"
     if other:
         ns, code = other[0]
-        return _failed("kubernetes", f"{where}: namespace {ns}: HTTP {code}", _kube_fix(code))
+        return failed("kubernetes", f"{where}: namespace {ns}: HTTP {code}", _kube_fix(code))
     if missing:
-        return _failed(
+        return failed(
             "kubernetes",
             f"{where}: namespace {', '.join(missing)} not found",
             "; ".join(f"kubectl create namespace {ns}" for ns in missing),
         )
-    return _ok("kubernetes", f"{where}: namespace {', '.join(namespaces)} present")
+    return ok("kubernetes", f"{where}: namespace {', '.join(namespaces)} present")
 
 
 def _kube_fix(status: int) -> str:
@@ -337,15 +337,15 @@ def check_rbac(params: Params, timeout_s: float = TIMEOUT_S) -> list[Check]:
     if params.target.api != "kubernaut" or not kubeconfig:
         return []
     needs = rbac.required_permissions(params)
-    rows = [_not_configured("rbac", why, "set remediation.namespace to check it before the run")
+    rows = [not_configured("rbac", why, "set remediation.namespace to check it before the run")
             for why in needs.unknown]  # fmt: skip
     path, source = find_kubeconfig(env)
     if path is None:  # embedded, and the target is not running (kubetest check alone)
-        return [_not_configured("rbac", "environment.kubeconfig is 'embedded': the embedded "
+        return [not_configured("rbac", "environment.kubeconfig is 'embedded': the embedded "
                                 "target's own cluster, checked when a run starts it", ""),
                 *rows]  # fmt: skip
     if not path.is_file():  # the kubernetes row says so already
-        return [_failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
+        return [failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
                 *rows]  # fmt: skip
     return _review_all(path, needs, Deadline(timeout_s)) + rows
 
@@ -357,7 +357,7 @@ def _review_all(path: Path, needs: rbac.Needs, deadline: Deadline) -> list[Check
     try:
         api_client = config.new_client_from_config(config_file=str(path))
     except Exception as exc:
-        return [_failed("rbac", f"kubeconfig {path}: {_one_line(exc)}",
+        return [failed("rbac", f"kubeconfig {path}: {one_line(exc)}",
                         "fix the kubeconfig (kubectl config view)")]  # fmt: skip
     rows: list[Check] = []
     allowed: list[rbac.Permission] = []
@@ -366,7 +366,7 @@ def _review_all(path: Path, needs: rbac.Needs, deadline: Deadline) -> list[Check
         for ns, (param, fix) in needs.namespaces.items():
             if rbac.namespace_exists(api_client, ns, deadline.left()) is False:
                 missing.add(ns)
-                rows.append(_failed("rbac", f"namespace {ns} ({param}) does not exist", fix))
+                rows.append(failed("rbac", f"namespace {ns} ({param}) does not exist", fix))
         for perm in needs.permissions:
             if perm.namespace in missing:
                 continue
@@ -375,23 +375,23 @@ def _review_all(path: Path, needs: rbac.Needs, deadline: Deadline) -> list[Check
                 allowed.append(perm)
                 continue
             reason = f" ({answer.reason})" if answer.reason else ""
-            rows.append(_failed(
+            rows.append(failed(
                 "rbac",
                 f"denied: {perm.verb} {perm.qualified} {perm.where}{reason}: {perm.why}",
                 perm.fix(),
             ))  # fmt: skip
     except ApiException as exc:
         said = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
-        rows.append(_failed("rbac", f"SelfSubjectAccessReview failed: {said}",
+        rows.append(failed("rbac", f"SelfSubjectAccessReview failed: {said}",
                             _kube_fix(exc.status or 0)))  # fmt: skip
     except Exception as exc:
-        rows.append(_failed("rbac", f"SelfSubjectAccessReview failed: {_one_line(exc)}",
+        rows.append(failed("rbac", f"SelfSubjectAccessReview failed: {one_line(exc)}",
                             "start the cluster or fix the kubeconfig"))  # fmt: skip
     finally:
         api_client.close()
     if not rows:
-        rows.append(_ok("rbac", f"{len(allowed)} permissions allowed: " + _grouped(allowed)))
-    return [_scrub(r, _client_secrets(api_client)) for r in rows]
+        rows.append(ok("rbac", f"{len(allowed)} permissions allowed: " + _grouped(allowed)))
+    return [scrub(r, _client_secrets(api_client)) for r in rows]
 
 
 def _client_secrets(api_client: Any) -> list[str]:

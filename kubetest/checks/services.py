@@ -13,11 +13,11 @@ from kubetest.checks.base import (
     TIMEOUT_S,
     Check,
     Deadline,
-    _failed,
-    _not_configured,
-    _ok,
-    _one_line,
-    _scrub,
+    failed,
+    not_configured,
+    ok,
+    one_line,
+    scrub,
 )
 from kubetest.params import Environment
 from kubetest.secrets import redact_url
@@ -25,7 +25,7 @@ from kubetest.secrets import redact_url
 
 def _unset(name: str, key: str, fix: str) -> Check:
     """The row of a service whose ``environment.<key>`` is not set: not checked."""
-    return _not_configured(name, f"environment.{key} is not set", fix)
+    return not_configured(name, f"environment.{key} is not set", fix)
 
 
 # --------------------------------------------------------------------------- LLM
@@ -68,7 +68,7 @@ def check_llm(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
         try:
             resp = control.get(models_url, timeout_s=deadline.left(), proxy="env")
         except httpx.HTTPError as exc:
-            tried.append(f"{redact_url(models_url)}: {_one_line(exc)}")
+            tried.append(f"{redact_url(models_url)}: {one_line(exc)}")
             if isinstance(exc, httpx.TransportError):
                 break  # same host and port: the other API cannot answer either
             continue
@@ -80,7 +80,7 @@ def check_llm(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
             tried.append(f"{redact_url(models_url)}: HTTP {resp.status_code}")
             continue
         return _llm_verdict(env, api, shown, names)  # type: ignore[arg-type]
-    return _failed(
+    return failed(
         "llm",
         f"{shown}: no Ollama or OpenAI-compatible API answered (" + "; ".join(tried) + ")",
         "start the LLM server (ollama serve) or fix environment.llm_url",
@@ -91,15 +91,15 @@ def _llm_verdict(env: Environment, api: str, shown: str, names: list[str]) -> Ch
     listed = ", ".join(names[:10]) + (f" (+{len(names) - 10} more)" if len(names) > 10 else "")
     model = env.llm_model
     if not model:
-        return _ok(
+        return ok(
             "llm",
             f"{shown}: {api} API, {len(names)} models: {listed or 'none'} "
             "(environment.llm_model not set: model not checked)",
         )
     if _has_model(model, names):
-        return _ok("llm", f"{shown}: {api} API, model {model} present")
+        return ok("llm", f"{shown}: {api} API, model {model} present")
     pull = f"ollama pull {model}" if api == "Ollama" else f"load {model} into the server"
-    return _failed(
+    return failed(
         "llm",
         f"{shown}: {api} API answers but model {model} is missing (available: {listed or 'none'})",
         f"{pull}, or set environment.llm_model to an available model",
@@ -124,7 +124,7 @@ def check_redis(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
     try:
         kwargs = parse_url(url)
     except ValueError as exc:
-        return _failed(
+        return failed(
             "redis",
             f"environment.redis_url is not a Redis URL: {exc}",
             "use redis://host:6379/0 (rediss:// for TLS)",
@@ -146,22 +146,22 @@ def check_redis(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
     except redis.AuthenticationError as exc:
         return _redis_auth_failure(where, var, source, str(exc))
     except redis.ResponseError as exc:
-        return _failed("redis", f"{where}: {_one_line(exc)}", "check the server's ACL for PING")
+        return failed("redis", f"{where}: {one_line(exc)}", "check the server's ACL for PING")
     except redis.RedisError as exc:
-        return _failed(
-            "redis", f"{where}: {_one_line(exc)}", "start Redis or fix environment.redis_url"
+        return failed(
+            "redis", f"{where}: {one_line(exc)}", "start Redis or fix environment.redis_url"
         )
     finally:
         client.close()
         pool.disconnect()
     if pong not in (True, b"PONG", "PONG"):
-        return _failed(
+        return failed(
             "redis",
             f"{where}: PING answered {pong!r}, not PONG",
             "environment.redis_url does not point at a Redis server",
         )
     auth = f"password from {source}" if source else "no password"
-    return _ok("redis", f"{where}: PONG ({auth}){version}")
+    return ok("redis", f"{where}: PONG ({auth}){version}")
 
 
 def _redis_version(client: Any) -> str:
@@ -181,7 +181,7 @@ def _redis_auth_failure(where: str, var: str | None, source: str | None, msg: st
     """
     low = msg.lower()
     if "without any password configured" in low:
-        return _failed(
+        return failed(
             "redis",
             f"{where}: the server has no password but one is set in {source} "
             "(the guide's Redis requires AUTH)",
@@ -189,13 +189,13 @@ def _redis_auth_failure(where: str, var: str | None, source: str | None, msg: st
         )
     if source is None and ("required" in low or "noauth" in low):
         name = var or "REDIS_PASSWORD"
-        return _failed(
+        return failed(
             "redis",
             f"{where}: NOAUTH: the server requires a password and ${name} is not set",
             f"export {name}=<the server's requirepass> (environment.redis_password_env"
             " names the variable)",
         )
-    return _failed(
+    return failed(
         "redis",
         f"{where}: WRONGPASS: invalid password (from {source})",
         f"set {source} to the server's requirepass (or check the ACL user)",
@@ -218,7 +218,7 @@ def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Che
         )
     dsn = os.environ.get(var, "")
     if not dsn:
-        return _failed(
+        return failed(
             "postgresql",
             f"${var} is not set",
             f"export {var}=postgresql://user:password@host:5432/dbname",
@@ -226,7 +226,7 @@ def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Che
     try:
         info = conninfo_to_dict(dsn)
     except psycopg.Error:  # its message quotes the DSN: do not show it
-        return _failed(
+        return failed(
             "postgresql",
             f"${var} is not a valid PostgreSQL DSN",
             "use postgresql://user:password@host:5432/dbname",
@@ -244,11 +244,11 @@ def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Che
             one = conn.execute("SELECT 1").fetchone()
             version = conn.info.server_version
     except psycopg.Error as exc:
-        return _scrub(_postgres_failure(where, var, str(exc)), secrets)
+        return scrub(_postgres_failure(where, var, str(exc)), secrets)
     if not one or one[0] != 1:
-        return _failed("postgresql", f"{where}: SELECT 1 answered {one!r}", "see the server log")
+        return failed("postgresql", f"{where}: SELECT 1 answered {one!r}", "see the server log")
     major, minor = divmod(version, 10000)
-    return _ok("postgresql", f"{where}: SELECT 1 ok, PostgreSQL {major}.{minor}")
+    return ok("postgresql", f"{where}: SELECT 1 ok, PostgreSQL {major}.{minor}")
 
 
 def _postgres_failure(where: str, var: str, msg: str) -> Check:
@@ -263,4 +263,4 @@ def _postgres_failure(where: str, var: str, msg: str) -> Check:
         fix = f"start PostgreSQL or fix the host/port in {var}"
     else:
         fix = "see the server log"
-    return _failed("postgresql", f"{where}: {reason}", fix)
+    return failed("postgresql", f"{where}: {reason}", fix)

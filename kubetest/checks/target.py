@@ -18,11 +18,11 @@ from kubetest.checks.base import (
     OK,
     TIMEOUT_S,
     Check,
-    _failed,
-    _ok,
-    _one_line,
-    _scrub,
     env_secrets,
+    failed,
+    ok,
+    one_line,
+    scrub,
 )
 from kubetest.endpoints import origin
 from kubetest.errors import AuthError
@@ -48,7 +48,7 @@ def check_target(
     "authentication failed", before any load phase wastes its minutes on it.
     """
     if health_url is None and params.target.is_embedded:
-        return _ok("target", "embedded reference target: started for each run")
+        return ok("target", "embedded reference target: started for each run")
     url = health_url or endpoints.health_url(params.target)
     try:
         resp = control.get(url, timeout_s=timeout_s, verify=verify(params.target.tls),
@@ -56,14 +56,14 @@ def check_target(
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
-            return _failed("target", f"{url}: {problem.what}", problem.fix)
+            return failed("target", f"{url}: {problem.what}", problem.fix)
         if isinstance(exc, control.ResponseTooLarge | control.DeadlineExceeded):
-            return _failed("target", f"{url}: {control.error_class(exc)}: {_one_line(exc)}",
+            return failed("target", f"{url}: {control.error_class(exc)}: {one_line(exc)}",
                            HOSTILE_FIX)  # fmt: skip
-        return _failed("target", f"{url}: {_one_line(exc)}", _unreachable_fix(params, url))
+        return failed("target", f"{url}: {one_line(exc)}", _unreachable_fix(params, url))
     if not resp.is_success:
         return _unhealthy(params, url, resp)
-    healthy = _ok("target", f"{url}: HTTP {resp.status_code}")
+    healthy = ok("target", f"{url}: HTTP {resp.status_code}")
     var = params.target.auth_token_env
     if params.target.is_embedded and not var:
         return healthy
@@ -107,13 +107,13 @@ def _unhealthy(params: Params, url: str, resp: httpx.Response) -> Check:
     said = problem_detail(resp.content, secrets=env_secrets(params))
     detail = f"{url}: HTTP {resp.status_code}" + (f": {said}" if said else "")
     if resp.status_code == 404 and _gateway_ports(params):
-        return _failed("target", detail, _unreachable_fix(params, url))
+        return failed("target", detail, _unreachable_fix(params, url))
     if resp.status_code == 503 and params.target.api == "kubernaut":
-        return _failed("target", detail + " (the gateway is not ready)",
+        return failed("target", detail + " (the gateway is not ready)",
                        "bring back what the detail names (the Kubernetes API, DataStorage, "
                        "the fleet backend) or wait for the informer cache to sync; see the "
                        "gateway's log")  # fmt: skip
-    return _failed("target", detail, "the service answers but is not healthy: see its logs")
+    return failed("target", detail, "the service answers but is not healthy: see its logs")
 
 
 # --------------------------------------------------------------------------- auth
@@ -159,13 +159,13 @@ def check_auth(
     url = webhook_url or webhook_url_for(params)
     if url is None:
         how = f"token from ${var}" if var else "no token"
-        return _ok("auth", f"embedded reference target ({how}): checked when it starts")
+        return ok("auth", f"embedded reference target ({how}): checked when it starts")
     headers = {"Content-Type": "application/json"}
     token = ""
     if var:
         token = os.environ.get(var, "")
         if not token:
-            return _failed("auth", f"${var} (target.auth_token_env) is not set",
+            return failed("auth", f"${var} (target.auth_token_env) is not set",
                            TOKEN_FIX.format(var=var))  # fmt: skip
         headers["Authorization"] = f"Bearer {token}"
     try:
@@ -176,8 +176,8 @@ def check_auth(
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
-            return _failed("auth", f"{url}: {problem.what}", problem.fix)
-        return _failed("auth", f"POST {url}: {_one_line(exc)}",
+            return failed("auth", f"{url}: {problem.what}", problem.fix)
+        return failed("auth", f"POST {url}: {one_line(exc)}",
                        "start the service or fix target.url")  # fmt: skip
     from kubetest.engine.client import problem_detail
 
@@ -189,14 +189,14 @@ def check_auth(
     if code in (401, 403):
         what = "rejected" if code == 401 else "not allowed"
         if var:
-            return _failed(
+            return failed(
                 "auth",
                 f"authentication failed: POST {url} answered {code}{said}: the token in "
                 f"${var} was {what}",
                 TOKEN_FIX.format(var=var) if code == 401
                 else "grant the token's service account the gateway's RBAC role",
             )  # fmt: skip
-        return _failed(
+        return failed(
             "auth",
             f"authentication failed: POST {url} answered {code}{said}: the service wants a "
             "bearer token and target.auth_token_env is not set",
@@ -204,7 +204,7 @@ def check_auth(
             + TOKEN_FIX.format(var="KUBERNAUT_TOKEN"),
         )  # fmt: skip
     if code in (404, 405):
-        return _failed(
+        return failed(
             "auth",
             f"POST {url} answered {code}: no webhook there for target.api "
             f"{params.target.api}",
@@ -212,10 +212,10 @@ def check_auth(
             "kubernaut-legacy: /alerts, webhook: /webhook/prometheus)",
         )
     if code >= 500:
-        return _failed("auth", f"POST {url} answered {code}{said} to the token probe",
+        return failed("auth", f"POST {url} answered {code}{said} to the token probe",
                        "see the service's logs")  # fmt: skip
     how = f"token from ${var} accepted" if var else "no token needed"
-    return _ok("auth", f"POST {url}: {how} (HTTP {code} to a deliberately invalid alert)")
+    return ok("auth", f"POST {url}: {how} (HTTP {code} to a deliberately invalid alert)")
 
 
 def _gateway_refusal(
@@ -230,10 +230,10 @@ def _gateway_refusal(
         why = (f"the token in ${var} is not valid for the cluster's TokenReview"
                + (f" ({who}, expired {info.expires:%Y-%m-%d %H:%M} UTC)"
                   if info and info.expired else ""))  # fmt: skip
-        return _failed("auth", f"authentication failed: POST {url} answered 401{said}: {why}",
+        return failed("auth", f"authentication failed: POST {url} answered 401{said}: {why}",
                        rbac.token_fix(var, info))  # fmt: skip
     ns = params.remediation.namespace
-    return _failed(
+    return failed(
         "auth",
         f"authorization failed: POST {url} answered 403{said}: {who} is authenticated but "
         f"lacks the gateway's grant ({rbac.gateway_grant(ns)})",
@@ -262,7 +262,7 @@ def preflight_auth(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> No
     to the load itself (it records them as outcomes)."""
     if params.target.is_embedded and not params.target.auth_token_env:
         return
-    check = _scrub(check_auth(params, timeout_s, webhook_url=url), env_secrets(params))
+    check = scrub(check_auth(params, timeout_s, webhook_url=url), env_secrets(params))
     if is_auth_failure(check):
         raise AuthError(f"{check.detail}; fix: {check.fix}")
     if is_tls_failure(check):
