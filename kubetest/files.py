@@ -23,16 +23,21 @@ def new_session_name(prefix: str = "session") -> str:
     return f"{prefix}_{datetime.now(UTC).strftime('%Y%m%d_%H%M%S')}"
 
 
-def _jsonable(obj: Any) -> Any:
-    """JSON without NaN/inf (which are not JSON): they become null."""
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values: NaN and infinities become null (they are not JSON), numpy scalars
+    Python ones, pydantic models their JSON dump, paths strings, keys strings."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "model_dump"):  # a pydantic model (results, params)
+        return jsonable(obj.model_dump(mode="json", exclude_unset=True))
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
     return obj
 
 
@@ -40,7 +45,7 @@ def write_json(path: Path, data: Any) -> None:
     """Write atomically (temp file + rename): a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
 
 

@@ -27,13 +27,13 @@ see the same keys.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kubetest.errors import ResultError
+from kubetest.files import jsonable
 
 #: A BR verdict (``analysis.verdicts``).
 Status = Literal["PASS", "FAIL", "NOT_RUN", "INCONCLUSIVE"]
@@ -45,24 +45,6 @@ __all__ = [
     "Status", "Summary", "SummaryValidity", "TestResult", "ValidityResult", "ValidityStatus",
     "jsonable", "load_result", "validate_result",
 ]  # fmt: skip
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON values: NaN and infinities become null, numpy scalars Python ones, keys
-    strings (as ``files.write_json`` writes them)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, BaseModel):
-        return jsonable(obj.model_dump(mode="json", exclude_unset=True))
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return jsonable(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 class _Open(BaseModel):
