@@ -138,6 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild report.html from a session folder")
     report.add_argument("session_dir", type=Path)
 
+    compare = sub.add_parser(
+        "compare", help="compare two sessions: what regressed or improved, with 95 % intervals"
+    )
+    compare.add_argument("base", type=Path, metavar="BASE", help="the earlier session folder")
+    compare.add_argument("new", type=Path, metavar="NEW", help="the session to judge")
+    compare.add_argument("--out", type=Path, metavar="DIR", help="where to write (default: NEW)")
+    compare.add_argument(
+        "--min-effect", type=_positive(float), default=0.05, metavar="FRACTION",
+        help="smallest relative change that counts (default 0.05: 5 %%)",
+    )  # fmt: skip
+    compare.add_argument(
+        "--window-s", type=_positive(float), metavar="S",
+        help="bootstrap block: seconds of schedule per window (default: from the run's length)",
+    )  # fmt: skip
+    compare.add_argument(
+        "--fail-on-regression", action="store_true", help="exit 1 when any metric regressed"
+    )
+
+    sessions = sub.add_parser(
+        "sessions", help="list the sessions under outputs/: time, profile, decision, validity"
+    )
+    sessions.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root")
+
     debug = sub.add_parser(
         "debug-info", help="write one archive (platform, checks, params, logs) for a bug report"
     )
@@ -332,6 +355,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from kubetest.compare.core import compare_sessions
+    from kubetest.compare.render import write_comparison
+
+    comparison = compare_sessions(
+        args.base, args.new, min_effect=args.min_effect, window_s=args.window_s
+    )
+    paths = write_comparison(comparison, args.out or args.new)
+    for m in comparison.metrics:
+        if m["verdict"] in ("regressed", "improved"):
+            change = f"{m['change']:+.1%}" if m.get("change") is not None else ""
+            print(f"  {m['test']} {m['metric']}: {m['verdict']} {change}".rstrip())
+    print(f"overall: {comparison.overall}")
+    print(f"compare:  {paths['compare.html']}")
+    regressed = comparison.overall == "regressed"
+    return 1 if args.fail_on_regression and regressed else 0
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from kubetest.sessions import list_sessions, sessions_text
+
+    print(sessions_text(list_sessions(args.outputs)))
+    return 0
+
+
 def _cmd_debug_info(args: argparse.Namespace) -> int:
     from kubetest.debug_bundle import write_debug_bundle
 
@@ -346,6 +394,7 @@ def _cmd_debug_info(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _cmd_run, "load": _cmd_load, "target": _cmd_target, "check": _cmd_check,
     "report": _cmd_report, "debug-info": _cmd_debug_info, "cleanup": _cmd_cleanup,
+    "compare": _cmd_compare, "sessions": _cmd_sessions,
 }  # fmt: skip
 
 

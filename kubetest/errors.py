@@ -133,3 +133,9 @@ class KubeError(StandInAnswer):
             body["details"] = self.details
         body["code"] = self.code
         return body
+
+
+class NotComparableError(KubetestError):
+    """Two sessions that cannot be compared: the message names each param that differs."""
+
+    exit_code = 2
