@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true",
         help="replace --session: delete the earlier run's files (a folder kubetest made)",
     )  # fmt: skip
+    run.add_argument(
+        "--fail-on", choices=["never", "nogo", "fail"], default="never",
+        help="exit 3 on a NO-GO (nogo) or on any FAIL, INVALID run or failed notebook "
+        "(fail); default never: 0 once the run completed",
+    )  # fmt: skip
     run.set_defaults(run_parser=run)
 
     load = sub.add_parser(
@@ -230,6 +235,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"summary:  {result.session_dir / 'summary.json'}")
     if result.report:
         print(f"report:   {result.report}")
+    print(f"junit:    {result.session_dir / 'junit.xml'}")
+    from kubetest.ci import FAIL_EXIT, failing
+
+    why = failing(s, args.fail_on)
+    if why:
+        print(f"kubetest: --fail-on {args.fail_on}: {why}", file=sys.stderr)
+        return FAIL_EXIT
     return 0 if result.report else 1
 
 

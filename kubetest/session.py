@@ -66,12 +66,14 @@ class NotebookStates:
     resumed session and its report can say which test ran in which attempt."""
 
     def __init__(
-        self, session_dir: Path, selected: list[str], resume: bool, only: list[str] | None = None
-    ) -> None:
+        self, session_dir: Path, selected: list[str], resume: bool, only: list[str] | None = None,
+        params: str | None = None,
+    ) -> None:  # fmt: skip
         self.path = session_dir / STATE_FILE
         old = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
         self.attempt = int(old.get("attempt", 0)) + 1
         self.only = only  # --resume runs the same subset (None: the whole plan)
+        self.params = params  # the params file's name (``kubetest sessions``' profile)
         self.tests: dict[str, dict[str, Any]] = old.get("tests", {})
         for key in selected:
             if self.tests.get(key, {}).get("state") != "done":
@@ -86,7 +88,8 @@ class NotebookStates:
         self.save()
 
     def save(self) -> None:
-        write_json(self.path, {"attempt": self.attempt, "only": self.only, "tests": self.tests})
+        write_json(self.path, {"attempt": self.attempt, "only": self.only, "tests": self.tests,
+                               "params": self.params})  # fmt: skip
 
 
 class ProgressTail(threading.Thread):
@@ -324,7 +327,7 @@ def run_session(
         progress = scope.enter_context(_progress_channel(session_dir, echo))
         # The params as run, for the report: they hold env var *names*, never secret values.
         (session_dir / "params.yaml").write_text(params_text)
-        states = NotebookStates(session_dir, selected, resume, only)
+        states = NotebookStates(session_dir, selected, resume, only, params_path.name)
         target = (
             _embedded_target(params, session_dir / "target.log")
             if params.target.is_embedded

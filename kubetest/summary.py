@@ -20,6 +20,7 @@ from kubetest.analysis.verdicts import (
     decide,
     not_run,
 )
+from kubetest.ci import write_junit
 from kubetest.errors import ResultError
 from kubetest.files import write_json
 from kubetest.results import BrEntry, GeneratorHealth, StoredResult, Summary, load_result
@@ -131,6 +132,9 @@ def build_summary(
 
 
 def write_summary(session_dir: Path, **kwargs: Any) -> dict[str, Any]:
+    """``summary.json`` and, from it, ``junit.xml`` (``kubetest.ci``): every session's."""
     summary = build_summary(session_dir, **kwargs)
     write_json(session_dir / "summary.json", summary)
+    results = {test: r.as_dict() for test, r in read_results(session_dir).items()}
+    write_junit(session_dir, summary, results)
     return summary

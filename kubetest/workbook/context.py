@@ -1,45 +1,29 @@
 """What a test notebook needs to run: params, the session folder, the target's URL.
 
 Notebooks receive only paths and a URL from papermill (never secrets); everything else is
-read here. Run by hand in JupyterLab with no session, a notebook gets its own session
-folder under the user's outputs folder (``outputs_root``) and, for an embedded target, its
-own reference target.
+read here. Run by hand in JupyterLab with no session, notebooks share one session folder
+under the user's outputs folder (``sessions.hand_session``: ``KUBETEST_SESSION``, else the
+newest ``lab_*``) and each starts, for an embedded target, its own reference target.
 """
 
 from __future__ import annotations
 
 import atexit
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kubetest import endpoints
 from kubetest.endpoints import origin
-from kubetest.files import new_session_name, read_endpoints, target_endpoints, write_json
+from kubetest.files import read_endpoints, target_endpoints, write_json
 from kubetest.params import TESTS, Params, load_params
 from kubetest.results import validate_result
+from kubetest.sessions import hand_session, mark_lab_session
 from kubetest.workloads import export_kubeconfig
-
-#: Where notebooks run by hand write their session folders, when set.
-OUTPUTS_ENV = "KUBETEST_OUTPUTS"
-
-
-def outputs_root(cwd: Path | None = None) -> tuple[Path, str]:
-    """The outputs folder of a notebook run by hand, and why that one: the user's, never
-    the installed package's. ``KUBETEST_OUTPUTS``, else the project's ``outputs/`` (the
-    nearest folder up from ``cwd`` that holds ``params/``), else ``./outputs``."""
-    env = os.environ.get(OUTPUTS_ENV, "").strip()
-    if env:
-        return Path(env).expanduser().resolve(), f"from {OUTPUTS_ENV}"
-    here = (cwd or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params").is_dir():
-            return folder / "outputs", f"the project's: {folder} holds params/"
-    return here / "outputs", f"no params/ folder above {here}; set {OUTPUTS_ENV} to choose"
-
 
 
 def result_head(title: str, started: datetime, complete: bool) -> dict[str, Any]:
@@ -77,10 +61,11 @@ class TestContext:
         params = load_params(params_path)
         if session_dir:
             session = Path(session_dir)
-        else:  # run by hand: the opening line says where its files go, and why there
-            root, why = outputs_root()
-            session = root / new_session_name("lab")
+        else:  # run by hand: the shared session; the opening line says which, and why
+            session, why = hand_session()
             print(f"writing to {session} ({why})", flush=True)
+            text = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
+            mark_lab_session(session, Path(params_path).resolve(), text)
         session.mkdir(parents=True, exist_ok=True)
         owned = None
         reported = read_endpoints(session)
