@@ -121,8 +121,8 @@ def _resampled(
     """Each metric over ``resamples`` block-bootstrap resamples of ``win``."""
     k = win.count
     picks = rng.integers(0, k, size=(resamples, k))
-    weights = np.zeros((resamples, k))
-    np.add.at(weights, (np.repeat(np.arange(resamples), k), picks.ravel()), 1.0)
+    flat = (picks + np.arange(resamples)[:, None] * k).ravel()
+    weights = np.bincount(flat, minlength=resamples * k).reshape(resamples, k).astype(float)
     out: dict[str, np.ndarray] = {}
     sent, accepted = weights @ win.sent, weights @ win.accepted
     if "success_rate" in metrics:
@@ -135,8 +135,8 @@ def _resampled(
     if qs:
         nbins = edges.size - 1
         b = np.clip(np.searchsorted(edges, win.latency, side="right") - 1, 0, nbins - 1)
-        per_window = np.zeros((k, nbins))
-        np.add.at(per_window, (win.index, b), 1.0)
+        cells = np.bincount(win.index * nbins + b, minlength=k * nbins)
+        per_window = cells.reshape(k, nbins).astype(float)
         centres = np.sqrt(edges[:-1] * edges[1:])
         for m in qs:
             out[m] = np.empty(resamples)
