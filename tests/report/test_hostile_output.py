@@ -86,3 +86,58 @@ def test_a_hostile_suite_leaves_no_live_markup_in_the_reports(tmp_path: Path) ->
     page.write_text(mistune.create_markdown(escape=False, plugins=["table"])(md))
     _assert_inert(_dom(page, tmp_path / "p2"))
     _assert_inert(_dom(result.session_dir / "html" / "external_suites.html", tmp_path / "p3"))
+
+
+def _hostile_session(root: Path, name: str, median_s: float, types: list[str]) -> Path:
+    """A session whose test key (the result's ``test``) and a param are hostile text."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from kubetest.analysis.latency import summarise
+    from kubetest.engine.records import COLUMNS
+    from kubetest.summary import write_summary
+
+    session = root / name
+    (session / "records").mkdir(parents=True)
+    (session / "results").mkdir()
+    (session / "state.json").write_text("{}")
+    (session / "params.yaml").write_text(yaml.safe_dump({"target": {"url": "http://127.0.0.1:9"}}))
+    t = np.arange(400) / 20.0
+    lat = median_s * np.exp(0.1 * np.random.default_rng(len(name)).normal(size=t.size))
+    recs = pd.DataFrame({"seq": range(t.size), "worker": 0, "intended_s": t, "sent_s": t,
+                         "done_s": t + lat, "latency_s": lat, "service_s": lat, "lag_s": 0.0,
+                         "status": 500, "outcome": "accepted", "error": HOSTILE,
+                         "alert_type": HOSTILE, "fingerprint": HOSTILE})[list(COLUMNS)]  # fmt: skip
+    for key, params in ((HOSTILE, {"rate_per_min": 1200}), ("A2", {"types": types})):
+        recs.to_csv(session / "records" / f"{len(key)}.csv", index=False)
+        result = {"test": key, "title": HOSTILE, "complete": True, "params": params,
+                  "latency": summarise(recs).as_dict(), "load": {"saturated": False},
+                  "records": f"records/{len(key)}.csv"}  # fmt: skip
+        (session / "results" / f"{len(key)}.json").write_text(json.dumps(result))
+    write_summary(session, complete=True)
+    return session
+
+
+def test_a_hostile_comparison_leaves_no_live_markup(tmp_path: Path) -> None:
+    """compare.html and compare.md show a hostile test name, params and error texts as
+    text (issue 20): the same escaping as the report's."""
+    from kubetest.compare.core import compare_sessions
+    from kubetest.compare.render import write_comparison
+
+    base = _hostile_session(tmp_path, "base", 0.05, ["x"])
+    new = _hostile_session(tmp_path, "new", 0.07, [HOSTILE])
+    comparison = compare_sessions(base, new)
+    tests = {m["test"] for m in comparison.metrics}
+    assert HOSTILE in tests and any(SCRIPT in m.get("reason", "") for m in comparison.metrics)
+    paths = write_comparison(comparison, tmp_path / "out")
+    raw = paths["compare.html"].read_text()
+    assert SCRIPT not in raw and "&lt;script&gt;document.documentElement" in raw
+    _assert_inert(_dom(paths["compare.html"], tmp_path / "p1"))
+    md = paths["compare.md"].read_text()
+    assert "<script" not in md and "<img" not in md
+    assert not re.search(r"(?<!\\)\]\(javascript:", md), "a live Markdown link"
+    page = tmp_path / "md.html"
+    page.write_text(mistune.create_markdown(escape=False, plugins=["table"])(md))
+    _assert_inert(_dom(page, tmp_path / "p2"))
