@@ -217,6 +217,79 @@ def test_a_test_whose_params_differ_is_not_comparable_the_rest_is(tmp_path: Path
     assert "- A2: params differ: a2_concurrent.concurrency (20 in BASE, 50 in NEW)" in md
 
 
+def _add_result(session: Path, test: str, **fields: object) -> None:
+    now = datetime.now(UTC).isoformat()
+    doc = {"test": test, "title": test, "started": now, "finished": now, "complete": True}
+    (session / "results" / f"{test}.json").write_text(json.dumps({**doc, **fields}))
+
+
+def _a3(measured: float, bounds: list[float], status: str) -> dict[str, object]:
+    details = {"title": "Availability", "downtime_bounds_s": bounds, "window_s": 1200.0}
+    return {
+        "id": "BR-PA-001",
+        "measured": measured,
+        "unit": "%",
+        "threshold": "≥ 99.9 %",
+        "status": status,
+        "details": details,
+    }
+
+
+def test_capacity_availability_and_verdicts_are_compared_within_their_bounds(
+    tmp_path: Path,
+) -> None:
+    base = fake_session(tmp_path, "base", records(seed=1))
+    new = fake_session(tmp_path, "new", records(seed=2))
+    phases = [{"offered_per_min": r} for r in (300.0, 400.0, 600.0, 700.0)]
+    for session, cap, a3 in (
+        (
+            base,
+            {
+                "max_sustainable_rate_per_min": 600.0,
+                "first_unsustainable_rate_per_min": 700.0,
+                "knee_rate_per_min": 600.0,
+            },
+            _a3(100.0, [0.0, 0.0], "PASS"),
+        ),
+        (
+            new,
+            {
+                "max_sustainable_rate_per_min": 300.0,
+                "first_unsustainable_rate_per_min": 400.0,
+                "knee_rate_per_min": 400.0,
+            },
+            _a3(99.0, [10.0, 12.0], "FAIL"),
+        ),
+    ):
+        _add_result(session, "B1", params={}, capacity=cap, phases=phases)
+        _add_result(session, "A3", params={}, requirements=[a3])
+        write_summary(session, complete=True)
+    by = {(m["test"], m["metric"]): m for m in compare_sessions(base, new).metrics}
+    rate = by[("B1", "max_sustainable_rate_per_min")]
+    assert rate["ci"] == [300.0 - 700.0, 400.0 - 600.0] and rate["verdict"] == REGRESSED
+    knee = by[("B1", "knee_rate_per_min")]  # 600 in [400, 700], 400 in [300, 600]
+    assert knee["ci"] == [300.0 - 700.0, 600.0 - 400.0] and knee["verdict"] == NO_CHANGE
+    avail = by[("A3", "availability")]
+    assert avail["ci"][1] < 0 and avail["verdict"] == REGRESSED
+    assert by[("BR-PA-001", "verdict")]["verdict"] == REGRESSED
+    assert ("BR-PA-003", "verdict") not in by  # NOT_RUN in both: nothing to compare
+
+
+def test_a_folder_that_is_not_a_session_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubetest.cli import main
+
+    base = fake_session(tmp_path, "base", records(seed=1))
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty"), str(base)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"kubetest: error: {tmp_path / 'empty'} is not a session folder (no results/): "
+        "pass outputs/<session>\n"
+    )
+
+
 # --------------------------------------------------------------------------- real runs
 
 
