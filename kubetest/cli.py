@@ -238,9 +238,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"junit:    {result.session_dir / 'junit.xml'}")
     from kubetest.ci import FAIL_EXIT, failing
 
-    why = failing(s, args.fail_on)
+    fail_on = getattr(args, "fail_on", "never")  # a caller's Namespace may predate it
+    why = failing(s, fail_on)
     if why:
-        print(f"kubetest: --fail-on {args.fail_on}: {why}", file=sys.stderr)
+        print(f"kubetest: --fail-on {fail_on}: {why}", file=sys.stderr)
         return FAIL_EXIT
     return 0 if result.report else 1
 
