@@ -91,6 +91,11 @@ def report_session(session_dir: str | Path = "") -> Path:
     if session_dir:
         return Path(session_dir)
     session, why = hand_session()
+    if not (session / "results").is_dir():
+        raise KubetestError(
+            f"no session to report on ({session} holds no results/): run a test notebook "
+            f"first, or set {SESSION_ENV} to a session folder"
+        )
     print(f"reporting on {session} ({why})", flush=True)
     summary = session / "summary.json"
     results = list((session / "results").glob("*.json"))

@@ -48,6 +48,10 @@ def test_notebooks_opened_by_hand_share_the_newest_lab_session(
         f"writing to {first.session_dir} (shared: the newest lab_* session in "
         f"{project / 'outputs'}; set KUBETEST_SESSION to choose another)"
     )
+    from kubetest.sessions import report_session
+
+    with pytest.raises(KubetestError, match="no session to report on"):
+        report_session()  # the shared session has no result yet
     older = project / "outputs" / "lab_20000101_000000"
     older.mkdir()
     assert hand_session()[0] == first.session_dir  # the newest by its timestamp
