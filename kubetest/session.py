@@ -65,10 +65,8 @@ class NotebookStates:
     not run) and the attempt that produced it, rewritten atomically as the run goes, so a
     resumed session and its report can say which test ran in which attempt."""
 
-    def __init__(
-        self, session_dir: Path, selected: list[str], resume: bool, only: list[str] | None = None,
-        params: str | None = None,
-    ) -> None:  # fmt: skip
+    def __init__(self, session_dir: Path, selected: list[str], resume: bool,
+                 only: list[str] | None = None, params: str | None = None) -> None:  # fmt: skip
         self.path = session_dir / STATE_FILE
         old = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
         self.attempt = int(old.get("attempt", 0)) + 1
