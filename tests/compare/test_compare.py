@@ -4,19 +4,19 @@ against a loopback server answering in 50 ms and then 65 ms (issue 20's "done wh
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from aiohttp import web
-from engine_servers import WebServer
 
 from kubetest.analysis.latency import summarise
 from kubetest.compare.core import compare_sessions
@@ -293,17 +293,6 @@ def test_a_folder_that_is_not_a_session_is_one_line(
 # --------------------------------------------------------------------------- real runs
 
 
-class Delay:
-    """A loopback webhook answering 200 after ``seconds`` (changed between runs)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(self.seconds)
-        return web.Response(status=200, body=b"ok")
-
-
 def a1_session(root: Path, name: str, url: str) -> Path:
     """An A1-only session as kubetest writes it: A1 through the engine (workbook.a1), the
     params as run, state.json, summary.json and junit.xml."""
@@ -333,14 +322,26 @@ def a1_session(root: Path, name: str, url: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """Three A1 runs (9 s each, 270 requests) against one server: 50 ms, 50 ms, 65 ms."""
+    """Three A1 runs (9 s each, 270 requests) against one server in its own process
+    (``delay_server.py``): 50 ms, 50 ms, 65 ms."""
     root = tmp_path_factory.mktemp("compare")
-    delay = Delay(0.050)
-    with WebServer(delay) as server:
-        out = {"base": a1_session(root, "base", server.url)}
-        out["same"] = a1_session(root, "same", server.url)
-        delay.seconds = 0.065
-        out["slower"] = a1_session(root, "slower", server.url)
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("delay_server.py"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        out = {"base": a1_session(root, "base", url)}
+        out["same"] = a1_session(root, "same", url)
+        httpx.put(f"{url}/delay", params={"s": "0.065"}, timeout=5).raise_for_status()
+        out["slower"] = a1_session(root, "slower", url)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=10)
     yield out
 
 
