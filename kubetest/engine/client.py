@@ -55,12 +55,21 @@ from collections.abc import Iterable
 
 import aiohttp
 
-from kubetest.errors import BodyTooLarge, KubetestError
+from kubetest.errors import (
+    BadResponse,
+    BodyTooLarge,
+    HttpConnectError,
+    KubetestError,
+    ServerDisconnected,
+)
 from kubetest.secrets import scrub_then_cut
 from kubetest.tls import TlsSettings, verify
 
 #: API profiles (params ``target.api``).
 APIS: tuple[str, ...] = ("webhook", "kubernaut", "kubernaut-legacy")
+
+#: Load clients (params ``generator.client``; ``engine.transport``): the first is the default.
+CLIENTS: tuple[str, ...] = ("fast", "aiohttp")
 
 #: Error classes that describe the generator, not the target (see the module docstring).
 GENERATOR_ERRORS: frozenset[str] = frozenset({"late", "dropped", "cancelled"})
@@ -234,6 +243,19 @@ def classify_exception(exc: BaseException) -> str:
         return "oversized"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp's timeouts subclass it
         return "timeout"
+    if isinstance(exc, HttpConnectError):  # the fast client's: the OS or TLS error is its cause
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return "tls"
+        if isinstance(cause, socket.gaierror):
+            return "dns"
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused"
+        return "reset" if isinstance(cause, ConnectionResetError) else "connect"
+    if isinstance(exc, ServerDisconnected):
+        return "reset"
+    if isinstance(exc, BadResponse):
+        return "bad_response"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "dns"
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -14,7 +14,7 @@ import numpy as np
 
 from kubetest.alerts import PayloadFactory
 from kubetest.engine.abort import AbortRule
-from kubetest.engine.client import APIS, MAX_BODY_BYTES
+from kubetest.engine.client import APIS, CLIENTS, MAX_BODY_BYTES
 from kubetest.engine.pool import WorkloadScheduler
 from kubetest.engine.schedule import planned_duration
 from kubetest.errors import KubetestError
@@ -46,6 +46,7 @@ class LoadPlan:
     pool: WorkloadScheduler | None = None
     abort: AbortRule | None = None  # stop early on a windowed SLO breach (engine.abort)
     max_body_bytes: int = MAX_BODY_BYTES  # bytes of an answer read; past it: ``oversized``
+    client: str = CLIENTS[0]  # the HTTP client (``engine.transport``): fast or aiohttp
 
 
 def check_plan(plan: LoadPlan) -> None:
@@ -55,6 +56,8 @@ def check_plan(plan: LoadPlan) -> None:
         raise KubetestError(f"load URL must be http(s)://host..., got {plan.url!r}")
     if plan.api not in APIS:
         raise KubetestError(f"api must be one of {', '.join(APIS)}, got {plan.api!r}")
+    if plan.client not in CLIENTS:
+        raise KubetestError(f"client must be one of {', '.join(CLIENTS)}, got {plan.client!r}")
     if plan.mode == "open":
         if plan.schedule is None:
             raise KubetestError("open-loop plan needs a schedule (kubetest.engine.schedule)")

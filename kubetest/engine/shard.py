@@ -45,20 +45,14 @@ from typing import Any
 import numpy as np
 
 from kubetest.engine.abort import SloWatch
-from kubetest.engine.client import (
-    GENERATOR_ERRORS,
-    auth_header,
-    classify,
-    classify_exception,
-    make_session,
-    read_capped,
-)
+from kubetest.engine.client import GENERATOR_ERRORS, auth_header, classify, classify_exception
 from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
 from kubetest.engine.records import OUTCOMES, Record, RecordWriter, new_histogram
 from kubetest.engine.result import ShardResult, hdr_us, share_of
 from kubetest.engine.schedule import planned_duration
 from kubetest.engine.stop import StopSignal
+from kubetest.engine.transport import make_transport
 
 #: In-flight requests get this long to finish after a stop before they are cancelled.
 STOP_GRACE_S = 1.5
@@ -158,12 +152,12 @@ class _Shard:
         self.t0 = time.perf_counter() + (self.start_epoch - time.time())
         self.headers_env = self.plan.auth_token_env
         auth_header(self.headers_env)  # fail before sending anything if the token is missing
-        session = make_session(self.cap, self.plan.timeout_s, self.plan.tls)
+        transport = make_transport(self.plan, self.cap)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         try:
             await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start
             cpu0, wall0 = time.thread_time(), time.perf_counter()
-            self.session = session
+            self.transport = transport
             self.dispatching = True
             if self.plan.mode == "open":
                 await self._dispatch_open()
@@ -179,7 +173,7 @@ class _Shard:
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
-            await session.close()
+            await transport.close()
             self.writer.close()
         return self._result(busy)
 
@@ -286,17 +280,14 @@ class _Shard:
             sec = int(intended)
             if 0 <= sec < len(self.lag_by_second) and lag > self.lag_by_second[sec]:
                 self.lag_by_second[sec] = lag
-            async with self.session.post(
-                plan.url, data=body, headers=headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                data = await read_capped(resp, plan.max_body_bytes)
+            status, data = await self.transport.post(body, headers)
             outcome, error = classify(plan.api, status, data)
         except asyncio.CancelledError:
             error = "cancelled"
             raise
         except Exception as exc:  # every failure is a measurement, never a crash of the run
             error = classify_exception(exc)
+            status = getattr(exc, "answer_status", status)  # failed after the status line
             if error not in self.error_samples:
                 self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
         finally:
