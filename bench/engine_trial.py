@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--max-in-flight", type=int, default=2000)
     p.add_argument("--workers", type=int, default=1, help="shards on a local Dask cluster")
+    p.add_argument("--client", default="fast", help="the engine's HTTP client: fast or aiohttp")
     p.add_argument("--result", required=True, help="write the trial's JSON here")
     p.add_argument("--profile", default=None, help="cProfile the run into this file")
     ns = p.parse_args(argv)
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         timeout_s=ns.timeout,
         max_in_flight=ns.max_in_flight,
         payload=PayloadFactory(["high_memory"]),
+        client=ns.client,
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     worker_pids: list[int] = []

@@ -46,11 +46,12 @@ import numpy as np
 
 from kubetest.engine.abort import SloWatch
 from kubetest.engine.client import GENERATOR_ERRORS, auth_header, classify, classify_exception
+from kubetest.engine.hdrlog import IntervalLog, Series, hdr_log_of
 from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
-from kubetest.engine.records import OUTCOMES, Record, RecordWriter, new_histogram
+from kubetest.engine.records import OUTCOMES, Record, RecordSampler, RecordWriter, new_histogram
 from kubetest.engine.result import ShardResult, hdr_us, share_of
-from kubetest.engine.schedule import planned_duration
+from kubetest.engine.schedule import mean_rate, planned_duration
 from kubetest.engine.stop import StopSignal
 from kubetest.engine.transport import make_transport
 
@@ -103,9 +104,13 @@ class _Shard:
         self.start_epoch = start_epoch
         self.stop = stop
         self.on_progress = on_progress
-        self.writer = RecordWriter(records_path)
-        self.service_hist = new_histogram()
-        self.lag_hist = new_histogram()
+        self.writer = RecordWriter(records_path, hdr=False)
+        # accepted: done - intended, done - sent; every request sent: sent - intended
+        self.latency, self.service, self.lag = Series(), Series(), Series()
+        series = {"latency": self.latency, "service": self.service, "lag": self.lag}
+        self.hlog = IntervalLog(
+            hdr_log_of(records_path), series, start_epoch=start_epoch,
+            interval_s=plan.hdr_interval_s)  # fmt: skip
         self.loop_lag_hist = new_histogram()
         self.recent = RecentLatencies()
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
@@ -125,12 +130,14 @@ class _Shard:
             span = planned_duration(sched, plan.target_rate_per_s)
             self.planned_s = span
             wanted = share_of(plan.max_in_flight, shard, n_shards)
+            rate = plan.target_rate_per_s or (mean_rate(sched) if len(sched) > 1 else None)
         else:
             if plan.concurrency <= 0 or plan.duration_s <= 0:
                 raise ValueError("closed loop needs concurrency > 0 and duration_s > 0")
             self.offsets = np.empty(0)
             self.planned_s = plan.duration_s
-            wanted = share_of(plan.concurrency, shard, n_shards)
+            wanted, rate = share_of(plan.concurrency, shard, n_shards), None
+        self.sampler = RecordSampler(plan.records_max_per_s, n_shards, rate)
         self.cap, note = _fd_cap(max(1, wanted))
         if note:
             self.notes.append(note)
@@ -175,6 +182,7 @@ class _Shard:
                 await housekeeping
             await transport.close()
             self.writer.close()
+            self.hlog.close(self.now())
         return self._result(busy)
 
     # -- open loop -------------------------------------------------------------------------
@@ -276,7 +284,7 @@ class _Shard:
             lag = sent - intended
             if self.watch is not None:
                 self.pending[seq] = intended
-            self.lag_hist.record_value(hdr_us(lag))
+            self.lag.add(lag)
             sec = int(intended)
             if 0 <= sec < len(self.lag_by_second) and lag > self.lag_by_second[sec]:
                 self.lag_by_second[sec] = lag
@@ -319,22 +327,10 @@ class _Shard:
     ) -> None:
         latency = done - intended
         service = done - sent
-        rec = Record(
-            seq,
-            worker,
-            intended,
-            sent,
-            done,
-            latency,
-            service,
-            sent - intended,
-            status,
-            outcome,
-            error,
-            alert_type,
-            fingerprint,
-        )
-        self.writer.write(rec)  # also feeds the accepted-latency histogram
+        if self.sampler.keep(seq):
+            self.writer.write(Record(seq, worker, intended, sent, done, latency, service,
+                                     sent - intended, status, outcome, error, alert_type,
+                                     fingerprint))  # fmt: skip
         if error:
             self.errors[error] = self.errors.get(error, 0) + 1
         if error in GENERATOR_ERRORS:
@@ -344,7 +340,8 @@ class _Shard:
         if self.watch is not None:
             self.watch.answered(latency, outcome == "accepted")
         if outcome == "accepted":
-            self.service_hist.record_value(hdr_us(service))
+            self.latency.add(latency)
+            self.service.add(service)
             self.recent.add(done, latency)
 
     # -- end of run ------------------------------------------------------------------------
@@ -382,9 +379,11 @@ class _Shard:
                 is_forced = getattr(self.stop, "is_forced", None)
                 if is_forced is not None and is_forced():
                     self.forced = True
+            now = self.now()
             if ticks % 20 == 0:
                 self.writer.flush()
-            now = self.now()
+                self.sampler.adapt(now)
+            self.hlog.tick(now)
             watch = self.watch
             if watch is not None and self.dispatching and not self.stopping and watch.due(now):
                 self._judge_window(now)
@@ -431,9 +430,9 @@ class _Shard:
             outcomes=dict(self.outcomes),
             errors=dict(self.errors),
             error_samples=dict(self.error_samples),
-            latency_hdr=self.writer.histogram.encode(),
-            service_hdr=self.service_hist.encode(),
-            lag_hdr=self.lag_hist.encode(),
+            latency_hdr=self.latency.encode_total(),
+            service_hdr=self.service.encode_total(),
+            lag_hdr=self.lag.encode_total(),
             loop_lag_hdr=self.loop_lag_hist.encode(),
             lag_max_by_second=[float(x) for x in self.lag_by_second],
             first_intended_s=0.0 if math.isinf(self.first_intended) else self.first_intended,
@@ -447,6 +446,9 @@ class _Shard:
             notes=list(self.notes),
             aborted=self.aborted,
             aborted_at_s=self.aborted_at,
+            hdr_log=self.hlog.text.getvalue(),
+            records_kept=self.writer.count,
+            records_every=self.sampler.max_every,
         )
 
 
