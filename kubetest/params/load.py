@@ -19,7 +19,7 @@ from kubetest.errors import ParamsError
 from kubetest.params.fields import (
     _Model,
 )
-from kubetest.params.shared import Alerts, Generator, Remediation, Slo
+from kubetest.params.shared import Alerts, Generator, Records, Remediation, Slo
 from kubetest.params.target import Target
 from kubetest.params.tests import (
     TESTS,
@@ -45,6 +45,7 @@ class Params(_Model):
     target: Target = Field(Target(), description="the service under test")
     alerts: Alerts = Field(Alerts(), description="what the alerts name")
     generator: Generator = Field(Generator(), description="the load generator")
+    records: Records = Field(Records(), description="per-request records and HDR logs")
     slo: Slo = Field(Slo(), description="service-level objectives the verdicts use")
     remediation: Remediation = Field(
         Remediation(), description="following RemediationRequests (kubernaut with a kubeconfig)"

@@ -138,6 +138,9 @@ def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
         timeout_s=target.timeout_s,
         max_in_flight=gen.max_in_flight,
         max_body_bytes=gen.max_body_bytes,
+        client=gen.client,
+        records_max_per_s=ctx.params.records.max_per_s,
+        hdr_interval_s=ctx.params.records.hdr_interval_s,
         payload=PayloadFactory(
             types, unique=ctx.params.alerts.unique, api=target.api,
             namespace=ctx.params.alerts.namespace,
