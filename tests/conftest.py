@@ -23,3 +23,10 @@ def _close_dask_after_module() -> object:
     cluster = sys.modules.get("kubetest.engine.cluster")
     if cluster is not None and cluster.local_client() is not None:
         cluster.close_local_cluster()
+
+
+@pytest.fixture(params=["fast", "aiohttp"])
+def engine_client(request: pytest.FixtureRequest) -> str:
+    """The load client (``generator.client``): a test that takes it runs against both, so
+    records, outcomes and error classes are checked alike for each."""
+    return request.param
