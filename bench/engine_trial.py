@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             "run_load_monotonic": [mono0, mono1],
             # this process only (with --workers N the load runs in the worker processes)
             "cpu_run_load_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+            # peak RSS of this process (the engine's, in-process runs): bounded memory
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "records_bytes": records_bytes,
             "records_format": records_format,
             "records_check": _records_check(rpath) if rpath.exists() else {},
