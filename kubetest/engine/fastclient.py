@@ -306,7 +306,13 @@ class FastClient:
         """Send ``body``; the answer's ``(status, body)``, or an exception (module docstring)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        conn = await self._acquire(loop, deadline)
+        idle = self.idle
+        while idle:  # the common case, without a coroutine: an idle kept-alive connection
+            conn = idle.pop()
+            if not conn.closed:
+                break
+        else:
+            conn = await self._acquire(loop, deadline)
         extra = b""
         if headers:
             extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")

@@ -142,7 +142,7 @@ class _Shard:
         if note:
             self.notes.append(note)
         self.n_workers = min(wanted, self.cap) if plan.mode == "closed" else 0
-        self.lag_by_second = np.full(int(math.ceil(self.planned_s)) + 2, -1.0)  # -1: no arrival
+        self.lag_by_second = [-1.0] * (int(math.ceil(self.planned_s)) + 2)  # -1: no arrival
         self.seq_counter = 0
         abort = getattr(plan, "abort", None)
         self.watch = SloWatch(abort) if abort is not None else None
@@ -219,7 +219,7 @@ class _Shard:
         self.in_flight += 1
         if self.in_flight > self.max_in_flight_seen:
             self.max_in_flight_seen = self.in_flight
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
