@@ -905,6 +905,7 @@ def verdicts(doc: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ng = doc.get("nginx")
     if ng:
         far = ng["far_beyond"]
+        calm = ng.get("engine_at_max") or ng.get("engine_at_2000") or {}
         v += [
             ("nginx: hold >= 3,000/s open loop (lag p99 < 10 ms, >= 99 %, not saturated)",
              f"max held {_s(ng['max_held_rate'], 'rate')}", ng["targets"]["holds_3000"]),
@@ -920,8 +921,7 @@ def verdicts(doc: dict[str, Any]) -> list[tuple[str, str, bool]]:
              "(late or dropped at the in-flight cap), memory bounded",
              f"{far.get('late')} late, {far.get('dropped')} dropped; peak RSS "
              f"{_s(far.get('max_rss_mb'), 'mb')} vs "
-             f"{_s((ng.get('engine_at_max') or ng.get('engine_at_2000') or {}).get('max_rss_mb'), 'mb')}"
-             " at a rate it held (bounded: < 2x)",
+             f"{_s(calm.get('max_rss_mb'), 'mb')} at a rate it held (bounded: < 2x)",
              ng["targets"]["far_beyond_counts_late"]
              and ng["targets"]["far_beyond_memory_bounded"]),
         ]  # fmt: skip
