@@ -180,3 +180,35 @@ def test_the_url_decides_host_path_and_credentials() -> None:
     assert plain.head.startswith(b"POST /x HTTP/1.1\r\nHost: h.example\r\n")
     with pytest.raises(ValueError, match="http"):
         FastClient("ftp://h/x", max_connections=1, timeout_s=1, max_body_bytes=1)
+
+
+async def _endless_header(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A status line, then one header that never ends, as fast as the client reads."""
+    await read_request(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
+    for _ in range(2000):  # 128 MiB at most: bounded, and far past any client's limit
+        writer.write(b"a" * 65536)
+        await writer.drain()
+
+
+async def _early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A 103 before each 201, on one kept-alive connection."""
+    while True:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                     b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")  # fmt: skip
+        await writer.drain()
+
+
+@pytest.mark.parametrize(("behaviour", "status", "outcome", "error"), [
+    (_endless_header, 0, "failed", "bad_response"),
+    (_early_hints, 201, "accepted", ""),
+], ids=["endless-header", "103-then-201"])  # fmt: skip
+def test_head_of_an_answer_is_bounded_and_1xx_is_skipped(
+    tmp_path: Path, engine_client: str, behaviour: object, status: int, outcome: str, error: str
+) -> None:
+    with RawServer(behaviour) as server:  # type: ignore[arg-type]
+        plan = _plan(server.url, engine_client, rate=10, duration=0.3, timeout_s=5)
+        records = read_records(run_load(plan, tmp_path, progress=False).records_path)
+    assert len(records) == 3 and set(records["status"]) == {status}
+    assert set(records["outcome"]) == {outcome} and set(records["error"]) == {error}

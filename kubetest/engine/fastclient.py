@@ -43,6 +43,9 @@ from kubetest.errors import BadResponse, BodyTooLarge, HttpConnectError, ServerD
 
 #: Resolved addresses are kept this long (aiohttp's ``ttl_dns_cache`` in the session).
 DNS_TTL_S = 300.0
+#: Bytes of status line and headers accepted before the answer is ``bad_response``
+#: (httptools keeps a header in memory until it ends; aiohttp refuses a line over 8 KiB).
+MAX_HEAD_BYTES = 64 << 10
 
 
 def _expire(fut: asyncio.Future[Any]) -> None:
@@ -64,6 +67,7 @@ class _Conn(asyncio.Protocol):
 
     def _begin(self) -> None:
         self.body = bytearray()
+        self.head_bytes = 0
         self.headers_done = False
         self.length: int | None = None
         self.chunked = False
@@ -78,6 +82,10 @@ class _Conn(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: the connection cannot be trusted
             self.abort()
             return
+        if not self.headers_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES + self.cap and self.error is None:
+                self.error = BadResponse(f"answer headers passed {MAX_HEAD_BYTES} bytes")
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -130,8 +138,12 @@ class _Conn(asyncio.Protocol):
                 self.body += data
 
     def on_message_complete(self) -> None:
-        if self.error is None:
-            self._complete(self.parser.should_keep_alive())
+        if self.error is not None:
+            return
+        if 100 <= self.parser.get_status_code() < 200:  # 1xx: the answer is still to come
+            self._begin()
+            return
+        self._complete(self.parser.should_keep_alive())
 
     # -- the request's end ------------------------------------------------------------------
     def _complete(self, keep_alive: bool) -> None:
