@@ -232,8 +232,8 @@ def execute(
     wait_s = 0.0 if load.interrupted else ctx.params.target.integrity_wait_s
     learned = plan.pool.stats.controller_namespace if plan.pool is not None else None
     if load.summary.get("records_sampled"):  # a sample cannot be reconciled alert by alert
-        check = IntegrityCheck("unavailable", watch.method, "records were sampled above "
-                               "records.max_per_s: set it to null to reconcile every alert")  # fmt: skip
+        why = "records were sampled above records.max_per_s: set it to null to reconcile"
+        check = IntegrityCheck("unavailable", watch.method, why)
     else:
         check = watch.check(records, plan.payload.run, wait_s, learned)
     counters = None  # the gateway's counters (the embedded target exports them too)
