@@ -48,6 +48,10 @@ DNS_TTL_S = 300.0
 MAX_HEAD_BYTES = 64 << 10
 
 
+#: First bytes of the header names an answer is read for (Content-*, Transfer-Encoding).
+_READ_FIRST = frozenset((b"C", b"c", b"T", b"t"))
+
+
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError("no complete answer within the request timeout"))
@@ -113,6 +117,8 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        if name[:1] not in _READ_FIRST:  # most headers (Server, Date, ETag, ...): not read
+            return
         name = name.lower()
         if name == b"content-length":
             try:
