@@ -1,6 +1,10 @@
-"""The HTTP side of the engine: one aiohttp session, and how an answer becomes an outcome.
+"""The HTTP side of the engine: how an answer becomes an outcome, and the aiohttp session.
 
-Why aiohttp (chosen by measurement on this machine, one core, loopback; README "Benchmark"):
+The outcome and error-class mapping here serves both load clients (``engine.transport``):
+the default ``fast`` one (``engine.fastclient``: HTTP/1.1 on an asyncio Protocol with
+httptools, ~3x aiohttp's rate per core, issue 21) and ``aiohttp`` (``make_session``).
+
+Why aiohttp was chosen before it (by measurement on this machine, one core, loopback):
 
 * httpx's own transport reached ~1,000 req/s at low concurrency, collapsed to ~190 req/s
   at 200 connections, and raised ConnectTimeout at 300 req/s open-loop against a 2 s
@@ -9,7 +13,7 @@ Why aiohttp (chosen by measurement on this machine, one core, loopback; README "
   nginx (1.5 KB body, lag p99 < 10 ms) 5,000 req/s on the default loop and 7,000 with
   uvloop, versus 2,500 for httpx over an aiohttp transport.
 
-So the load path is aiohttp directly (uvloop when installed); httpx stays for
+So the load path was aiohttp directly (uvloop when installed); httpx stays for
 control-plane calls (health, metrics, action history) where a few requests per second
 never stress it. Past any client's ceiling the backlog and socket count explode, so the
 engine caps in-flight requests and connections (``TCPConnector(limit=max_in_flight)``)
