@@ -67,6 +67,7 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.closed = False
+        self.idle = False  # in the pool's idle list (a lost one leaves it without a scan)
         self._begin()
 
     def _begin(self) -> None:
@@ -249,12 +250,14 @@ class FastClient:
         if self._closing:
             conn.abort()
             return
+        conn.idle = True
         self.idle.append(conn)
         self._wake()
 
     def _lost(self, conn: _Conn) -> None:
         self.n_conns -= 1
-        if conn in self.idle:
+        if conn.idle:
+            conn.idle = False
             self.idle.remove(conn)
         self._wake()
 
@@ -305,6 +308,7 @@ class FastClient:
         while True:
             while self.idle:
                 conn = self.idle.pop()
+                conn.idle = False
                 if not conn.closed:
                     return conn
             if self.n_conns < self.max_connections:
@@ -327,6 +331,7 @@ class FastClient:
         idle = self.idle
         while idle:  # the common case, without a coroutine: an idle kept-alive connection
             conn = idle.pop()
+            conn.idle = False
             if not conn.closed:
                 break
         else:
@@ -354,11 +359,12 @@ class FastClient:
                 conn.abort()
 
     async def close(self) -> None:
-        """Close every connection (in-flight requests fail as ``reset``)."""
+        """Close the idle connections (a shard closes its client once nothing is in flight)."""
         self._closing = True
-        for conn in list(self.idle):
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.idle = False
             conn.abort()
-        self.idle.clear()
         for fut in self.waiters:
             if not fut.done():
                 fut.cancel()
