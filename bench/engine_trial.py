@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--max-in-flight", type=int, default=2000)
     p.add_argument("--workers", type=int, default=1, help="shards on a local Dask cluster")
+    p.add_argument("--client", default="fast", help="the engine's HTTP client: fast or aiohttp")
     p.add_argument("--result", required=True, help="write the trial's JSON here")
     p.add_argument("--profile", default=None, help="cProfile the run into this file")
     ns = p.parse_args(argv)
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         timeout_s=ns.timeout,
         max_in_flight=ns.max_in_flight,
         payload=PayloadFactory(["high_memory"]),
+        client=ns.client,
     )
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     worker_pids: list[int] = []
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             "run_load_monotonic": [mono0, mono1],
             # this process only (with --workers N the load runs in the worker processes)
             "cpu_run_load_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+            # peak RSS of this process (the engine's, in-process runs): bounded memory
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "records_bytes": records_bytes,
             "records_format": records_format,
             "records_check": _records_check(rpath) if rpath.exists() else {},

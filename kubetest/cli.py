@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "default: shipped back to this machine",
     )
     load.add_argument("--auth-token-env", help="env var holding a bearer token")
+    load.add_argument("--client", choices=["fast", "aiohttp"], default="fast",
+                      help="HTTP client of the load (fast: asyncio Protocol + httptools)")
     verify = load.add_mutually_exclusive_group()
     verify.add_argument(
         "--ca-file", help="HTTPS: the CA certificate (PEM) that signed the service's certificate"
@@ -280,6 +282,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
         api=args.api, timeout_s=args.timeout, workers=args.workers, scheduler=args.scheduler,
         records_url=args.records_url, progress=False if args.quiet else None,
         auth_token_env=args.auth_token_env, tls=settings(params.target.tls), echo=sys.stdout,
+        client=args.client,
     )  # fmt: skip
     print(path)
     import json

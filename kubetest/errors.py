@@ -46,6 +46,19 @@ class BodyTooLarge(InternalSignal):
     records it as the error class ``oversized``)."""
 
 
+class HttpConnectError(InternalSignal):
+    """The fast client (``engine.fastclient``) could not connect; the OS or TLS error is
+    its ``__cause__`` (``classify_exception``: refused, dns, tls, connect)."""
+
+
+class ServerDisconnected(InternalSignal):
+    """The connection closed before a complete answer (the error class ``reset``)."""
+
+
+class BadResponse(InternalSignal):
+    """An answer that is not parseable HTTP/1.1 (the error class ``bad_response``)."""
+
+
 class SessionExistsError(KubetestError):
     """A run without --resume or --overwrite into a folder that holds a session."""
 

@@ -55,3 +55,10 @@ def fake_gateway() -> Iterator[Callable[..., FakeGateway]]:
     counters (``fake_gateway.py``), running until the test ends."""
     with ExitStack() as stack:
         yield lambda **options: stack.enter_context(FakeGateway(**options))
+
+
+@pytest.fixture(params=["fast", "aiohttp"])
+def engine_client(request: pytest.FixtureRequest) -> str:
+    """The load client (``generator.client``): a test that takes it runs against both, so
+    records, outcomes and error classes are checked alike for each."""
+    return request.param

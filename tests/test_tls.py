@@ -260,28 +260,28 @@ def test_a_changed_ca_file_is_one_line_not_a_traceback(
 # --------------------------------------------------------------------------- the load engine
 
 
-def _load(server: HttpsTarget, out: Path, settings: TlsSettings) -> Any:
+def _load(server: HttpsTarget, out: Path, settings: TlsSettings, client: str) -> Any:
     plan = LoadPlan(url=server.url, schedule=constant(40.0, 0.5), target_rate_per_s=40.0,
-                    timeout_s=5.0, tls=settings)  # fmt: skip
+                    timeout_s=5.0, tls=settings, client=client)  # fmt: skip
     return run_load(plan, out, progress=False, start_delay_s=0.05)
 
 
 def test_engine_with_the_ca_file_gets_every_request_accepted(
-    server: HttpsTarget, pki: dict[str, Path], tmp_path: Path
+    server: HttpsTarget, pki: dict[str, Path], tmp_path: Path, engine_client: str
 ) -> None:
     settings = tls.settings(params_for(server, ca_file=str(pki["ca"])).target.tls)
     plan_copy = pickle.loads(pickle.dumps(LoadPlan(url=server.url, tls=settings)))
     assert plan_copy.tls == settings  # travels to Dask workers as it is
-    result = _load(server, tmp_path, settings)
+    result = _load(server, tmp_path, settings, engine_client)
     s = result.summary
     assert s["sent_count"] == 20 and s["outcomes"]["accepted"] == 20, s
     assert s["errors"] == {} and not [n for n in s["notes"] if "certificate" in n]
 
 
 def test_engine_without_the_ca_file_records_tls_and_says_the_fix_once(
-    server: HttpsTarget, tmp_path: Path
+    server: HttpsTarget, tmp_path: Path, engine_client: str
 ) -> None:
-    result = _load(server, tmp_path, tls.settings(params_for(server).target.tls))
+    result = _load(server, tmp_path, tls.settings(params_for(server).target.tls), engine_client)
     s = result.summary
     assert s["sent_count"] == 20 and s["outcomes"]["accepted"] == 0
     assert s["errors"] == {"tls": 20}
@@ -292,9 +292,10 @@ def test_engine_without_the_ca_file_records_tls_and_says_the_fix_once(
 
 
 def test_engine_insecure_gets_through_without_verifying(
-    server: HttpsTarget, tmp_path: Path
+    server: HttpsTarget, tmp_path: Path, engine_client: str
 ) -> None:
-    result = _load(server, tmp_path, tls.settings(params_for(server, insecure=True).target.tls))
+    insecure = tls.settings(params_for(server, insecure=True).target.tls)
+    result = _load(server, tmp_path, insecure, engine_client)
     assert result.summary["outcomes"]["accepted"] == 20, result.summary
 
 

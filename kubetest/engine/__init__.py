@@ -1,11 +1,14 @@
 """The load engine: open/closed-loop load, per-request records, honest self-measurement.
 
-Modules: ``plan`` (what to send), ``schedule`` (arrival times), ``client`` (HTTP +
-outcome classification), ``shard`` (run one slice of a plan), ``result`` (what a shard
-hands back), ``runner`` (in-process or Dask shards behind one interface), ``cluster``
-(Dask), ``stop`` (stop signals), ``run`` (run a plan, summarise it), ``judge`` (did the
-generator keep up), ``guide`` (the guide's ``kubetest load``), ``records`` (stream to
-disk, HDR histogram), ``abort`` (SLO abort rule), ``pool`` (workloads), ``progress``.
+Modules: ``plan`` (what to send), ``schedule`` (arrival times), ``client`` (outcome
+classification, the aiohttp session), ``fastclient`` (the default HTTP/1.1 client on an
+asyncio Protocol), ``transport`` (the one seam between a shard and either client),
+``shard`` (run one slice of a plan), ``result`` (what a shard hands back), ``runner``
+(in-process or Dask shards behind one interface), ``cluster`` (Dask), ``stop`` (stop
+signals), ``run`` (run a plan, summarise it), ``judge`` (did the generator keep up),
+``guide`` (the guide's ``kubetest load``), ``records`` (stream to disk, sampling, HDR
+histogram), ``hdrlog`` (HDR interval logs, merged exactly), ``abort`` (SLO abort rule),
+``pool`` (workloads), ``progress``.
 """
 
 from kubetest.engine.client import (

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--max-in-flight", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--client", choices=["fast", "aiohttp"], default="fast")
     p.add_argument("--types", nargs="+", default=["high_memory", "high_cpu", "pod_crash"])
     p.add_argument("--out", type=Path, default=Path("outputs/engine"))
     p.add_argument("--name", default="records")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=a.progress,
                 arrivals="poisson" if a.poisson else "constant",
                 max_in_flight=a.max_in_flight,
+                client=a.client,
             )
             doc = json.loads(path.read_text())
             print(json.dumps({"json": str(path), **doc}, indent=2))
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             max_in_flight=a.max_in_flight,
             payload=PayloadFactory(a.types),
             target_rate_per_s=a.rate if a.mode == "open" else None,
+            client=a.client,
         )
         result = run_load(plan, a.out, name=a.name, workers=a.workers, progress=a.progress)
     except KubetestError as exc:

@@ -109,6 +109,7 @@ def run_guide_load(
     seed: int = 0,
     tls: TlsSettings | None = None,
     echo: TextIO | None = None,
+    client: str = "fast",
 ) -> Path:
     """``kubetest load``: the guide's alert generator, measured properly.
 
@@ -157,6 +158,7 @@ def run_guide_load(
         auth_token_env=auth_token_env,
         target_rate_per_s=rate_s,
         tls=tls or TlsSettings(),
+        client=client,
     )
     if echo is not None:
         echo.write(header_line(public_url(url), rate_per_min, duration_min, len(sched)) + "\n")

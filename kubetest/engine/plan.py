@@ -13,8 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from kubetest.engine.abort import AbortRule
-from kubetest.engine.client import APIS, MAX_BODY_BYTES
+from kubetest.engine.client import APIS, CLIENTS, MAX_BODY_BYTES
 from kubetest.engine.pool import WorkloadScheduler
+from kubetest.engine.records import RECORDS_MAX_PER_S
 from kubetest.engine.schedule import planned_duration
 from kubetest.errors import KubetestError
 from kubetest.payloads import PayloadFactory
@@ -46,6 +47,10 @@ class LoadPlan:
     pool: WorkloadScheduler | None = None
     abort: AbortRule | None = None  # stop early on a windowed SLO breach (engine.abort)
     max_body_bytes: int = MAX_BODY_BYTES  # bytes of an answer read; past it: ``oversized``
+    client: str = CLIENTS[0]  # the HTTP client (``engine.transport``): fast or aiohttp
+    # records a second above which they are sampled (None: all); the HDR log counts all
+    records_max_per_s: float | None = RECORDS_MAX_PER_S
+    hdr_interval_s: float = 1.0  # one HDR interval-log window (engine.hdrlog)
 
 
 def check_plan(plan: LoadPlan) -> None:
@@ -55,6 +60,8 @@ def check_plan(plan: LoadPlan) -> None:
         raise KubetestError(f"load URL must be http(s)://host..., got {plan.url!r}")
     if plan.api not in APIS:
         raise KubetestError(f"api must be one of {', '.join(APIS)}, got {plan.api!r}")
+    if plan.client not in CLIENTS:
+        raise KubetestError(f"client must be one of {', '.join(CLIENTS)}, got {plan.client!r}")
     if plan.mode == "open":
         if plan.schedule is None:
             raise KubetestError("open-loop plan needs a schedule (kubetest.engine.schedule)")
@@ -67,6 +74,8 @@ def check_plan(plan: LoadPlan) -> None:
         raise KubetestError(f"mode must be 'open' or 'closed', got {plan.mode!r}")
     if plan.timeout_s <= 0 or plan.max_in_flight <= 0 or plan.max_lag_s <= 0:
         raise KubetestError("timeout_s, max_in_flight and max_lag_s must be > 0")
+    if plan.hdr_interval_s <= 0 or (plan.records_max_per_s or 1) <= 0:
+        raise KubetestError("hdr_interval_s and records_max_per_s must be > 0")
     if plan.auth_token_env and plan.auth_token_env not in os.environ:
         raise KubetestError(f"${plan.auth_token_env} (auth_token_env) is not set: export it")
 

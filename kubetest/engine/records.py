@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -36,6 +37,8 @@ OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "
 HDR_LOW_US, HDR_HIGH_US, HDR_DIGITS = 1, 3_600_000_000, 3
 
 FLUSH_EVERY_S = 0.5
+#: Records a second (the run's total) above which they are sampled (``RecordSampler``).
+RECORDS_MAX_PER_S = 2000.0
 
 
 @dataclass(slots=True)
@@ -86,9 +89,10 @@ def _writing(path: Path) -> Iterator[None]:
 
 
 class RecordWriter:
-    """Append records to a CSV file and an HDR histogram of successful latencies."""
+    """Append records to a CSV file and (``hdr``) an HDR histogram of successful latencies
+    (a shard keeps its own, ``engine.hdrlog``, and passes ``hdr=False``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hdr: bool = True) -> None:
         self.path = Path(path)
         with _writing(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +101,7 @@ class RecordWriter:
             self._csv.writerow(COLUMNS)
             self._fh.flush()
         self._last_flush = time.monotonic()
-        self.histogram = new_histogram()
+        self.histogram = new_histogram() if hdr else None
         self.count = 0
 
     def write(self, rec: Record) -> None:
@@ -115,7 +119,7 @@ class RecordWriter:
                 self._fh.flush()
                 self._last_flush = now
         self.count += 1
-        if rec.outcome == "accepted":
+        if self.histogram is not None and rec.outcome == "accepted":
             self.histogram.record_value(max(HDR_LOW_US, min(HDR_HIGH_US, int(rec.latency_s * 1e6))))
 
     def flush(self) -> None:
@@ -137,6 +141,36 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordSampler:
+    """Which requests get a record: every one up to ``max_per_s`` records a second (the
+    run's total), then one in ``every``, chosen by arrival number (``seq // n_shards``,
+    so each shard keeps its share), never by answer. ``every`` follows the shard's own
+    rate: the schedule's (open loop), else measured second by second (``adapt``); the
+    HDR histograms and log still count every request. ``max_per_s`` None: every record."""
+
+    def __init__(self, max_per_s: float | None, n_shards: int, rate: float | None) -> None:
+        self.max_per_s, self.n_shards = max_per_s, max(1, n_shards)
+        self.every = self.max_every = 1
+        self.seen = self._seen_at = 0
+        self._at = 0.0
+        self.fixed = bool(max_per_s and rate)
+        if max_per_s and rate:  # open loop: the schedule's rate, from the first request on
+            self.every = self.max_every = max(1, math.ceil(rate / max_per_s))
+
+    def keep(self, seq: int) -> bool:
+        self.seen += 1
+        return self.every == 1 or (seq // self.n_shards) % self.every == 0
+
+    def adapt(self, now: float) -> None:
+        """Once a second or so: ``every`` from the records this shard made since the last."""
+        if self.fixed or not self.max_per_s or now - self._at < 1.0:
+            return
+        rate = (self.seen - self._seen_at) / (now - self._at) * self.n_shards
+        self._at, self._seen_at = now, self.seen
+        self.every = max(1, math.ceil(rate / self.max_per_s))
+        self.max_every = max(self.max_every, self.every)
 
 
 def part_name(shard: int, suffix: str = ".parquet") -> str:

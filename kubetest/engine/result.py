@@ -49,6 +49,9 @@ class ShardResult:
     notes: list[str] = field(default_factory=list)
     aborted: str | None = None  # the abort rule's reason, when it stopped the shard
     aborted_at_s: float | None = None
+    hdr_log: str = ""  # its HDR interval log (engine.hdrlog), also on disk beside its records
+    records_kept: int | None = None  # records written (None: not counted, every one)
+    records_every: int = 1  # at most one in this many requests had a record (sampling)
 
 
 @dataclass

@@ -31,10 +31,11 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from kubetest.engine.hdrlog import hdr_log_of
 from kubetest.engine.judge import judge, max_s, merged, per_worker, quantile_s
 from kubetest.engine.plan import LoadPlan, check_plan, planned_s, public_url
 from kubetest.engine.progress import make_display, session_note
-from kubetest.engine.records import OUTCOMES
+from kubetest.engine.records import OUTCOMES, part_name
 from kubetest.engine.result import ShardInfo, ShardResult, first_abort
 from kubetest.engine.runner import DaskRunner, InProcessRunner, RunControl, Runner
 from kubetest.engine.schedule import mean_rate
@@ -96,6 +97,7 @@ def run_load(
     finally:
         display.close()
     results, infos = runs.results, runs.shards
+    write_hdr_logs(results, records_path)
     lost = {i.shard for i in infos if i.lost}
     interrupted = stopper.count > 0 or any(r.interrupted for r in results if r.shard not in lost)
     aborted = first_abort(results)
@@ -118,6 +120,33 @@ def run_load(
     if write_summary:
         (out_dir / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return LoadResult(summary, records_path, hist, interrupted)
+
+
+def hdr_log_path(records_path: Path, shard: int) -> Path:
+    """Where a shard's HDR interval log is: beside a CSV, or in the folder of parts."""
+    if Path(records_path).suffix == ".csv":
+        return hdr_log_of(records_path)
+    return hdr_log_of(Path(records_path) / part_name(shard, ".csv"))
+
+
+def write_hdr_logs(results: list[ShardResult], records_path: Path) -> None:
+    """Every shard's log from its result, where the run's records are: a shard on a
+    remote Dask worker streamed its own to a folder of that machine."""
+    for r in results:
+        if r.hdr_log and Path(records_path).is_dir():
+            hdr_log_path(records_path, r.shard).write_text(r.hdr_log)
+
+
+def sampling(results: list[ShardResult], plan: LoadPlan) -> dict[str, Any] | None:
+    """How the records were sampled (``records.max_per_s``), or None when every request
+    has one."""
+    if all(r.records_every <= 1 for r in results):
+        return None
+    kept = sum(r.records_kept or 0 for r in results)
+    total = sum(r.dispatched + r.errors.get("late", 0) + r.errors.get("dropped", 0)
+                for r in results)  # fmt: skip
+    return {"max_per_s": plan.records_max_per_s, "kept": kept, "of": total,
+            "every": max(r.records_every for r in results)}  # fmt: skip
 
 
 def summarise_shards(
@@ -177,6 +206,14 @@ def summarise_shards(
         target = plan.target_rate_per_s or mean_rate(plan.schedule)
     lag = overall.lag
     notes = [n for r in results for n in r.notes] + shard_notes
+    sampled = sampling(results, plan)
+    if sampled is not None:
+        notes.append(
+            f"records sampled: {sampled['kept']} of {sampled['of']} requests have a record "
+            f"(above records.max_per_s = {sampled['max_per_s']:g}/s, up to 1 in "
+            f"{sampled['every']}); counts and percentiles come from the HDR histograms and "
+            "interval logs, which count every request"
+        )
     problem = tls_problem(samples.get("tls", ""))
     if problem is not None:  # every request fails alike: say the fix once
         notes.append(problem.line(public_url(plan.url)))
@@ -241,6 +278,9 @@ def summarise_shards(
         "abort_rule": asdict(plan.abort) if plan.abort is not None else None,
         "complete": not interrupted and not lost_rows,
         "records": str(records_path),
+        "records_sampled": sampled,
+        "hdr_logs": [str(hdr_log_path(records_path, r.shard)) for r in results if r.hdr_log],
+        "client": plan.client,
         "notes": notes,
     }
     return summary, lat

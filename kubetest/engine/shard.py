@@ -45,20 +45,15 @@ from typing import Any
 import numpy as np
 
 from kubetest.engine.abort import SloWatch
-from kubetest.engine.client import (
-    GENERATOR_ERRORS,
-    auth_header,
-    classify,
-    classify_exception,
-    make_session,
-    read_capped,
-)
+from kubetest.engine.client import GENERATOR_ERRORS, auth_header, classify, classify_exception
+from kubetest.engine.hdrlog import IntervalLog, Series, hdr_log_of
 from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
-from kubetest.engine.records import OUTCOMES, Record, RecordWriter, new_histogram
+from kubetest.engine.records import OUTCOMES, Record, RecordSampler, RecordWriter, new_histogram
 from kubetest.engine.result import ShardResult, hdr_us, share_of
-from kubetest.engine.schedule import planned_duration
+from kubetest.engine.schedule import mean_rate, planned_duration
 from kubetest.engine.stop import StopSignal
+from kubetest.engine.transport import make_transport
 
 #: In-flight requests get this long to finish after a stop before they are cancelled.
 STOP_GRACE_S = 1.5
@@ -109,9 +104,13 @@ class _Shard:
         self.start_epoch = start_epoch
         self.stop = stop
         self.on_progress = on_progress
-        self.writer = RecordWriter(records_path)
-        self.service_hist = new_histogram()
-        self.lag_hist = new_histogram()
+        self.writer = RecordWriter(records_path, hdr=False)
+        # accepted: done - intended, done - sent; every request sent: sent - intended
+        self.latency, self.service, self.lag = Series(), Series(), Series()
+        series = {"latency": self.latency, "service": self.service, "lag": self.lag}
+        self.hlog = IntervalLog(
+            hdr_log_of(records_path), series, start_epoch=start_epoch,
+            interval_s=plan.hdr_interval_s)  # fmt: skip
         self.loop_lag_hist = new_histogram()
         self.recent = RecentLatencies()
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
@@ -131,17 +130,19 @@ class _Shard:
             span = planned_duration(sched, plan.target_rate_per_s)
             self.planned_s = span
             wanted = share_of(plan.max_in_flight, shard, n_shards)
+            rate = plan.target_rate_per_s or (mean_rate(sched) if len(sched) > 1 else None)
         else:
             if plan.concurrency <= 0 or plan.duration_s <= 0:
                 raise ValueError("closed loop needs concurrency > 0 and duration_s > 0")
             self.offsets = np.empty(0)
             self.planned_s = plan.duration_s
-            wanted = share_of(plan.concurrency, shard, n_shards)
+            wanted, rate = share_of(plan.concurrency, shard, n_shards), None
+        self.sampler = RecordSampler(plan.records_max_per_s, n_shards, rate)
         self.cap, note = _fd_cap(max(1, wanted))
         if note:
             self.notes.append(note)
         self.n_workers = min(wanted, self.cap) if plan.mode == "closed" else 0
-        self.lag_by_second = np.full(int(math.ceil(self.planned_s)) + 2, -1.0)  # -1: no arrival
+        self.lag_by_second = [-1.0] * (int(math.ceil(self.planned_s)) + 2)  # -1: no arrival
         self.seq_counter = 0
         abort = getattr(plan, "abort", None)
         self.watch = SloWatch(abort) if abort is not None else None
@@ -158,12 +159,12 @@ class _Shard:
         self.t0 = time.perf_counter() + (self.start_epoch - time.time())
         self.headers_env = self.plan.auth_token_env
         auth_header(self.headers_env)  # fail before sending anything if the token is missing
-        session = make_session(self.cap, self.plan.timeout_s, self.plan.tls)
+        transport = make_transport(self.plan, self.cap)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         try:
             await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start
             cpu0, wall0 = time.thread_time(), time.perf_counter()
-            self.session = session
+            self.transport = transport
             self.dispatching = True
             if self.plan.mode == "open":
                 await self._dispatch_open()
@@ -179,8 +180,9 @@ class _Shard:
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
-            await session.close()
+            await transport.close()
             self.writer.close()
+            self.hlog.close(self.now())
         return self._result(busy)
 
     # -- open loop -------------------------------------------------------------------------
@@ -217,7 +219,7 @@ class _Shard:
         self.in_flight += 1
         if self.in_flight > self.max_in_flight_seen:
             self.max_in_flight_seen = self.in_flight
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -282,21 +284,18 @@ class _Shard:
             lag = sent - intended
             if self.watch is not None:
                 self.pending[seq] = intended
-            self.lag_hist.record_value(hdr_us(lag))
+            self.lag.add(lag)
             sec = int(intended)
             if 0 <= sec < len(self.lag_by_second) and lag > self.lag_by_second[sec]:
                 self.lag_by_second[sec] = lag
-            async with self.session.post(
-                plan.url, data=body, headers=headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                data = await read_capped(resp, plan.max_body_bytes)
+            status, data = await self.transport.post(body, headers)
             outcome, error = classify(plan.api, status, data)
         except asyncio.CancelledError:
             error = "cancelled"
             raise
         except Exception as exc:  # every failure is a measurement, never a crash of the run
             error = classify_exception(exc)
+            status = getattr(exc, "answer_status", status)  # failed after the status line
             if error not in self.error_samples:
                 self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
         finally:
@@ -328,22 +327,10 @@ class _Shard:
     ) -> None:
         latency = done - intended
         service = done - sent
-        rec = Record(
-            seq,
-            worker,
-            intended,
-            sent,
-            done,
-            latency,
-            service,
-            sent - intended,
-            status,
-            outcome,
-            error,
-            alert_type,
-            fingerprint,
-        )
-        self.writer.write(rec)  # also feeds the accepted-latency histogram
+        if self.sampler.keep(seq):
+            self.writer.write(Record(seq, worker, intended, sent, done, latency, service,
+                                     sent - intended, status, outcome, error, alert_type,
+                                     fingerprint))  # fmt: skip
         if error:
             self.errors[error] = self.errors.get(error, 0) + 1
         if error in GENERATOR_ERRORS:
@@ -353,7 +340,8 @@ class _Shard:
         if self.watch is not None:
             self.watch.answered(latency, outcome == "accepted")
         if outcome == "accepted":
-            self.service_hist.record_value(hdr_us(service))
+            self.latency.add(latency)
+            self.service.add(service)
             self.recent.add(done, latency)
 
     # -- end of run ------------------------------------------------------------------------
@@ -391,9 +379,11 @@ class _Shard:
                 is_forced = getattr(self.stop, "is_forced", None)
                 if is_forced is not None and is_forced():
                     self.forced = True
+            now = self.now()
             if ticks % 20 == 0:
                 self.writer.flush()
-            now = self.now()
+                self.sampler.adapt(now)
+            self.hlog.tick(now)
             watch = self.watch
             if watch is not None and self.dispatching and not self.stopping and watch.due(now):
                 self._judge_window(now)
@@ -440,9 +430,9 @@ class _Shard:
             outcomes=dict(self.outcomes),
             errors=dict(self.errors),
             error_samples=dict(self.error_samples),
-            latency_hdr=self.writer.histogram.encode(),
-            service_hdr=self.service_hist.encode(),
-            lag_hdr=self.lag_hist.encode(),
+            latency_hdr=self.latency.encode_total(),
+            service_hdr=self.service.encode_total(),
+            lag_hdr=self.lag.encode_total(),
             loop_lag_hdr=self.loop_lag_hist.encode(),
             lag_max_by_second=[float(x) for x in self.lag_by_second],
             first_intended_s=0.0 if math.isinf(self.first_intended) else self.first_intended,
@@ -456,6 +446,9 @@ class _Shard:
             notes=list(self.notes),
             aborted=self.aborted,
             aborted_at_s=self.aborted_at,
+            hdr_log=self.hlog.text.getvalue(),
+            records_kept=self.writer.count,
+            records_every=self.sampler.max_every,
         )
 
 

@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from kubetest.errors import ParamsError
 from kubetest.params import tests
 from kubetest.params.fields import _Model
-from kubetest.params.shared import Alerts, Generator, Remediation, Slo
+from kubetest.params.shared import Alerts, Generator, Records, Remediation, Slo
 from kubetest.params.target import Target
 
 
@@ -28,6 +28,7 @@ class Params(_Model):
     target: Target = Field(Target(), description="the service under test")
     alerts: Alerts = Field(Alerts(), description="what the alerts name")
     generator: Generator = Field(Generator(), description="the load generator")
+    records: Records = Field(Records(), description="per-request records and HDR logs")
     slo: Slo = Field(Slo(), description="service-level objectives the verdicts use")
     remediation: Remediation = Field(
         Remediation(), description="following RemediationRequests (kubernaut with a kubeconfig)"

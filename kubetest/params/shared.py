@@ -160,6 +160,10 @@ class Generator(_Model):
     arrivals: Literal["constant", "poisson"] = Field(
         "constant", description="arrival process of open-loop load"
     )
+    # the load's HTTP client (engine.transport): fast = asyncio Protocol + httptools
+    client: Literal["fast", "aiohttp"] = Field(
+        "fast", description="HTTP client of the load: fast (protocol-level) or aiohttp"
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -167,6 +171,20 @@ class Generator(_Model):
         if v is not None and not v.startswith(("tcp://", "tls://", "inproc://")):
             raise ValueError(f"must be a Dask scheduler address like tcp://host:8786, got {v!r}")
         return v
+
+
+class Records(_Model):
+    """The per-request records (CSV / Parquet) and the HDR interval logs beside them
+    (``kubetest.engine.records``, ``kubetest.engine.hdrlog``)."""
+
+    max_per_s: PositiveFloat | None = Field(
+        2000.0,
+        description="records a second above which they are sampled (the HDR log keeps "
+        "every request); null: a record for every request",
+    )
+    hdr_interval_s: PositiveFloat = Field(
+        1.0, description="length of one window of the HDR interval log, s"
+    )
 
 
 class SloAbort(_Model):

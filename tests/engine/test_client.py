@@ -109,8 +109,8 @@ def test_classify_exception_synthetic() -> None:
 # -- real faults on loopback ------------------------------------------------------------
 
 
-def _errors(url: str, tmp_path: Path, timeout_s: float = 2.0) -> dict[str, object]:
-    plan = LoadPlan(url=url, schedule=constant(10, 0.3), timeout_s=timeout_s)
+def _errors(url: str, tmp_path: Path, client: str, timeout_s: float = 2.0) -> dict[str, object]:
+    plan = LoadPlan(url=url, schedule=constant(10, 0.3), timeout_s=timeout_s, client=client)
     return run_load(plan, tmp_path, progress=False).summary
 
 
@@ -149,8 +149,8 @@ async def _bad_chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     await writer.drain()
 
 
-def test_refused_on_a_closed_port(tmp_path: Path) -> None:
-    s = _errors(f"http://127.0.0.1:{closed_port()}/webhook/prometheus", tmp_path)
+def test_refused_on_a_closed_port(tmp_path: Path, engine_client: str) -> None:
+    s = _errors(f"http://127.0.0.1:{closed_port()}/webhook/prometheus", tmp_path, engine_client)
     assert s["errors"] == {"refused": 3}
     assert s["outcomes"]["failed"] == 3 and s["success_rate"] == 0.0
     # the target's failure is not the generator's (a busy machine may still delay a send:
@@ -169,9 +169,9 @@ def test_refused_on_a_closed_port(tmp_path: Path) -> None:
         (_bad_chunks, "bad_response"),
     ],
 )
-def test_network_faults_are_classified(behaviour, error: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_network_faults_are_classified(behaviour, error, tmp_path, engine_client) -> None:  # type: ignore[no-untyped-def]
     with RawServer(behaviour) as server:
-        s = _errors(server.url, tmp_path, timeout_s=0.4)
+        s = _errors(server.url, tmp_path, engine_client, timeout_s=0.4)
     assert s["errors"] == {error: 3}
     assert s["outcomes"]["failed"] == 3
     assert error in s["error_samples"]
@@ -181,9 +181,11 @@ def test_network_faults_are_classified(behaviour, error: str, tmp_path: Path) ->
     ("status", "error", "outcome"),
     [(503, "http_5xx", "failed"), (404, "http_4xx", "failed"), (429, "http_4xx", "throttled")],
 )
-def test_http_errors_are_classified(status: int, error: str, outcome: str, tmp_path: Path) -> None:
+def test_http_errors_are_classified(
+    status: int, error: str, outcome: str, tmp_path: Path, engine_client: str
+) -> None:
     with WebServer(ok_handler(status)) as server:
-        s = _errors(server.url, tmp_path)
+        s = _errors(server.url, tmp_path, engine_client)
     assert s["errors"] == {error: 3}
     assert s["outcomes"][outcome] == 3
 

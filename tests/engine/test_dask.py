@@ -30,6 +30,7 @@ from engine_servers import (
 
 from kubetest.engine import LoadPlan, ShardResult, read_records, run_load, summarise_shards
 from kubetest.engine import cluster as dask_cluster
+from kubetest.engine.hdrlog import merge_logs
 from kubetest.engine.result import ShardInfo
 from kubetest.engine.schedule import constant, poisson
 
@@ -48,7 +49,8 @@ def test_two_local_workers_run_the_plan_exactly_once(tmp_path: Path) -> None:
     # records: one Parquet part per shard, one dataset for pandas, pyarrow and read_records
     folder = Path(result.records_path)
     assert folder == tmp_path / "records" and folder.is_dir()
-    assert sorted(p.name for p in folder.iterdir()) == ["part-0000.parquet", "part-0001.parquet"]
+    # the HDR interval logs start with "_": pyarrow and pandas skip them
+    assert sorted(p.name for p in folder.iterdir()) == PARTS_AND_LOGS
     assert len(pd.read_parquet(folder)) == pads.dataset(folder).count_rows() == n
     df = read_records(folder)
     assert {"worker", "shard"} <= set(df.columns)
@@ -114,11 +116,14 @@ def test_an_existing_cluster_by_scheduler_address(tmp_path: Path) -> None:
         assert {r["address"] for r in s["per_worker"]} == addresses
         df = read_records(result.records_path)
         assert sorted(df.seq) == list(range(100)) and s["complete"] is True
-        assert sorted(p.name for p in Path(result.records_path).iterdir()) == [
-            "part-0000.parquet",
-            "part-0001.parquet",
-        ]
-    assert sorted(p.name for p in shared.iterdir()) == ["part-0000.parquet", "part-0001.parquet"]
+        # the HDR interval logs come back in the shards' results, beside the parts
+        assert sorted(p.name for p in Path(result.records_path).iterdir()) == PARTS_AND_LOGS
+        assert [Path(p).name for p in s["hdr_logs"]] == PARTS_AND_LOGS[:2]
+        assert merge_logs(s["hdr_logs"]).get_total_count() == s["success_count"] == 100
+    assert sorted(p.name for p in shared.iterdir()) == PARTS_AND_LOGS
+
+
+PARTS_AND_LOGS = ["_part-0000.hlog", "_part-0001.hlog", "part-0000.parquet", "part-0001.parquet"]
 
 
 def test_a_killed_worker_is_reported_lost_and_the_other_shard_kept(tmp_path: Path) -> None:
@@ -168,7 +173,7 @@ def test_sigint_stops_a_two_worker_cli_load_within_seconds(tmp_path: Path) -> No
     assert doc["complete"] is False and doc["interrupted"] is True and doc["workers"] == 2
     assert doc["errors"].get("cancelled", 0) >= 10  # 5 s answers were in flight
     folder = tmp_path / doc["records"]
-    assert sorted(p.suffix for p in folder.iterdir()) == [".parquet", ".parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == PARTS_AND_LOGS
     assert len(read_records(folder)) == doc["sent_count"] + doc["summary"]["late_or_dropped"]
 
 

@@ -36,11 +36,14 @@ from kubetest.target.model import TargetConfig
 pytestmark = pytest.mark.timeout(120)
 
 
-def plan(url: str, rate: float, duration: float, timeout_s: float = 2.0) -> LoadPlan:
-    return LoadPlan(url=url, mode="open", schedule=constant(rate, duration), timeout_s=timeout_s)
+def plan(
+    url: str, rate: float, duration: float, timeout_s: float = 2.0, client: str = "fast"
+) -> LoadPlan:
+    return LoadPlan(url=url, mode="open", schedule=constant(rate, duration), timeout_s=timeout_s,
+                    client=client)  # fmt: skip
 
 
-def test_slow_loris_response_is_a_timeout(tmp_path: Path) -> None:
+def test_slow_loris_response_is_a_timeout(tmp_path: Path, engine_client: str) -> None:
     """Headers at once, then the body one byte at a time: the request times out."""
 
     async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,21 +55,25 @@ def test_slow_loris_response_is_a_timeout(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
 
     with RawServer(drip) as server:
-        result = run_load(plan(server.url, 10, 1.0, timeout_s=0.5), tmp_path, progress=False)
+        p = plan(server.url, 10, 1.0, timeout_s=0.5, client=engine_client)
+        result = run_load(p, tmp_path, progress=False)
     records = read_records(result.records_path)
     assert len(records) == 10
     assert set(records["error"]) == {"timeout"} and set(records["outcome"]) == {"failed"}
     assert result.summary["saturated"] is False  # the target was slow, not the generator
 
 
-def test_oversized_response_is_classed_and_does_not_break_the_run(tmp_path: Path) -> None:
+def test_oversized_response_is_classed_and_does_not_break_the_run(
+    tmp_path: Path, engine_client: str
+) -> None:
     big = b"{" + b" " * (8 << 20) + b"}"  # 8 MiB of answer to a tiny request
 
     async def huge(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200, body=big)
 
     with WebServer(huge) as server:
-        result = run_load(plan(server.url, 5, 1.0, timeout_s=10), tmp_path, progress=False)
+        p = plan(server.url, 5, 1.0, timeout_s=10, client=engine_client)
+        result = run_load(p, tmp_path, progress=False)
     records = read_records(result.records_path)
     assert len(records) == 5
     assert set(records["error"]) == {"oversized"} and set(records["status"]) == {200}
@@ -83,11 +90,12 @@ HOSTILE_CLASS = {"endless-chunked": "oversized", "announced-2GB": "oversized",
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_engine_bounds_hostile_answers(tmp_path: Path, name: str) -> None:
+def test_engine_bounds_hostile_answers(tmp_path: Path, name: str, engine_client: str) -> None:
     """Bodies that never end, announce 2 GB or trickle: bounded time, memory, one class."""
     before, t0 = _peak_mb(), time.monotonic()
     with RawServer(HOSTILE[name]) as server:
-        result = run_load(plan(server.url, 10, 1.0, timeout_s=3.0), tmp_path, progress=False)
+        p = plan(server.url, 10, 1.0, timeout_s=3.0, client=engine_client)
+        result = run_load(p, tmp_path, progress=False)
     took = time.monotonic() - t0
     records = read_records(result.records_path)
     assert len(records) == 10 and set(records["error"]) == {HOSTILE_CLASS[name]}
@@ -95,7 +103,9 @@ def test_engine_bounds_hostile_answers(tmp_path: Path, name: str) -> None:
     assert _peak_mb() - before < 500
 
 
-def test_a_body_at_the_cap_is_read_and_classified_one_past_it_is_not(tmp_path: Path) -> None:
+def test_a_body_at_the_cap_is_read_and_classified_one_past_it_is_not(
+    tmp_path: Path, engine_client: str
+) -> None:
     """``max_body_bytes`` is a hard edge, announced (Content-Length) or not (chunked)."""
     body = json.dumps({"results": [{"status": 201}]}).encode()
 
@@ -115,7 +125,7 @@ def test_a_body_at_the_cap_is_read_and_classified_one_past_it_is_not(tmp_path: P
         for path, error in (("/plain/at", ""), ("/plain/over", "oversized"),
                             ("/chunked/at", ""), ("/chunked/over", "oversized")):  # fmt: skip
             p = LoadPlan(url=base + path, api="kubernaut", schedule=constant(5, 0.4),
-                         timeout_s=5, max_body_bytes=len(body))  # fmt: skip
+                         timeout_s=5, max_body_bytes=len(body), client=engine_client)  # fmt: skip
             out = tmp_path / path.strip("/").replace("/", "_")
             records = read_records(run_load(p, out, progress=False).records_path)
             assert set(records["error"]) == {error}, path
@@ -232,7 +242,7 @@ class Restartable:
         self.thread.join(5)
 
 
-def test_target_dying_and_coming_back_mid_run(tmp_path: Path) -> None:
+def test_target_dying_and_coming_back_mid_run(tmp_path: Path, engine_client: str) -> None:
     """Refused while the target is down, accepted before and after, nothing lost."""
     server = Restartable()
     server.up()
@@ -240,7 +250,8 @@ def test_target_dying_and_coming_back_mid_run(tmp_path: Path) -> None:
     box: dict[str, object] = {}
     thread = threading.Thread(
         target=lambda: box.update(
-            result=run_load(plan(url, 20, 4.0, timeout_s=1.0), tmp_path, progress=False)
+            result=run_load(plan(url, 20, 4.0, timeout_s=1.0, client=engine_client), tmp_path,
+                            progress=False)
         )  # fmt: skip
     )
     thread.start()

@@ -17,9 +17,11 @@ from kubetest.errors import KubetestError
 from kubetest.payloads import PayloadFactory
 
 
-def test_modest_rate_against_a_fast_server_is_not_saturated(tmp_path: Path) -> None:
+def test_modest_rate_against_a_fast_server_is_not_saturated(
+    tmp_path: Path, engine_client: str
+) -> None:
     with WebServer(ok_handler()) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(100, 2))
+        plan = LoadPlan(url=server.url, schedule=constant(100, 2), client=engine_client)
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["saturated"] is False, s["saturation_reasons"]
@@ -40,7 +42,7 @@ def test_modest_rate_against_a_fast_server_is_not_saturated(tmp_path: Path) -> N
     assert (tmp_path / "records.summary.json").exists()
 
 
-def test_a_stall_shows_in_open_loop_latency(tmp_path: Path) -> None:
+def test_a_stall_shows_in_open_loop_latency(tmp_path: Path, engine_client: str) -> None:
     """The server stalls 0.5 s once; requests due during the stall wait for it. An open-loop
     generator keeps sending on schedule, so each of them reports the wait (a closed loop
     would report one slow request and hide the rest)."""
@@ -54,7 +56,7 @@ def test_a_stall_shows_in_open_loop_latency(tmp_path: Path) -> None:
         return web.Response(text="ok")
 
     with WebServer(stalling) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(50, 2))
+        plan = LoadPlan(url=server.url, schedule=constant(50, 2), client=engine_client)
         result = run_load(plan, tmp_path, progress=False)
     df = read_records(result.records_path)
     slow = df[df.latency_s > 0.1]
@@ -67,9 +69,12 @@ def test_a_stall_shows_in_open_loop_latency(tmp_path: Path) -> None:
     assert result.summary["saturated"] is False, result.summary["saturation_reasons"]
 
 
-def test_slow_target_with_in_flight_room_does_not_flag_the_generator(tmp_path: Path) -> None:
+def test_slow_target_with_in_flight_room_does_not_flag_the_generator(
+    tmp_path: Path, engine_client: str
+) -> None:
     with WebServer(ok_handler(delay_s=1.0)) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(40, 1.5), timeout_s=5)
+        plan = LoadPlan(url=server.url, schedule=constant(40, 1.5), timeout_s=5,
+                        client=engine_client)  # fmt: skip
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["success_count"] == 60
@@ -78,9 +83,12 @@ def test_slow_target_with_in_flight_room_does_not_flag_the_generator(tmp_path: P
     assert s["saturated"] is False, s["saturation_reasons"]
 
 
-def test_in_flight_cap_drops_arrivals_and_marks_saturation(tmp_path: Path) -> None:
+def test_in_flight_cap_drops_arrivals_and_marks_saturation(
+    tmp_path: Path, engine_client: str
+) -> None:
     with WebServer(ok_handler(delay_s=0.5)) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(100, 1), max_in_flight=5, timeout_s=5)
+        plan = LoadPlan(url=server.url, schedule=constant(100, 1), max_in_flight=5, timeout_s=5,
+                        client=engine_client)  # fmt: skip
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert server.max_in_flight <= 5
@@ -99,10 +107,13 @@ def test_in_flight_cap_drops_arrivals_and_marks_saturation(tmp_path: Path) -> No
     assert (dropped.service_s == 0).all()
 
 
-def test_generator_behind_schedule_records_late_and_flags_rate(tmp_path: Path) -> None:
+def test_generator_behind_schedule_records_late_and_flags_rate(
+    tmp_path: Path, engine_client: str
+) -> None:
     # max_lag_s tiny: every arrival is "too late" once the dispatcher sees it
     with WebServer(ok_handler()) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(100, 1), max_lag_s=1e-9)
+        plan = LoadPlan(url=server.url, schedule=constant(100, 1), max_lag_s=1e-9,
+                        client=engine_client)  # fmt: skip
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["errors"].get("late", 0) >= 90
@@ -111,14 +122,15 @@ def test_generator_behind_schedule_records_late_and_flags_rate(tmp_path: Path) -
     assert any("late" in r for r in s["saturation_reasons"])
 
 
-def test_poisson_schedule_and_kubernaut_profile(tmp_path: Path) -> None:
+def test_poisson_schedule_and_kubernaut_profile(tmp_path: Path, engine_client: str) -> None:
     statuses = iter([201, 202, 200, 429] * 100)
 
     async def kubernaut(request: web.Request) -> web.StreamResponse:
         return web.Response(status=next(statuses), text="{}")
 
     with WebServer(kubernaut) as server:
-        plan = LoadPlan(url=server.url, api="kubernaut", schedule=poisson(80, 1, seed=1))
+        plan = LoadPlan(url=server.url, api="kubernaut", schedule=poisson(80, 1, seed=1),
+                        client=engine_client)  # fmt: skip
         result = run_load(plan, tmp_path, progress=False)
     o = result.summary["outcomes"]
     n = len(poisson(80, 1, seed=1))
@@ -128,12 +140,13 @@ def test_poisson_schedule_and_kubernaut_profile(tmp_path: Path) -> None:
     assert result.summary["success_count"] == o["accepted"]
 
 
-def test_bearer_token_is_sent_but_never_stored(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bearer_token_is_sent_but_never_stored(tmp_path: Path, monkeypatch, engine_client) -> None:  # type: ignore[no-untyped-def]
     secret = "s3cr3t-token-value"
     monkeypatch.setenv("KUBETEST_TEST_TOKEN", secret)
     with WebServer(ok_handler()) as server:
         plan = LoadPlan(
-            url=server.url, schedule=constant(20, 0.25), auth_token_env="KUBETEST_TEST_TOKEN"
+            url=server.url, schedule=constant(20, 0.25), auth_token_env="KUBETEST_TEST_TOKEN",
+            client=engine_client,
         )
         run_load(plan, tmp_path, progress=False)
     assert {h.get("Authorization") for h in server.headers} == {f"Bearer {secret}"}
