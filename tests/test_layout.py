@@ -146,6 +146,18 @@ def test_no_module_over_600_lines() -> None:
     assert not stale, f"no longer over {MAX_LINES} lines, remove from the allow-list: {stale}"
 
 
+def test_no_test_or_benchmark_file_over_600_lines() -> None:
+    """The same bound for the tests and the benchmark: a long file holds several concerns."""
+    root = PACKAGE.parent
+    long = {
+        str(path.relative_to(root)): n
+        for folder in ("tests", "bench")
+        for path in sorted((root / folder).rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
 def _exception_classes() -> dict[str, list[tuple[str, list[str]]]]:
     """Per module: every class it defines, with its bases as written (the tests import the
     module to tell which are exceptions)."""
