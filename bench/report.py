@@ -9,27 +9,24 @@ from typing import Any
 
 from bench.limits import FAR_FACTOR, STALL_TOL, WORKERS_2, disturbed
 
+#: How each unit is written in the tables.
+_UNITS: dict[str, Callable[[float], str]] = {
+    "s": lambda v: f"{v * 1e3:.2f} ms" if v < 1 else f"{v:.4f} s",
+    "ms": lambda v: f"{v * 1e3:.2f} ms",
+    "%": lambda v: f"{v * 100:+.2f} %",
+    "pct": lambda v: f"{v * 100:.2f} %",
+    "rate": lambda v: f"{v:,.0f}/s",
+    "cpu": lambda v: f"{v:.3f} s",
+    "mb": lambda v: f"{v:,.0f} MB",
+    "x": lambda v: f"{v:.2f}x",
+}
+
 
 def _s(v: float | None, unit: str = "s") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if unit == "s":
-        return f"{v * 1e3:.2f} ms" if v < 1 else f"{v:.4f} s"
-    if unit == "ms":
-        return f"{v * 1e3:.2f} ms"
-    if unit == "%":
-        return f"{v * 100:+.2f} %"
-    if unit == "pct":
-        return f"{v * 100:.2f} %"
-    if unit == "rate":
-        return f"{v:,.0f}/s"
-    if unit == "cpu":
-        return f"{v:.3f} s"
-    if unit == "mb":
-        return f"{v:,.0f} MB"
-    if unit == "x":
-        return f"{v:.2f}x"
-    return str(v)
+    write = _UNITS.get(unit)
+    return write(v) if write else str(v)
 
 
 def _load(r: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +39,22 @@ img { max-width: 100%; }
 """
 
 
+#: How a metric's unit is written (any other unit: 4 significant digits and the unit).
+_UNITS: dict[str, Callable[[float], str]] = {
+    "s": lambda v: f"{v * 1000:.2f} ms",
+    "fraction": lambda v: f"{v:.2%}",
+    "%": lambda v: f"{v:.3f} %",
+    "accepted/s": lambda v: f"{v:.2f}/s",
+}
+
+
 def _fmt(value: Any, unit: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     if isinstance(value, str):
         return value
-    if unit == "s":
-        return f"{value * 1000:.2f} ms"
-    if unit == "fraction":
-        return f"{value:.2%}"
-    if unit == "%":
-        return f"{value:.3f} %"
-    if unit == "accepted/s":
-        return f"{value:.2f}/s"
-    return f"{value:,.4g} {unit}".strip()
+    write = _UNITS.get(unit)
+    return write(value) if write else f"{value:,.4g} {unit}".strip()
 
 
 def _fmt_ci(ci: list[float] | None, unit: str) -> str:
