@@ -145,7 +145,10 @@ class _Shard:
         self.seq_counter = 0
         abort = getattr(plan, "abort", None)
         self.watch = SloWatch(abort) if abort is not None else None
-        self.pending: dict[int, float] = {}  # in flight (abort rule only): seq -> intended
+        decide = getattr(plan, "decide", None)
+        self.decider = decide.start() if decide is not None else None
+        self.pending: dict[int, float] = {}  # in flight (with a rule only): seq -> intended
+        self.decided: dict[str, Any] | None = None  # the decider's verdict, when it stopped
         self.dispatching = False
         self.aborted: str | None = None
         self.aborted_at: float | None = None
@@ -280,7 +283,7 @@ class _Shard:
             self.dispatched += 1
             self.last_sent = max(self.last_sent, sent)
             lag = sent - intended
-            if self.watch is not None:
+            if self.watch is not None or self.decider is not None:
                 self.pending[seq] = intended
             self.lag_hist.record_value(hdr_us(lag))
             sec = int(intended)
@@ -352,6 +355,8 @@ class _Shard:
         self.outcomes[outcome] += 1
         if self.watch is not None:
             self.watch.answered(latency, outcome == "accepted")
+        if self.decider is not None:
+            self.decider.answered(intended, done, outcome == "accepted")
         if outcome == "accepted":
             self.service_hist.record_value(hdr_us(service))
             self.recent.add(done, latency)
@@ -397,6 +402,9 @@ class _Shard:
             watch = self.watch
             if watch is not None and self.dispatching and not self.stopping and watch.due(now):
                 self._judge_window(now)
+            dec = self.decider
+            if dec is not None and self.dispatching and not self.stopping and dec.due(now):
+                self._decide(now)
             if self.on_progress is not None and now - last_progress >= REFRESH_S:
                 last_progress = now
                 self.on_progress(self.snapshot(now))
@@ -413,6 +421,18 @@ class _Shard:
         if callable(setter):  # the run's token (Dask: relayed to the other shards)
             setter()
 
+    def _decide(self, now: float) -> None:
+        """Ask the plan's decider; once the phase's verdict is clear, stop like the abort."""
+        assert self.decider is not None
+        verdict = self.decider.check(now, list(self.pending.values()))
+        if verdict is None:
+            return
+        self.decided = {"status": verdict.status, "reason": verdict.reason, "at_s": now}
+        self.stopping = True
+        setter = getattr(self.stop, "set", None)
+        if callable(setter):
+            setter()
+
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(
             elapsed_s=max(0.0, now),
@@ -426,7 +446,7 @@ class _Shard:
         )
 
     def _result(self, busy: float) -> ShardResult:
-        interrupted = self.stopping and self.aborted is None
+        interrupted = self.stopping and self.aborted is None and self.decided is None
         if self.plan.mode == "open" and not self.stopping:
             self.scheduled = len(self.offsets)
         return ShardResult(
@@ -456,6 +476,7 @@ class _Shard:
             notes=list(self.notes),
             aborted=self.aborted,
             aborted_at_s=self.aborted_at,
+            decided=self.decided,
         )
 
 
