@@ -19,7 +19,8 @@ its evidence allows, at 95 % one-sided confidence per rule:
 Latencies in a queue are autocorrelated, so every bound is the wider of the binomial
 (Clopper-Pearson) one and a batch-means one (``BATCHES`` equal-time batches, Student t).
 A request still in flight counts as slow once older than the threshold; younger, it
-counts against whichever verdict is being asked for (conservative both ways).
+counts as fast for the "above the SLO" bound and is left out of the "below" one (only
+requests due at least the threshold ago are counted there): conservative both ways.
 
 **The search** (``next_rate``): geometric growth (×``GROWTH``) from the start until a
 phase is unsustainable (or ``max_per_min`` is sustained: "at least"), geometric descent
@@ -111,30 +112,29 @@ def _batches(times: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
     return np.clip(((times - lo) / max(hi - lo, 1e-9) * k).astype(int), 0, k - 1)
 
 
-def share_slower(ev: Evidence, lo: float, threshold_s: float) -> tuple[float, float, int]:
-    """Bounds of the share of requests due in [lo, t] slower than ``threshold_s``, and how
-    many: (low, with young in-flight requests counted fast; high, counted slow)."""
-    sel = (ev.intended >= lo) & (ev.accepted)
-    lat = ev.latency[sel]
-    t_ans = ev.intended[sel]
-    pend = ev.pending[ev.pending >= lo]
-    age = ev.t_s - pend
-    times = np.concatenate([t_ans, pend])
-    slow_known = np.concatenate([lat > threshold_s, age > threshold_s])
-    unknown = np.concatenate([np.zeros(lat.size, bool), age <= threshold_s])
+def share_slower(
+    ev: Evidence, lo: float, threshold_s: float, *, settled: bool = False
+) -> tuple[float, float, int]:
+    """Bounds (low, high) of the share of requests due in [lo, t] slower than
+    ``threshold_s``, and how many were counted. A request in flight and older than the
+    threshold is slow; a younger one is counted fast (the low bound is then a true lower
+    bound). ``settled``: only requests due by ``t - threshold_s``, whose side of the
+    threshold is known (an upper bound free of the ones still on their way)."""
+    hi = ev.t_s - threshold_s if settled else ev.t_s
+    sel = ev.accepted & (ev.intended >= lo) & (ev.intended <= hi)
+    pend = ev.pending[(ev.pending >= lo) & (ev.pending <= hi)]
+    times = np.concatenate([ev.intended[sel], pend])
+    slow = np.concatenate([ev.latency[sel] > threshold_s, ev.t_s - pend > threshold_s])
     n = times.size
     if n == 0:
         return 0.0, 1.0, 0
-    b = _batches(times, lo, ev.t_s, n)
+    b = _batches(times, lo, max(hi, lo + 1e-9), n)
     k = int(b.max()) + 1
     weights = np.bincount(b, minlength=k).astype(float)
-    low_x, high_x = slow_known, slow_known | unknown
-    cp_low = _binomial_bounds(int(low_x.sum()), n)[0]
-    cp_high = _binomial_bounds(int(high_x.sum()), n)[1]
-    bl = _batch_bounds(np.bincount(b, weights=low_x, minlength=k), weights)
-    bh = _batch_bounds(np.bincount(b, weights=high_x, minlength=k), weights)
-    low = min(cp_low, bl[0]) if bl else cp_low
-    high = max(cp_high, bh[1]) if bh else cp_high
+    cp_low, cp_high = _binomial_bounds(int(slow.sum()), n)
+    bb = _batch_bounds(np.bincount(b, weights=slow, minlength=k), weights)
+    low = min(cp_low, bb[0]) if bb else cp_low
+    high = max(cp_high, bb[1]) if bb else cp_high
     return max(low, 0.0), min(high, 1.0), n
 
 
@@ -229,8 +229,8 @@ class DecisionRule:
 
     def _sustainable(self, ev: Evidence, lo: float) -> str | None:
         bar = (1 - self.margin) * self.p95_s
-        _, high, n = share_slower(ev, lo, bar)
-        if not high < TAIL:
+        _, high, n = share_slower(ev, lo, bar, settled=True)
+        if n < BATCH_MIN or not high < TAIL:
             return None
         _, low, _ = self._success(ev, lo)
         if low < self.success_rate:
