@@ -49,6 +49,7 @@ def test_a_capacity_above_the_cap_is_an_at_least() -> None:
     points = simulate(50000.0, 1000.0, max_rate=6000.0)
     assert [r for r, _ in points] == [1000.0, 2000.0, 4000.0, 6000.0]
     assert search.bracket(points) == (6000.0, None)
+    assert simulate(50000.0, 9000.0, max_rate=6000.0) == [(6000.0, "sustainable")]
 
 
 def test_a_service_failing_at_the_start_rate_is_searched_below_it() -> None:

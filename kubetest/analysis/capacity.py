@@ -227,7 +227,10 @@ def measure_phase(
         goodput_per_min=accepted / window * 60.0,
         keep_up=keep_up,
         trend=trend,
-        in_flight_mean=_time_weighted_in_flight(answered, lo, hi),
+        # every request sent: one a stop cancelled was in flight until then
+        in_flight_mean=_time_weighted_in_flight(
+            records[~records["error"].isin(["late", "dropped"])], lo, hi
+        ),
         window_s=window,
         mean_latency_s=r_s,
         little_x_r=x_per_s * r_s if completed else float("nan"),

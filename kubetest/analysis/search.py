@@ -295,7 +295,8 @@ def next_rate(
     tried = [r for r, _ in points]
     if high is None:  # nothing failed yet: grow (up to the cap)
         if low is None:
-            return (start, "grow") if not tried else None
+            first = min(start, max_rate) if max_rate is not None else start
+            return (first, "grow") if not tried else None
         if max_rate is not None and low >= max_rate * (1 - 1e-9):
             return None  # the cap was sustained: "at least"
         steps = sum(1 for r in tried if r > start * (1 - 1e-9))
