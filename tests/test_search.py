@@ -226,3 +226,20 @@ def test_b2_auto_grows_then_bisects_n(tmp_path: Path) -> None:
     assert c["first_unsustainable_concurrency"] <= 32, table
     assert c["max_sustainable_concurrency_ci"] is not None
     assert [p.stats.kind for p in res.phases].count("bisect") >= 1
+
+
+@pytest.mark.timeout(180)
+def test_b1_a_failed_soak_moves_the_result_down_one_step(tmp_path: Path) -> None:
+    """The search sustains its 3,000/min cap within seconds; the target then goes down
+    (a scheduled outage from 25 s after it started) during the 40 s soak at 3,000/min,
+    so the soak fails and the result moves down to the step below, 1,500/min."""
+    res = run_b1(tmp_path, {"workers": 4, "service_ms": 20, "service_dist": "const",
+                            "outages": [[25.0, 60.0]]}, 0.25,
+                 start_per_min=1500, max_per_min=3000, min_phase_s=3, confirm_s=40)  # fmt: skip
+    c, table = res.capacity, res.summary.to_string()
+    assert [p.stats.kind for p in res.phases] == ["grow", "grow", "confirm"], table
+    soak = c["confirmation"]
+    assert soak["rate_per_min"] == 3000 and soak["status"] == "unsustainable", table
+    assert soak["moved_down_to_per_min"] == 1500
+    assert c["max_sustainable_rate_per_min"] == 1500
+    assert "soak at 3,000/min failed" in c["recommendation"]
