@@ -10,6 +10,12 @@ within 5 %, in at most ``MAX_REFINE_PHASES`` extra phases, each half as long as 
 shorter bracketing phase (at least ``REFINE_MIN_S`` s). The guide's ``max = avg × 1.5``
 is not copied: every percentile is measured. Rules of a sustainable phase:
 ``kubetest.analysis.capacity``.
+
+That is ``search: grid``. ``search: auto`` grows the rate ×2 from ``start_per_min`` until a
+phase is unsustainable (descends when the start already is), then bisects to
+``precision``; each phase stops as soon as its verdict is sure and recovery waits for the
+service's in-flight count (``kubetest.analysis.search``). Either way the max sustainable
+rate gets an interval and the load time is recorded; ``confirm_s`` soaks at the rate found.
 """
 
 from __future__ import annotations

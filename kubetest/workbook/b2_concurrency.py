@@ -7,7 +7,8 @@ of a busy machine is retried). A level is sustainable at success ≥ the SLO's r
 SLO's p95, provided the generator really held N in flight. Throughput against N is fitted
 with the Universal Scalability Law (predicted peak, contention σ, coherency κ), and each
 level is checked against Little's law (N = X·R): a level far off it was not the closed
-loop it claims to be.
+loop it claims to be. ``search: auto`` doubles N from ``start_concurrency`` instead, then
+bisects, each level stopping once its verdict is sure (``kubetest.analysis.search``).
 """
 
 from __future__ import annotations
