@@ -41,14 +41,15 @@ import pandas as pd
 from scipy import stats
 
 from kubetest.analysis.latency import LatencySummary, summarise
+from kubetest.analysis.recommendations import (
+    REQUIREMENT_PER_MIN,
+    concurrency_recommendation,
+    rate_recommendation,
+)
 from kubetest.analysis.usl import UslFit, find_knee, fit_usl, littles_law_error
 from kubetest.analysis.validity import Validity, load_validity
-from kubetest.analysis.verdicts import MIN_SAMPLES, RATE_REQUIREMENT_PER_MIN, Requirement, Status
+from kubetest.analysis.verdicts import MIN_SAMPLES, Requirement, Status
 
-#: The guide's business requirement for alert throughput (alerts/min).
-REQUIREMENT_PER_MIN = RATE_REQUIREMENT_PER_MIN
-#: The guide's concurrency requirement (BR-PA-004), for B2's recommendation.
-REQUIREMENT_CONCURRENCY = 100
 #: Completions must reach this share of the offered rate (steady window).
 KEEP_UP = 0.95
 #: The guide's "performance degradation point": the first rate below 90 % success.
@@ -162,7 +163,8 @@ class PhaseStats:
     saturation_reasons: list[str] = field(default_factory=list)
     interrupted: bool = False
     aborted: str | None = None  # the SLO abort's reason: the phase ended early
-    ran_s: float | None = None  # how long an aborted phase ran (duration_s: as planned)
+    ran_s: float | None = None  # how long an aborted or decided phase ran (duration_s: planned)
+    decided: dict[str, Any] | None = None  # the early decision that ended it (status, reason)
     validity: str = "VALID"
     validity_reasons: list[str] = field(default_factory=list)
 
@@ -187,6 +189,9 @@ def measure_phase(
         validity = load_validity(load)
     aborted = load.get("aborted")
     ran_s = float(load["aborted_at_s"]) if aborted and load.get("aborted_at_s") else None
+    decided = load.get("decided") or None  # the search's early decision (analysis.search)
+    if decided and not aborted:
+        ran_s = float(decided["at_s"])
     span = min(duration_s, ran_s) if ran_s else duration_s  # an aborted phase: what ran
     answered = records[~records["error"].isin(list(GENERATOR_ERRORS))]
     if concurrency is None:
@@ -222,7 +227,10 @@ def measure_phase(
         goodput_per_min=accepted / window * 60.0,
         keep_up=keep_up,
         trend=trend,
-        in_flight_mean=_time_weighted_in_flight(answered, lo, hi),
+        # every request sent: one a stop cancelled was in flight until then
+        in_flight_mean=_time_weighted_in_flight(
+            records[~records["error"].isin(["late", "dropped"])], lo, hi
+        ),
         window_s=window,
         mean_latency_s=r_s,
         little_x_r=x_per_s * r_s if completed else float("nan"),
@@ -231,6 +239,7 @@ def measure_phase(
         interrupted=bool(load.get("interrupted")),
         aborted=aborted,
         ran_s=ran_s,
+        decided=decided,
         validity=validity.status,
         validity_reasons=list(validity.reasons),
     )
@@ -257,7 +266,7 @@ def _not_evidence(s: PhaseStats) -> PhaseVerdict | None:
     if s.validity == "INCONCLUSIVE":
         return PhaseVerdict("inconclusive", [f"run INCONCLUSIVE "
                                              f"({'; '.join(s.validity_reasons)})"])  # fmt: skip
-    if s.aborted:
+    if s.aborted or (s.decided and s.decided["status"] == "unsustainable"):
         return None  # judged, however few its samples: the abort is the evidence
     if s.latency.count < MIN_SAMPLES:
         return PhaseVerdict("inconclusive", [f"only {s.latency.count} answers (< {MIN_SAMPLES})"])
@@ -278,7 +287,11 @@ def _slo_reasons(s: PhaseStats, p95_s: float, success_rate: float) -> list[str]:
 
 
 def _abort_reasons(s: PhaseStats) -> list[str]:
-    return [s.aborted] if s.aborted else []
+    """The abort's reason, or an early decision's that the phase is unsustainable."""
+    if s.aborted:
+        return [s.aborted]
+    d = s.decided
+    return [f"stopped early: {d['reason']}"] if d and d["status"] == "unsustainable" else []
 
 
 def _flags(s: PhaseStats, status: PhaseStatus, reasons: list[str], stop: float) -> PhaseVerdict:
@@ -371,6 +384,8 @@ def phase_row(s: PhaseStats, v: PhaseVerdict, **extra: Any) -> dict[str, Any]:
         "broken": v.broken,
         "saturated": s.saturated,
         "aborted": s.aborted,
+        "decided": s.decided["status"] if s.decided else None,  # stopped early, so judged
+        "decided_reason": s.decided["reason"] if s.decided else None,
         "ran_s": s.ran_s,
         "validity": s.validity,
         "reasons": "; ".join(v.reasons),
@@ -415,51 +430,6 @@ def refine_duration_s(bracketing_durations_s: Sequence[float]) -> float:
 
 
 # -- capacity summaries -------------------------------------------------------------------
-
-
-def _grade(value: float, grades: list[tuple[float, str]], below: str) -> str:
-    """The text of the first ``(floor, text)`` (highest first) ``value`` reaches, else ``below``."""
-    return next((text for floor, text in grades if value >= floor), below)
-
-
-def rate_recommendation(rate: float | None, *, lower_bound: bool = False) -> str:
-    """The guide's B1 recommendation (≥ 2,000/min excellent, ≥ 1,500 adequate, ≥ 1,000
-    limited headroom, else at risk), with the measured number and headroom in it."""
-    req = REQUIREMENT_PER_MIN
-    if rate is None:
-        return "Alert capacity not measured: no phase gave evidence about the service."
-    if lower_bound and rate < req:
-        return (
-            f"Sustained every tested rate, up to {rate:,.0f} alerts/min: the phases stop "
-            f"below the {req:,.0f}/min requirement, so it is not judged; add higher phases."
-        )
-    verdict = _grade(rate, [
-        (2 * req, "excellent capacity headroom (≥ 2,000/min)"),
-        (1.5 * req, "adequate capacity headroom (≥ 1,500/min)"),
-        (req, "meets the requirement but with limited headroom (< 1,500/min)"),
-    ], "may not sustain the business requirement under load (< 1,000/min)")  # fmt: skip
-    bound = " at least (every tested rate was sustainable)" if lower_bound else ""
-    return (f"Sustained {rate:,.0f} alerts/min{bound}, {rate / req:.2f}× the "
-            f"{req:,.0f}/min requirement: {verdict}.")  # fmt: skip
-
-
-def concurrency_recommendation(n: int | None, *, lower_bound: bool = False) -> str:
-    """The guide's B2 thresholds: ≥ 500 excellent, ≥ 200 good, ≥ 100 adequate, else
-    insufficient for the 100-concurrent requirement."""
-    if n is None:
-        return "Concurrency capacity not measured: no level gave evidence about the service."
-    if lower_bound and n < REQUIREMENT_CONCURRENCY:
-        return (
-            f"Sustained every tested level, up to {n:,} concurrent requests: the levels stop "
-            f"below the {REQUIREMENT_CONCURRENCY}-concurrent requirement; add higher levels."
-        )
-    verdict = _grade(n, [
-        (500, "excellent concurrent request handling (≥ 500)"),
-        (200, "good concurrent request handling (≥ 200)"),
-        (REQUIREMENT_CONCURRENCY, "adequate: meets the 100-concurrent minimum"),
-    ], "insufficient for the 100-concurrent requirement")  # fmt: skip
-    bound = " at least (every tested level was sustainable)" if lower_bound else ""
-    return f"Sustained {n:,} concurrent requests{bound}: {verdict}."
 
 
 def _evidence(table: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -46,6 +47,10 @@ class LoadPlan:
     # the workloads alerts name (kubernaut: real Deployments); one process only (params)
     pool: WorkloadScheduler | None = None
     abort: AbortRule | None = None  # stop early on a windowed SLO breach (engine.abort)
+    # stop once the phase's verdict is clear: any picklable object whose start() gives a
+    # watch with answered(intended, done, accepted), due(now), check(now, pending_intended)
+    # returning None or a decision with status and reason (analysis.search.DecisionRule)
+    decide: Any = None
     max_body_bytes: int = MAX_BODY_BYTES  # bytes of an answer read; past it: ``oversized``
     client: str = CLIENTS[0]  # the HTTP client (``engine.transport``): fast or aiohttp
     # records a second above which they are sampled (None: all); the HDR log counts all

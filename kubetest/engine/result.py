@@ -52,6 +52,7 @@ class ShardResult:
     hdr_log: str = ""  # its HDR interval log (engine.hdrlog), also on disk beside its records
     records_kept: int | None = None  # records written (None: not counted, every one)
     records_every: int = 1  # at most one in this many requests had a record (sampling)
+    decided: dict[str, Any] | None = None  # the plan's decider stopped it: status, reason, at_s
 
 
 @dataclass
@@ -71,6 +72,12 @@ def first_abort(results: list[ShardResult]) -> ShardResult | None:
     """The shard whose abort rule stopped the run first, if one did."""
     aborted = [r for r in results if r.aborted]
     return min(aborted, key=lambda r: r.aborted_at_s or 0.0) if aborted else None
+
+
+def first_decision(results: list[ShardResult]) -> dict[str, Any] | None:
+    """The first early decision (``LoadPlan.decide``) that stopped a shard, if one did."""
+    decided = [r.decided for r in results if r.decided]
+    return min(decided, key=lambda d: d["at_s"]) if decided else None
 
 
 def share_of(total: int, shard: int, n_shards: int) -> int:

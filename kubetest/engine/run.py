@@ -17,7 +17,8 @@ A plan's ``abort`` rule (``engine.abort``, params ``slo.abort``) stops the run e
 the service breaches it window after window: the summary's ``aborted`` holds the reason
 (the first shard's to abort), the records up to the stop are kept, and the run is judged
 on what came due before it (so an abort never looks like a generator shortfall). An
-aborted run is not ``interrupted``: it ended by rule, not by a user.
+aborted run is not ``interrupted``: it ended by rule, not by a user. Nor is a run its
+plan's ``decide`` rule stopped once its verdict was clear (``decided``: status, reason).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from kubetest.engine.judge import judge, max_s, merged, per_worker, quantile_s
 from kubetest.engine.plan import LoadPlan, check_plan, planned_s, public_url
 from kubetest.engine.progress import make_display, session_note
 from kubetest.engine.records import OUTCOMES, part_name
-from kubetest.engine.result import ShardInfo, ShardResult, first_abort
+from kubetest.engine.result import ShardInfo, ShardResult, first_abort, first_decision
 from kubetest.engine.runner import DaskRunner, InProcessRunner, RunControl, Runner
 from kubetest.engine.schedule import mean_rate
 from kubetest.engine.stop import Stopper, StopToken
@@ -106,6 +107,8 @@ def run_load(
         if progress is not False:
             sys.stderr.write(f"kubetest: {aborted.aborted}\n")
         session_note(f"load {plan.mode}: {aborted.aborted}")
+    elif first_decision(results) is not None:  # the decider stopped it, not a user
+        interrupted = stopper.count > 0
     summary, hist = summarise_shards(
         results,
         plan,
@@ -195,7 +198,8 @@ def summarise_shards(
     n_shards = max(1, len(shards))
     share = len(finished) / n_shards
     abort = first_abort(results)
-    cut = interrupted or abort is not None  # judged on what came due before the stop
+    decided = first_decision(results)
+    cut = interrupted or abort is not None or decided is not None  # on what came due
     judged = judge(finished, plan, interrupted=cut, share=share)
     overall = judge(results, plan, interrupted=cut, share=1.0)
     workers_rows, shard_reasons, shard_notes = per_worker(results, shards, plan, cut)
@@ -276,6 +280,7 @@ def summarise_shards(
         "aborted": abort.aborted if abort is not None else None,
         "aborted_at_s": abort.aborted_at_s if abort is not None else None,
         "abort_rule": asdict(plan.abort) if plan.abort is not None else None,
+        "decided": decided,  # the plan's early decision (status, reason, at_s) when it stopped
         "complete": not interrupted and not lost_rows,
         "records": str(records_path),
         "records_sampled": sampled,

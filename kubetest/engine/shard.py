@@ -146,7 +146,10 @@ class _Shard:
         self.seq_counter = 0
         abort = getattr(plan, "abort", None)
         self.watch = SloWatch(abort) if abort is not None else None
-        self.pending: dict[int, float] = {}  # in flight (abort rule only): seq -> intended
+        decide = getattr(plan, "decide", None)
+        self.decider = decide.start() if decide is not None else None
+        self.pending: dict[int, float] = {}  # in flight (with a rule only): seq -> intended
+        self.decided: dict[str, Any] | None = None  # the decider's verdict, when it stopped
         self.dispatching = False
         self.aborted: str | None = None
         self.aborted_at: float | None = None
@@ -282,7 +285,7 @@ class _Shard:
             self.dispatched += 1
             self.last_sent = max(self.last_sent, sent)
             lag = sent - intended
-            if self.watch is not None:
+            if self.watch is not None or self.decider is not None:
                 self.pending[seq] = intended
             self.lag.add(lag)
             sec = int(intended)
@@ -339,6 +342,8 @@ class _Shard:
         self.outcomes[outcome] += 1
         if self.watch is not None:
             self.watch.answered(latency, outcome == "accepted")
+        if self.decider is not None:
+            self.decider.answered(intended, done, outcome == "accepted")
         if outcome == "accepted":
             self.latency.add(latency)
             self.service.add(service)
@@ -387,6 +392,9 @@ class _Shard:
             watch = self.watch
             if watch is not None and self.dispatching and not self.stopping and watch.due(now):
                 self._judge_window(now)
+            dec = self.decider
+            if dec is not None and self.dispatching and not self.stopping and dec.due(now):
+                self._decide(now)
             if self.on_progress is not None and now - last_progress >= REFRESH_S:
                 last_progress = now
                 self.on_progress(self.snapshot(now))
@@ -403,6 +411,18 @@ class _Shard:
         if callable(setter):  # the run's token (Dask: relayed to the other shards)
             setter()
 
+    def _decide(self, now: float) -> None:
+        """Ask the plan's decider; once the phase's verdict is clear, stop like the abort."""
+        assert self.decider is not None
+        verdict = self.decider.check(now, list(self.pending.values()))
+        if verdict is None:
+            return
+        self.decided = {"status": verdict.status, "reason": verdict.reason, "at_s": now}
+        self.stopping = True
+        setter = getattr(self.stop, "set", None)
+        if callable(setter):
+            setter()
+
     def snapshot(self, now: float) -> Snapshot:
         return Snapshot(
             elapsed_s=max(0.0, now),
@@ -416,7 +436,7 @@ class _Shard:
         )
 
     def _result(self, busy: float) -> ShardResult:
-        interrupted = self.stopping and self.aborted is None
+        interrupted = self.stopping and self.aborted is None and self.decided is None
         if self.plan.mode == "open" and not self.stopping:
             self.scheduled = len(self.offsets)
         return ShardResult(
@@ -449,6 +469,7 @@ class _Shard:
             hdr_log=self.hlog.text.getvalue(),
             records_kept=self.writer.count,
             records_every=self.sampler.max_every,
+            decided=self.decided,
         )
 
 

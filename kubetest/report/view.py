@@ -233,10 +233,21 @@ class ReportView:
                 return f"{v:,.0f}/min"
             return f"not reached up to {top:,.0f}/min" if b1_rows else "not measured"
 
+        def ci_text() -> str:
+            ci = cap.get("max_sustainable_ci_per_min")
+            if not ci or _num(ci[0]) is None:
+                return "not measured"
+            top = f"{ci[1]:,.0f}/min" if _num(ci[1]) is not None else "open above (at least)"
+            return f"{ci[0]:,.0f} to {top}"  # a failed soak: the recommendation says so
+
         conc = cap.get("max_sustainable_concurrency")
         rows = [
             ("Max sustainable alert rate (B1)", rate("max_sustainable_rate_per_min",
                                                      "max_sustainable_is_lower_bound")),
+            ("Interval on the max sustainable rate", ci_text()),
+            ("Load time of the B1 search", f"{cap['search_load_s']:,.0f} s ("
+             f"{cap.get('search', 'grid')}, {cap.get('phases_tested', 0)} phases)"
+             if _num(cap.get("search_load_s")) is not None else "not measured"),
             ("First unsustainable rate tested",
              f"{tested_up_to:,.0f}/min" if tested_up_to else ("none" if b1_rows else "—")),
             ("Degradation point (success < 90 %)", reached("degradation_point_per_min")),

@@ -23,11 +23,13 @@ import pandas as pd
 from kubetest import control
 from kubetest.actions import BR_MIN_ACTIONS, action_namespace, planned_actions
 from kubetest.alerts import DESTRUCTIVE_ACTIONS, action_alert, webhook
+from kubetest.analysis.integrity import ActionHistory
 from kubetest.analysis.latency import proportion_ci
 from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
 from kubetest.checks import preflight_auth
 from kubetest.engine.client import classify
 from kubetest.engine.pool import WorkloadScheduler
+from kubetest.errors import HistoryUnavailable
 from kubetest.remediation import RemediationFollower
 from kubetest.remediation import follower_from_params as _follower
 from kubetest.remediation_result import COMPLETED, FollowResult, Signal
@@ -67,11 +69,20 @@ def _headers(ctx: TestContext) -> dict[str, str]:
     return {"Authorization": f"Bearer {os.environ[env]}"} if env and env in os.environ else {}
 
 
-def _history(client: httpx.Client, url: str) -> list[dict[str, Any]]:
-    resp = client.get(url)
-    resp.raise_for_status()
-    data = resp.json()
-    return data if isinstance(data, list) else data.get("items", [])
+def _history(ctx: TestContext) -> ActionHistory:
+    """The service's action history, read page by page from where it stood before A4
+    sent anything: after a whole plan it holds thousands of entries, more than one
+    control-plane answer may carry (``control.JSON_CAP``)."""
+    target = ctx.params.target
+    return ActionHistory(ctx.actions_url, _headers(ctx), target.timeout_s, verify(target.tls),
+                         proxy=target.proxy)  # fmt: skip
+
+
+def _mark(history: ActionHistory) -> int | None:
+    try:
+        return history.mark()
+    except (httpx.HTTPError, ValueError, HistoryUnavailable):
+        return None  # read from the start, as a history without X-Total-Count is
 
 
 def _kube_follower(
@@ -124,6 +135,8 @@ def run(ctx: TestContext) -> A4Result:
     if follower is not None and scheduler is not None:
         connect_pool(follower, scheduler)
     followed: FollowResult | None = None
+    history = _history(ctx) if sec.verify == "history" else None
+    since = _mark(history) if history is not None else None
     try:
         with control.client(timeout_s=ctx.params.target.timeout_s, headers=_headers(ctx),
                             verify=verify(ctx.params.target.tls),
@@ -151,13 +164,15 @@ def run(ctx: TestContext) -> A4Result:
                              **answer})  # fmt: skip
             frame = pd.DataFrame(rows)
             timeout = sec.verify_timeout_s or VERIFY_TIMEOUT_S
-            verified = _verify(client, ctx, frame, timeout) if sec.verify == "history" else {}
+            verified = _verify(history, since, frame, timeout) if history is not None else {}
         if follower is not None and len(frame):
             timeout = sec.verify_timeout_s or ctx.params.remediation.timeout_min * 60.0
             verified, followed = _verify_kubernetes(follower, frame, namespace, timeout)
     finally:
         if follower is not None:
             follower.stop()
+        if history is not None:
+            history.close()
     frame["verified"] = frame["fingerprint"].map(lambda f: verified.get(f, {}).get("status", ""))
     frame["reason"] = frame["fingerprint"].map(lambda f: verified.get(f, {}).get("reason", ""))
     frame["time_to_execution_s"] = [
@@ -222,7 +237,7 @@ def _verify_kubernetes(
 
 
 def _verify(
-    client: httpx.Client, ctx: TestContext, frame: pd.DataFrame, timeout_s: float
+    history: ActionHistory, since: int | None, frame: pd.DataFrame, timeout_s: float
 ) -> dict[str, dict[str, Any]]:
     """Poll the action history until every accepted alert shows up, or the timeout."""
     want = set(frame.loc[frame["outcome"] == "accepted", "fingerprint"]) if len(frame) else set()
@@ -230,11 +245,11 @@ def _verify(
     deadline = time.monotonic() + timeout_s
     while want - set(found) and time.monotonic() < deadline:
         try:
-            for entry in _history(client, ctx.actions_url):
+            for entry in history.read(since):
                 fp = entry.get("fingerprint")
                 if fp in want:
                     found[fp] = entry
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, HistoryUnavailable):
             pass
         if want - set(found):
             time.sleep(0.5)

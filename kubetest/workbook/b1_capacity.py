@@ -10,13 +10,19 @@ within 5 %, in at most ``MAX_REFINE_PHASES`` extra phases, each half as long as 
 shorter bracketing phase (at least ``REFINE_MIN_S`` s). The guide's ``max = avg × 1.5``
 is not copied: every percentile is measured. Rules of a sustainable phase:
 ``kubetest.analysis.capacity``.
+
+That is ``search: grid``. ``search: auto`` grows the rate ×2 from ``start_per_min`` until a
+phase is unsustainable (descends when the start already is), then bisects to
+``precision``; each phase stops as soon as its verdict is sure and recovery waits for the
+service's in-flight count (``kubetest.analysis.search``). Either way the max sustainable
+rate gets an interval and the load time is recorded; ``confirm_s`` soaks at the rate found.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,21 +40,26 @@ from kubetest.analysis.capacity import (
     refine_next,
 )
 from kubetest.analysis.queueing import reference_theory
+from kubetest.analysis.search import DecisionRule, next_rate
 from kubetest.analysis.verdicts import Requirement, apply_validity
 from kubetest.engine import schedule
-from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
     Phase,
     Recovery,
     SweepViews,
+    auto_stopped,
+    baseline_in_flight,
+    decision_rule,
     echo_phase,
+    interval,
+    load_seconds,
     phases_table,
+    recover,
     relative,
     sweep_result,
     sweep_validity,
-    wait_for_health,
 )
 
 #: The guide's B1 sends random alert types.
@@ -87,11 +98,12 @@ def arrivals(kind: str, rate_s: float, duration_s: float, seed: int = 0) -> np.n
 
 def _run_phase(
     ctx: TestContext, index: int, kind: str, rate_per_min: float, duration_s: float,
-    recovery: Recovery | None, progress: bool | None,
+    recovery: Recovery | None, progress: bool | None, decide: DecisionRule | None = None,
 ) -> Phase:  # fmt: skip
     rate_s = rate_per_min / 60.0
     sched = arrivals(ctx.params.generator.arrivals, rate_s, duration_s, seed=index)
-    plan = make_plan(ctx, TYPES, mode="open", schedule=sched, target_rate_per_s=rate_s)
+    plan = make_plan(ctx, TYPES, mode="open", schedule=sched, target_rate_per_s=rate_s,
+                     decide=decide)  # fmt: skip
     outcome = execute(ctx, plan, f"{ctx.test}_p{index:02d}", progress)
     stats = measure_phase(
         outcome.records, index=index, kind=kind, duration_s=duration_s,
@@ -113,6 +125,44 @@ def _theory(ctx: TestContext) -> dict[str, Any] | None:
     return reference_theory(e.workers, e.service_ms / 1000.0, e.service_dist, ctx.params.slo.p95_s)
 
 
+def search_figures(
+    phases: list[Phase], rule: DecisionRule, cap: dict[str, Any], started: datetime,
+    search: str, confirmation: dict[str, Any] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The search's keys of B1's ``capacity``: the interval on the max sustainable rate,
+    the load time it took, and the soak's outcome; the recommendation gets the interval."""
+    low, high = interval(phases, rule)
+    out: dict[str, Any] = {
+        "search": search,
+        "max_sustainable_ci_per_min": [low, high] if low is not None else None,
+        "search_load_s": load_seconds(phases),
+        "search_wall_s": (datetime.now(UTC) - started).total_seconds(),
+        "confirmation": confirmation,
+    }
+    rate = cap.get("max_sustainable_rate_per_min")
+    if rate is not None and low is not None:
+        top = f"{high:,.0f}" if high is not None else "open above"
+        out["recommendation"] = f"{cap['recommendation']} Interval: {low:,.0f} to {top}/min."
+    if confirmation and confirmation.get("moved_down_to_per_min") is not None:
+        out["recommendation"] = (
+            f"{out.get('recommendation', cap['recommendation'])} The {confirmation['duration_s']:g}"
+            f" s soak at {confirmation['rate_per_min']:,.0f}/min failed: the result moved down "
+            f"one step, to {confirmation['moved_down_to_per_min']:,.0f}/min."
+        )
+    return out
+
+
+def search_line(cap: dict[str, Any]) -> str:
+    """The console's line on the search: the interval and what it cost."""
+    ci = cap.get("max_sustainable_ci_per_min")
+    span = "no interval"
+    if ci:
+        span = f"interval {ci[0]:,.0f} to " + (f"{ci[1]:,.0f}/min" if ci[1] else "open above")
+    return (f"B1 search ({cap.get('search')}): {span}; {cap.get('search_load_s', 0):.0f} s of "
+            f"load in {cap.get('phases_tested')} phases, {cap.get('search_wall_s', 0):.0f} s "
+            "in all")  # fmt: skip
+
+
 class _Sweep:
     """The B1 loop's state: phases so far, why it stopped, the result file kept current."""
 
@@ -124,10 +174,15 @@ class _Sweep:
         self.phases: list[Phase] = []
         self.stopped = "every phase ran"
         self.halted = False  # interrupted, or the service did not recover: no refinement
+        self.rule = decision_rule(ctx)
+        self.confirmation: dict[str, Any] | None = None
+        self.baseline = baseline_in_flight(ctx)
 
     def result(self, complete: bool = True) -> B1Result:
         table = phases_table(self.phases)
         cap = rate_capacity(table)
+        cap.update(search_figures(self.phases, self.rule, cap, self.started, self.sec.search,
+                                  self.confirmation))  # fmt: skip
         samples = int(table["requests"].sum()) if not table.empty else 0
         req = rate_requirement(
             cap, p95_s=self.slo.p95_s, success_rate=self.slo.success_rate, samples=samples
@@ -146,14 +201,13 @@ class _Sweep:
         })  # fmt: skip
         return res
 
-    def step(self, kind: str, rate: float, duration_s: float) -> Phase | None:
+    def step(
+        self, kind: str, rate: float, duration_s: float, decide: DecisionRule | None = None
+    ) -> Phase | None:
         """Recover (after the first phase), run one phase, record it; ``None`` = halted."""
         recovery = None
         if self.phases:
-            recovery = wait_for_health(
-                self.ctx.health_url, self.sec.recovery_s,
-                verify=verify(self.ctx.params.target.tls),
-            )  # fmt: skip
+            recovery = recover(self.ctx, self.phases[-1], self.baseline)
             if not recovery.healthy:
                 self.stopped = (
                     f"the service did not answer {self.ctx.health_url} healthy within "
@@ -162,7 +216,8 @@ class _Sweep:
                 self.halted = True
                 return None
         index = len(self.phases) + 1
-        phase = _run_phase(self.ctx, index, kind, rate, duration_s, recovery, self.progress)
+        phase = _run_phase(self.ctx, index, kind, rate, duration_s, recovery, self.progress,
+                           decide)  # fmt: skip
         self.phases.append(phase)
         echo_phase(self.echo, phase)
         self.save(complete=False)
@@ -208,15 +263,60 @@ class _Sweep:
                 return
 
 
+    def auto(self) -> None:
+        """Grow geometrically until a phase is unsustainable, then bisect to the precision;
+        each phase stops once its verdict is clear (``kubetest.analysis.search``)."""
+        sec = self.sec
+        while not self.halted:
+            points = [(p.stats.offered_per_min or 0.0, p.verdict.status) for p in self.phases]
+            nxt = next_rate(points, sec.start_per_min, max_rate=sec.max_per_min,
+                            precision=sec.precision)  # fmt: skip
+            if nxt is None:
+                self.stopped = auto_stopped(points, sec.max_per_min)
+                return
+            rate, why = nxt
+            tries = [p for p in self.phases if abs((p.stats.offered_per_min or 0) - rate) < 1e-6]
+            if why != "bisect" and len(tries) >= GRID_TRIES:
+                self.stopped = (f"no evidence at {rate:,.0f}/min in {GRID_TRIES} tries "
+                                f"({tries[-1].verdict.status}): {why} stopped there")  # fmt: skip
+                return
+            if self.step(why, rate, sec.max_phase_s, self.rule) is None:
+                return
+
+    def confirm(self) -> None:
+        """Soak at the rate found for ``confirm_s``; a failure moves the result down."""
+        cap = rate_capacity(phases_table(self.phases))
+        rate = cap["max_sustainable_rate_per_min"]
+        if not rate or self.halted:
+            return
+        soak = replace(self.rule, min_s=self.sec.confirm_s, soak=True)
+        phase = self.step("confirm", rate, self.sec.confirm_s, soak)
+        if phase is None:
+            return
+        moved = rate_capacity(phases_table(self.phases))["max_sustainable_rate_per_min"]
+        self.confirmation = {
+            "rate_per_min": rate, "duration_s": self.sec.confirm_s,
+            "status": phase.verdict.status, "reasons": phase.verdict.reasons,
+            "moved_down_to_per_min": moved if moved != rate else None,
+        }  # fmt: skip
+
+
 def run(
     ctx: TestContext, progress: bool | None = None, echo: Callable[[str], None] = print
 ) -> B1Result:
-    """Run the sweep (grid, then bisection), judge every phase, save ``results/B1.json``."""
+    """Run the search (``auto``: grow, bisect; ``grid``: the phases, then bisection), judge
+    every phase, optionally soak at the rate found, save ``results/B1.json``."""
     sweep = _Sweep(ctx, progress, echo)
-    sweep.grid()
-    if ctx.section.refine and not sweep.halted:
-        sweep.refine()
+    if ctx.section.search == "auto":
+        sweep.auto()
+    else:
+        sweep.grid()
+        if ctx.section.refine and not sweep.halted:
+            sweep.refine()
+    if ctx.section.confirm_s > 0 and not sweep.halted:
+        sweep.confirm()
     done = bool(sweep.phases) and not any(p.stats.interrupted for p in sweep.phases)
     res = sweep.save(complete=done)
     echo(res.capacity["recommendation"])
+    echo(search_line(res.capacity))
     return res

@@ -7,7 +7,8 @@ of a busy machine is retried). A level is sustainable at success ≥ the SLO's r
 SLO's p95, provided the generator really held N in flight. Throughput against N is fitted
 with the Universal Scalability Law (predicted peak, contention σ, coherency κ), and each
 level is checked against Little's law (N = X·R): a level far off it was not the closed
-loop it claims to be.
+loop it claims to be. ``search: auto`` doubles N from ``start_concurrency`` instead, then
+bisects, each level stopping once its verdict is sure (``kubetest.analysis.search``).
 """
 
 from __future__ import annotations
@@ -20,23 +21,29 @@ from typing import Any
 import pandas as pd
 
 from kubetest.analysis.capacity import (
+    bracket,
     concurrency_capacity,
     judge_concurrency_level,
     measure_phase,
 )
+from kubetest.analysis.search import DecisionRule, next_rate
 from kubetest.analysis.usl import UslFit
-from kubetest.tls import verify
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
     Phase,
     Recovery,
     SweepViews,
+    auto_stopped,
+    baseline_in_flight,
+    decision_rule,
     echo_phase,
+    interval,
+    load_seconds,
     phases_table,
+    recover,
     relative,
     sweep_result,
-    wait_for_health,
 )
 
 TYPES = ["high_memory", "high_cpu", "pod_crash"]
@@ -69,13 +76,15 @@ class B2Result(SweepViews):
 
 
 def _run_level(
-    ctx: TestContext, index: int, n: int, recovery: Recovery | None, progress: bool | None
-) -> Phase:
+    ctx: TestContext, index: int, n: int, recovery: Recovery | None, progress: bool | None,
+    kind: str = "level", decide: DecisionRule | None = None,
+) -> Phase:  # fmt: skip
     sec, slo = ctx.section, ctx.params.slo
-    plan = make_plan(ctx, TYPES, mode="closed", concurrency=n, duration_s=sec.duration_s)
+    plan = make_plan(ctx, TYPES, mode="closed", concurrency=n, duration_s=sec.duration_s,
+                     decide=decide)  # fmt: skip
     outcome = execute(ctx, plan, f"{ctx.test}_p{index:02d}", progress)
     stats = measure_phase(
-        outcome.records, index=index, kind="level", duration_s=sec.duration_s, concurrency=n,
+        outcome.records, index=index, kind=kind, duration_s=sec.duration_s, concurrency=n,
         load_summary=outcome.load.summary, validity=outcome.validity(),
     )  # fmt: skip
     verdict = judge_concurrency_level(
@@ -85,58 +94,125 @@ def _run_level(
     return Phase(stats, verdict, outcome, relative(ctx, outcome.load.records_path), recovery)
 
 
-def run(
-    ctx: TestContext, progress: bool | None = None, echo: Callable[[str], None] = print
-) -> B2Result:
-    """Run the levels, judge each, fit the USL, save ``results/B2.json``."""
-    sec = ctx.section
-    started = datetime.now(UTC)
-    phases: list[Phase] = []
-    stopped = "every level ran"
+def next_level(phases: list[Phase], start: int, cap: int | None, precision: float
+               ) -> tuple[int, str] | None:  # fmt: skip
+    """``search: auto``'s next N (``analysis.search.next_rate`` on integers): ``None`` once
+    the bracket is one level wide or within the precision."""
+    points = [(float(p.stats.concurrency or 0), p.verdict.status) for p in phases]
+    nxt = next_rate(points, float(start), max_rate=float(cap) if cap else None,
+                    precision=precision)  # fmt: skip
+    if nxt is None:
+        return None
+    n = max(1, int(round(nxt[0])))
+    low, high = bracket(points)
+    if nxt[1] == "bisect" and (n <= (low or 0) or (high is not None and n >= high)):
+        return None
+    return n, nxt[1]
 
-    def save(complete: bool) -> B2Result:
-        table = phases_table(phases)
+
+class _Levels:
+    """B2's loop: levels so far, why it stopped, the result file kept current."""
+
+    def __init__(self, ctx: TestContext, progress: bool | None, echo: Callable[[str], None]):
+        self.ctx, self.progress, self.echo, self.sec = ctx, progress, echo, ctx.section
+        self.started = datetime.now(UTC)
+        self.phases: list[Phase] = []
+        self.stopped = "every level ran"
+        self.rule = decision_rule(ctx)
+        self.baseline = baseline_in_flight(ctx)
+
+    def save(self, complete: bool) -> B2Result:
+        table = phases_table(self.phases)
         cap, fit = concurrency_capacity(table)
-        ctx.save_result({
-            **sweep_result(ctx, phases, table, title="B2 concurrency capacity",
-                           started=started, complete=complete, stopped=stopped),
+        low, high = interval(self.phases, self.rule)
+        cap.update({
+            "concurrency_search": self.sec.search,
+            "max_sustainable_concurrency_ci": [low, high] if low is not None else None,
+            "concurrency_search_load_s": load_seconds(self.phases),
+        })  # fmt: skip
+        self.ctx.save_result({
+            **sweep_result(self.ctx, self.phases, table, title="B2 concurrency capacity",
+                           started=self.started, complete=complete, stopped=self.stopped),
             "requirements": [],
             "capacity": cap,
             "usl": fit.as_dict() if fit else None,
         })  # fmt: skip
-        return B2Result(phases, cap, fit, stopped)
+        return B2Result(self.phases, cap, fit, self.stopped)
 
-    for n in sec.levels:
-        phase = None
-        for _ in range(LEVEL_TRIES):  # a generator-limited level is run once more
-            recovery = (
-                wait_for_health(ctx.health_url, sec.recovery_s,
-                                verify=verify(ctx.params.target.tls))
-                if phases else None
-            )  # fmt: skip
-            if recovery is not None and not recovery.healthy:
-                stopped = (f"the service did not answer {ctx.health_url} healthy within "
-                           f"recovery_s = {sec.recovery_s:g} s ({recovery.note})")  # fmt: skip
-                phase = None
-                break
-            phase = _run_level(ctx, len(phases) + 1, int(n), recovery, progress)
-            phases.append(phase)
-            echo_phase(echo, phase)
-            save(complete=False)
-            if phase.verdict.status != "generator-limited" or phase.stats.interrupted:
-                break
-        if phase is None:
-            break
+    def level(self, n: int, kind: str) -> Phase | None:
+        """Recover, run level N, record it; ``None`` when it should end the sweep."""
+        recovery = recover(self.ctx, self.phases[-1], self.baseline) if self.phases else None
+        if recovery is not None and not recovery.healthy:
+            self.stopped = (
+                f"the service did not answer {self.ctx.health_url} healthy within "
+                f"recovery_s = {self.sec.recovery_s:g} s ({recovery.note})"
+            )
+            return None
+        rule = self.rule if self.sec.search == "auto" else None
+        phase = _run_level(self.ctx, len(self.phases) + 1, n, recovery, self.progress, kind, rule)
+        self.phases.append(phase)
+        echo_phase(self.echo, phase)
+        self.save(complete=False)
         if phase.stats.interrupted:
-            stopped = f"interrupted during {phase.label}"
-            break
-        if phase.verdict.broken:
-            stopped = (f"limit reached: success {phase.stats.latency.success.value:.1%} < "
-                       f"{sec.stop_below_success:.0%} at {phase.label}")  # fmt: skip
-            break
-        if phase.verdict.status == "generator-limited":
-            stopped = f"the load generator could not hold {phase.label} in flight"
-            break
-    res = save(complete=bool(phases) and all(not p.stats.interrupted for p in phases))
+            self.stopped = f"interrupted during {phase.label}"
+            return None
+        return phase
+
+    def grid(self) -> None:
+        for n in self.sec.levels:
+            phase = None
+            for _ in range(LEVEL_TRIES):  # a generator-limited level is run once more
+                phase = self.level(int(n), "level")
+                if phase is None or phase.verdict.status != "generator-limited":
+                    break
+            if phase is None:
+                return
+            if phase.verdict.broken:
+                self.stopped = (
+                    f"limit reached: success {phase.stats.latency.success.value:.1%} < "
+                    f"{self.sec.stop_below_success:.0%} at {phase.label}"
+                )
+                return
+            if phase.verdict.status == "generator-limited":
+                self.stopped = f"the load generator could not hold {phase.label} in flight"
+                return
+
+    def auto(self) -> None:
+        """Double N until a level is unsustainable, then bisect; each level stops early."""
+        sec = self.sec
+        while True:
+            nxt = next_level(self.phases, sec.start_concurrency, sec.max_concurrency,
+                             sec.precision)  # fmt: skip
+            if nxt is None:
+                points = [(float(p.stats.concurrency or 0), p.verdict.status)
+                          for p in self.phases]  # fmt: skip
+                self.stopped = auto_stopped(points, sec.max_concurrency)
+                return
+            n, why = nxt
+            tries = [p for p in self.phases if p.stats.concurrency == n]
+            if len(tries) >= LEVEL_TRIES:
+                self.stopped = f"the load generator could not hold N={n:,} in flight"
+                return
+            if self.level(n, why) is None:
+                return
+
+
+def run(
+    ctx: TestContext, progress: bool | None = None, echo: Callable[[str], None] = print
+) -> B2Result:
+    """Run the levels (``grid``) or search N (``auto``), judge each, fit the USL, save
+    ``results/B2.json``."""
+    sweep = _Levels(ctx, progress, echo)
+    if ctx.section.search == "auto":
+        sweep.auto()
+    else:
+        sweep.grid()
+    phases = sweep.phases
+    res = sweep.save(complete=bool(phases) and all(not p.stats.interrupted for p in phases))
     echo(res.capacity["concurrency_recommendation"])
+    ci = res.capacity.get("max_sustainable_concurrency_ci")
+    if ctx.section.search == "auto" and ci:
+        top = f"{ci[1]:,.0f}" if ci[1] is not None else "open above"
+        echo(f"B2 search (auto): interval N = {ci[0]:,.0f} to {top}; "
+             f"{res.capacity['concurrency_search_load_s']:.0f} s of load")  # fmt: skip
     return res

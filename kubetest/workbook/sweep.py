@@ -8,6 +8,7 @@ a phase's numbers never mix with its neighbours' drain; the judgement rules live
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -19,9 +20,13 @@ import httpx
 import pandas as pd
 
 from kubetest import control
-from kubetest.analysis.capacity import EVIDENCE, PhaseStats, PhaseVerdict, phase_row
+from kubetest.analysis.capacity import EVIDENCE, PhaseStats, PhaseVerdict, bracket, phase_row
+from kubetest.analysis.search import DecisionRule, Point, is_sure, max_rate_interval
 from kubetest.analysis.validity import Validity, combine
 from kubetest.engine.progress import session_note
+from kubetest.metrics import _target_auth as metrics_auth
+from kubetest.metrics import parse_exposition
+from kubetest.tls import verify
 from kubetest.workbook.context import TestContext, result_head
 from kubetest.workbook.loadtest import LoadOutcome
 
@@ -69,6 +74,52 @@ def wait_for_health(
             if time.monotonic() + interval_s > deadline:
                 return Recovery(False, time.monotonic() - start, f"{url}: {last}")
             time.sleep(interval_s)
+
+
+IN_FLIGHT_METRIC = re.compile(r"in_?flight")
+
+
+def service_in_flight(
+    url: str, verify: ssl.SSLContext | bool = True, headers: dict[str, str] | None = None
+) -> float | None:
+    """The service's own in-flight count (the sum of its ``*in_flight*`` gauges), or
+    ``None`` when its metrics cannot say."""
+    try:
+        with control.client(timeout_s=2.0, verify=verify) as client:
+            resp = client.get(url, headers=headers)
+        if resp.status_code != 200:
+            return None
+        rows = parse_exposition(resp.text)
+    except (httpx.HTTPError, ValueError):
+        return None
+    values = [v for name, _, v, kind in rows if kind == "gauge" and IN_FLIGHT_METRIC.search(name)]
+    return float(sum(values)) if values else None
+
+
+def wait_for_drain(
+    metrics_url: str | None, baseline: float | None, backlog_s: float, max_s: float,
+    verify: ssl.SSLContext | bool = True, headers: dict[str, str] | None = None,
+) -> Recovery:  # fmt: skip
+    """Recovery from an overload, at most ``max_s``: until the service's in-flight gauge
+    is back to ``baseline`` (its metrics), or, when it has none, for ``backlog_s`` (the
+    client's estimate: the requests the stop cancelled over the rate the service
+    completed them). Never a fixed pause when the service can say it is idle."""
+    start = time.monotonic()
+    deadline = start + max_s
+    if metrics_url and baseline is not None:
+        while True:
+            now_in = service_in_flight(metrics_url, verify, headers)
+            if now_in is None or now_in <= baseline:
+                break
+            if time.monotonic() + RECOVERY_PROBE_S > deadline:
+                return Recovery(False, time.monotonic() - start,
+                                f"still {now_in:g} in flight (baseline {baseline:g})")  # fmt: skip
+            time.sleep(RECOVERY_PROBE_S)
+        if now_in is not None:
+            return Recovery(True, time.monotonic() - start, "in flight back to baseline")
+    wait = min(max(backlog_s, 0.0), max_s)
+    time.sleep(wait)
+    return Recovery(True, time.monotonic() - start, f"waited {wait:.1f} s for the backlog")
 
 
 @dataclass
@@ -170,8 +221,11 @@ def echo_phase(echo: Callable[[str], None], phase: Phase) -> None:
     """The phase's verdict in one line, to the notebook and to a listening session."""
     s, v = phase.stats, phase.verdict
     why = f" ({'; '.join(v.reasons)})" if v.reasons else ""
+    if s.decided and s.decided["status"] == "sustainable":
+        why = f" (stopped early: {s.decided['reason']})"
+    ran = min(s.ran_s or s.duration_s, s.duration_s)
     line = (
-        f"phase {s.index} {s.kind:<6} {phase.label:>12} {s.duration_s:6.1f} s: {v.status:<17} "
+        f"phase {s.index} {s.kind:<6} {phase.label:>12} {ran:6.1f} s: {v.status:<17} "
         f"success {s.latency.success.value:.1%}, p95 {s.latency.p95.value:.3f} s, "
         f"{s.throughput_per_min:,.0f}/min done{why}"
     )
@@ -208,3 +262,79 @@ class SweepViews:
     @property
     def generator(self) -> pd.DataFrame:
         return generator_table(self.phases)
+
+
+# -- search: auto (kubetest.analysis.search) ------------------------------------------------
+
+
+def decision_rule(ctx: TestContext) -> DecisionRule:
+    """The early-decision rule of a sweep's ``search: auto`` (B1 open loop, B2 closed)."""
+    sec, slo = ctx.section, ctx.params.slo
+    open_loop = hasattr(sec, "max_phase_s")
+    return DecisionRule(
+        p95_s=slo.p95_s, success_rate=slo.success_rate, margin=sec.margin,
+        min_s=sec.min_phase_s, horizon_s=sec.max_phase_s if open_loop else sec.duration_s,
+        open_loop=open_loop,
+    )  # fmt: skip
+
+
+def _metrics_headers(ctx: TestContext) -> dict[str, str]:
+    return metrics_auth(ctx.params.target.auth_token_env, ctx.metrics_url, ctx.target_url)
+
+
+def baseline_in_flight(ctx: TestContext) -> float | None:
+    """The service's in-flight count before the search (``search: auto`` only)."""
+    if getattr(ctx.section, "search", "grid") != "auto" or not ctx.metrics_url:
+        return None
+    return service_in_flight(ctx.metrics_url, verify(ctx.params.target.tls), _metrics_headers(ctx))
+
+
+def recover(ctx: TestContext, last: Phase, baseline: float | None) -> Recovery:
+    """The pause before the next phase. ``grid``: until ``/health`` answers (at most
+    ``recovery_s``). ``auto``: first until the service's in-flight count is back to
+    ``baseline`` (or the cancelled backlog is worked off), then ``/health``; both within
+    ``recovery_s`` in all."""
+    sec, tls_verify = ctx.section, verify(ctx.params.target.tls)
+    if getattr(sec, "search", "grid") != "auto":
+        return wait_for_health(ctx.health_url, sec.recovery_s, verify=tls_verify)
+    records = last.outcome.records
+    cancelled = int((records["error"] == "cancelled").sum()) if not records.empty else 0
+    rate_s = last.stats.throughput_per_min / 60.0
+    backlog_s = cancelled / rate_s if rate_s > 0 else 0.0
+    drained = wait_for_drain(ctx.metrics_url, baseline, backlog_s, sec.recovery_s, tls_verify,
+                             _metrics_headers(ctx))  # fmt: skip
+    left = max(sec.recovery_s - drained.waited_s, RECOVERY_PROBE_S)
+    health = wait_for_health(ctx.health_url, left, verify=tls_verify)
+    notes = [n for n in (drained.note, health.note) if n]
+    return Recovery(health.healthy, drained.waited_s + health.waited_s, "; ".join(notes))
+
+
+def load_seconds(phases: list[Phase]) -> float:
+    """Load time the phases used (each until it stopped: decided, aborted or its end)."""
+    return float(sum(min(p.stats.ran_s or p.stats.duration_s, p.stats.duration_s)
+                     for p in phases))  # fmt: skip
+
+
+def interval(phases: list[Phase], rule: DecisionRule) -> tuple[float | None, float | None]:
+    """[low, high] around the max sustainable load (``analysis.search.max_rate_interval``),
+    each phase's verdict counted sure only when the decision rule backs it."""
+    points = []
+    for p in phases:
+        s = p.stats
+        load = float(s.concurrency if s.concurrency is not None else s.offered_per_min or 0)
+        ran = min(s.ran_s or s.duration_s, s.duration_s)
+        sure = is_sure(rule, p.outcome.records, ran, p.verdict.status, s.decided)
+        points.append(Point(load, p.verdict.status, sure))
+    return max_rate_interval(points)
+
+
+def auto_stopped(points: list[tuple[float, str]], cap: float | None) -> str:
+    """Why ``search: auto`` stopped, in one line."""
+    low, high = bracket(points)
+    if high is None and low is not None:
+        return f"sustained the cap ({low:,.0f}): the capacity is at least that"
+    if low is None and high is not None:
+        return f"unsustainable at every load tried, down to {high:,.0f}"
+    if low is None:
+        return "no phase gave evidence"
+    return f"bisected to the precision: between {low:,.0f} and {high:,.0f}"
