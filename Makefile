@@ -8,7 +8,7 @@ PARAMS ?= params/local.yaml
 TEST_DEBS  := redis-server postgresql openssl chromium
 BENCH_DEBS := nginx wrk hey
 
-.PHONY: report test lint lab bench clean
+.PHONY: report test lint format lab bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,21 @@ $(STAMP): pyproject.toml
 report: $(STAMP)
 	$(BIN)/kubetest run --params $(PARAMS) $(if $(SESSION),--session $(SESSION),)
 
-## make test: install, lint, and run the test suite
+## make test: install, lint, check the formatting, and run the test suite
 test: $(STAMP)
 	@scripts/system-deps.sh $(TEST_DEBS)
 	$(BIN)/ruff check kubetest tests bench
+	$(BIN)/ruff format --check kubetest tests bench
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check kubetest tests bench
+	$(BIN)/ruff format --check kubetest tests bench
+
+## make format: format the code the way make test checks it
+format: $(STAMP)
+	$(BIN)/ruff check --fix kubetest tests bench
+	$(BIN)/ruff format kubetest tests bench
 
 ## make lab: open the notebooks in JupyterLab
 lab: $(STAMP)

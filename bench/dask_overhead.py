@@ -90,20 +90,23 @@ def _children_tree(pid: int) -> list[int]:
     return out
 
 
-def _trial(url: str, rate: float, duration: float, workers: int, tmp: Path, tag: str
-           ) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+def _trial(
+    url: str, rate: float, duration: float, workers: int, tmp: Path, tag: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     result = tmp / f"{tag}.json"
     cmd = [sys.executable, "-m", "bench.engine_trial", "--url", url, "--rate", f"{rate:g}",
            "--duration", f"{duration:g}", "--timeout", "5", "--max-in-flight", "1000",
            "--result", str(result)]  # fmt: skip
     cmd += ["--workers", str(workers)] if workers > 1 else []
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=(tmp / f"{tag}.err").open("wb"))  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp / f"{tag}.err").open("wb")
+    )
     return proc, result
 
 
-def _shards(doc: dict[str, Any], pids: list[int], sampler: Sampler, duration: float
-            ) -> list[dict[str, Any]]:  # fmt: skip
+def _shards(
+    doc: dict[str, Any], pids: list[int], sampler: Sampler, duration: float
+) -> list[dict[str, Any]]:
     s = doc["summary"]
     start = doc["start_monotonic"]
     per = s.get("per_worker") or [s]
@@ -157,8 +160,10 @@ def report(doc: dict[str, Any]) -> str:
         runs = [p[kind] for p in doc["pairs"]]
         lags = sorted(r["worst_lag_p99_s"] * 1e3 for r in runs)
         shards = [sh for r in runs for sh in r["shards"]]
-        cpu, wait = _mean([s.get("cpu_per_s") for s in shards]), _mean(
-            [s.get("runqueue_wait_per_s") for s in shards])  # fmt: skip
+        cpu, wait = (
+            _mean([s.get("cpu_per_s") for s in shards]),
+            _mean([s.get("runqueue_wait_per_s") for s in shards]),
+        )
         lines.append(
             f"| {kind} | {sum(r['held'] for r in runs)}/{len(runs)} | "
             f"{statistics.median(lags):.1f} ms ({lags[0]:.1f}–{lags[-1]:.1f}) | "

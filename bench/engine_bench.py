@@ -240,8 +240,9 @@ def part_slow(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dict
                                   timeout_s=timeout, core=gen,
                                   qps_per_worker=SLOW_RATE / conc)  # fmt: skip
             else:
-                r = peers.run_locust(srv.url, body, users=conc, duration_s=p.slow_s,
-                                     timeout_s=timeout, core=gen)  # fmt: skip
+                r = peers.run_locust(
+                    srv.url, body, users=conc, duration_s=p.slow_s, timeout_s=timeout, core=gen
+                )
             runs.append(r)
     for r in runs:
         r["p50_error"] = err(r.get("p50"), SLOW_DELAY_S)
@@ -296,8 +297,9 @@ def _sweep(trial: Any, p: Profile, rates: tuple[int, ...]) -> dict[str, Any]:
     # what the loop's CPU share says, less sensitive to a busy machine than the search:
     # rate / loop busy is the rate at which the event-loop thread would be 100 % busy
     # (sharded: the busiest shard's loop, so the rate at which the first shard would be)
-    ceilings = sorted(t["rate_per_s"] / t["loop_busy"] for t in sweep
-                      if t.get("holds") and t.get("loop_busy"))  # fmt: skip
+    ceilings = sorted(
+        t["rate_per_s"] / t["loop_busy"] for t in sweep if t.get("holds") and t.get("loop_busy")
+    )
     return {
         "sweep": sweep,
         "loop_bound_rate": ceilings[len(ceilings) // 2] if ceilings else None,
@@ -317,8 +319,9 @@ def part_nginx(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dic
         watch(target_pid=ng.pid, target_core=tgt, gen_core=gen)
         res["server_command"] = " ".join(ng.command)
 
-        def trial(rate: float, duration: float, cap: int = 1000, workers: int = 1,
-                  client: str = "fast") -> dict[str, Any]:  # fmt: skip
+        def trial(
+            rate: float, duration: float, cap: int = 1000, workers: int = 1, client: str = "fast"
+        ) -> dict[str, Any]:
             t = engine_trial(ng.url, rate=rate, duration_s=duration, timeout_s=5.0,
                              max_in_flight=cap, core=gen, workers=workers,
                              client=client)  # fmt: skip
@@ -329,13 +332,17 @@ def part_nginx(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dic
             if "machine_other" in mach:
                 other = f"other load on all cores {mach.get('machine_other') or 0:.0%}"
             else:
-                other = (f"other load on generator/target core "
-                         f"{mach.get('gen_core_other') or 0:.0%}/"
-                         f"{mach.get('target_core_other') or 0:.0%}")  # fmt: skip
-            log(f"nginx: {client} x{workers} {rate:g}/s -> {t.get('rate_per_s') or 0:.0f}/s, lag "
+                other = (
+                    f"other load on generator/target core "
+                    f"{mach.get('gen_core_other') or 0:.0%}/"
+                    f"{mach.get('target_core_other') or 0:.0%}"
+                )
+            log(
+                f"nginx: {client} x{workers} {rate:g}/s -> {t.get('rate_per_s') or 0:.0f}/s, lag "
                 f"p99 {(lag or 0) * 1e3:.1f} ms, saturated={t.get('saturated')}, "
                 f"holds={t['holds']}; {other}"
-                f"{'  ' + t['error'] if 'error' in t else ''}")  # fmt: skip
+                f"{'  ' + t['error'] if 'error' in t else ''}"
+            )
             time.sleep(0.5)
             return t
 
@@ -414,8 +421,10 @@ def _one_worker(trial: Any, p: Profile, rates: tuple[int, ...], client: str) -> 
 def part_stall(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dict[str, Any]:
     q = 0.99
     analytic = STALL_BASE_S + STALL_S - (1 - q) * STALL_PERIOD_S
-    log(f"stall: {STALL_S:g} s every {STALL_PERIOD_S:g} s, {STALL_RATE:g} req/s for "
-        f"{p.stall_s} s; analytic p99 {analytic:.3f} s")  # fmt: skip
+    log(
+        f"stall: {STALL_S:g} s every {STALL_PERIOD_S:g} s, {STALL_RATE:g} req/s for "
+        f"{p.stall_s} s; analytic p99 {analytic:.3f} s"
+    )
     res: dict[str, Any] = {
         "period_s": STALL_PERIOD_S, "stall_s": STALL_S, "base_s": STALL_BASE_S,
         "rate": STALL_RATE, "duration_s": p.stall_s, "analytic_p99": analytic,
@@ -423,8 +432,9 @@ def part_stall(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dic
         "held_fraction": STALL_S / STALL_PERIOD_S,
     }  # fmt: skip
     runs: list[dict[str, Any]] = []
-    with PyServer("stall", core=tgt, period=STALL_PERIOD_S, stall=STALL_S,
-                  base=STALL_BASE_S) as srv:  # fmt: skip
+    with PyServer(
+        "stall", core=tgt, period=STALL_PERIOD_S, stall=STALL_S, base=STALL_BASE_S
+    ) as srv:
         watch(target_pid=srv.pid, target_core=tgt, gen_core=gen)
         res["server_command"] = " ".join(srv.command)
         for client in CLIENTS:
@@ -440,18 +450,21 @@ def part_stall(p: Profile, body: bytes, gen: int | None, tgt: int | None) -> dic
             log(f"stall: {tool}")
             time.sleep(0.5)
             if tool == "wrk":
-                r = peers.run_wrk(srv.url, body, connections=50, duration_s=p.stall_s,
-                                  timeout_s=10.0, core=gen)  # fmt: skip
+                r = peers.run_wrk(
+                    srv.url, body, connections=50, duration_s=p.stall_s, timeout_s=10.0, core=gen
+                )
                 # wrk 4 rewrites its histogram after the run (stats_correct): every latency
                 # above the mean per-connection interval gets back-filled synthetic samples
                 r["mode"] += "; histogram CO-corrected by wrk (stats_correct)"
                 r["co_corrected"] = True
             elif tool == "hey":
-                r = peers.run_hey(srv.url, body, workers=50, duration_s=p.stall_s,
-                                  timeout_s=10.0, core=gen)  # fmt: skip
+                r = peers.run_hey(
+                    srv.url, body, workers=50, duration_s=p.stall_s, timeout_s=10.0, core=gen
+                )
             else:
-                r = peers.run_locust(srv.url, body, users=50, duration_s=p.stall_s,
-                                     timeout_s=10.0, core=gen)  # fmt: skip
+                r = peers.run_locust(
+                    srv.url, body, users=50, duration_s=p.stall_s, timeout_s=10.0, core=gen
+                )
             stalls = p.stall_s / STALL_PERIOD_S
             if r.get("requests"):
                 r["held_fraction_bound"] = min(1.0, 50 * stalls / r["requests"])

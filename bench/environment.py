@@ -15,8 +15,9 @@ from bench.servers import cores
 
 def _deb_version(pkg: str) -> str:
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True,
-                             text=True, timeout=10)  # fmt: skip
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip() or "not installed"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -63,5 +64,3 @@ def loadavg() -> list[float]:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return []
-
-

@@ -56,8 +56,10 @@ class Profile:
     def make(cls, quick: bool) -> Profile:
         at_max = (("wrk", (("connections", 50),)), ("hey", (("workers", 50),)),
                   ("locust", (("users", 50),)))  # fmt: skip
-        at_2000 = (("hey", (("workers", 50), ("qps_per_worker", 40))),
-                   ("locust", (("users", 50), ("rate_per_user", 40))))  # fmt: skip
+        at_2000 = (
+            ("hey", (("workers", 50), ("qps_per_worker", 40))),
+            ("locust", (("users", 50), ("rate_per_user", 40))),
+        )
         if quick:
             return cls(slow_s=6, slow_peers=("wrk", "hey"), step_s=3, rates=(2000, 4000),
                        rates_fast=(10000, 20000), rates2=(10000, 20000), refine=False,
@@ -79,7 +81,6 @@ def log(msg: str) -> None:
 
 def err(value: float | None, truth: float) -> float | None:
     return None if value is None else value / truth - 1.0
-
 
 
 DISTURBED_GEN = 0.05  # another program used > 5 % of the generator core during a run
@@ -108,5 +109,3 @@ def holds(t: dict[str, Any]) -> bool:
         lag is not None and lag < LAG_P99_MAX_S and frac >= HOLD_FRACTION
         and not t.get("saturated") and ok is not None and ok >= 0.999
     )  # fmt: skip
-
-

@@ -83,7 +83,7 @@ def _finish(out: dict[str, Any], m: Measured, t_from: float, t_to: float) -> dic
             rate_per_s=out.get("rate_per_s") or 0.0,
             t_from=t_from,
             t_to=t_to,
-        )  # fmt: skip
+        )
     )
     out["cpu_per_1k_steady_s"] = out.pop("steady")
     out["cpu_per_1k_total_s"] = out.pop("total")
@@ -201,11 +201,13 @@ def run_hey(
         elapsed = float(total.group(1))
         out.update(
             _tally(
-                requests, errors, requests / elapsed if elapsed else None,
+                requests,
+                errors,
+                requests / elapsed if elapsed else None,
                 lambda q: float(dist[q]) if q in dist else None,
                 float(slowest.group(1)) if slowest else None,
             )
-        )  # fmt: skip
+        )
         if errs and "Error distribution:" in text:
             out["error_kinds"] = [f"{n} x {what.strip()[:120]}" for n, what in errs[:3]]
     except (AssertionError, ValueError) as exc:

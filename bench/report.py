@@ -39,8 +39,10 @@ def _load(r: dict[str, Any]) -> str:
     mark = " (disturbed)" if disturbed(r) else ""
     if "machine_other" in m:  # generator on every core: other load on all of them
         return f"{pct(m.get('target_cpu'))} / {pct(m.get('machine_other'))} all cores{mark}"
-    return (f"{pct(m.get('target_cpu'))} / {pct(m.get('gen_core_other'))} / "
-            f"{pct(m.get('target_core_other'))}{mark}")  # fmt: skip
+    return (
+        f"{pct(m.get('target_cpu'))} / {pct(m.get('gen_core_other'))} / "
+        f"{pct(m.get('target_core_other'))}{mark}"
+    )
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -99,19 +101,25 @@ def _sweep_cells(t: dict[str, Any], *, sharded: bool = False) -> list[str]:
 def markdown(doc: dict[str, Any]) -> str:
     out: list[str] = []
     env = doc["environment"]
-    out.append(f"## kubetest engine benchmark ({'quick' if doc['quick'] else 'full'} run, "
-               f"{doc['timestamp']})\n")  # fmt: skip
-    out.append(f"{env['cpu']}, {env['cores']} cores; target on core {env['target_core']}, "
-               f"generator on core {env['generator_core']}; Python {env['python']}, "
-               f"aiohttp {env['aiohttp']}, httptools {env.get('httptools')}, uvloop "
-               f"{env['uvloop']}, nginx {env['nginx']}, "
-               f"wrk {env['wrk']}, hey {env['hey']}, Locust {env['locust']}. Load average "
-               f"(1/5/15 min) by part: {doc.get('loadavg_1_5_15')}.\n")  # fmt: skip
+    out.append(
+        f"## kubetest engine benchmark ({'quick' if doc['quick'] else 'full'} run, "
+        f"{doc['timestamp']})\n"
+    )
+    out.append(
+        f"{env['cpu']}, {env['cores']} cores; target on core {env['target_core']}, "
+        f"generator on core {env['generator_core']}; Python {env['python']}, "
+        f"aiohttp {env['aiohttp']}, httptools {env.get('httptools')}, uvloop "
+        f"{env['uvloop']}, nginx {env['nginx']}, "
+        f"wrk {env['wrk']}, hey {env['hey']}, Locust {env['locust']}. Load average "
+        f"(1/5/15 min) by part: {doc.get('loadavg_1_5_15')}.\n"
+    )
 
     slow = doc.get("slow")
     if slow:
-        out.append(f"### 1. Server answering in exactly {slow['delay_s']:g} s, "
-                   f"{slow['rate']:g} req/s for {slow['duration_s']} s\n")  # fmt: skip
+        out.append(
+            f"### 1. Server answering in exactly {slow['delay_s']:g} s, "
+            f"{slow['rate']:g} req/s for {slow['duration_s']} s\n"
+        )
         out += _table(
             "| tool | mode | requests | success | rate | rate err | p50 | p50 err | "
             "p99 | p99 err | max | target CPU / other on gen. / target core |",
@@ -127,14 +135,18 @@ def markdown(doc: dict[str, Any]) -> str:
         )  # fmt: skip
         e = slow["runs"][0]
         rc = e.get("records_check") or {}
-        out.append(f"\nEngine schedule lag p99 {_s(e.get('schedule_lag_p99'), 'ms')}, max in "
-                   f"flight {e.get('max_in_flight_seen')}; p50/p99 recomputed from the records: "
-                   f"{_s(rc.get('p50'))} / {_s(rc.get('p99'))}.\n")  # fmt: skip
+        out.append(
+            f"\nEngine schedule lag p99 {_s(e.get('schedule_lag_p99'), 'ms')}, max in "
+            f"flight {e.get('max_in_flight_seen')}; p50/p99 recomputed from the records: "
+            f"{_s(rc.get('p50'))} / {_s(rc.get('p99'))}.\n"
+        )
 
     ng = doc.get("nginx")
     if ng:
-        out.append(f"### 2. nginx: open-loop rate sweep ({ng['step_s']} s per step; held = lag "
-                   f"p99 < 10 ms, achieved >= 99 %, not saturated)\n")  # fmt: skip
+        out.append(
+            f"### 2. nginx: open-loop rate sweep ({ng['step_s']} s per step; held = lag "
+            f"p99 < 10 ms, achieved >= 99 %, not saturated)\n"
+        )
         for one in (ng, ng.get("aiohttp")):
             if not one:
                 continue
@@ -160,7 +172,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{_s(far.get('max_rss_mb'), 'mb')} (at its max held rate: "
                 f"{_s(held.get('max_rss_mb'), 'mb')}); records "
                 f"{'sampled' if far.get('records_sampled') else 'all kept'}.\n"
-            )  # fmt: skip
+            )
         two = ng.get("workers2")
         if two:
             w = two.get("workers", WORKERS_2)
@@ -170,10 +182,11 @@ def markdown(doc: dict[str, Any]) -> str:
                 "p50 | p99 | loop busy (busiest) | CPU/1k req (all processes) | "
                 "CPU/1k req (workers) | nginx CPU / other load | saturated | held |",
                 "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---|",
-                _sweep_rows([*two["sweep"], *([two["far_beyond"]] if two.get("far_beyond")
-                                              else [])]),
+                _sweep_rows(
+                    [*two["sweep"], *([two["far_beyond"]] if two.get("far_beyond") else [])]
+                ),
                 lambda t: _sweep_cells(t, sharded=True),
-            )  # fmt: skip
+            )
             out.append(
                 f"\n{w} workers: max held open-loop rate **{_s(two['max_held_rate'], 'rate')}**"
                 f" (first failing step {_s(two['first_failing_rate'], 'rate')}); rate at which "
@@ -224,8 +237,10 @@ def markdown(doc: dict[str, Any]) -> str:
 
     st = doc.get("stall")
     if st:
-        out.append(f"### 3. Stall server: {st['stall_s']:g} s stall every {st['period_s']:g} s "
-                   f"(otherwise {st['base_s'] * 1e3:g} ms), {st['duration_s']} s\n")  # fmt: skip
+        out.append(
+            f"### 3. Stall server: {st['stall_s']:g} s stall every {st['period_s']:g} s "
+            f"(otherwise {st['base_s'] * 1e3:g} ms), {st['duration_s']} s\n"
+        )
         out.append(
             f"Analytic p99 = base + S - (1 - q) T = {st['analytic_p99']:.3f} s "
             f"({st['held_fraction']:.0%} of open-loop arrivals are held).\n"
@@ -281,8 +296,10 @@ def ratios(doc: dict[str, Any]) -> dict[str, float | None]:
             r["engine max open-loop rate: fast / aiohttp client"] = _ratio(
                 best, aio.get("max_held_rate")
             )
-            for key, a, b in (("@max", at_max, aio.get("engine_at_max") or {}),
-                              ("@2000/s", at_2000, aio.get("engine_at_2000") or {})):  # fmt: skip
+            for key, a, b in (
+                ("@max", at_max, aio.get("engine_at_max") or {}),
+                ("@2000/s", at_2000, aio.get("engine_at_2000") or {}),
+            ):
                 r[f"CPU/1k req: engine fast / aiohttp client, each {key}"] = _ratio(
                     a.get("cpu_per_1k_steady_s"), b.get("cpu_per_1k_steady_s")
                 )
@@ -390,5 +407,3 @@ def verdicts(doc: dict[str, Any]) -> list[tuple[str, str, bool]]:
              st["targets"]["closed_loop_hides_stall"]),
         ]  # fmt: skip
     return v
-
-

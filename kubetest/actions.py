@@ -34,6 +34,5 @@ def planned_actions(params: Params, section: A4Actions) -> tuple[list[str], dict
         if a in DESTRUCTIVE_ACTIONS and guarded:
             skipped[a] = "destructive: set a4_actions.allow_destructive to run it"
         elif a in DESTRUCTIVE_ACTIONS and outside:
-            skipped[a] = (f"destructive: namespace {namespace} is not in "
-                          "a4_actions.namespaces")  # fmt: skip
+            skipped[a] = f"destructive: namespace {namespace} is not in a4_actions.namespaces"
     return [a for a in wanted if a not in skipped], skipped

@@ -71,8 +71,10 @@ ACTIONS: tuple[str, ...] = tuple(dict.fromkeys(GUIDE_ACTIONS + KUBERNAUT_ACTIONS
 
 #: Named action sets for ``a4_actions.actions``.
 ACTION_SETS: dict[str, tuple[str, ...]] = {
-    "all": ACTIONS, "guide": GUIDE_ACTIONS, "kubernaut": KUBERNAUT_ACTIONS,
-}  # fmt: skip
+    "all": ACTIONS,
+    "guide": GUIDE_ACTIONS,
+    "kubernaut": KUBERNAUT_ACTIONS,
+}
 
 DESTRUCTIVE_ACTIONS: frozenset[str] = frozenset(
     {"restart_pod", "drain_node", "cordon_node", "uncordon_node", "quarantine_pod",
@@ -223,9 +225,7 @@ def make_alert(
     )  # fmt: skip
     # "now", a millisecond back so its RFC 3339 text (to the ms) is never ahead of the
     # send: the real gateway refuses alerts whose startsAt lies in the future.
-    return Alert(
-        labels=labels, annotations=annotations, starts_at=now - timedelta(milliseconds=1)
-    )
+    return Alert(labels=labels, annotations=annotations, starts_at=now - timedelta(milliseconds=1))
 
 
 def action_alert(

@@ -37,8 +37,7 @@ def _status_points(ax: Axes, frame: pd.DataFrame, x: str, y: str) -> None:
     for status, style in STATUS_STYLE.items():
         sel = frame[frame["status"] == status]
         if not sel.empty:
-            ax.scatter(sel[x], sel[y], s=55, zorder=4, edgecolor="white", linewidth=0.6,
-                       **style)  # fmt: skip
+            ax.scatter(sel[x], sel[y], s=55, zorder=4, edgecolor="white", linewidth=0.6, **style)
 
 
 def _measured(values: pd.DataFrame) -> bool:
@@ -96,8 +95,7 @@ def latency_vs_rate(
     if (knee := _num(cap.get("knee_rate_per_min"))) is not None:
         ax.axvline(knee, color="#6d597a", ls="-.", lw=1, label=f"knee ≈ {knee:,.0f}/min")
     if (best := _num(cap.get("max_sustainable_rate_per_min"))) is not None and best > 0:
-        ax.axvline(best, color="#2a9d8f", ls=":", lw=1.5,
-                   label=f"max sustainable {best:,.0f}/min")  # fmt: skip
+        ax.axvline(best, color="#2a9d8f", ls=":", lw=1.5, label=f"max sustainable {best:,.0f}/min")
     if _measured(t[["p50_s", "p95_s", "p99_s"]]):
         ax.set_yscale("log")
         _plain_log(ax.yaxis)
@@ -109,9 +107,8 @@ def latency_vs_rate(
 
 
 def throughput_vs_offered(
-    table: pd.DataFrame, capacity: dict[str, Any] | None = None,
-    theory_per_min: float | None = None,
-) -> Figure:  # fmt: skip
+    table: pd.DataFrame, capacity: dict[str, Any] | None = None, theory_per_min: float | None = None
+) -> Figure:
     """Completed and accepted per minute (steady window) against the offered rate: on the
     diagonal the service keeps up; below the 95 % line it falls behind."""
     fig, ax, t = _by_rate(table)
@@ -120,8 +117,7 @@ def throughput_vs_offered(
     top = float(max(t["offered_per_min"].max(), t["throughput_per_min"].max())) * 1.05
     diag = np.array([0.0, top])
     ax.plot(diag, diag, color="grey", lw=1, label="completed = offered")
-    ax.plot(diag, KEEP_UP * diag, color="grey", lw=0.8, ls="--",
-            label=f"{KEEP_UP:.0%} of offered")  # fmt: skip
+    ax.plot(diag, KEEP_UP * diag, color="grey", lw=0.8, ls="--", label=f"{KEEP_UP:.0%} of offered")
     ax.plot(t["offered_per_min"], t["goodput_per_min"], color="#264653", lw=1, ls=":",
             label="accepted/min")  # fmt: skip
     ax.plot(t["offered_per_min"], t["throughput_per_min"], color="#264653", lw=1.2,
@@ -132,8 +128,7 @@ def throughput_vs_offered(
                    label=f"theoretical capacity {theory_per_min:,.0f}/min")  # fmt: skip
     best = _num((capacity or {}).get("max_sustainable_rate_per_min"))
     if best:
-        ax.axvline(best, color="#2a9d8f", ls=":", lw=1.5,
-                   label=f"max sustainable {best:,.0f}/min")  # fmt: skip
+        ax.axvline(best, color="#2a9d8f", ls=":", lw=1.5, label=f"max sustainable {best:,.0f}/min")
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="offered rate (alerts/min)",
            ylabel="throughput (per min)", title="Throughput against offered load")  # fmt: skip
     ax.legend(fontsize="small", loc="upper left")

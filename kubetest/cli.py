@@ -49,25 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the test plan of a params file and build the report")
     run.add_argument("--params", required=True, help="params YAML (e.g. params/local.yaml)")
     run.add_argument(
-        "--only", type=_only_tests,
-        help="comma-separated tests to run: ENV,EXT,A1,A2,A3,A4,B1,B2",
-    )  # fmt: skip
+        "--only", type=_only_tests, help="comma-separated tests to run: ENV,EXT,A1,A2,A3,A4,B1,B2"
+    )
     run.add_argument("--session", help="session folder name under outputs/ (default: timestamp)")
     run.add_argument("--outputs", type=Path, default=Path("outputs"), help="outputs root")
     again = run.add_mutually_exclusive_group()
     again.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue --session: keep its completed tests, run the rest of its --only",
-    )  # fmt: skip
+    )
     again.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="replace --session: delete the earlier run's files (a folder kubetest made)",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--fail-on", choices=["never", "nogo", "fail"], default="never",
+        "--fail-on",
+        choices=["never", "nogo", "fail"],
+        default="never",
         help="exit 3 on a NO-GO (nogo) or on any FAIL, INVALID run or failed notebook "
         "(fail); default never: 0 once the run completed",
-    )  # fmt: skip
+    )
     run.set_defaults(run_parser=run)
 
     load = sub.add_parser(
@@ -76,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(--rate alerts/min for --duration min)",
     )
     load.add_argument(
-        "--url", required=True,
+        "--url",
+        required=True,
         help="webhook URL, e.g. http://127.0.0.1:8080/webhook/prometheus; without a path: "
         "the --api profile's path",
-    )  # fmt: skip
+    )
     load.add_argument(
         "--rate", type=_positive(float), required=True, metavar="ALERTS_PER_MIN",
         help="alerts per MINUTE (600 = 10 per second)",
@@ -110,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: shipped back to this machine",
     )
     load.add_argument("--auth-token-env", help="env var holding a bearer token")
-    load.add_argument("--client", choices=["fast", "aiohttp"], default="fast",
-                      help="HTTP client of the load (fast: asyncio Protocol + httptools)")
+    load.add_argument(
+        "--client",
+        choices=["fast", "aiohttp"],
+        default="fast",
+        help="HTTP client of the load (fast: asyncio Protocol + httptools)",
+    )
     verify = load.add_mutually_exclusive_group()
     verify.add_argument(
         "--ca-file", help="HTTPS: the CA certificate (PEM) that signed the service's certificate"
@@ -123,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-unique", action="store_true", help="repeat identical alerts (dedup test)"
     )
     load.add_argument(
-        "--quiet", action="store_true",
+        "--quiet",
+        action="store_true",
         help="no progress (by default: a live line on a terminal, else a line every 15 s)",
-    )  # fmt: skip
+    )
 
     target = sub.add_parser("target", help="run the reference target in the foreground")
     from kubetest.target.command import build_parser as build_target_parser
@@ -156,9 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="smallest relative change that counts (default 0.05: 5 %%)",
     )  # fmt: skip
     compare.add_argument(
-        "--window-s", type=_positive(float), metavar="S",
+        "--window-s",
+        type=_positive(float),
+        metavar="S",
         help="bootstrap block: seconds of schedule per window (default: from the run's length)",
-    )  # fmt: skip
+    )
     compare.add_argument(
         "--fail-on-regression", action="store_true", help="exit 1 when any metric regressed"
     )
@@ -205,8 +216,9 @@ def _interrupted_line(args: argparse.Namespace, session_dir: Path) -> str:
     if args.outputs != Path("outputs"):
         command += ["--outputs", str(args.outputs)]
     command += ["--session", session_dir.name, "--resume"]
-    return (f"interrupted: results kept in {shown_path(session_dir)}; continue with "
-            + shlex.join(command))  # fmt: skip
+    return f"interrupted: results kept in {shown_path(session_dir)}; continue with " + shlex.join(
+        command
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -214,8 +226,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     for flag in ("resume", "overwrite"):
         if getattr(args, flag) and not args.session:
-            args.run_parser.error(f"--{flag} needs --session NAME: the session to "
-                                  + ("continue" if flag == "resume" else "replace"))  # fmt: skip
+            args.run_parser.error(
+                f"--{flag} needs --session NAME: the session to "
+                + ("continue" if flag == "resume" else "replace")
+            )
     result = run_session(
         args.params, only=args.only, session=args.session, outputs=args.outputs,
         resume=args.resume, overwrite=args.overwrite,
@@ -229,8 +243,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     width = max((len(req["id"]) for req in s["requirements"]), default=10)
     print(f"  {'requirement':<{width}} {'status':<13} {'validity':<13} criterion")
     for req in s["requirements"]:
-        print(f"  {req['id']:<{width}} {req['status']:<13} {validity_of(req):<13} "
-              f"{req.get('threshold') or ''}")  # fmt: skip
+        print(
+            f"  {req['id']:<{width}} {req['status']:<13} {validity_of(req):<13} "
+            f"{req.get('threshold') or ''}"
+        )
     for reason in (s.get("validity") or {}).get("reasons", []):
         print(f"  validity: {reason}")
     print(f"decision: {s['decision']} (confidence {s['confidence']}/100)")
@@ -266,11 +282,11 @@ def _cmd_load(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ParamsError(f"--ca-file: {exc}") from None
     if args.auth_token_env and args.auth_token_env not in os.environ:
-        raise ParamsError(f"--auth-token-env names ${args.auth_token_env}, which is not set: "
-                          "export it first")  # fmt: skip
+        raise ParamsError(
+            f"--auth-token-env names ${args.auth_token_env}, which is not set: export it first"
+        )
     tls = {"ca_file": args.ca_file, "insecure": args.insecure}
-    target = {"url": args.url, "api": args.api, "auth_token_env": args.auth_token_env,
-              "tls": tls}  # fmt: skip
+    target = {"url": args.url, "api": args.api, "auth_token_env": args.auth_token_env, "tls": tls}
     params = parse_params({"target": target}, source="kubetest load")
     url = params.target.url  # a URL without a path has the profile's path now
     try:
@@ -316,8 +332,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     table, required_failed = run_checks(args.params)
     print(table_text(table))
     for row in table[table["status"] == WARNING].itertuples():  # runs, but judges less
-        print(f"kubetest check: warning: {row.check}: {row.detail}; fix: {row.fix}",
-              file=sys.stderr)
+        print(
+            f"kubetest check: warning: {row.check}: {row.detail}; fix: {row.fix}", file=sys.stderr
+        )
     if required_failed:
         from kubetest.tls import FIXES
 
@@ -400,9 +417,8 @@ def _cmd_debug_info(args: argparse.Namespace) -> int:
     from kubetest.debug_bundle import write_debug_bundle
 
     path = write_debug_bundle(
-        args.session_dir, params_path=args.params, output=args.output,
-        run_checks=not args.no_checks,
-    )  # fmt: skip
+        args.session_dir, params_path=args.params, output=args.output, run_checks=not args.no_checks
+    )
     print(path)
     return 0
 

@@ -133,9 +133,7 @@ class _AsyncBounded(httpx.AsyncByteStream):
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise DeadlineExceeded(
-                    f"no complete answer within {self.timeout_s:g} s"
-                ) from None
+                raise DeadlineExceeded(f"no complete answer within {self.timeout_s:g} s") from None
             seen += len(chunk)
             if seen > self.cap:
                 raise ResponseTooLarge(f"answer body passed {self.cap} bytes")
@@ -156,9 +154,7 @@ class _Watchdog:
 
         def trace(event: str, info: dict[str, Any]) -> None:
             if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-                sock = getattr(info.get("return_value"), "get_extra_info", lambda _: None)(
-                    "socket"
-                )
+                sock = getattr(info.get("return_value"), "get_extra_info", lambda _: None)("socket")
                 if isinstance(sock, socket.socket):
                     self.sock = sock
             if prior is not None:
@@ -242,10 +238,12 @@ class BoundedTransport(_Routed[httpx.HTTPTransport], httpx.BaseTransport):
             response.close()
             raise
         return httpx.Response(
-            response.status_code, headers=response.headers,
+            response.status_code,
+            headers=response.headers,
             stream=_Bounded(response, self.cap, deadline, self.timeout_s, watchdog),
-            extensions=response.extensions, request=request,
-        )  # fmt: skip
+            extensions=response.extensions,
+            request=request,
+        )
 
     def close(self) -> None:
         self.direct.close()
@@ -282,10 +280,12 @@ class AsyncBoundedTransport(_Routed[httpx.AsyncHTTPTransport], httpx.AsyncBaseTr
             await response.aclose()
             raise
         return httpx.Response(
-            response.status_code, headers=response.headers,
+            response.status_code,
+            headers=response.headers,
             stream=_AsyncBounded(response, self.cap, deadline, self.timeout_s),
-            extensions=response.extensions, request=request,
-        )  # fmt: skip
+            extensions=response.extensions,
+            request=request,
+        )
 
     async def aclose(self) -> None:
         await self.direct.aclose()

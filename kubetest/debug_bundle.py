@@ -205,7 +205,7 @@ def _platform(found: _Params | None, environ: dict[str, str], notes: list[str]) 
             "release": uname.release,
             "version": uname.version,
             "machine": uname.machine,
-        },  # fmt: skip
+        },
         "os_release": _os_release(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(affinity(0)) if affinity else None,
@@ -431,8 +431,9 @@ def _add_session(bundle: _Bundle, session: Path) -> None:
     for name in ("state.json", "summary.json"):
         path = session / name
         if _own_file(session, path):
-            bundle.add(f"session/{name}", _json_text(bundle.scrub, path),
-                       f"the session's {name}", path)  # fmt: skip
+            bundle.add(
+                f"session/{name}", _json_text(bundle.scrub, path), f"the session's {name}", path
+            )
         else:
             bundle.left_out[f"session/{name}"] = "not in the session folder"
     for path in sorted((session / "results").glob("*.json")):
@@ -454,8 +455,9 @@ def _add_session(bundle: _Bundle, session: Path) -> None:
         how = "whole" if whole else f"last {kept} lines" + (f" of {total}" if total else "")
         kind = "JUnit XML" if path.suffix == ".xml" else "log"
         bundle.add(f"session/{rel.as_posix()}", text, f"{kind} ({how}, ANSI codes stripped)", path)
-    notebooks = [p for p in sorted((session / "notebooks").glob("*.ipynb"))
-                 if _own_file(session, p)]  # fmt: skip
+    notebooks = [
+        p for p in sorted((session / "notebooks").glob("*.ipynb")) if _own_file(session, p)
+    ]
     bundle.add(
         "session/notebook-errors.txt",
         notebook_errors(notebooks),
@@ -521,7 +523,7 @@ def _manifest(
         "  " + ", ".join(SECRET_NAME_PARTS) + ",",
         "and of the password of every URL that carries one (user:password@ after scheme://).",
         f"{len({s for s in secrets if s})} secret values were known. Check before attaching.",
-    ]  # fmt: skip
+    ]
     if found is None:
         lines += ["", "No params: this bundle holds the platform and package versions only."]
     if bundle.notes:

@@ -81,6 +81,8 @@ class HistoryUnavailable(KubetestError):
 class SuiteFormatError(KubetestError, ValueError):
     """A suite's output is not in the format it was said to be in (still a ``ValueError``,
     as it was before it joined this tree)."""
+
+
 # -- checks, target, params
 
 

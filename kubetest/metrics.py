@@ -134,8 +134,10 @@ class MetricsScrape:
 
     def _give_up(self, why: str) -> None:
         """Stop asking a URL that is not a metrics endpoint; say why and what to set."""
-        self.note = (f"{why}: set target.metrics_url to the service's metrics endpoint, or "
-                     "target.prometheus_url to a Prometheus server scraping it")[:400]  # fmt: skip
+        self.note = (
+            f"{why}: set target.metrics_url to the service's metrics endpoint, or "
+            "target.prometheus_url to a Prometheus server scraping it"
+        )[:400]
         self._active = False
 
     # -- lifetime
@@ -253,11 +255,14 @@ class MetricsScrape:
             return []
         openmetrics = "openmetrics" in resp.headers.get("content-type", "")
         try:
-            rows = parse_exposition(resp.text, keep_buckets=self.keep_buckets,
-                                    openmetrics=openmetrics)  # fmt: skip
+            rows = parse_exposition(
+                resp.text, keep_buckets=self.keep_buckets, openmetrics=openmetrics
+            )
         except Exception as exc:
-            self._give_up(f"GET {self.url} is not Prometheus text format "
-                          f"({type(exc).__name__}: {str(exc)[:120]})")  # fmt: skip
+            self._give_up(
+                f"GET {self.url} is not Prometheus text format "
+                f"({type(exc).__name__}: {str(exc)[:120]})"
+            )
             return []
         self.scrapes += 1
         if len(rows) > MAX_SERIES:
@@ -274,8 +279,9 @@ class MetricsScrape:
         if self.prometheus_selector:
             matchers += "," + self.prometheus_selector
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
-        with control.client(timeout_s=30.0, verify=self.verify, proxy=self.proxy,
-                            cap=control.METRICS_CAP) as client:  # fmt: skip
+        with control.client(
+            timeout_s=30.0, verify=self.verify, proxy=self.proxy, cap=control.METRICS_CAP
+        ) as client:
             resp = client.get(
                 url,
                 params={

@@ -129,8 +129,9 @@ class _Template:
         # the fingerprint: FNV-1a over sorted "name 0xff value 0xff"; hash the constant
         # prefix once, keep the rest as constant bytes and number slots
         data = b"".join(b"%s\xff%s\xff" % (n.encode(), labels[n].encode()) for n in sorted(labels))
-        pieces = re.split(b"(" + re.escape(_SEQ_D.encode()) + b"|" + re.escape(_SEQ_8.encode())
-                          + b")", data)  # fmt: skip
+        pieces = re.split(
+            b"(" + re.escape(_SEQ_D.encode()) + b"|" + re.escape(_SEQ_8.encode()) + b")", data
+        )
         self.h0 = _fnv(pieces[0])
         self.steps: list[bytes | str] = [
             ("d" if piece == _SEQ_D.encode() else "e") if k % 2 else piece

@@ -103,9 +103,10 @@ def availability_timeline(
     throttled (429) probes marked apart from other failures. ``outages``: per endpoint,
     or one list for a single series."""
     series = (
-        {str(k): f for k, f in probes.groupby("endpoint")} if "endpoint" in probes.columns
+        {str(k): f for k, f in probes.groupby("endpoint")}
+        if "endpoint" in probes.columns
         else {judged or "health": probes}
-    )  # fmt: skip
+    )
     if judged is not None:
         series.setdefault(judged, probes.iloc[0:0])
     names = sorted(series, key=lambda n: (n != judged, n))
@@ -119,9 +120,7 @@ def availability_timeline(
         p = series[name].sort_values("t_s")
         up = p["ok"].astype(str).str.lower().isin(["true", "1"])
         ax.step(p["t_s"], up.astype(int), where="post", color="#457b9d", lw=1)
-        throttled = (
-            (p["outcome"] == "throttled") & ~up if "outcome" in p.columns else up & False
-        )  # fmt: skip
+        throttled = (p["outcome"] == "throttled") & ~up if "outcome" in p.columns else up & False
         for mask, colour, label in (
             (~up & ~throttled, "#e76f51", "failed probe"),
             (throttled, OUTCOME_COLOURS["throttled"], "throttled (429)"),

@@ -116,8 +116,9 @@ async def _probe_loop(
     proxy: control.Proxy = "none",
 ) -> list[dict[str, object]]:
     clients = [
-        control.async_client(timeout_s=t.timeout_s, limits=_limits(t, interval_s), verify=verify,
-                             proxy=proxy)  # fmt: skip
+        control.async_client(
+            timeout_s=t.timeout_s, limits=_limits(t, interval_s), verify=verify, proxy=proxy
+        )
         for t in targets
     ]
     tasks: list[asyncio.Task[dict[str, object]]] = []

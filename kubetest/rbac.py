@@ -96,9 +96,12 @@ def required_permissions(params: Any) -> Needs:
     ns = params.alerts.namespace
     if workloads is not None:
         verbs = ["get", "list"] + (["create", "delete"] if workloads.create else [])
-        why = ("alerts.workloads.create: kubetest creates the Deployments its alerts name "
-               "and deletes them after the run" if workloads.create else
-               "alerts.workloads.selector: kubetest reads the Deployments its alerts name")
+        why = (
+            "alerts.workloads.create: kubetest creates the Deployments its alerts name "
+            "and deletes them after the run"
+            if workloads.create
+            else "alerts.workloads.selector: kubetest reads the Deployments its alerts name"
+        )
         needs.permissions += [
             Permission(v, "apps", "deployments", ns, why, MANIFEST_WORKLOADS, TEST_NAMESPACE)
             for v in verbs
@@ -113,11 +116,20 @@ def required_permissions(params: Any) -> Needs:
             "(remediationRequestNamespace)"
         )
     else:
-        why = ("kubetest follows each RemediationRequest to its terminal phase and reconciles "
-               "them with what was accepted")  # fmt: skip
+        why = (
+            "kubetest follows each RemediationRequest to its terminal phase and reconciles "
+            "them with what was accepted"
+        )
         needs.permissions += [
-            Permission(v, rem.group, rem.plural, rem.namespace, why, MANIFEST_REMEDIATIONS,
-                       DEFAULT_CONTROLLER_NAMESPACE)  # fmt: skip
+            Permission(
+                v,
+                rem.group,
+                rem.plural,
+                rem.namespace,
+                why,
+                MANIFEST_REMEDIATIONS,
+                DEFAULT_CONTROLLER_NAMESPACE,
+            )
             for v in ("get", "list", "watch")
         ]
         needs.namespaces.setdefault(rem.namespace, (
@@ -211,26 +223,32 @@ def token_info(token: str) -> TokenInfo | None:
 def token_fix(var: str, info: TokenInfo | None) -> str:
     """How to mint a token the gateway's TokenReview accepts."""
     who = f"{info.name} -n {info.namespace}" if info else "<service-account> -n <namespace>"
-    return (f"export {var}=$(kubectl create token {who} --duration=4h): from the gateway's "
-            "own cluster and without --audience (its TokenReview asks for the API server's "
-            "default audience)")  # fmt: skip
+    return (
+        f"export {var}=$(kubectl create token {who} --duration=4h): from the gateway's "
+        "own cluster and without --audience (its TokenReview asks for the API server's "
+        "default audience)"
+    )
 
 
 def signal_source_fix(controller_ns: str | None, info: TokenInfo | None) -> str:
     """How to give a token's ServiceAccount the gateway's grant."""
     ns = controller_ns or DEFAULT_CONTROLLER_NAMESPACE
     sa = f"{info.namespace}:{info.name}" if info else f"{TEST_NAMESPACE}:{SERVICE_ACCOUNT}"
-    return (f"kubectl apply -f {MANIFEST_SIGNAL_SOURCE} (a RoleBinding of ClusterRole "
-            f"{SIGNAL_SOURCE_CLUSTER_ROLE} in {ns}), or kubectl -n {ns} create rolebinding "
-            f"kubetest-signal-source --clusterrole={SIGNAL_SOURCE_CLUSTER_ROLE} "
-            f"--serviceaccount={sa}, or list the ServiceAccount in the Helm value "
-            f"{SIGNAL_SOURCES_VALUE} (name, serviceAccount, namespace); bind the "
-            "ServiceAccount itself: the gateway's review names the user, not its groups")
+    return (
+        f"kubectl apply -f {MANIFEST_SIGNAL_SOURCE} (a RoleBinding of ClusterRole "
+        f"{SIGNAL_SOURCE_CLUSTER_ROLE} in {ns}), or kubectl -n {ns} create rolebinding "
+        f"kubetest-signal-source --clusterrole={SIGNAL_SOURCE_CLUSTER_ROLE} "
+        f"--serviceaccount={sa}, or list the ServiceAccount in the Helm value "
+        f"{SIGNAL_SOURCES_VALUE} (name, serviceAccount, namespace); bind the "
+        "ServiceAccount itself: the gateway's review names the user, not its groups"
+    )
 
 
 def gateway_grant(controller_ns: str | None) -> str:
     """The grant the gateway's SubjectAccessReview asks for, in words."""
     where = (f"namespace {controller_ns}" if controller_ns else
              "the controller namespace (where Kubernaut runs)")  # fmt: skip
-    return (f"verb {GATEWAY_VERB} on {GATEWAY_RESOURCE}, resourceName {GATEWAY_RESOURCE_NAME}, "
-            f"in {where}")  # fmt: skip
+    return (
+        f"verb {GATEWAY_VERB} on {GATEWAY_RESOURCE}, resourceName {GATEWAY_RESOURCE_NAME}, "
+        f"in {where}"
+    )

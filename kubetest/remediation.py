@@ -433,8 +433,10 @@ class RemediationFollower:
             phases = [f.phase for f in followed]
             if phases != last:
                 last, still_since = phases, time.monotonic()
-            elif (self._settled(followed, self.waiting)
-                  and time.monotonic() - still_since >= WAITING_GRACE_S):  # fmt: skip
+            elif (
+                self._settled(followed, self.waiting)
+                and time.monotonic() - still_since >= WAITING_GRACE_S
+            ):
                 break
         resolution = 0.0 if self.mode == "watch" else self.poll_interval_s
         with self._changed:  # a snapshot: the follower may go on updating what it saw
@@ -468,8 +470,10 @@ def follower_from_params(
     if not (rem.follow or force):
         return None
     if namespaces is None:  # a pool's first 201 names the controller namespace
-        namespaces = [rem.namespace] if rem.namespace else (
-            [] if params.alerts.workloads is not None else [params.alerts.namespace]
+        namespaces = (
+            [rem.namespace]
+            if rem.namespace
+            else ([] if params.alerts.workloads is not None else [params.alerts.namespace])
         )
     return RemediationFollower.from_kubeconfig(
         kubeconfig_path(params), namespaces, group=rem.group, version=rem.version,

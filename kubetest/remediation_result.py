@@ -204,7 +204,8 @@ class FollowResult:
             "phases": self.phase_counts(),
             "completed_rate": (
                 sum(f.phase == COMPLETED for f in self.followed) / len(self.followed)
-                if self.followed else None
+                if self.followed
+                else None
             ),
             "time_to_remediation_s": _percentiles([v for v in done if v is not None]),
             "time_to_terminal_s": _percentiles([v for v in ended if v is not None]),
@@ -218,7 +219,7 @@ class FollowResult:
             "timed_out": self.timed_out,
             "api_calls": self.api_calls,
             "errors": self.errors[:5],
-        }  # fmt: skip
+        }
 
     def frame(self) -> pd.DataFrame:
         rows = []

@@ -25,8 +25,10 @@ _COLOURS = ("#457b9d", "#e76f51", "#2a9d8f", "#f4a261", "#8338ec", "#6c757d")
 
 def _window(records: pd.DataFrame, metrics: pd.DataFrame) -> float:
     """About 60 windows over the run, at least a second."""
-    ends = [float(records["intended_s"].max()) if len(records) else 0.0,
-            float(metrics["t_s"].max()) if len(metrics) else 0.0]  # fmt: skip
+    ends = [
+        float(records["intended_s"].max()) if len(records) else 0.0,
+        float(metrics["t_s"].max()) if len(metrics) else 0.0,
+    ]
     return max(1.0, round(max(ends) / 60.0))
 
 
@@ -74,8 +76,9 @@ def _depths(ax: Axes, p: Panels) -> None:
 def _resources(ax: Axes, p: Panels) -> None:
     handles = []
     if len(p.cpu_cores):
-        handles += ax.plot(p.cpu_cores.index, p.cpu_cores.values, color=_COLOURS[0], lw=1.2,
-                           label="CPU (cores)")  # fmt: skip
+        handles += ax.plot(
+            p.cpu_cores.index, p.cpu_cores.values, color=_COLOURS[0], lw=1.2, label="CPU (cores)"
+        )
         ax.set_ylabel("CPU (cores)")
     if len(p.rss_bytes):
         mem_ax = ax.twinx() if len(p.cpu_cores) else ax
@@ -97,8 +100,9 @@ def _generator(ax: Axes, p: Panels, generator: dict[str, Any] | None) -> None:
     if len(p.generator_tick_lag_s):
         lag_ax = ax.twinx()
         lag = p.generator_tick_lag_s
-        handles += lag_ax.plot(lag.index, lag.values * 1e3, color=_COLOURS[3], lw=1,
-                               label="sampler wake-up lag (ms)")  # fmt: skip
+        handles += lag_ax.plot(
+            lag.index, lag.values * 1e3, color=_COLOURS[3], lw=1, label="sampler wake-up lag (ms)"
+        )
         lag_ax.set_ylabel("lag (ms)")
         lag_ax.grid(False)
     title = "Generator (this process)"
@@ -146,8 +150,7 @@ def service_timeline(
     for draw, ax in zip(drawers, axes, strict=True):
         draw(ax)
         for i, (t0, t1, _label) in enumerate(spans or []):
-            ax.axvspan(t0, t1, color="#e9ecef" if i % 2 else "#dee2e6", alpha=0.6, lw=0,
-                       zorder=0)  # fmt: skip
+            ax.axvspan(t0, t1, color="#e9ecef" if i % 2 else "#dee2e6", alpha=0.6, lw=0, zorder=0)
     if spans:  # the phase labels on a top axis, above the first panel
         top = axes[0].secondary_xaxis("top")
         top.set_xticks([(t0 + t1) / 2 for t0, t1, _ in spans],
@@ -184,8 +187,9 @@ def service_timeline_for(
     note = info.get("note")
     if not info.get("service_metrics_found") and not note:
         note = "the service exported no metrics"
-    return service_timeline(metrics, records, slo_p95_s=slo_p95_s,
-                            generator=info.get("generator"), note=note)  # fmt: skip
+    return service_timeline(
+        metrics, records, slo_p95_s=slo_p95_s, generator=info.get("generator"), note=note
+    )
 
 
 def _sweep_timeline(session: Path, result: dict[str, Any], slo_p95_s: float) -> Figure | None:
@@ -211,8 +215,9 @@ def _sweep_timeline(session: Path, result: dict[str, Any], slo_p95_s: float) -> 
         if p.get("records") and path.is_file():
             r = read_records(path)
             if len(r):
-                records.append(r.assign(intended_s=r["intended_s"] + shift,
-                                        done_s=r["done_s"] + shift))  # fmt: skip
+                records.append(
+                    r.assign(intended_s=r["intended_s"] + shift, done_s=r["done_s"] + shift)
+                )
                 end = max(end, shift + float(r["intended_s"].max()))
         spans.append((shift, end, str(p.get("label", p.get("phase", "")))))
         if info.get("note"):
@@ -222,8 +227,11 @@ def _sweep_timeline(session: Path, result: dict[str, Any], slo_p95_s: float) -> 
     else:  # no phase's scrape wrote a sample: the empty frame, with its columns
         frame = read_metrics(session / phases[0]["service_metrics"]["path"])
     recs = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
-    fig = service_timeline(frame, recs, slo_p95_s=slo_p95_s, spans=spans,
-                           note="; ".join(sorted(notes)) or None)  # fmt: skip
-    fig.suptitle(f"{result.get('title', result.get('test', ''))}: the service across the sweep",
-                 fontsize="medium")  # fmt: skip
+    fig = service_timeline(
+        frame, recs, slo_p95_s=slo_p95_s, spans=spans, note="; ".join(sorted(notes)) or None
+    )
+    fig.suptitle(
+        f"{result.get('title', result.get('test', ''))}: the service across the sweep",
+        fontsize="medium",
+    )
     return fig

@@ -290,8 +290,9 @@ def run_session(
         raise KubetestError("--resume needs --session NAME: the session to continue")
     if resume and overwrite:
         raise KubetestError("--resume keeps a session, --overwrite replaces it: choose one")
-    session_dir = outputs / (check_session_name(session) if session is not None
-                             else new_session_name())  # fmt: skip
+    session_dir = outputs / (
+        check_session_name(session) if session is not None else new_session_name()
+    )
     _refuse_foreign(session_dir)
     if not resume and not overwrite:
         _refuse_existing(session_dir)
@@ -456,8 +457,9 @@ def _clear_session(session_dir: Path) -> bool:
     return True
 
 
-def _resumed_only(session_dir: Path, only: list[str] | None, echo: Callable[[str], None]
-                  ) -> list[str] | None:  # fmt: skip
+def _resumed_only(
+    session_dir: Path, only: list[str] | None, echo: Callable[[str], None]
+) -> list[str] | None:
     """The ``--only`` subset a resumed run takes: the user's when given (said when it
     differs), else the interrupted run's, so a resume never quietly widens the run."""
     stored: list[str] | None = None
@@ -470,8 +472,10 @@ def _resumed_only(session_dir: Path, only: list[str] | None, echo: Callable[[str
             echo(f"resuming with --only {','.join(stored)}, as the interrupted run")
         return stored
     if only != stored:
-        echo(f"resuming with --only {','.join(only)}; the interrupted run had "
-             + (f"--only {','.join(stored)}" if stored else "the whole plan"))  # fmt: skip
+        echo(
+            f"resuming with --only {','.join(only)}; the interrupted run had "
+            + (f"--only {','.join(stored)}" if stored else "the whole plan")
+        )
     return only
 
 

@@ -106,9 +106,11 @@ def build_summary(
         # "at least X" below the requirement decides nothing: capacity stays unmeasured
         rate = None if rate < RATE_REQUIREMENT_PER_MIN else rate
     verdict = decide(
-        requirements, saturated=generator.saturated, complete=complete,
+        requirements,
+        saturated=generator.saturated,
+        complete=complete,
         max_sustainable_rate_per_min=rate,
-    )  # fmt: skip
+    )
     # each load test's validity (kubetest.analysis.validity), and the worst of them
     validity = {test: Validity.from_dict(r.validity.as_dict())
                 for test, r in sorted(results.items()) if r.validity is not None}  # fmt: skip
@@ -117,8 +119,10 @@ def build_summary(
         complete=complete,
         failures=failures,
         tests_run=sorted(results),
-        validity={**combine(validity).as_dict(),
-                  "tests": {k: v.as_dict() for k, v in validity.items()}},  # fmt: skip
+        validity={
+            **combine(validity).as_dict(),
+            "tests": {k: v.as_dict() for k, v in validity.items()},
+        },
         requirements=[r.as_dict() for r in requirements],
         capacity=capacity,
         generator=generator,

@@ -130,8 +130,10 @@ def _refusal(exc: Any, verb: str, namespace: str) -> PoolError:
             f"kubeconfig's user needs verb {verb} on deployments there; {RBAC_HINT}"
         )
     if status == 401:
-        return PoolError("the Kubernetes API refused the kubeconfig's credentials (401): "
-                         "refresh the token in environment.kubeconfig")  # fmt: skip
+        return PoolError(
+            "the Kubernetes API refused the kubeconfig's credentials (401): "
+            "refresh the token in environment.kubeconfig"
+        )
     if status == 404:
         return _missing_namespace(namespace)
     reason = getattr(exc, "reason", "") or type(exc).__name__

@@ -52,7 +52,8 @@ class FakeGateway:
         self.miscount = miscount
         self.counts: Counter[str] = Counter()  # what it answered
         self.metrics: dict[tuple[str, str], float] = {
-            ("gateway_discovery_refresh_errors_total", ""): 0.0}
+            ("gateway_discovery_refresh_errors_total", ""): 0.0
+        }
         self.seen_pods: set[str] = set()
         self.lock = threading.Lock()
         self.http = LoopbackServer(routed_handler(self), daemon_threads=True)
@@ -93,8 +94,9 @@ class FakeGateway:
                 lines.append(f"# TYPE {name} counter")
                 lines += [f"{m}{{{lab}}} {v:g}" if lab else f"{m} {v:g}"
                           for (m, lab), v in items if m == name]  # fmt: skip
-            return self._send(h, 200, ("\n".join(lines) + "\n").encode(),
-                              "text/plain; version=0.0.4")  # fmt: skip
+            return self._send(
+                h, 200, ("\n".join(lines) + "\n").encode(), "text/plain; version=0.0.4"
+            )
         self._send(h, 404, b"404 page not found\n", "text/plain")
 
     def _auth(self, h: BaseHTTPRequestHandler) -> bool:
@@ -130,19 +132,24 @@ class FakeGateway:
                 "instance": SIGNALS_PATH})  # fmt: skip
         pod = str(labels.get("pod") or labels.get("deployment") or "")
         with self.lock:
-            self._inc("gateway_signals_received_total",
-                      'severity="warning",source_type="prometheus-alert"')  # fmt: skip
+            self._inc(
+                "gateway_signals_received_total",
+                'severity="warning",source_type="prometheus-alert"',
+            )
             if pod in self.seen_pods:
                 self.counts["duplicate"] += 1
-                self._inc("gateway_signals_deduplicated_total",
-                          f'signal_name="{labels["alertname"]}"')  # fmt: skip
+                self._inc(
+                    "gateway_signals_deduplicated_total", f'signal_name="{labels["alertname"]}"'
+                )
                 status, word = 202, "duplicate"
             else:
                 self.seen_pods.add(pod)
                 self.counts["created"] += 1
                 if self.counts["created"] > self.miscount:
-                    self._inc("gateway_crds_created_total",
-                              'source_type="prometheus-alert",status="created"')  # fmt: skip
+                    self._inc(
+                        "gateway_crds_created_total",
+                        'source_type="prometheus-alert",status="created"',
+                    )
                 status, word = 201, "created"
         doc = {"status": word, "message": f"signal {word}", "fingerprint": "f" * 64,
                "duplicate": word == "duplicate", "remediationRequestName": "rr-ffffffffffff-0",

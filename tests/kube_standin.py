@@ -90,13 +90,15 @@ class KubeStandIn:
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "RemediationRequest",
                 "metadata": {
-                    "name": name, "namespace": namespace, "resourceVersion": str(self.rv),
+                    "name": name,
+                    "namespace": namespace,
+                    "resourceVersion": str(self.rv),
                     "creationTimestamp": _rfc3339(now),
                     "labels": {"kubernaut.ai/signal-fingerprint": fingerprint[:63]},
                 },
                 "spec": {"signalFingerprint": fingerprint, "signalLabels": signal_labels or {}},
                 "status": {"overallPhase": "Pending"},
-            }  # fmt: skip
+            }
             self.objects[(namespace, name)] = obj
             self.scripts[(namespace, name)] = [(now + dt, phase) for dt, phase in script]
             self.events.append((self.rv, "ADDED", copy.deepcopy(obj)))
@@ -184,8 +186,9 @@ class KubeStandIn:
             return send_json(h, 200, {"gitVersion": "v1.31.0-kubetest-standin"})
         if len(segs) == 4 and segs[:3] == ["api", "v1", "namespaces"]:
             if segs[3] in self.missing_namespaces:
-                return send_json(h, 404, self._status(
-                    404, "NotFound", f'namespaces "{segs[3]}" not found'))  # fmt: skip
+                return send_json(
+                    h, 404, self._status(404, "NotFound", f'namespaces "{segs[3]}" not found')
+                )
             return send_json(h, 200, {"kind": "Namespace", "metadata": {"name": segs[3]}})
         prefix = ["apis", GROUP, VERSION, "namespaces"]
         if len(segs) in (6, 7) and segs[:4] == prefix and segs[5] == PLURAL:

@@ -48,9 +48,8 @@ class LoopbackServer:
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": poll_interval},
-            daemon=True,
-        )  # fmt: skip
+            target=self.server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+        )
 
     def start(self) -> LoopbackServer:
         self.thread.start()

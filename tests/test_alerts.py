@@ -113,7 +113,7 @@ def test_fast_body_is_the_reference_body(api: str, unique: bool, run: str | None
     """The templated body parses to the reference builder's JSON (startsAt aside, which is
     "now" in both), and its fingerprint is Alertmanager's of the labels actually sent."""
     types = [*sorted(ALERT_TYPES), "random", "pod_crash"]
-    f = PayloadFactory(types, unique=unique, seed=5, api=api, run=run, namespace="ns-1%x\"é")
+    f = PayloadFactory(types, unique=unique, seed=5, api=api, run=run, namespace='ns-1%x"é')
     seqs = SEQS + [s * 7 + k for s in range(0, 3000, 97) for k in range(len(types))]
     for seq in seqs:
         before = datetime.now(UTC)

@@ -58,8 +58,9 @@ def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Recorder, Recorde
 
 def test_proxy_none_sends_the_token_to_the_service_only(servers: tuple[Recorder, Recorder]) -> None:
     service, proxy = servers
-    resp = control.get(service.url + "/health", timeout_s=5,
-                       headers={"Authorization": "Bearer s3cret"})  # fmt: skip
+    resp = control.get(
+        service.url + "/health", timeout_s=5, headers={"Authorization": "Bearer s3cret"}
+    )
     assert resp.json() == {"ok": True}
     assert len(service.seen) == 1 and proxy.seen == []
     assert service.seen[0][1]["Authorization"] == "Bearer s3cret"

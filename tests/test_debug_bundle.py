@@ -102,12 +102,14 @@ def make_session(root: Path, found: dict[str, tuple[str, str]]) -> Path:
         (session / sub).mkdir(parents=True)
     (session / "params.yaml").write_text(yaml.safe_dump(_params_doc(found), sort_keys=False))
     failure = f'A1: HTTPStatusError: 401 with "Bearer {token}" and password {redis_pw}'
-    (session / "state.json").write_text(json.dumps(
-        {"attempt": 1, "tests": {"A1": {"state": "failed", "error": failure}}}, indent=2
-    ))  # fmt: skip
-    (session / "summary.json").write_text(json.dumps(
-        {"session": "s1", "complete": True, "failures": {"A1": failure}, "requirements": []}
-    ))  # fmt: skip
+    (session / "state.json").write_text(
+        json.dumps({"attempt": 1, "tests": {"A1": {"state": "failed", "error": failure}}}, indent=2)
+    )
+    (session / "summary.json").write_text(
+        json.dumps(
+            {"session": "s1", "complete": True, "failures": {"A1": failure}, "requirements": []}
+        )
+    )
     (session / "results" / "ENV.json").write_text(json.dumps({"test": "ENV", "dsn": dsn}))
     # the target's log: 2,500 lines, secrets near the end, ANSI colour
     lines = [f"line {i}: POST /webhook/prometheus 202" for i in range(2500)]
@@ -117,8 +119,7 @@ def make_session(root: Path, found: dict[str, tuple[str, str]]) -> Path:
     (session / "target.log").write_text("\n".join(lines) + "\n")
     (session / "suites" / "x.stdout.log").write_text("suite x: 3 passed\n")
     (session / "suites" / "x.junit.xml").write_text(
-        f'<testsuite><testcase name="t"><failure message="token {token}"/></testcase>'
-        "</testsuite>\n"
+        f'<testsuite><testcase name="t"><failure message="token {token}"/></testcase></testsuite>\n'
     )
     (session / "suites" / "x.stderr.log").write_text(
         f"kubeconfig token {found['kube'][0]}\nllm at {os.environ['LLM_ENDPOINT']}\n"
@@ -328,8 +329,9 @@ def test_bundle_of_a_real_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                    "embedded": {"workers": 4, "service_ms": 10, "service_dist": "exp"}},
         "a1_response_time": {"rate_per_min": 600, "duration_min": 0.05},
     }))  # fmt: skip
-    result = run_session(params, only=["A1"], session="real", outputs=tmp_path / "out",
-                         echo=lambda line: None)  # fmt: skip
+    result = run_session(
+        params, only=["A1"], session="real", outputs=tmp_path / "out", echo=lambda line: None
+    )
     path = write_debug_bundle(result.session_dir, params_path=None, output=None)
     members = read_archive(path)
     assert {"session/state.json", "session/summary.json", "session/target.log",

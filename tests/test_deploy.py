@@ -27,8 +27,9 @@ def documents() -> list[dict[str, Any]]:
     for path in sorted(DEPLOY.glob("*.yaml")):
         text = path.read_text()
         assert text.startswith("#"), f"{path.name}: say what it is for in a comment first"
-        docs += [d | {"_file": f"{rbac.DEPLOY_DIR}/{path.name}"}
-                 for d in yaml.safe_load_all(text) if d]  # fmt: skip
+        docs += [
+            d | {"_file": f"{rbac.DEPLOY_DIR}/{path.name}"} for d in yaml.safe_load_all(text) if d
+        ]
     return docs
 
 
@@ -57,12 +58,14 @@ def grants() -> set[tuple[str, str, str, str | None, str]]:
 
 
 def params(workloads: dict[str, Any]) -> Any:
-    return parse_params({
-        "target": {"url": "http://gw:8080", "api": "kubernaut"},
-        "environment": {"kubeconfig": "/dev/null"},
-        "alerts": {"namespace": rbac.TEST_NAMESPACE, "workloads": workloads},
-        "remediation": {"namespace": rbac.DEFAULT_CONTROLLER_NAMESPACE},
-    })  # fmt: skip
+    return parse_params(
+        {
+            "target": {"url": "http://gw:8080", "api": "kubernaut"},
+            "environment": {"kubeconfig": "/dev/null"},
+            "alerts": {"namespace": rbac.TEST_NAMESPACE, "workloads": workloads},
+            "remediation": {"namespace": rbac.DEFAULT_CONTROLLER_NAMESPACE},
+        }
+    )
 
 
 @pytest.mark.parametrize("workloads", [{"create": 5}, {"selector": "app=checkout"}])
@@ -72,18 +75,22 @@ def test_every_permission_kubetest_checks_is_granted_by_its_manifest(
     given = grants()
     for p in rbac.required_permissions(params(workloads)).permissions:
         assert (p.verb, p.group, p.resource, p.namespace, p.manifest) in given, (
-            f"{p.manifest} does not grant {p.verb} {p.qualified} {p.where}")
+            f"{p.manifest} does not grant {p.verb} {p.qualified} {p.where}"
+        )
 
 
 def test_the_manifests_grant_nothing_kubetest_does_not_check() -> None:
-    asked = {(p.verb, p.group, p.resource, p.namespace, p.manifest)
-             for p in rbac.required_permissions(params({"create": 1})).permissions}  # fmt: skip
+    asked = {
+        (p.verb, p.group, p.resource, p.namespace, p.manifest)
+        for p in rbac.required_permissions(params({"create": 1})).permissions
+    }
     assert grants() == asked
 
 
 def test_the_gateway_grant_is_the_charts_clusterrole_in_the_controller_namespace() -> None:
-    [binding] = [b for b in of_kind("RoleBinding")
-                 if b["roleRef"]["name"] == rbac.SIGNAL_SOURCE_CLUSTER_ROLE]  # fmt: skip
+    [binding] = [
+        b for b in of_kind("RoleBinding") if b["roleRef"]["name"] == rbac.SIGNAL_SOURCE_CLUSTER_ROLE
+    ]
     assert binding["_file"] == rbac.MANIFEST_SIGNAL_SOURCE
     assert binding["roleRef"]["kind"] == "ClusterRole"
     assert binding["metadata"]["namespace"] == rbac.DEFAULT_CONTROLLER_NAMESPACE

@@ -66,7 +66,9 @@ def test_exposition_is_parsed_without_buckets_or_created() -> None:
         parse_exposition('{"status": "ok"}')
     openmetrics = "# TYPE q gauge\nq 2.0\n# TYPE c counter\nc_total 5.0\n# EOF\n"
     assert parse_exposition(openmetrics, openmetrics=True) == [
-        ("q", "", 2.0, "gauge"), ("c_total", "", 5.0, "counter")]  # fmt: skip
+        ("q", "", 2.0, "gauge"),
+        ("c_total", "", 5.0, "counter"),
+    ]
 
 
 def test_counter_rates_survive_resets_and_skip_housekeeping() -> None:
@@ -134,8 +136,9 @@ def test_the_target_is_scraped_while_the_load_runs(tmp_path: Path) -> None:
     series = info["series"]
     assert series["kubetest_target_queue_depth"]["kind"] == "queue depth"
     assert series["kubetest_target_alerts_processed_total"]["max"] > 0
-    assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
-            GENERATOR_CPU} <= set(series)  # fmt: skip
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", GENERATOR_CPU} <= set(
+        series
+    )
     saved = json.loads(ctx.result_path.read_text())
     assert saved["service_metrics"]["path"] == info["path"]
     fig = service_plots.service_timeline_for(ctx.session_dir, saved, slo_p95_s=5.0)
@@ -144,8 +147,7 @@ def test_the_target_is_scraped_while_the_load_runs(tmp_path: Path) -> None:
 
 def test_a_target_without_metrics_gets_a_note(tmp_path: Path) -> None:
     with EmbeddedTarget(TargetConfig(workers=2, service_ms=2, service_dist="const")) as t:
-        for path, words in (("/nothing/here", "answered 404"),
-                            ("/health", "not Prometheus text")):  # fmt: skip
+        for path, words in (("/nothing/here", "answered 404"), ("/health", "not Prometheus text")):
             scrape = MetricsScrape(tmp_path / f"{path.strip('/').replace('/', '_')}.csv",
                                    url=t.base_url + path, interval_s=0.5).start()  # fmt: skip
             scrape.align({"start_epoch": 0.0})

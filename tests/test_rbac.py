@@ -54,8 +54,9 @@ def kube_params(kubeconfig: Path | str, *, workloads: dict[str, Any] | None = No
 
 
 def asked(api: KubeStandIn) -> list[tuple[str, str, str, str | None]]:
-    return [(a["verb"], a.get("group") or "", a["resource"], a.get("namespace"))
-            for a in api.reviews]  # fmt: skip
+    return [
+        (a["verb"], a.get("group") or "", a["resource"], a.get("namespace")) for a in api.reviews
+    ]
 
 
 # --------------------------------------------------------------------------- SSAR
@@ -74,8 +75,9 @@ def test_every_permission_allowed_is_one_ok_row(
         rows[0].detail
     )
     # exactly what the params need, asked of the API server through the real client
-    want = [(p.verb, p.group, p.resource, p.namespace)
-            for p in required_permissions(params).permissions]  # fmt: skip
+    want = [
+        (p.verb, p.group, p.resource, p.namespace) for p in required_permissions(params).permissions
+    ]
     assert asked(api) == want and len(want) == 8
     assert TOKEN not in repr(rows)
 
@@ -83,8 +85,10 @@ def test_every_permission_allowed_is_one_ok_row(
 def test_each_denied_permission_is_its_own_row_with_the_fix(
     kube_api: Callable[..., KubeStandIn], tmp_path: Path
 ) -> None:
-    denied = {("delete", "apps", "deployments", "test-workloads"),
-              ("watch", "kubernaut.ai", "remediationrequests", CONTROLLER)}  # fmt: skip
+    denied = {
+        ("delete", "apps", "deployments", "test-workloads"),
+        ("watch", "kubernaut.ai", "remediationrequests", CONTROLLER),
+    }
     api = kube_api(denied=denied)
     params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"create": 3})
     rows = check_rbac(params)
@@ -111,15 +115,18 @@ def test_an_unknown_controller_namespace_is_not_configured(
     kube_api: Callable[..., KubeStandIn], tmp_path: Path
 ) -> None:
     api = kube_api()
-    params = kube_params(api.kubeconfig(tmp_path / "kc"), workloads={"selector": "app=x"},
-                         namespace=None)  # fmt: skip
+    params = kube_params(
+        api.kubeconfig(tmp_path / "kc"), workloads={"selector": "app=x"}, namespace=None
+    )
     rows = check_rbac(params)
     assert [r.status for r in rows] == [OK, NOT_CONFIGURED], rows
     assert "learned from the first 201" in rows[1].detail and not rows[1].blocking
     # a selector only reads; nothing was asked about RemediationRequests
-    assert asked(api) == [("get", "", "namespaces", None),
-                          ("get", "apps", "deployments", "test-workloads"),
-                          ("list", "apps", "deployments", "test-workloads")]  # fmt: skip
+    assert asked(api) == [
+        ("get", "", "namespaces", None),
+        ("get", "apps", "deployments", "test-workloads"),
+        ("list", "apps", "deployments", "test-workloads"),
+    ]
 
 
 def test_a_missing_namespace_is_one_clear_line(
@@ -156,8 +163,9 @@ def test_collect_puts_the_rbac_rows_in_the_table(
     kube_api: Callable[..., KubeStandIn], tmp_path: Path
 ) -> None:
     api = kube_api(denied={("get", "", "namespaces", None)})
-    params = kube_params(api.kubeconfig(tmp_path / "kc"),
-                         target={"health_url": "http://127.0.0.1:9/readyz"})  # fmt: skip
+    params = kube_params(
+        api.kubeconfig(tmp_path / "kc"), target={"health_url": "http://127.0.0.1:9/readyz"}
+    )
     table = checks.checks_table(checks.collect(params, timeout_s=2))
     rbac = table[table["check"] == "rbac"]
     assert list(rbac["status"]) == ["failed"]
@@ -168,11 +176,13 @@ def test_collect_puts_the_rbac_rows_in_the_table(
 # --------------------------------------------------------------------------- the webhook
 
 
-def gateway_params(gw: FakeGateway, monkeypatch: pytest.MonkeyPatch, token: str,
-                   **extra: Any) -> Any:  # fmt: skip
+def gateway_params(
+    gw: FakeGateway, monkeypatch: pytest.MonkeyPatch, token: str, **extra: Any
+) -> Any:
     monkeypatch.setenv("KT_GW_TOKEN", token)
-    return parse_params({"target": {"url": gw.url, "api": "kubernaut",
-                                    "auth_token_env": "KT_GW_TOKEN"}, **extra})  # fmt: skip
+    return parse_params(
+        {"target": {"url": gw.url, "api": "kubernaut", "auth_token_env": "KT_GW_TOKEN"}, **extra}
+    )
 
 
 def test_a_401_is_the_tokenreview_with_how_to_mint_one(
@@ -204,9 +214,10 @@ def test_a_403_is_the_missing_grant_with_the_fix(
         checks.preflight_auth(params, gw.url)
     assert check.status == FAILED and check.detail.startswith("authorization failed")
     assert "answered 403 (Forbidden: Insufficient permissions)" in check.detail
-    assert ("ServiceAccount loadgen/kubetest is authenticated but lacks the gateway's grant "
-            "(verb create on services, resourceName gateway-service, in namespace kn-ctl)"
-            ) in check.detail  # fmt: skip
+    assert (
+        "ServiceAccount loadgen/kubetest is authenticated but lacks the gateway's grant "
+        "(verb create on services, resourceName gateway-service, in namespace kn-ctl)"
+    ) in check.detail
     assert "kubectl apply -f deploy/02-gateway-signal-source.yaml" in check.fix
     assert "--clusterrole=gateway-signal-source --serviceaccount=loadgen:kubetest" in check.fix
     assert "kubectl -n kn-ctl create rolebinding" in check.fix
@@ -259,8 +270,7 @@ def test_the_context_uses_the_same_defaults(tmp_path: Path) -> None:
     from kubetest.workbook.context import TestContext
 
     params = tmp_path / "p.yaml"
-    params.write_text(json.dumps({"target": {"url": "http://gw.example:8080",
-                                             "api": "kubernaut"}}))  # fmt: skip
+    params.write_text(json.dumps({"target": {"url": "http://gw.example:8080", "api": "kubernaut"}}))
     ctx = TestContext.open("A1", str(params), str(tmp_path / "s"))
     assert (ctx.health_url, ctx.metrics_url) == (
         "http://gw.example:8081/readyz",
@@ -277,8 +287,9 @@ def test_check_probes_readyz_on_8081(monkeypatch: pytest.MonkeyPatch) -> None:
         raise httpx.ConnectError("refused")
 
     monkeypatch.setattr(control, "get", refuse)  # every control-plane call's door
-    row = checks.check_target(parse_params({"target": {"url": "http://gw.example:8080",
-                                                       "api": "kubernaut"}}))  # fmt: skip
+    row = checks.check_target(
+        parse_params({"target": {"url": "http://gw.example:8080", "api": "kubernaut"}})
+    )
     assert seen == ["http://gw.example:8081/readyz"]
     assert row.status == FAILED and "port-forward svc/gateway-service 8080 8081 9090" in row.fix
 
@@ -288,12 +299,14 @@ def test_an_unready_gateway_shows_what_is_down_in_one_line(
 ) -> None:
     detail = "DataStorage unreachable: dial tcp 10.0.0.7:8080: connect: connection refused"
     gw = fake_gateway(ready_detail=detail)
-    params = parse_params({"target": {"url": gw.url, "api": "kubernaut",
-                                      "health_url": gw.health_url}})  # fmt: skip
+    params = parse_params(
+        {"target": {"url": gw.url, "api": "kubernaut", "health_url": gw.health_url}}
+    )
     row = checks.check_target(params)
     assert row.status == FAILED and "\n" not in row.detail
-    assert row.detail == (f"{gw.health_url}: HTTP 503: Service Unavailable: {detail} "
-                          "(the gateway is not ready)")  # fmt: skip
+    assert row.detail == (
+        f"{gw.health_url}: HTTP 503: Service Unavailable: {detail} (the gateway is not ready)"
+    )
     assert "DataStorage" in row.fix
 
 
@@ -305,8 +318,10 @@ def test_cli_check_prints_each_denied_permission(tmp_path: Path) -> None:
 
     import yaml
 
-    denied = {("create", "apps", "deployments", "test-workloads"),
-              ("delete", "apps", "deployments", "test-workloads")}  # fmt: skip
+    denied = {
+        ("create", "apps", "deployments", "test-workloads"),
+        ("delete", "apps", "deployments", "test-workloads"),
+    }
     with KubeStandIn(denied=denied) as api, FakeGateway() as gw:
         params = tmp_path / "p.yaml"
         params.write_text(yaml.safe_dump({

@@ -127,8 +127,7 @@ def test_blocked_is_not_terminal(standin: Any) -> None:
         standin.create(NS, "rr-b1", script=script)
         result = f.wait_for([Signal(0, time.time(), NS, name="rr-b1")], timeout_s=10)
     assert result.followed[0].phase == "Completed" and not result.timed_out
-    assert result.followed[0].observation.phases == ["Pending", "Blocked", "Executing",
-                                                     "Completed"]  # fmt: skip
+    assert result.followed[0].observation.phases == ["Pending", "Blocked", "Executing", "Completed"]
     assert seen == [("rr-b1", p) for p in ("Pending", "Blocked", "Executing", "Completed")]
 
 
@@ -156,8 +155,9 @@ def test_a_namespace_added_later_is_followed(standin: Any) -> None:
     with follower(standin, namespaces=[]) as f:
         standin.create("kubernaut-system", "rr-late", script=COMPLETES)
         f.add_namespace("kubernaut-system")
-        result = f.wait_for([Signal(0, time.time(), "kubernaut-system", name="rr-late")],
-                            timeout_s=10)  # fmt: skip
+        result = f.wait_for(
+            [Signal(0, time.time(), "kubernaut-system", name="rr-late")], timeout_s=10
+        )
     assert result.followed[0].phase == "Completed"
     assert result.summary()["namespaces"] == ["kubernaut-system"]
 
@@ -175,8 +175,9 @@ def test_an_unreachable_api_is_an_error_not_a_hang(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ A1 and A4 end to end
 
 
-def context(tmp_path: Path, test: str, kubeconfig: Path | str | None, **sections: Any
-            ) -> TestContext:  # fmt: skip
+def context(
+    tmp_path: Path, test: str, kubeconfig: Path | str | None, **sections: Any
+) -> TestContext:
     embedded = {"workers": 4, "service_ms": 2, "service_dist": "const",
                 **sections.pop("embedded", {})}  # fmt: skip
     params = {
@@ -184,7 +185,7 @@ def context(tmp_path: Path, test: str, kubeconfig: Path | str | None, **sections
         "remediation": {"timeout_min": 0.5, "mode": "watch"},
         "environment": {"kubeconfig": str(kubeconfig) if kubeconfig else None},
         **sections,
-    }  # fmt: skip
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return TestContext.open(test, str(path), str(tmp_path / "session"))
@@ -261,9 +262,11 @@ def test_a4_verify_kubernetes_counts_only_completed_remediations(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("api", "kubeconfig", "reason"),
-    [("kubernaut", False, "needs environment.kubeconfig"),
-     ("webhook", True, "use target.api kubernaut")],
-)  # fmt: skip
+    [
+        ("kubernaut", False, "needs environment.kubeconfig"),
+        ("webhook", True, "use target.api kubernaut"),
+    ],
+)
 def test_a4_verify_kubernetes_without_its_prerequisites_is_inconclusive(
     tmp_path: Path, standin: Any, api: str, kubeconfig: bool, reason: str
 ) -> None:

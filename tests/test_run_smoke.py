@@ -73,7 +73,7 @@ def test_closed_loop_obeys_littles_law(session: tuple[Path, object]) -> None:
 
 
 def test_running_notebooks_report_progress_to_the_terminal(
-    session: tuple[Path, subprocess.CompletedProcess]
+    session: tuple[Path, subprocess.CompletedProcess],
 ) -> None:
     """The load's status from inside the A1 kernel, prefixed with its test, and each B2
     phase's verdict in order between its notebook's start and end, as progress.log has it."""
@@ -81,8 +81,10 @@ def test_running_notebooks_report_progress_to_the_terminal(
     lines = proc.stderr.splitlines()
     a1 = [ln for ln in lines if ln.startswith("  A1: load open ")]
     assert len(a1) == 1 and re.search(r"sent \d+ in-flight \d+ ok 100\.0%", a1[0]), lines
-    start, end = lines.index("B2: running b2_concurrency.ipynb ..."), next(
-        i for i, ln in enumerate(lines) if ln.startswith("B2: done"))  # fmt: skip
+    start, end = (
+        lines.index("B2: running b2_concurrency.ipynb ..."),
+        next(i for i, ln in enumerate(lines) if ln.startswith("B2: done")),
+    )
     phases = [ln for ln in lines[start:end] if ln.startswith("  B2: phase ")]
     assert [ln.split()[2] for ln in phases] == ["1", "2", "3"], lines
     noted = [ln for ln in lines if re.match(r"  (ENV|EXT|A[1-4]|B[12]): ", ln)]
@@ -127,8 +129,10 @@ def test_report_rebuilds_from_the_session_folder(session: tuple[Path, object]) -
     (session_dir / "report.html").unlink()
     proc = subprocess.run(
         [sys.executable, "-m", "kubetest", "report", str(session_dir)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (session_dir / "report.html").exists()
     after = json.loads((session_dir / "summary.json").read_text())
@@ -141,9 +145,7 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 
 
-def test_report_renders_in_headless_chromium(
-    session: tuple[Path, object], tmp_path: Path
-) -> None:
+def test_report_renders_in_headless_chromium(session: tuple[Path, object], tmp_path: Path) -> None:
     """What a reader's browser shows: every BR row, the figures, no code, no placeholders."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -153,8 +155,9 @@ def test_report_renders_in_headless_chromium(
     session_dir, _ = session
     url = (session_dir / "report.html").as_uri()
     common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120).stdout  # fmt: skip
+    dom = subprocess.run(
+        [*common, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    ).stdout
     shot = tmp_path / "report.png"
     subprocess.run([*common, "--window-size=1200,2400", f"--screenshot={shot}", url],
                    capture_output=True, timeout=120)  # fmt: skip

@@ -101,9 +101,7 @@ def _stopped(proc: subprocess.Popen, sig: int, group: bool = False) -> tuple[str
     return out + err, time.monotonic() - t0
 
 
-def test_ctrl_c_stops_the_run_in_seconds_with_one_line_and_resume_continues(
-    tmp_path: Path,
-) -> None:
+def test_ctrl_c_stops_the_run_in_seconds_with_one_line_and_resume_continues(tmp_path: Path) -> None:
     """Issue 23 item 2: no traceback, exit 130 within 3 s, the kernel gone, what was
     measured kept, ``state.json`` says interrupted; ``--resume`` keeps the --only subset."""
     params = write_params(tmp_path, a1_response_time={"rate_per_min": 600, "duration_min": 0.35},
@@ -119,8 +117,10 @@ def test_ctrl_c_stops_the_run_in_seconds_with_one_line_and_resume_continues(
     assert took < 3.0, f"stopped {took:.1f} s after SIGINT"
     assert "Traceback" not in output and "Error" not in output, output
     lines = [ln for ln in output.splitlines() if ln.startswith("interrupted:")]
-    assert lines == [f"interrupted: results kept in {session}; continue with kubetest run "
-                     f"--params {params} --outputs {out} --session s --resume"], output
+    assert lines == [
+        f"interrupted: results kept in {session}; continue with kubetest run "
+        f"--params {params} --outputs {out} --session s --resume"
+    ], output
     assert _kernels_in(session) == [], "the notebook's kernel outlived the run"
     state = json.loads((session / "state.json").read_text())
     assert state["only"] == ["A1"] and state["tests"]["A1"]["state"] == "interrupted"
@@ -152,9 +152,10 @@ def test_secrets_never_land_in_outputs(tmp_path: Path) -> None:
     token = "kt-token-" + secrets.token_hex(12)
     password = "kt-redis-" + secrets.token_hex(12)
     params = write_params(
-        tmp_path, a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
+        tmp_path,
+        a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
         environment={"redis_url": "redis://127.0.0.1:9/0", "redis_password_env": "KT_SECRET_PW"},
-    )  # fmt: skip
+    )
     raw = yaml.safe_load(params.read_text())
     raw["target"]["auth_token_env"] = "KT_SECRET_TOKEN"
     params.write_text(yaml.safe_dump(raw))
@@ -194,9 +195,11 @@ def test_phase_b_waits_for_phase_a_when_asked(tmp_path: Path) -> None:
 
 
 def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
-    params = write_params(tmp_path, a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
-                          a3_availability={"duration_min": 0.1, "probe_interval_s": 0.05,
-                                           "target": 0.99})  # fmt: skip
+    params = write_params(
+        tmp_path,
+        a1_response_time={"rate_per_min": 1200, "duration_min": 0.05},
+        a3_availability={"duration_min": 0.1, "probe_interval_s": 0.05, "target": 0.99},
+    )
     out = tmp_path / "out"
     session = out / "s"
     proc = kubetest("run", "--params", str(params), "--outputs", str(out), "--session", "s")
@@ -215,13 +218,15 @@ def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
 
     other = tmp_path / "other.yaml"
     other.write_text(params.read_text().replace("0.05", "0.06"))
-    refused = kubetest("run", "--params", str(other), "--outputs", str(out), "--session", "s",
-                       "--resume")  # fmt: skip
+    refused = kubetest(
+        "run", "--params", str(other), "--outputs", str(out), "--session", "s", "--resume"
+    )
     _, err = refused.communicate(timeout=60)
     assert refused.returncode == 1 and "params differ" in err and len(err.splitlines()) == 1
 
-    again = kubetest("run", "--params", str(params), "--outputs", str(out), "--session", "s",
-                     "--resume")  # fmt: skip
+    again = kubetest(
+        "run", "--params", str(params), "--outputs", str(out), "--session", "s", "--resume"
+    )
     _, err = again.communicate(timeout=240)
     assert again.returncode == 0, err[-2000:]
     assert "kept A1" in err and "A1: running" not in err
@@ -231,8 +236,9 @@ def test_resume_keeps_completed_tests_and_runs_the_rest(tmp_path: Path) -> None:
     state = json.loads((session / "state.json").read_text())
     assert state["attempt"] == 2
     assert {k: (v["state"], v["attempt"]) for k, v in state["tests"].items()} == {
-        "A1": ("done", 1), "A3": ("done", 2)
-    }  # fmt: skip
+        "A1": ("done", 1),
+        "A3": ("done", 2),
+    }
 
 
 def test_progress_tail_echoes_whole_lines_only(tmp_path: Path) -> None:
@@ -267,8 +273,9 @@ def test_a_session_name_is_one_folder_under_outputs(tmp_path: Path, name: str) -
     (victim / "results" / "keep.json").write_text("{}")
     params = write_params(tmp_path, a1_response_time={"duration_min": 0.05})
     session = str(victim) if name == "/abs" else name
-    proc = kubetest("run", "--params", str(params), "--outputs", str(tmp_path / "out"),
-                    "--session", session)  # fmt: skip
+    proc = kubetest(
+        "run", "--params", str(params), "--outputs", str(tmp_path / "out"), "--session", session
+    )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert len(err.strip().splitlines()) == 1 and "not a folder name" in err, err
@@ -424,7 +431,7 @@ def test_a_rerun_into_a_session_is_refused_and_overwrite_replaces_it(
     assert capsys.readouterr().err == (
         f"kubetest: error: {session} already holds a session; continue it with --resume, "
         "replace it with --overwrite, or pick another --session\n"
-    )  # fmt: skip
+    )
     assert sorted(p.name for p in (session / "results").iterdir()) == ["A1.json", "A3.json"]
 
     (session / "mine.txt").write_text("the earlier run's")
@@ -439,8 +446,7 @@ def test_a_rerun_into_a_session_is_refused_and_overwrite_replaces_it(
     foreign.mkdir()
     (foreign / "notes.txt").write_text("not kubetest's")
     lines.clear()
-    run_session(params, only=["A1"], session="new", outputs=out, overwrite=True,
-                echo=lines.append)  # fmt: skip
+    run_session(params, only=["A1"], session="new", outputs=out, overwrite=True, echo=lines.append)
     assert not any("overwriting" in line for line in lines)  # nothing was there to replace
     assert main([*argv[:-1], "theirs", "--overwrite"]) == 1
     assert "not a kubetest session" in capsys.readouterr().err
@@ -468,8 +474,7 @@ def test_resume_keeps_the_only_subset_of_the_interrupted_run(
 
     fake_notebooks["ran"] = []
     lines.clear()
-    run_session(params, only=["A1", "A3"], session="s", outputs=out, resume=True,
-                echo=lines.append)  # fmt: skip
+    run_session(params, only=["A1", "A3"], session="s", outputs=out, resume=True, echo=lines.append)
     assert fake_notebooks["ran"] == ["A3"]  # the user's subset; A1 is complete and kept
     assert "resuming with --only A1,A3; the interrupted run had --only A1" in lines
     assert json.loads((out / "s" / "state.json").read_text())["only"] == ["A1", "A3"]

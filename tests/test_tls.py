@@ -132,8 +132,9 @@ class HttpsTarget(_LoopThread):
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", self._post)
         app.router.add_route("GET", "/{tail:.*}", self._get)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=0.2)  # fmt: skip
+        self.runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.2
+        )
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.context)
         await site.start()
@@ -302,9 +303,7 @@ def test_engine_insecure_gets_through_without_verifying(
 # --------------------------------------------------------------------------- checks
 
 
-def test_check_target_names_the_fix_in_one_line(
-    server: HttpsTarget, pki: dict[str, Path]
-) -> None:
+def test_check_target_names_the_fix_in_one_line(server: HttpsTarget, pki: dict[str, Path]) -> None:
     health = server.base + "/health"
     bad = check_target(params_for(server), health_url=health)
     assert bad.status == "failed" and f"{bad.detail}: {bad.fix}" == f"{health}: {UNTRUSTED}"
@@ -377,10 +376,10 @@ def test_metrics_scrape_and_action_history_use_the_settings(
     server: HttpsTarget, pki: dict[str, Path], tmp_path: Path
 ) -> None:
     trusted = verify(params_for(server, ca_file=str(pki["ca"])).target.tls)
-    good = MetricsScrape(tmp_path / "good.csv", url=server.base + "/metrics", interval_s=2.0,
-                         verify=trusted).start()  # fmt: skip
-    bad = MetricsScrape(tmp_path / "bad.csv", url=server.base + "/metrics",
-                        interval_s=2.0).start()  # fmt: skip
+    good = MetricsScrape(
+        tmp_path / "good.csv", url=server.base + "/metrics", interval_s=2.0, verify=trusted
+    ).start()
+    bad = MetricsScrape(tmp_path / "bad.csv", url=server.base + "/metrics", interval_s=2.0).start()
     good.stop()
     bad.stop()
     assert good.scrapes >= 1 and good.errors == 0
@@ -398,7 +397,6 @@ def test_metrics_scrape_and_action_history_use_the_settings(
         assert tls_problem(err.value) is not None
     finally:
         untrusted.close()
-
 
 
 def test_a_tests_clients_take_target_tls_from_its_context(

@@ -256,16 +256,18 @@ class PhaseVerdict:
 def _not_evidence(s: PhaseStats) -> PhaseVerdict | None:
     if s.saturated:
         why = "; ".join(s.saturation_reasons) or "the generator could not keep up"
-        return PhaseVerdict("generator-limited", [f"generator saturated ({why}): not evidence "
-                                                  "about the target"])  # fmt: skip
+        return PhaseVerdict(
+            "generator-limited", [f"generator saturated ({why}): not evidence about the target"]
+        )
     if s.validity == "INVALID":
-        return PhaseVerdict("generator-limited", [f"run INVALID ({'; '.join(s.validity_reasons)})"
-                                                  ": not evidence about the target"])  # fmt: skip
+        return PhaseVerdict(
+            "generator-limited",
+            [f"run INVALID ({'; '.join(s.validity_reasons)}): not evidence about the target"],
+        )
     if s.interrupted:
         return PhaseVerdict("inconclusive", ["the phase was interrupted"])
     if s.validity == "INCONCLUSIVE":
-        return PhaseVerdict("inconclusive", [f"run INCONCLUSIVE "
-                                             f"({'; '.join(s.validity_reasons)})"])  # fmt: skip
+        return PhaseVerdict("inconclusive", [f"run INCONCLUSIVE ({'; '.join(s.validity_reasons)})"])
     if s.aborted or (s.decided and s.decided["status"] == "unsustainable"):
         return None  # judged, however few its samples: the abort is the evidence
     if s.latency.count < MIN_SAMPLES:
@@ -296,8 +298,9 @@ def _abort_reasons(s: PhaseStats) -> list[str]:
 
 def _flags(s: PhaseStats, status: PhaseStatus, reasons: list[str], stop: float) -> PhaseVerdict:
     succ = s.latency.success.value
-    return PhaseVerdict(status, reasons, degraded=bool(succ < DEGRADED_SUCCESS),
-                        broken=bool(succ < stop))  # fmt: skip
+    return PhaseVerdict(
+        status, reasons, degraded=bool(succ < DEGRADED_SUCCESS), broken=bool(succ < stop)
+    )
 
 
 def judge_rate_phase(
@@ -450,8 +453,7 @@ def rate_capacity(table: pd.DataFrame) -> dict[str, Any]:
     ev_sorted = ev.sort_values("offered_per_min") if not ev.empty else ev
     degraded = ev_sorted[ev_sorted["degraded"]] if not ev.empty else ev
     broken = ev_sorted[ev_sorted["broken"]] if not ev.empty else ev
-    knee = (find_knee(ev["offered_per_min"], ev["p95_s"], curve="convex")
-            if not ev.empty else None)  # fmt: skip
+    knee = find_knee(ev["offered_per_min"], ev["p95_s"], curve="convex") if not ev.empty else None
     tknee = (find_knee(ev["offered_per_min"], ev["throughput_per_min"], curve="concave")
              if not ev.empty else None)  # fmt: skip
     peak = ev.loc[ev["goodput_per_min"].idxmax()] if not ev.empty else None
@@ -462,16 +464,16 @@ def rate_capacity(table: pd.DataFrame) -> dict[str, Any]:
         "bracket_width": (high - low) / low if low and high else None,
         "degradation_point_per_min": (
             float(degraded["offered_per_min"].iloc[0]) if len(degraded) else None
-        ),  # fmt: skip
+        ),
         "breaking_point_per_min": (
             float(broken["offered_per_min"].iloc[0]) if len(broken) else None
-        ),  # fmt: skip
+        ),
         "knee_rate_per_min": knee,
         "throughput_knee_per_min": tknee,
         "peak_goodput_per_min": float(peak["goodput_per_min"]) if peak is not None else None,
         "peak_goodput_at_rate_per_min": (
             float(peak["offered_per_min"]) if peak is not None else None
-        ),  # fmt: skip
+        ),
         "requirement_per_min": REQUIREMENT_PER_MIN,
         "headroom": max_rate / REQUIREMENT_PER_MIN if max_rate is not None else None,
         "phases_tested": int(len(table)),
@@ -482,8 +484,9 @@ def rate_capacity(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def rate_requirement(cap: dict[str, Any], *, p95_s: float, success_rate: float,
-                     samples: int) -> Requirement:  # fmt: skip
+def rate_requirement(
+    cap: dict[str, Any], *, p95_s: float, success_rate: float, samples: int
+) -> Requirement:
     """``CAP-1000``: does the service sustain the guide's 1,000 alerts/min?"""
     req = REQUIREMENT_PER_MIN
     rate = cap.get("max_sustainable_rate_per_min")
@@ -544,11 +547,11 @@ def concurrency_capacity(table: pd.DataFrame) -> tuple[dict[str, Any], UslFit | 
         "concurrency_knee": knee,
         "usl_peak_throughput_per_min": (
             fit.peak_throughput * 60.0 if fit and fit.peak_throughput else None
-        ),  # fmt: skip
+        ),
         "usl_peak_concurrency": fit.peak_concurrency if fit else None,
         "usl_peak_in_tested_range": bool(
             fit and fit.peak_concurrency and n_max and fit.peak_concurrency <= n_max
-        ),  # fmt: skip
+        ),
         "usl_sigma": fit.sigma if fit else None,
         "usl_kappa": fit.kappa if fit else None,
         "usl_lambda_per_min": fit.lam * 60.0 if fit else None,

@@ -90,9 +90,7 @@ class Comparison:
     by_label: dict[str, int] = field(default_factory=dict)
 
 
-def _explain(
-    c: Comparison, *, lower_bound: str | None, other: int, unanswered: int
-) -> Comparison:
+def _explain(c: Comparison, *, lower_bound: str | None, other: int, unanswered: int) -> Comparison:
     diff = c.gateway - c.kubetest
     if diff == 0:
         return c
@@ -102,21 +100,27 @@ def _explain(
             c.why = f"{name} rose {-diff} less than kubetest counted {c.outcome}: {lower_bound}"
             return c
         c.finding = True
-        c.why = (f"the gateway counted {-diff} fewer ({name}) than kubetest's {c.kubetest} "
-                 f"{c.outcome}: with several gateway replicas the metrics URL reaches one of "
-                 "them (scrape each pod, or use target.prometheus_url); otherwise the gateway "
-                 "lost count")  # fmt: skip
+        c.why = (
+            f"the gateway counted {-diff} fewer ({name}) than kubetest's {c.kubetest} "
+            f"{c.outcome}: with several gateway replicas the metrics URL reaches one of "
+            "them (scrape each pod, or use target.prometheus_url); otherwise the gateway "
+            "lost count"
+        )
         return c
     slack = other + unanswered
     if diff <= slack:
-        c.why = (f"{name} rose {diff} more than kubetest's {c.kubetest} {c.outcome}: within "
-                 f"{other} signals from other senders and {unanswered} requests kubetest got "
-                 "no answer to")  # fmt: skip
+        c.why = (
+            f"{name} rose {diff} more than kubetest's {c.kubetest} {c.outcome}: within "
+            f"{other} signals from other senders and {unanswered} requests kubetest got "
+            "no answer to"
+        )
         return c
     c.finding = True
-    c.why = (f"the gateway counted {diff} more ({name}) than kubetest's {c.kubetest} "
-             f"{c.outcome}, beyond {other} signals from other senders and {unanswered} "
-             "unanswered requests: kubetest misread answers, or the gateway counts twice")
+    c.why = (
+        f"the gateway counted {diff} more ({name}) than kubetest's {c.kubetest} "
+        f"{c.outcome}, beyond {other} signals from other senders and {unanswered} "
+        "unanswered requests: kubetest misread answers, or the gateway counts twice"
+    )
     return c
 
 
@@ -152,8 +156,9 @@ def cross_check(
     findings: list[str] = []
     for key, (metric, outcome) in COUNTERS.items():
         inc = increase(frame, metric, epochs)
-        why_low = lower_bound or ("the counter was reset during the test (a gateway restart)"
-                                  if inc.reset else None)  # fmt: skip
+        why_low = lower_bound or (
+            "the counter was reset during the test (a gateway restart)" if inc.reset else None
+        )
         gateway, kubetest = round(inc.total), int(outcomes.get(outcome, 0))
         c = _explain(
             Comparison(metric, outcome, gateway, kubetest, gateway == kubetest,

@@ -215,8 +215,10 @@ class RemediationHistory:
 
     def retarget(self, namespace: str) -> None:
         self.namespace = namespace
-        self.method = (f"RemediationRequests ({self.group}/{self.version}) in namespace "
-                       f"{namespace}, through environment.kubeconfig")  # fmt: skip
+        self.method = (
+            f"RemediationRequests ({self.group}/{self.version}) in namespace "
+            f"{namespace}, through environment.kubeconfig"
+        )
 
     def mark(self) -> int | None:
         return None
@@ -316,8 +318,7 @@ class IntegrityWatch:
                     return cls(
                         None,
                         scrub_then_cut(
-                            f"cannot read environment.kubeconfig: {type(exc).__name__}: {exc}",
-                            300,
+                            f"cannot read environment.kubeconfig: {type(exc).__name__}: {exc}", 300
                         ),
                         "RemediationRequests",
                     )
@@ -327,7 +328,10 @@ class IntegrityWatch:
                            "(or target.actions_url to an action history)",
                            "RemediationRequests")  # fmt: skip
         history = ActionHistory(
-            ctx.actions_url, _headers(params), target.timeout_s, verify(target.tls),
+            ctx.actions_url,
+            _headers(params),
+            target.timeout_s,
+            verify(target.tls),
             proxy=target.proxy,
         )
         return cls(history, None)
@@ -432,8 +436,10 @@ def integrity_requirement(
                              else "no load test (A1, A2, B1, B2) ran")  # fmt: skip
     elif measured:
         status = "FAIL"
-        reasons.insert(0, f"{totals['lost']} accepted alerts lost, {totals['duplicated']} "
-                          "handled more than once")  # fmt: skip
+        reasons.insert(
+            0,
+            f"{totals['lost']} accepted alerts lost, {totals['duplicated']} handled more than once",
+        )
     elif unchecked or not totals["accepted"]:
         status = "INCONCLUSIVE"
         if checked and not totals["accepted"]:

@@ -103,9 +103,7 @@ class LatencySummary:
 
     def table(self) -> pd.DataFrame:
         """The latency table a notebook displays: estimate and 95 % CI per statistic."""
-        rows = {
-            "p50": self.p50, "p95": self.p95, "p99": self.p99,
-        }  # fmt: skip
+        rows = {"p50": self.p50, "p95": self.p95, "p99": self.p99}
         frame = pd.DataFrame(
             {k: [v.value, v.low, v.high] for k, v in rows.items()},
             index=["seconds", "ci_low", "ci_high"],

@@ -54,8 +54,9 @@ def mmc_max_rate(mu: float, c: int, p95_s: float, q: float = 0.95) -> float:
     if mmc_response_quantile(1e-12, mu, c, q) >= p95_s:
         return 0.0
     top = c * mu * (1 - 1e-9)
-    return float(optimize.brentq(lambda lam: mmc_response_quantile(lam, mu, c, q) - p95_s,
-                                 1e-12, top))  # fmt: skip
+    return float(
+        optimize.brentq(lambda lam: mmc_response_quantile(lam, mu, c, q) - p95_s, 1e-12, top)
+    )
 
 
 def reference_theory(workers: int, service_s: float, dist: str, p95_s: float) -> dict[str, Any]:

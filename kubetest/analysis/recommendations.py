@@ -33,8 +33,10 @@ def rate_recommendation(rate: float | None, *, lower_bound: bool = False) -> str
         (req, "meets the requirement but with limited headroom (< 1,500/min)"),
     ], "may not sustain the business requirement under load (< 1,000/min)")  # fmt: skip
     bound = " at least (every tested rate was sustainable)" if lower_bound else ""
-    return (f"Sustained {rate:,.0f} alerts/min{bound}, {rate / req:.2f}× the "
-            f"{req:,.0f}/min requirement: {verdict}.")  # fmt: skip
+    return (
+        f"Sustained {rate:,.0f} alerts/min{bound}, {rate / req:.2f}× the "
+        f"{req:,.0f}/min requirement: {verdict}."
+    )
 
 
 def concurrency_recommendation(n: int | None, *, lower_bound: bool = False) -> str:

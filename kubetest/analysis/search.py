@@ -209,8 +209,10 @@ class DecisionRule:
     def _unsustainable(self, ev: Evidence, lo: float) -> str | None:
         low, _, n = share_slower(ev, lo, self.p95_s)
         if low > TAIL:
-            return (f"p95 above {self.p95_s:g} s: ≥ {low:.1%} of {n} requests slower "
-                    f"({CONFIDENCE:.0%} bound)")  # fmt: skip
+            return (
+                f"p95 above {self.p95_s:g} s: ≥ {low:.1%} of {n} requests slower "
+                f"({CONFIDENCE:.0%} bound)"
+            )
         point, _, high = self._success(ev, lo)
         if high < self.success_rate:
             return f"success {point:.1%} < {self.success_rate:.0%} (upper bound {high:.1%})"
@@ -218,13 +220,17 @@ class DecisionRule:
             return None
         keep = keep_up_bounds(ev, lo)
         if keep is not None and keep[2] < KEEP_UP:
-            return (f"the queue grows: completions {keep[0]:.0%} of arrivals (upper bound "
-                    f"{keep[2]:.0%} < {KEEP_UP:.0%})")  # fmt: skip
+            return (
+                f"the queue grows: completions {keep[0]:.0%} of arrivals (upper bound "
+                f"{keep[2]:.0%} < {KEEP_UP:.0%})"
+            )
         tr = self._trend(ev)
         if tr is not None and tr[1] > 0 and tr[0] + tr[1] * self.horizon_s >= self.p95_s:
-            return (f"the queue grows: latency slope ≥ {tr[1]:.3g} s/s ({CONFIDENCE:.0%} "
-                    f"interval above 0) takes p95 past {self.p95_s:g} s within "
-                    f"{self.horizon_s:g} s")  # fmt: skip
+            return (
+                f"the queue grows: latency slope ≥ {tr[1]:.3g} s/s ({CONFIDENCE:.0%} "
+                f"interval above 0) takes p95 past {self.p95_s:g} s within "
+                f"{self.horizon_s:g} s"
+            )
         return None
 
     def _sustainable(self, ev: Evidence, lo: float) -> str | None:
@@ -242,8 +248,10 @@ class DecisionRule:
             tr = self._trend(ev)
             if tr is not None and tr[0] + max(tr[2], 0.0) * self.horizon_s >= self.p95_s:
                 return None
-        return (f"p95 below {bar:.3g} s ({self.margin:.0%} under the SLO): ≤ {high:.1%} of "
-                f"{n} requests slower ({CONFIDENCE:.0%} bound)")  # fmt: skip
+        return (
+            f"p95 below {bar:.3g} s ({self.margin:.0%} under the SLO): ≤ {high:.1%} of "
+            f"{n} requests slower ({CONFIDENCE:.0%} bound)"
+        )
 
 
 @dataclass

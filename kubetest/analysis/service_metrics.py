@@ -89,10 +89,12 @@ def _names(frame: pd.DataFrame, pattern: re.Pattern[str], kinds: tuple[str, ...]
         return []
     typed = frame.drop_duplicates("metric")
     names = [
-        str(m) for m, k in zip(typed["metric"], typed["type"], strict=True)
-        if pattern.search(str(m)) and str(k) in kinds
+        str(m)
+        for m, k in zip(typed["metric"], typed["type"], strict=True)
+        if pattern.search(str(m))
+        and str(k) in kinds
         and not str(m).startswith(("kubetest_generator_", "process_", "python_", "go_"))
-    ]  # fmt: skip
+    ]
     return sorted(names)
 
 

@@ -115,8 +115,9 @@ def fit_usl(n: Sequence[float], x: Sequence[float]) -> UslFit | None:
         peak_x = float(usl(peak_n, lam, sigma, kappa))
     elif sigma > 1e-9:
         peak_x = lam / sigma
-    return UslFit(float(lam), float(sigma), float(kappa), float(r2), int(n_arr.size),
-                  peak_n, peak_x)  # fmt: skip
+    return UslFit(
+        float(lam), float(sigma), float(kappa), float(r2), int(n_arr.size), peak_n, peak_x
+    )
 
 
 def littles_law_error(n: float | None, x_r: float) -> float | None:

@@ -82,8 +82,10 @@ def _completeness(load: dict[str, Any], v: Validity) -> None:
     lost = load.get("lost_shards") or []
     if lost:
         shards = load.get("shards") or len(lost)
-        v.add("INCONCLUSIVE", f"incomplete: {len(lost)} of {shards} shards lost "
-                              f"({lost[0].get('reason')})")  # fmt: skip
+        v.add(
+            "INCONCLUSIVE",
+            f"incomplete: {len(lost)} of {shards} shards lost ({lost[0].get('reason')})",
+        )
 
 
 def _clocks(load: dict[str, Any], v: Validity) -> None:

@@ -124,8 +124,9 @@ def latency_requirement(
         status = "PASS"
     else:
         status = "INCONCLUSIVE"
-        reasons.append(f"only {summary.accepted} accepted of {summary.count} requests "
-                       f"(< {MIN_SAMPLES})")  # fmt: skip
+        reasons.append(
+            f"only {summary.accepted} accepted of {summary.count} requests (< {MIN_SAMPLES})"
+        )
     if aborted:
         reasons.insert(0, aborted)
     straddles = (p95.low < p95_s <= p95.high) or (succ.low < success_rate <= succ.high)
@@ -201,7 +202,7 @@ def decide(
             reasons.append(f"{req.id}: accepted alerts were lost or handled more than once")
         if req.id.startswith(SUITE_PREFIX):
             if req.status == "FAIL":
-                reasons.append(f"the service's own suite {req.id[len(SUITE_PREFIX):]} failed")
+                reasons.append(f"the service's own suite {req.id[len(SUITE_PREFIX) :]} failed")
             elif req.status == "INCONCLUSIVE":
                 penalise("inconclusive", f"{req.id} inconclusive")
             continue

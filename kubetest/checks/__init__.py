@@ -111,7 +111,10 @@ def _guarded(name: str, fn: Callable[[], Check | list[Check]]) -> Check | list[C
 
 
 def collect(
-    params: Params, *, health_url: str | None = None, timeout_s: float = TIMEOUT_S,
+    params: Params,
+    *,
+    health_url: str | None = None,
+    timeout_s: float = TIMEOUT_S,
     webhook_url: str | None = None,
 ) -> list[Check]:
     """Every check, run side by side (so the whole table takes one timeout), secrets scrubbed."""

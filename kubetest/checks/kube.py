@@ -112,9 +112,7 @@ def _exec_credential(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         check=False,
     )
     if out.returncode != 0:
-        raise KubeconfigError(
-            f"exec credential plugin {spec['command']!r} exited {out.returncode}"
-        )
+        raise KubeconfigError(f"exec credential plugin {spec['command']!r} exited {out.returncode}")
     return json.loads(out.stdout).get("status") or {}
 
 
@@ -227,17 +225,21 @@ def _no_kubeconfig(params: Params) -> Check:
     where = "no kubeconfig (environment.kubeconfig, $KUBECONFIG, ~/.kube/config)"
     a4 = params.a4_actions
     if a4 is not None and a4.verify == "kubernetes":
-        return failed("kubernetes", where,
-                       "set environment.kubeconfig: A4 (verify: kubernetes) counts an action "
-                       "only when its RemediationRequest, read through it, is Completed")
+        return failed(
+            "kubernetes",
+            where,
+            "set environment.kubeconfig: A4 (verify: kubernetes) counts an action "
+            "only when its RemediationRequest, read through it, is Completed",
+        )
     if a4 is not None and a4.verify == "history":
         use = "A4 verifies actions through the service's action history"
     elif params.target.api == "kubernaut":
         use = "it lets A1 follow RemediationRequests to time to remediation"
     else:
         use = "nothing in this plan needs it"
-    return not_configured("kubernetes", where,
-                           f"set environment.kubeconfig to check the cluster (optional: {use})")
+    return not_configured(
+        "kubernetes", where, f"set environment.kubeconfig to check the cluster (optional: {use})"
+    )
 
 
 def check_a4_actions(params: Params) -> list[Check]:
@@ -263,14 +265,25 @@ def check_a4_actions(params: Params) -> list[Check]:
     if len(run) >= need:
         return [ok("a4_actions", f"{what}; BR-PA-011 needs {need}{lowered}")]
     if held:
-        fix = (f"opt in: a4_actions.allow_destructive: true with a4_actions.namespaces "
-               f"listing only test namespaces; or judge the safe ones: a4_actions.min_actions: "
-               f"{len(run)} (a lowered count, named as such in the verdict)")  # fmt: skip
+        fix = (
+            f"opt in: a4_actions.allow_destructive: true with a4_actions.namespaces "
+            f"listing only test namespaces; or judge the safe ones: a4_actions.min_actions: "
+            f"{len(run)} (a lowered count, named as such in the verdict)"
+        )
     else:
-        fix = (f"list at least {need} actions in a4_actions.actions (or actions: all), or "
-               f"a4_actions.min_actions: {len(run)}")  # fmt: skip
-    return [Check("a4_actions", WARNING, False,
-                  f"{what}; BR-PA-011 needs {need}{lowered}: A4 will be INCONCLUSIVE", fix)]
+        fix = (
+            f"list at least {need} actions in a4_actions.actions (or actions: all), or "
+            f"a4_actions.min_actions: {len(run)}"
+        )
+    return [
+        Check(
+            "a4_actions",
+            WARNING,
+            False,
+            f"{what}; BR-PA-011 needs {need}{lowered}: A4 will be INCONCLUSIVE",
+            fix,
+        )
+    ]
 
 
 def _probe_cluster(access: KubeAccess, namespaces: list[str], deadline: Deadline) -> Check:
@@ -337,16 +350,20 @@ def check_rbac(params: Params, timeout_s: float = TIMEOUT_S) -> list[Check]:
     if params.target.api != "kubernaut" or not kubeconfig:
         return []
     needs = rbac.required_permissions(params)
-    rows = [not_configured("rbac", why, "set remediation.namespace to check it before the run")
-            for why in needs.unknown]  # fmt: skip
+    rows = [
+        not_configured("rbac", why, "set remediation.namespace to check it before the run")
+        for why in needs.unknown
+    ]
     path, source = find_kubeconfig(env)
     if path is None:  # embedded, and the target is not running (kubetest check alone)
         return [not_configured("rbac", "environment.kubeconfig is 'embedded': the embedded "
                                 "target's own cluster, checked when a run starts it", ""),
                 *rows]  # fmt: skip
     if not path.is_file():  # the kubernetes row says so already
-        return [failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
-                *rows]  # fmt: skip
+        return [
+            failed("rbac", f"kubeconfig {path} does not exist", "fix environment.kubeconfig"),
+            *rows,
+        ]
     return _review_all(path, needs, Deadline(timeout_s)) + rows
 
 
@@ -375,15 +392,18 @@ def _review_all(path: Path, needs: rbac.Needs, deadline: Deadline) -> list[Check
                 allowed.append(perm)
                 continue
             reason = f" ({answer.reason})" if answer.reason else ""
-            rows.append(failed(
-                "rbac",
-                f"denied: {perm.verb} {perm.qualified} {perm.where}{reason}: {perm.why}",
-                perm.fix(),
-            ))  # fmt: skip
+            rows.append(
+                failed(
+                    "rbac",
+                    f"denied: {perm.verb} {perm.qualified} {perm.where}{reason}: {perm.why}",
+                    perm.fix(),
+                )
+            )
     except ApiException as exc:
         said = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
-        rows.append(failed("rbac", f"SelfSubjectAccessReview failed: {said}",
-                            _kube_fix(exc.status or 0)))  # fmt: skip
+        rows.append(
+            failed("rbac", f"SelfSubjectAccessReview failed: {said}", _kube_fix(exc.status or 0))
+        )
     except Exception as exc:
         rows.append(failed("rbac", f"SelfSubjectAccessReview failed: {one_line(exc)}",
                             "start the cluster or fix the kubeconfig"))  # fmt: skip

@@ -118,7 +118,9 @@ def check_redis(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
 
     url = env.redis_url if env else None
     if not url:
-        return _unset("redis", "redis_url", "set environment.redis_url (e.g. redis://localhost:6379/0)")
+        return _unset(
+            "redis", "redis_url", "set environment.redis_url (e.g. redis://localhost:6379/0)"
+        )
     var = env.redis_password_env  # type: ignore[union-attr]
     password = os.environ.get(var) if var else None
     try:
@@ -203,6 +205,7 @@ def _redis_auth_failure(where: str, var: str | None, source: str | None, msg: st
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
 
 def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
     """PostgreSQL accepts the DSN from the named env var and answers ``SELECT 1``."""

@@ -34,7 +34,9 @@ from kubetest.tls import TlsError, tls_problem, verify
 
 
 def check_target(
-    params: Params, timeout_s: float = TIMEOUT_S, health_url: str | None = None,
+    params: Params,
+    timeout_s: float = TIMEOUT_S,
+    health_url: str | None = None,
     webhook_url: str | None = None,
 ) -> Check:
     """The target's health endpoint answers 2xx, and its webhook takes kubetest's token.
@@ -51,15 +53,17 @@ def check_target(
         return ok("target", "embedded reference target: started for each run")
     url = health_url or endpoints.health_url(params.target)
     try:
-        resp = control.get(url, timeout_s=timeout_s, verify=verify(params.target.tls),
-                           proxy=params.target.proxy)  # fmt: skip
+        resp = control.get(
+            url, timeout_s=timeout_s, verify=verify(params.target.tls), proxy=params.target.proxy
+        )
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:
             return failed("target", f"{url}: {problem.what}", problem.fix)
         if isinstance(exc, control.ResponseTooLarge | control.DeadlineExceeded):
-            return failed("target", f"{url}: {control.error_class(exc)}: {one_line(exc)}",
-                           HOSTILE_FIX)  # fmt: skip
+            return failed(
+                "target", f"{url}: {control.error_class(exc)}: {one_line(exc)}", HOSTILE_FIX
+            )
         return failed("target", f"{url}: {one_line(exc)}", _unreachable_fix(params, url))
     if not resp.is_success:
         return _unhealthy(params, url, resp)
@@ -90,10 +94,12 @@ HOSTILE_FIX = (
 
 def _unreachable_fix(params: Params, url: str) -> str:
     if _gateway_ports(params):
-        return (f"the gateway serves {endpoints.GATEWAY_HEALTH_PATH} on its own port "
-                f"{endpoints.GATEWAY_HEALTH_PORT} (metrics on {endpoints.GATEWAY_METRICS_PORT}): "
-                "reach it too (kubectl -n <kubernaut namespace> port-forward svc/gateway-service "
-                "8080 8081 9090) or set target.health_url")  # fmt: skip
+        return (
+            f"the gateway serves {endpoints.GATEWAY_HEALTH_PATH} on its own port "
+            f"{endpoints.GATEWAY_HEALTH_PORT} (metrics on {endpoints.GATEWAY_METRICS_PORT}): "
+            "reach it too (kubectl -n <kubernaut namespace> port-forward svc/gateway-service "
+            "8080 8081 9090) or set target.health_url"
+        )
     return "start the service or fix target.url / target.health_url"
 
 
@@ -165,8 +171,9 @@ def check_auth(
     if var:
         token = os.environ.get(var, "")
         if not token:
-            return failed("auth", f"${var} (target.auth_token_env) is not set",
-                           TOKEN_FIX.format(var=var))  # fmt: skip
+            return failed(
+                "auth", f"${var} (target.auth_token_env) is not set", TOKEN_FIX.format(var=var)
+            )
         headers["Authorization"] = f"Bearer {token}"
     try:
         resp = control.post(
@@ -177,8 +184,7 @@ def check_auth(
         problem = tls_problem(exc)
         if problem is not None:
             return failed("auth", f"{url}: {problem.what}", problem.fix)
-        return failed("auth", f"POST {url}: {one_line(exc)}",
-                       "start the service or fix target.url")  # fmt: skip
+        return failed("auth", f"POST {url}: {one_line(exc)}", "start the service or fix target.url")
     from kubetest.engine.client import problem_detail
 
     code = resp.status_code
@@ -193,43 +199,42 @@ def check_auth(
                 "auth",
                 f"authentication failed: POST {url} answered {code}{said}: the token in "
                 f"${var} was {what}",
-                TOKEN_FIX.format(var=var) if code == 401
+                TOKEN_FIX.format(var=var)
+                if code == 401
                 else "grant the token's service account the gateway's RBAC role",
-            )  # fmt: skip
+            )
         return failed(
             "auth",
             f"authentication failed: POST {url} answered {code}{said}: the service wants a "
             "bearer token and target.auth_token_env is not set",
             "set target.auth_token_env to the name of an env var; "
             + TOKEN_FIX.format(var="KUBERNAUT_TOKEN"),
-        )  # fmt: skip
+        )
     if code in (404, 405):
         return failed(
             "auth",
-            f"POST {url} answered {code}: no webhook there for target.api "
-            f"{params.target.api}",
+            f"POST {url} answered {code}: no webhook there for target.api {params.target.api}",
             "fix target.url or target.api (kubernaut: /api/v1/signals/prometheus, "
             "kubernaut-legacy: /alerts, webhook: /webhook/prometheus)",
         )
     if code >= 500:
-        return failed("auth", f"POST {url} answered {code}{said} to the token probe",
-                       "see the service's logs")  # fmt: skip
+        return failed(
+            "auth", f"POST {url} answered {code}{said} to the token probe", "see the service's logs"
+        )
     how = f"token from ${var} accepted" if var else "no token needed"
     return ok("auth", f"POST {url}: {how} (HTTP {code} to a deliberately invalid alert)")
 
 
-def _gateway_refusal(
-    params: Params, url: str, code: int, said: str, var: str, token: str
-) -> Check:
+def _gateway_refusal(params: Params, url: str, code: int, said: str, var: str, token: str) -> Check:
     """The Kubernaut gateway's 401 (its TokenReview did not authenticate the token) or 403
     (its SubjectAccessReview found no grant), explained with the fix; the gateway's side is
     in ``kubetest.rbac`` with its source files and commit."""
     info = rbac.token_info(token)
     who = info.subject if info else f"the token in ${var}"
     if code == 401:
-        why = (f"the token in ${var} is not valid for the cluster's TokenReview"
-               + (f" ({who}, expired {info.expires:%Y-%m-%d %H:%M} UTC)"
-                  if info and info.expired else ""))  # fmt: skip
+        why = f"the token in ${var} is not valid for the cluster's TokenReview" + (
+            f" ({who}, expired {info.expires:%Y-%m-%d %H:%M} UTC)" if info and info.expired else ""
+        )
         return failed("auth", f"authentication failed: POST {url} answered 401{said}: {why}",
                        rbac.token_fix(var, info))  # fmt: skip
     ns = params.remediation.namespace
@@ -254,7 +259,6 @@ def is_tls_failure(check: Check) -> bool:
     return check.status == FAILED and check.fix in TLS_FIXES
 
 
-
 def preflight_auth(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> None:
     """Raise ``AuthError`` (one line) when the webhook at ``url`` refuses kubetest's token,
     or ``TlsError`` when its certificate is refused, so a load test fails in a second
@@ -275,8 +279,9 @@ def preflight_tls(params: Params, url: str, timeout_s: float = TIMEOUT_S) -> Non
     if urlsplit(url).scheme != "https":
         return
     try:
-        control.get(url, timeout_s=timeout_s, verify=verify(params.target.tls),
-                    proxy=params.target.proxy)  # fmt: skip
+        control.get(
+            url, timeout_s=timeout_s, verify=verify(params.target.tls), proxy=params.target.proxy
+        )
     except httpx.HTTPError as exc:
         problem = tls_problem(exc)
         if problem is not None:

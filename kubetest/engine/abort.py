@@ -125,5 +125,7 @@ def abort_reason(rule: AbortRule, windows: list[Window]) -> str:
         parts.append(f"success {max(rates):.0%} < {rule.success_below:.0%}")
     end = windows[-1].end_s
     at = f"{end:.0f}" if end >= 10 else f"{end:.1f}"
-    return (f"aborted at t = {at} s: {' or '.join(parts)} in {len(windows)} windows "
-            f"of {rule.window_s:g} s")  # fmt: skip
+    return (
+        f"aborted at t = {at} s: {' or '.join(parts)} in {len(windows)} windows "
+        f"of {rule.window_s:g} s"
+    )

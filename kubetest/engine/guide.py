@@ -72,8 +72,10 @@ def low_success_warning(doc: dict[str, Any]) -> str | None:
     if not answered:
         if not doc.get("sent_count"):
             return None
-        return (f"kubetest load: warning: none of {doc['sent_count']:,} alerts got an "
-                "answer: check the URL and that the service is up")  # fmt: skip
+        return (
+            f"kubetest load: warning: none of {doc['sent_count']:,} alerts got an "
+            "answer: check the URL and that the service is up"
+        )
     good = outcomes.get("accepted", 0) + outcomes.get("duplicate", 0)
     if good / answered >= MIN_GOOD_SHARE:
         return None

@@ -188,10 +188,7 @@ def judge(
 
 
 def per_worker(
-    results: list[ShardResult],
-    shards: list[ShardInfo],
-    plan: LoadPlan,
-    interrupted: bool,
+    results: list[ShardResult], shards: list[ShardInfo], plan: LoadPlan, interrupted: bool
 ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """Per-shard rows of the summary, with the shard-level saturation and clock warnings.
     Returns (rows, reasons to add to the overall judgement, notes)."""

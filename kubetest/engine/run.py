@@ -146,8 +146,9 @@ def sampling(results: list[ShardResult], plan: LoadPlan) -> dict[str, Any] | Non
     if all(r.records_every <= 1 for r in results):
         return None
     kept = sum(r.records_kept or 0 for r in results)
-    total = sum(r.dispatched + r.errors.get("late", 0) + r.errors.get("dropped", 0)
-                for r in results)  # fmt: skip
+    total = sum(
+        r.dispatched + r.errors.get("late", 0) + r.errors.get("dropped", 0) for r in results
+    )
     return {"max_per_s": plan.records_max_per_s, "kept": kept, "of": total,
             "every": max(r.records_every for r in results)}  # fmt: skip
 

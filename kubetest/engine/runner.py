@@ -71,13 +71,7 @@ class InProcessRunner:
         with routed_signals(stopper):
             result = _run_in_thread(
                 lambda: run_shard(
-                    plan,
-                    0,
-                    1,
-                    start_epoch,
-                    records_path,
-                    stop=token,
-                    on_progress=display.update,
+                    plan, 0, 1, start_epoch, records_path, stop=token, on_progress=display.update
                 ),
                 stopper,
             )
@@ -142,10 +136,11 @@ class DaskRunner:
                 )
         results = [s.result for s in shards if s.result is not None]
         infos = [
-            ShardInfo(s.shard, s.address, s.clock_offset_s, s.clock_uncertainty_s, s.lost, s.part,
-                      s.notes)
+            ShardInfo(
+                s.shard, s.address, s.clock_offset_s, s.clock_uncertainty_s, s.lost, s.part, s.notes
+            )
             for s in shards
-        ]  # fmt: skip
+        ]
         if not results:
             raise KubetestError(
                 "every load shard failed: " + "; ".join(f"{i.shard}: {i.lost}" for i in infos)

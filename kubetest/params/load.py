@@ -106,8 +106,7 @@ def _format_error(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
-        return (f"{loc}: unknown key; remove it or check its spelling (every key: "
-                "docs/params.md)")  # fmt: skip
+        return f"{loc}: unknown key; remove it or check its spelling (every key: docs/params.md)"
     # Our own validators (value_error) word their message, and never echo a secret back.
     if "input" in err and kind not in ("missing", "value_error"):
         return f"{loc}: {msg} (got {err['input']!r})"

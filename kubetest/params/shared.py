@@ -6,18 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-from kubetest.params.fields import (
-    Fraction,
-    PositiveFloat,
-    PositiveInt,
-    _Model,
-)
+from kubetest.params.fields import Fraction, PositiveFloat, PositiveInt, _Model
 
 #: ``kubetest cleanup`` finds what interrupted runs left behind by it.
 RUN_LABEL = "kubetest.io/run"

@@ -8,12 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from kubetest.params.fields import (
     Fraction,
@@ -120,13 +115,14 @@ class EmbeddedTarget(_Model):
     @field_validator("kube_denied")
     @classmethod
     def _denied(cls, v: list[str] | None) -> list[str] | None:
-        verbs = ("get", "list", "watch", "create", "update", "patch", "delete",
-                 "deletecollection")  # fmt: skip
+        verbs = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
         for item in v or []:
             verb, sep, resource = item.partition(":")
             if not sep or verb not in verbs or not resource:
-                raise ValueError(f"{item!r} must be VERB:RESOURCE (e.g. delete:deployments), "
-                                 f"VERB one of {', '.join(verbs)}")  # fmt: skip
+                raise ValueError(
+                    f"{item!r} must be VERB:RESOURCE (e.g. delete:deployments), "
+                    f"VERB one of {', '.join(verbs)}"
+                )
         return v
 
     @field_validator("controller_namespace", "kube_namespaces", "managed_namespaces")
@@ -134,8 +130,10 @@ class EmbeddedTarget(_Model):
     def _namespaces(cls, v: str | list[str] | None) -> str | list[str] | None:
         for ns in [v] if isinstance(v, str) else v or []:
             if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", ns):
-                raise ValueError(f"{ns!r} is not a namespace name (lowercase letters, digits "
-                                 "and '-', at most 63)")  # fmt: skip
+                raise ValueError(
+                    f"{ns!r} is not a namespace name (lowercase letters, digits "
+                    "and '-', at most 63)"
+                )
         return v
 
 

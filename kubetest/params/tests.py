@@ -8,18 +8,9 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    Field,
-    field_validator,
-)
+from pydantic import Field, field_validator
 
-from kubetest.params.fields import (
-    Fraction,
-    PositiveFloat,
-    PositiveInt,
-    _check_http_url,
-    _Model,
-)
+from kubetest.params.fields import Fraction, PositiveFloat, PositiveInt, _check_http_url, _Model
 from kubetest.secrets import secret_named
 
 #: Tests in the order they run; keys are the ``--only`` names, values the params section.
@@ -33,7 +24,6 @@ TESTS: dict[str, str] = {
     "B1": "b1_capacity",
     "B2": "b2_concurrency",
 }
-
 
 
 class Environment(_Model):
@@ -141,8 +131,7 @@ class A4Actions(_Model):
     )
     # None: 60 s for the history; remediation.timeout_min for verify: kubernetes
     verify_timeout_s: PositiveFloat | None = Field(
-        None,
-        description="longest wait to verify, s; null: 60 (history) or remediation.timeout_min",
+        None, description="longest wait to verify, s; null: 60 (history) or remediation.timeout_min"
     )
 
 
@@ -178,13 +167,7 @@ class B1Capacity(_Model):
         0.0, description="soak at the rate found, s (0: none); a failed soak moves it down"
     )
     phases: list[tuple[PositiveFloat, PositiveFloat]] = Field(
-        [
-            (500, 5),
-            (1000, 5),
-            (2000, 5),
-            (5000, 3),
-            (10000, 2),
-        ],
+        [(500, 5), (1000, 5), (2000, 5), (5000, 3), (10000, 2)],
         description="[alerts/min, minutes] steps of the rate sweep",
     )
     recovery_s: Annotated[float, Field(ge=0)] = Field(30.0, description="pause between phases, s")

@@ -42,8 +42,10 @@ def findings_lists(
                 extra = f": p95 {r['measured']:.3f} s, {margin:.0f}× under the SLO"
             strengths.append(f"{name} met{extra}.")
         elif status == "FAIL":
-            concerns.append(f"{name} failed: measured {r.get('measured')!s} {r['unit']} "
-                            f"against {r.get('threshold')}.")  # fmt: skip
+            concerns.append(
+                f"{name} failed: measured {r.get('measured')!s} {r['unit']} "
+                f"against {r.get('threshold')}."
+            )
             recs.append(f"Investigate {r['id']} before a pilot; rerun its notebook after a fix.")
         elif status == "INCONCLUSIVE":
             why = "; ".join(d.get("reasons") or [d.get("reason", "")])
@@ -67,26 +69,32 @@ def findings_lists(
             f"Alert capacity {rate:,.0f}/min: headroom {headroom:.1f}× the requirement."
         )
         if headroom < 1.5:
-            recs.append("Scale the analysers (or the LLM backend) before the pilot: "
-                        "headroom is under 1.5×.")  # fmt: skip
+            recs.append(
+                "Scale the analysers (or the LLM backend) before the pilot: headroom is under 1.5×."
+            )
     recs += [str(cap[k]) for k in CAPACITY_RECOMMENDATIONS if cap.get(k)]
     if summary.generator.saturated:
-        concerns.append("The load generator was saturated: add generator workers "
-                        "(generator.workers) and rerun.")  # fmt: skip
+        concerns.append(
+            "The load generator was saturated: add generator workers (generator.workers) and rerun."
+        )
     integ = summary.integrity
     if integ.get("lost"):
         concerns.append(f"{integ['lost']} accepted alerts were never handled (data loss).")
     mismatches = counter_findings({t: r.as_dict() for t, r in results.items()})
     concerns += [f"Gateway counters disagree with kubetest: {m}." for m in mismatches]
     if mismatches:
-        recs.append("Reconcile the gateway's counters with kubetest's counts before "
-                    "trusting either (see Data integrity: gateway counters).")  # fmt: skip
+        recs.append(
+            "Reconcile the gateway's counters with kubetest's counts before "
+            "trusting either (see Data integrity: gateway counters)."
+        )
     for test, pool in pool_reports(results):
         if pool.get("finding"):
             concerns.append(f"{test}: {pool['finding']}.")
             if pool.get("needed"):
-                recs.append(f"Give the alerts a larger workload pool (alerts.workloads."
-                            f"create: {pool['needed']}) and rerun {test}.")  # fmt: skip
+                recs.append(
+                    f"Give the alerts a larger workload pool (alerts.workloads."
+                    f"create: {pool['needed']}) and rerun {test}."
+                )
     return strengths, concerns, recs
 
 
@@ -98,8 +106,9 @@ def pool_reports(results: dict[str, StoredResult]) -> list[tuple[str, dict[str, 
             out.append((test, result.workload_pool))
         for phase in result.phases_service or []:
             if isinstance(phase, dict) and isinstance(phase.get("workload_pool"), dict):
-                out.append((f"{test} {phase.get('label') or phase.get('phase')}",
-                            phase["workload_pool"]))  # fmt: skip
+                out.append(
+                    (f"{test} {phase.get('label') or phase.get('phase')}", phase["workload_pool"])
+                )
     return out
 
 
@@ -110,13 +119,17 @@ def _suite_findings(
     counts = d.get("counts") or {}
     why = "; ".join(d.get("reasons") or [])
     if r["status"] == "PASS":
-        strengths.append(f"The service's own suite {name}: all {counts.get('passed', 0)} "
-                         f"tests passed ({counts.get('skipped', 0)} skipped).")  # fmt: skip
+        strengths.append(
+            f"The service's own suite {name}: all {counts.get('passed', 0)} "
+            f"tests passed ({counts.get('skipped', 0)} skipped)."
+        )
     elif r["status"] == "FAIL":
         concerns.append(f"The service's own suite {name} FAILED: {why}.")
         log = (d.get("logs") or {}).get("stdout", "its log")
-        recs.append(f"Fix the failing tests of suite {name} (log: {log}) and rerun it "
-                    "(kubetest run --only EXT).")  # fmt: skip
+        recs.append(
+            f"Fix the failing tests of suite {name} (log: {log}) and rerun it "
+            "(kubetest run --only EXT)."
+        )
     else:
         concerns.append(f"The service's own suite {name} decided nothing: {why}.")
         recs.append(f"Make suite {name} run and report results (go test -json or JUnit).")

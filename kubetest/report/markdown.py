@@ -111,8 +111,15 @@ def render_markdown(view: ReportView) -> str:
         "## Business requirement compliance",
         "",
         *_table(
-            ["Requirement", "What", "Measured [95 % CI]", "Pass criteria", "Judged on", "Status",
-             "Validity"],
+            [
+                "Requirement",
+                "What",
+                "Measured [95 % CI]",
+                "Pass criteria",
+                "Judged on",
+                "Status",
+                "Validity",
+            ],
             [
                 [
                     r["requirement"],
@@ -125,7 +132,7 @@ def render_markdown(view: ReportView) -> str:
                 ]
                 for r in frame.to_dict("records")
             ],
-        ),  # fmt: skip
+        ),
         "",
         "## Capacity analysis",
         "",
@@ -152,8 +159,7 @@ def render_markdown(view: ReportView) -> str:
         f"**Go/No-Go decision**: {s.decision}",
         "",
         "**Rationale**: "
-        + _text("; ".join(s.decision_reasons)
-                or "every criterion of the rule was met")
+        + _text("; ".join(s.decision_reasons) or "every criterion of the rule was met")
         + ".",
         "",
         f"*Decision rule*: {DECISION_RULE}",

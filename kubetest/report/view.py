@@ -127,8 +127,7 @@ class ReportView:
             para.append("Alert capacity (B1) was not measured in this session.")
         validity = s.validity
         if validity.status != "VALID":  # analysis.validity: the runs themselves
-            para.append(f"Run validity {validity.status}: "
-                        + "; ".join(validity.reasons) + ".")  # fmt: skip
+            para.append(f"Run validity {validity.status}: " + "; ".join(validity.reasons) + ".")
         if not s.complete:
             why = "; ".join(f"{k}: {v}" for k, v in s.failures.items())
             para.append("The session did not complete" + (f" ({why})" if why else "") + ".")
@@ -189,12 +188,14 @@ class ReportView:
                   "busy at start": pool.get("busy_at_start"), "needed": pool.get("needed"),
                   "controller namespace": pool.get("controller_namespace")}
                  for test, pool in self.pool_reports()]  # fmt: skip
-        note = ("<p>To terminal: from the request's send to the phase seen by kubetest "
-                "(its clock). RR to a phase: from the RR's creation to the phase's start "
-                "(status.phaseProgress, status.completedAt: the server's clock, whole "
-                "seconds). Completed includes the verification window, so the time to "
-                "Executing is when the action ran. Waiting: Blocked or AwaitingApproval, "
-                "which may wait for a human.</p>")  # fmt: skip
+        note = (
+            "<p>To terminal: from the request's send to the phase seen by kubetest "
+            "(its clock). RR to a phase: from the RR's creation to the phase's start "
+            "(status.phaseProgress, status.completedAt: the server's clock, whole "
+            "seconds). Completed includes the verification window, so the time to "
+            "Executing is when the action ran. Waiting: Blocked or AwaitingApproval, "
+            "which may wait for a human.</p>"
+        )
         parts = [note, table(pd.DataFrame(rows), "No RemediationRequest was followed.").data]
         if pools:
             parts += ["<h4>Workload pool</h4>", table(pd.DataFrame(pools)).data]
@@ -375,14 +376,17 @@ class ReportView:
         per_test = d.get("per_test") or {}
         keys = ("accepted", "handled", "lost", "duplicated", "unexpected")
         frame = pd.DataFrame(
-            [{"test": t, **{k: c.get(k) for k in keys}, "how": c.get("method", "")}
-             for t, c in sorted(per_test.items())]  # fmt: skip
+            [
+                {"test": t, **{k: c.get(k) for k in keys}, "how": c.get("method", "")}
+                for t, c in sorted(per_test.items())
+            ]
         )
         why = "; ".join(d.get("reasons") or [])
         head = f"<p>{badge(row['status'])} {html.escape(row.get('threshold', ''))}"
         head += f" — {html.escape(why)}</p>" if why else "</p>"
-        return HTML(head + table(frame, "No load test was reconciled.").data
-                    + self.gateway_counters().data)  # fmt: skip
+        return HTML(
+            head + table(frame, "No load test was reconciled.").data + self.gateway_counters().data
+        )
 
     def gateway_counters(self) -> HTML:
         """The gateway's own counters against kubetest's counts, per load test (kubernaut
@@ -390,10 +394,12 @@ class ReportView:
         rows = counter_rows(self.result_dicts())
         if not rows:
             return HTML("")
-        intro = ("<h4>Gateway counters</h4><p>Each counter's increase on the gateway's "
-                 "metrics endpoint over the test, against kubetest's count of the answers it "
-                 "stands for (created ↔ accepted, deduplicated ↔ duplicate, rejected ↔ "
-                 "rejected).</p>")  # fmt: skip
+        intro = (
+            "<h4>Gateway counters</h4><p>Each counter's increase on the gateway's "
+            "metrics endpoint over the test, against kubetest's count of the answers it "
+            "stands for (created ↔ accepted, deduplicated ↔ duplicate, rejected ↔ "
+            "rejected).</p>"
+        )
         return HTML(intro + table(pd.DataFrame(rows)).data)
 
     def environment(self) -> HTML:
@@ -418,16 +424,20 @@ class ReportView:
 
         reqs = self.suite_requirements()
         if not reqs:
-            return HTML("<p><i>No suite of the service's own was configured "
-                        "(params: external_suites).</i></p>")  # fmt: skip
+            return HTML(
+                "<p><i>No suite of the service's own was configured "
+                "(params: external_suites).</i></p>"
+            )
         frame = pd.DataFrame([suite_row(r) for r in reqs])
         logs = "".join(
-            f'<li>{html.escape(r["id"])}: '
-            + ", ".join(f'<a href="{html.escape(p)}">{html.escape(k)}</a>'
-                        for k, p in (r.get("details", {}).get("logs") or {}).items())
+            f"<li>{html.escape(r['id'])}: "
+            + ", ".join(
+                f'<a href="{html.escape(p)}">{html.escape(k)}</a>'
+                for k, p in (r.get("details", {}).get("logs") or {}).items()
+            )
             + "</li>"
             for r in reqs
-        )  # fmt: skip
+        )
         parts = [
             escaped_table(frame, badges=("status",)),
             "<h4>Tests per business requirement</h4>",
@@ -443,7 +453,9 @@ class ReportView:
         )
         parts.append(
             "<table><thead><tr><th>suite</th><th>test</th><th>last output</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>" if rows else "<p>None.</p>"
+            f"<tbody>{rows}</tbody></table>"
+            if rows
+            else "<p>None.</p>"
         )
         parts.append(f"<p>Logs (in the session folder):</p><ul>{logs}</ul>")
         return HTML("".join(parts))
@@ -454,15 +466,17 @@ class ReportView:
         for test, r in sorted(self.results.items()):
             loads = r.loads()
             for i, ld in enumerate(loads):
-                rows.append({
-                    "test": test if len(loads) == 1 else f"{test} phase {i + 1}",
-                    "target rate (/s)": ld.target_rate_per_s,
-                    "achieved rate (/s)": ld.achieved_rate_per_s,
-                    "schedule lag p99 (ms)": (ld.schedule_lag_p99 or 0) * 1000,
-                    "late/dropped": ld.late_or_dropped,
-                    "saturated": ld.saturated,
-                    "why": "; ".join(ld.saturation_reasons or []),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "test": test if len(loads) == 1 else f"{test} phase {i + 1}",
+                        "target rate (/s)": ld.target_rate_per_s,
+                        "achieved rate (/s)": ld.achieved_rate_per_s,
+                        "schedule lag p99 (ms)": (ld.schedule_lag_p99 or 0) * 1000,
+                        "late/dropped": ld.late_or_dropped,
+                        "saturated": ld.saturated,
+                        "why": "; ".join(ld.saturation_reasons or []),
+                    }
+                )
         return table(pd.DataFrame(rows))
 
     def durations(self) -> HTML:

@@ -157,8 +157,9 @@ def _junit_case(case: ET.Element, suite_name: str) -> TestCase:
     if problem is not None:
         message = problem.get("message", "")
         body = (problem.text or "").splitlines()
-        return TestCase(classname, case.get("name", "?"), "failed", duration,
-                        _tail([message, *body]))  # fmt: skip
+        return TestCase(
+            classname, case.get("name", "?"), "failed", duration, _tail([message, *body])
+        )
     if case.find("skipped") is not None:
         return TestCase(classname, case.get("name", "?"), "skipped", duration)
     return TestCase(classname, case.get("name", "?"), "passed", duration)

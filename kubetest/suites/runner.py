@@ -86,8 +86,9 @@ class SuiteRun:
         if failed:
             reasons.append(f"{failed} of {len(self.cases)} tests failed")
         if self.exit_code not in (0, None) and not failed and not self.timed_out:
-            reasons.append(f"exited {self.exit_code}"
-                           + ("" if self.cases else " with no test results"))  # fmt: skip
+            reasons.append(
+                f"exited {self.exit_code}" + ("" if self.cases else " with no test results")
+            )
         if reasons:
             return "FAIL", reasons
         if self.format_error:
@@ -204,8 +205,10 @@ def run_suite(
     run = SuiteRun(suite.name, shown, str(cwd), timeout_s=suite.timeout_s)
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = (log_dir / f"{suite.name}.{s}.log" for s in ("stdout", "stderr"))
-    run.logs = {"stdout": f"{log_dir.name}/{out_path.name}",
-                "stderr": f"{log_dir.name}/{err_path.name}"}  # fmt: skip
+    run.logs = {
+        "stdout": f"{log_dir.name}/{out_path.name}",
+        "stderr": f"{log_dir.name}/{err_path.name}",
+    }
     # the notebook kernel forces colour (FORCE_COLOR=1): a suite's logs and messages are
     # read and shown as text, so they go without; the suite's own env still decides
     environ = {**without_colour({**os.environ, **(env or {})}), **suite.env}
@@ -251,15 +254,16 @@ def run_suite(
         return run
     _read_cases(run, suite, cwd, stdout, log_dir, secrets)
     n = run.counts()
-    say(f"{suite.name}: exit {run.exit_code} after {run.duration_s:.0f} s; "
-        f"{n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped")  # fmt: skip
+    say(
+        f"{suite.name}: exit {run.exit_code} after {run.duration_s:.0f} s; "
+        f"{n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped"
+    )
     return run
 
 
 def _read_cases(
-    run: SuiteRun, suite: ExternalSuite, cwd: Path, stdout: str, log_dir: Path,
-    secrets: list[str],
-) -> None:  # fmt: skip
+    run: SuiteRun, suite: ExternalSuite, cwd: Path, stdout: str, log_dir: Path, secrets: list[str]
+) -> None:
     """Pick the format (``auto``: a JUnit file, else go events on stdout, else XML on
     stdout) and read the cases; a format problem is kept as a note, not raised."""
     ended = not (run.timed_out or run.interrupted)

@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import (
-    generate_latest,
-)
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -43,9 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubetest.errors import TargetConfigError
-from kubetest.target.model import (
-    TargetConfig,
-)
+from kubetest.target.model import TargetConfig
 from kubetest.target.pipeline import (
     admitted,
     error_response,
@@ -79,7 +75,6 @@ def _iso(epoch: float) -> str:
     )
 
 
-
 def _render(start: int, entries: list[tuple[Any, ...]]) -> bytes:
     out = []
     for i, e in enumerate(entries, start):
@@ -88,7 +83,6 @@ def _render(start: int, entries: list[tuple[Any, ...]]) -> bytes:
         d["index"] = i
         out.append(d)
     return json.dumps(out, separators=(",", ":")).encode()
-
 
 
 @dataclass
@@ -188,13 +182,15 @@ def create_apps(
 
     async def outcomes(request: Request) -> Response:
         metrics.count("outcomes", 200)
-        return JSONResponse({"api": config.api, "outcomes": dict(state.outcomes),
-                             "faults": dict(state.faults)})  # fmt: skip
+        return JSONResponse(
+            {"api": config.api, "outcomes": dict(state.outcomes), "faults": dict(state.faults)}
+        )
 
     metrics_endpoint = token_required(state, "metrics", metrics_endpoint)
-    hooks = [Route("/api/v1/actions", token_required(state, "actions", actions), methods=["GET"]),
-             Route("/api/v1/outcomes", token_required(state, "outcomes", outcomes),
-                   methods=["GET"])]  # fmt: skip
+    hooks = [
+        Route("/api/v1/actions", token_required(state, "actions", actions), methods=["GET"]),
+        Route("/api/v1/outcomes", token_required(state, "outcomes", outcomes), methods=["GET"]),
+    ]
     if config.api == "kubernaut":
         apps = _kubernaut_apps(state, hooks, metrics_endpoint, kube_token, clock)
     else:
@@ -220,7 +216,10 @@ def create_apps(
 
 
 def _kubernaut_apps(
-    state: TargetState, hooks: list[Route], metrics_endpoint: Any, kube_token: str | None,
+    state: TargetState,
+    hooks: list[Route],
+    metrics_endpoint: Any,
+    kube_token: str | None,
     clock: Any,
 ) -> TargetApps:
     """The gateway on the webhook port (plus the target's own hooks), health, metrics and
@@ -251,9 +250,15 @@ def _kubernaut_apps(
         routes=[Route(config.webhook_path, gateway.handle, methods=["POST"]), *hooks],
         exception_handlers=not_found,  # type: ignore[arg-type]
     )
-    health = Starlette(routes=gateway.health_routes(),
-                       exception_handlers=not_found)  # type: ignore[arg-type]
-    metrics = Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"])],
-                        exception_handlers=not_found)  # type: ignore[arg-type]
-    return TargetApps(webhook=webhook, state=state, health=health, metrics=metrics,
-                      kube=create_kube_app(cluster), cluster=cluster)
+    health = Starlette(routes=gateway.health_routes(), exception_handlers=not_found)  # type: ignore[arg-type]
+    metrics = Starlette(
+        routes=[Route("/metrics", metrics_endpoint, methods=["GET"])], exception_handlers=not_found
+    )  # type: ignore[arg-type]
+    return TargetApps(
+        webhook=webhook,
+        state=state,
+        health=health,
+        metrics=metrics,
+        kube=create_kube_app(cluster),
+        cluster=cluster,
+    )

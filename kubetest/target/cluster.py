@@ -229,12 +229,18 @@ class Cluster:
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         if body.get("kind") not in (None, "Deployment") or body.get("apiVersion") not in (
-            None, "apps/v1"):
-            raise bad_request(f"the API version in the data ({body.get('apiVersion')}) and "
-                              f"kind ({body.get('kind')}) do not match apps/v1 Deployment")
+            None,
+            "apps/v1",
+        ):
+            raise bad_request(
+                f"the API version in the data ({body.get('apiVersion')}) and "
+                f"kind ({body.get('kind')}) do not match apps/v1 Deployment"
+            )
         if meta.get("namespace") not in (None, "", namespace):
-            raise bad_request("the namespace of the provided object does not match the "
-                              "namespace sent on the request")  # fmt: skip
+            raise bad_request(
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request"
+            )
         with self.lock:
             if namespace not in self.namespaces:
                 raise not_found("namespaces", "", namespace)
@@ -243,38 +249,50 @@ class Cluster:
                 name = meta["generateName"] + f"{self._names.getrandbits(25):05x}"[:5]
             problems = []
             if not name:
-                problems.append("metadata.name: Required value: name or generateName is "
-                                "required")  # fmt: skip
+                problems.append("metadata.name: Required value: name or generateName is required")
             elif not is_dns_subdomain(name):
-                problems.append(f'metadata.name: Invalid value: "{name}": a lowercase RFC '
-                                "1123 subdomain must consist of lower case alphanumeric "
-                                "characters, '-' or '.'")  # fmt: skip
+                problems.append(
+                    f'metadata.name: Invalid value: "{name}": a lowercase RFC '
+                    "1123 subdomain must consist of lower case alphanumeric "
+                    "characters, '-' or '.'"
+                )
             selector = (spec.get("selector") or {}).get("matchLabels") or {}
             template_labels = ((spec.get("template") or {}).get("metadata") or {}).get(
-                "labels") or {}  # fmt: skip
+                "labels"
+            ) or {}
             if not selector:
                 problems.append("spec.selector: Required value")
             elif any(template_labels.get(k) != v for k, v in selector.items()):
-                problems.append("spec.template.metadata.labels: Invalid value: selector "
-                                "does not match template labels")  # fmt: skip
+                problems.append(
+                    "spec.template.metadata.labels: Invalid value: selector "
+                    "does not match template labels"
+                )
             replicas = spec.get("replicas", 1)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 problems.append("spec.replicas: Invalid value: must be a non-negative integer")
             if problems:
-                raise KubeError(422, "Invalid", f'Deployment.apps "{name}" is invalid: '
-                                + "; ".join(problems),
-                                {"name": name, "group": "apps", "kind": "Deployment"})
+                raise KubeError(
+                    422,
+                    "Invalid",
+                    f'Deployment.apps "{name}" is invalid: ' + "; ".join(problems),
+                    {"name": name, "group": "apps", "kind": "Deployment"},
+                )
             if (namespace, name) in self.deployments:
-                raise KubeError(409, "AlreadyExists",
-                                f'deployments.apps "{name}" already exists',
-                                {"name": name, "group": "apps", "kind": "deployments"})
+                raise KubeError(
+                    409,
+                    "AlreadyExists",
+                    f'deployments.apps "{name}" already exists',
+                    {"name": name, "group": "apps", "kind": "deployments"},
+                )
             obj = {
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": self._meta(name, namespace, meta.get("labels"),
-                                       meta.get("annotations")),
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": self._meta(
+                    name, namespace, meta.get("labels"), meta.get("annotations")
+                ),
                 "spec": {**copy.deepcopy(spec), "replicas": replicas},
                 "status": _deployment_status(replicas),
-            }  # fmt: skip
+            }
             self.deployments[(namespace, name)] = obj
             return copy.deepcopy(obj)
 
@@ -291,16 +309,21 @@ class Cluster:
             obj = self.deployments.get((namespace, name))
             return None if obj is None else dict(obj["metadata"].get("labels") or {})
 
-    def list_deployments(self, namespace: str, label_selector: str | None = None,
-                         field_selector: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def list_deployments(
+        self, namespace: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict[str, Any]:
         reqs = parse_label_selector(label_selector)
         terms = parse_field_selector(field_selector, DEPLOYMENT_FIELDS)
         with self.lock:
             items = [copy.deepcopy(o) for (ns, _), o in sorted(self.deployments.items())
                      if ns == namespace and labels_match(reqs, o["metadata"].get("labels"))
                      and fields_match(terms, o)]  # fmt: skip
-            return {"apiVersion": "apps/v1", "kind": "DeploymentList",
-                    "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+            return {
+                "apiVersion": "apps/v1",
+                "kind": "DeploymentList",
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
 
     def delete_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         """DELETE one: a success ``Status`` naming it (no finalizers, nothing to wait for)."""
@@ -313,8 +336,9 @@ class Cluster:
                     "details": {"name": name, "group": "apps", "kind": "deployments",
                                 "uid": obj["metadata"]["uid"]}}  # fmt: skip
 
-    def delete_deployments(self, namespace: str, label_selector: str | None = None,
-                           field_selector: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def delete_deployments(
+        self, namespace: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict[str, Any]:
         """DELETE the collection: the list of what was deleted, as the API server answers."""
         with self.lock:
             doc = self.list_deployments(namespace, label_selector, field_selector)
@@ -327,8 +351,9 @@ class Cluster:
 
     # -- remediation requests
 
-    def create_rr(self, obj: dict[str, Any], *, context: Any = None,
-                  failure: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def create_rr(
+        self, obj: dict[str, Any], *, context: Any = None, failure: str | None = None
+    ) -> dict[str, Any]:
         """Create a RemediationRequest (the gateway's ``CreateRemediationRequest``) and
         plan its lifecycle. ``status`` is dropped as the API server drops it on create for
         a CRD with a status subresource. ``failure`` forces it to fail at Executing
@@ -339,8 +364,12 @@ class Cluster:
             if ns not in self.namespaces:
                 raise not_found("namespaces", "", ns)
             if (ns, name) in self.rrs:
-                raise KubeError(409, "AlreadyExists", f'{RR_PLURAL}.{GROUP} "{name}" already '
-                                "exists", {"name": name, "group": GROUP, "kind": RR_PLURAL})
+                raise KubeError(
+                    409,
+                    "AlreadyExists",
+                    f'{RR_PLURAL}.{GROUP} "{name}" already exists',
+                    {"name": name, "group": GROUP, "kind": RR_PLURAL},
+                )
             rr = {"apiVersion": RR_API_VERSION, "kind": RR_KIND,
                   "metadata": self._meta(name, ns, meta.get("labels"), meta.get("annotations")),
                   "spec": copy.deepcopy(obj.get("spec") or {})}  # fmt: skip
@@ -366,8 +395,9 @@ class Cluster:
                 if ns == namespace and labels_match(reqs, o["metadata"].get("labels"))
                 and fields_match(terms, o)]  # fmt: skip
 
-    def list_rrs(self, namespace: str, label_selector: str | None = None,
-                 field_selector: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def list_rrs(
+        self, namespace: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict[str, Any]:
         """LIST (sorted by name, as etcd keys are) with selectors, and the list's
         resourceVersion to watch from."""
         reqs = parse_label_selector(label_selector)
@@ -375,8 +405,12 @@ class Cluster:
         with self.lock:
             self.advance()
             items = [copy.deepcopy(o) for o in self._rr_items(namespace, reqs, terms)]
-            return {"apiVersion": RR_API_VERSION, "kind": RR_KIND + "List",
-                    "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+            return {
+                "apiVersion": RR_API_VERSION,
+                "kind": RR_KIND + "List",
+                "metadata": {"resourceVersion": str(self.rv)},
+                "items": items,
+            }
 
     def rrs_by_fingerprint(self, namespace: str, fingerprint: str) -> list[dict[str, Any]]:
         """The gateway's dedup lookup (``phase_checker.go``
@@ -386,8 +420,9 @@ class Cluster:
             keys = sorted(k for k in self._by_fingerprint.get(fingerprint, ()) if k[0] == namespace)
             return [self.rrs[k] for k in keys]
 
-    def update_rr_status(self, namespace: str, name: str,
-                         change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    def update_rr_status(
+        self, namespace: str, name: str, change: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
         """``Status().Update()``: ``change`` edits ``status`` in place; a MODIFIED event."""
         with self.lock:
             obj = self.rrs.get((namespace, name))
@@ -459,8 +494,9 @@ class Cluster:
             self.events.clear()
             self.generation += 1
 
-    def rr_events_since(self, since: int, namespace: str, generation: int | None = None,
-                        ) -> tuple[list[tuple[int, str, dict[str, Any]]], int]:  # fmt: skip
+    def rr_events_since(
+        self, since: int, namespace: str, generation: int | None = None
+    ) -> tuple[list[tuple[int, str, dict[str, Any]]], int]:
         """RemediationRequest events after ``since`` in ``namespace`` (copies), and the
         resourceVersion they bring the reader up to; raises 410 when the log no longer
         covers ``since`` or ``compact()`` ran since ``generation``."""

@@ -175,7 +175,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=d.kube_namespaces,
         metavar="NS,NS",
         help="kubernaut: the cluster's other namespaces, unlabelled (default: "
-        + ",".join(d.kube_namespaces) + ")",
+        + ",".join(d.kube_namespaces)
+        + ")",
     )
     add(
         "--controller-namespace",
@@ -189,7 +190,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=d.remediation_phase_s,
         metavar="P,A,E,V",
         help="kubernaut: mean seconds a RemediationRequest spends Processing, Analyzing, "
-        "Executing and Verifying (default: " + ",".join(f"{p:g}" for p in d.remediation_phase_s)
+        "Executing and Verifying (default: "
+        + ",".join(f"{p:g}" for p in d.remediation_phase_s)
         + ")",
     )
     knob(

@@ -126,10 +126,14 @@ class EmbeddedTarget:
 
     def endpoints(self) -> dict[str, Any]:
         """Every address a notebook or a check needs (no secret: the kubeconfig's path)."""
-        return {"webhook_url": self.webhook_url, "health_url": self.health_url,
-                "metrics_url": self.metrics_url, "actions_url": self.actions_url,
-                "kube_url": self.kube_url,
-                "kubeconfig_path": str(self._kubeconfig) if self._kubeconfig else None}
+        return {
+            "webhook_url": self.webhook_url,
+            "health_url": self.health_url,
+            "metrics_url": self.metrics_url,
+            "actions_url": self.actions_url,
+            "kube_url": self.kube_url,
+            "kubeconfig_path": str(self._kubeconfig) if self._kubeconfig else None,
+        }
 
     def _origin(self, name: str) -> str:
         self.base_url  # noqa: B018 - raises when not started
@@ -187,8 +191,9 @@ class EmbeddedTarget:
         """The kube API's kubeconfig in a private temporary folder (never under outputs/)."""
         assert self._kube_token is not None and self.kube_url is not None
         self._private_dir = Path(tempfile.mkdtemp(prefix="kubetest-target-"))  # mode 0700
-        self._kubeconfig = write_kubeconfig(self._private_dir / "kubeconfig", self.kube_url,
-                                            self._kube_token)  # fmt: skip
+        self._kubeconfig = write_kubeconfig(
+            self._private_dir / "kubeconfig", self.kube_url, self._kube_token
+        )
 
     def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
         """Drain the child's output (so it never blocks on a full pipe); catch the port."""
@@ -201,8 +206,10 @@ class EmbeddedTarget:
                     self._log.write(line + "\n")
                     self._log.flush()
             if not self._ready.is_set() and (match := _READY_RE.search(line)):
-                self.urls = {"webhook": match.group(1),
-                             **dict(_EXTRA_RE.findall(line[match.end():]))}  # fmt: skip
+                self.urls = {
+                    "webhook": match.group(1),
+                    **dict(_EXTRA_RE.findall(line[match.end() :])),
+                }
                 self.port = httpx.URL(match.group(1)).port
                 self._ready.set()
         self._ready.set()  # EOF: wake a waiting start() so it can report the exit

@@ -124,15 +124,20 @@ def create_kube_app(cluster: Cluster) -> Starlette:
             return JSONResponse(cluster.create_deployment(ns, body), 201)
         if request.method == "DELETE":
             cluster.authorize(who, "deletecollection", "apps", "deployments", ns)
-            return JSONResponse(cluster.delete_deployments(
-                ns, q.get("labelSelector"), q.get("fieldSelector")))  # fmt: skip
+            return JSONResponse(
+                cluster.delete_deployments(ns, q.get("labelSelector"), q.get("fieldSelector"))
+            )
         if _flag(q.get("watch")):
-            raise KubeError(405, "MethodNotAllowed",
-                            "the server does not allow this method on the requested resource "
-                            "(watch deployments: not served by the kubetest stand-in)")
+            raise KubeError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource "
+                "(watch deployments: not served by the kubetest stand-in)",
+            )
         cluster.authorize(who, "list", "apps", "deployments", ns)
-        return JSONResponse(cluster.list_deployments(
-            ns, q.get("labelSelector"), q.get("fieldSelector")))  # fmt: skip
+        return JSONResponse(
+            cluster.list_deployments(ns, q.get("labelSelector"), q.get("fieldSelector"))
+        )
 
     async def deployment(request: Request, who: Identity) -> Response:
         ns, name = request.path_params["ns"], request.path_params["name"]
@@ -163,9 +168,13 @@ def create_kube_app(cluster: Cluster) -> Starlette:
         if not isinstance(attrs, dict):
             allowed = False  # non-resource URLs: nothing granted
         else:
-            allowed = who.allows(str(attrs.get("verb") or ""), str(attrs.get("group") or ""),
-                                 str(attrs.get("resource") or ""),
-                                 str(attrs.get("namespace") or ""), str(attrs.get("name") or ""))
+            allowed = who.allows(
+                str(attrs.get("verb") or ""),
+                str(attrs.get("group") or ""),
+                str(attrs.get("resource") or ""),
+                str(attrs.get("namespace") or ""),
+                str(attrs.get("name") or ""),
+            )
         status: dict[str, Any] = {"allowed": allowed}
         if allowed:
             status["reason"] = f'RBAC: allowed by {who.binding} to User "{who.user}"'
@@ -177,11 +186,13 @@ def create_kube_app(cluster: Cluster) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 404)
         if code == 405:
-            err = KubeError(405, "MethodNotAllowed",
-                            "the server does not allow this method on the requested resource")
+            err = KubeError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         else:
-            err = KubeError(404, "NotFound", "the server could not find the requested resource",
-                            {})  # fmt: skip
+            err = KubeError(404, "NotFound", "the server could not find the requested resource", {})
         return _status(err)
 
     apps = "/apis/apps/v1/namespaces/{ns}/deployments"
@@ -193,8 +204,11 @@ def create_kube_app(cluster: Cluster) -> Starlette:
         Route(apps + "/{name}", handler(deployment), methods=["GET", "DELETE"]),
         Route(rrs, handler(remediations), methods=["GET"]),
         Route(rrs + "/{name}", handler(remediation), methods=["GET"]),
-        Route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-              handler(access_review), methods=["POST"]),  # fmt: skip
+        Route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            handler(access_review),
+            methods=["POST"],
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.cluster = cluster
@@ -251,8 +265,13 @@ def _watch(cluster: Cluster, ns: str, q: Any) -> Response:
                 break
             await asyncio.sleep(WATCH_POLL_S)
         if bookmarks:  # every event of the namespace up to ``seen`` was delivered
-            yield _line("BOOKMARK", {"apiVersion": RR_API_VERSION, "kind": RR_KIND,
-                                     "metadata": {"resourceVersion": str(seen)}})
+            yield _line(
+                "BOOKMARK",
+                {
+                    "apiVersion": RR_API_VERSION,
+                    "kind": RR_KIND,
+                    "metadata": {"resourceVersion": str(seen)},
+                },
+            )
 
     return StreamingResponse(stream(), media_type="application/json")
-

@@ -131,8 +131,11 @@ def _split_top(text: str) -> list[str]:
 
 def _check_key(key: str, text: str) -> str:
     prefix, _, name = key.rpartition("/")
-    if not name or len(name) > 63 or not _LABEL_NAME_RE.match(name) or (
-        prefix and not is_dns_subdomain(prefix)
+    if (
+        not name
+        or len(name) > 63
+        or not _LABEL_NAME_RE.match(name)
+        or (prefix and not is_dns_subdomain(prefix))
     ):
         raise bad_request(f"unable to parse requirement: invalid label key {key!r} in {text!r}")
     return key
@@ -196,7 +199,7 @@ def parse_field_selector(
                 path, _, value = part.partition(op)
                 path = path.strip()
                 if path not in allowed:
-                    raise bad_request(f'field label not supported: {path}')
+                    raise bad_request(f"field label not supported: {path}")
                 out.append((path, op != "!=", value.strip()))
                 break
         else:
@@ -254,8 +257,9 @@ class Identity:
     denied: frozenset[tuple[str, str]] = frozenset()
     binding: str = ""  # named in an allowed SSAR's reason, as RBAC does
 
-    def allows(self, verb: str, group: str, resource: str, namespace: str = "",
-               name: str = "") -> bool:  # fmt: skip
+    def allows(
+        self, verb: str, group: str, resource: str, namespace: str = "", name: str = ""
+    ) -> bool:
         if (verb, resource) in self.denied:
             return False
         return any(r.allows(verb, group, resource, namespace, name) for r in self.rules)
@@ -288,13 +292,16 @@ def signal_source_identity(controller_namespace: str) -> Identity:
     )
 
 
-def forbidden(identity: Identity, verb: str, group: str, resource: str, namespace: str,
-              name: str = "") -> KubeError:  # fmt: skip
+def forbidden(
+    identity: Identity, verb: str, group: str, resource: str, namespace: str, name: str = ""
+) -> KubeError:
     """The API server's 403 message: names the user, verb, resource, group, namespace."""
     what = _qualified(resource, group) + (f' "{name}"' if name else "")
     where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    message = (f'{what} is forbidden: User "{identity.user}" cannot {verb} resource '
-               f'"{resource}" in API group "{group}" {where}')  # fmt: skip
+    message = (
+        f'{what} is forbidden: User "{identity.user}" cannot {verb} resource '
+        f'"{resource}" in API group "{group}" {where}'
+    )
     details: dict[str, Any] = {"group": group, "kind": resource}
     if name:
         details = {"name": name, **details}

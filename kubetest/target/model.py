@@ -152,8 +152,10 @@ class TargetConfig:
             )
         for ns in (self.controller_namespace, *self.kube_namespaces, *self.managed_namespaces):
             if not is_dns_label(ns):
-                raise TargetConfigError(f"namespace {ns!r} is not a valid namespace name (RFC 1123 "
-                                 "label: lowercase letters, digits, '-')")  # fmt: skip
+                raise TargetConfigError(
+                    f"namespace {ns!r} is not a valid namespace name (RFC 1123 "
+                    "label: lowercase letters, digits, '-')"
+                )
         for item in self.kube_denied:
             verb, sep, resource = item.partition(":")
             if not sep or verb not in VERBS or not resource:

@@ -13,18 +13,8 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from kubetest.target.model import (
-    AlertIn,
-    PayloadError,
-    check_action,
-    parse_webhook,
-)
-from kubetest.target.state import (
-    EXECUTED,
-    FAILED,
-    TargetMetrics,
-    TargetState,
-)
+from kubetest.target.model import AlertIn, PayloadError, check_action, parse_webhook
+from kubetest.target.state import EXECUTED, FAILED, TargetMetrics, TargetState
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:
@@ -79,8 +69,12 @@ async def serve_alerts(state: TargetState, alerts: list[AlertIn], handle: Any) -
 
 
 def execute_action(
-    state: TargetState, alert: AlertIn, remediation: str | None = None, copies: int | None = None,
-    *, failure: str | None = None,
+    state: TargetState,
+    alert: AlertIn,
+    remediation: str | None = None,
+    copies: int | None = None,
+    *,
+    failure: str | None = None,
 ) -> Any:
     """Run (record) the alert's action: executed, or failed with the reason.
 
@@ -111,16 +105,19 @@ async def read_alerts(
     max_body = state.config.body_limit
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_body:
-        return error(413, f"body: {length} bytes exceed the limit of {max_body}: send "
-                     "fewer alerts per webhook")
+        return error(
+            413,
+            f"body: {length} bytes exceed the limit of {max_body}: send fewer alerts per webhook",
+        )
     try:
         body = await read_body(request, max_body)
     except ClientDisconnect:
         state.metrics.count(handler, 499)
         return Response(status_code=400)
     if body is None:
-        return error(413, f"body: exceeds the limit of {max_body} bytes: send fewer alerts "
-                     "per webhook")
+        return error(
+            413, f"body: exceeds the limit of {max_body} bytes: send fewer alerts per webhook"
+        )
     try:
         return parse_webhook(body, state.config.max_alerts)
     except PayloadError as exc:

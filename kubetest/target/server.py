@@ -57,13 +57,14 @@ def describe(config: TargetConfig) -> str:
     if config.rate_limit_per_s is not None:
         text += f", rate limit {config.rate_limit_per_s:g}/s"
     if config.lose_rate or config.duplicate_rate:
-        text += (f", history faults: lose {config.lose_rate:g}, "
-                 f"duplicate {config.duplicate_rate:g}")  # fmt: skip
+        text += f", history faults: lose {config.lose_rate:g}, duplicate {config.duplicate_rate:g}"
     if config.api == "kubernaut":
         phases = "/".join(f"{p:g}" for p in config.remediation_phase_s)
-        text += (f", RemediationRequests in {config.controller_namespace} "
-                 f"(phases {phases} s, fail {config.remediation_fail_rate:g}, "
-                 f"blocked {config.blocked_rate:g} for {config.blocked_s:g} s)")  # fmt: skip
+        text += (
+            f", RemediationRequests in {config.controller_namespace} "
+            f"(phases {phases} s, fail {config.remediation_fail_rate:g}, "
+            f"blocked {config.blocked_rate:g} for {config.blocked_s:g} s)"
+        )
         if config.kube_denied:
             text += f", kube token denied {', '.join(config.kube_denied)}"
     return text
@@ -100,8 +101,9 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family, backlog=4096)
     except OSError as exc:
-        raise TargetStartError(f"target: cannot listen on {host}:{port} ({what}): "
-                               f"{exc.strerror or exc}") from None  # fmt: skip
+        raise TargetStartError(
+            f"target: cannot listen on {host}:{port} ({what}): {exc.strerror or exc}"
+        ) from None
 
 
 def kubeconfig_text(server: str, token: str, name: str = "kubetest-target") -> str:
@@ -146,8 +148,10 @@ def exposure_warning(host: str, config: TargetConfig) -> str | None:
         return None
     token = ("its routes need the bearer token" if config.auth_token_env
              else "no auth_token_env: anyone who reaches it may use it")  # fmt: skip
-    return (f"kubetest target: WARNING: listening on {host}, beyond loopback ({token}); "
-            "use --host 127.0.0.1 unless other machines must reach it")
+    return (
+        f"kubetest target: WARNING: listening on {host}, beyond loopback ({token}); "
+        "use --host 127.0.0.1 unless other machines must reach it"
+    )
 
 
 def serve(
@@ -175,8 +179,7 @@ def serve(
     if warning:
         print(warning, file=sys.stderr, flush=True)
     apps = create_apps(config)
-    ports = {"webhook": port, "health": health_port, "metrics": metrics_port,
-             "kube": kube_port}  # fmt: skip
+    ports = {"webhook": port, "health": health_port, "metrics": metrics_port, "kube": kube_port}
     listeners = apps.listeners()
     sockets: list[socket.socket] = []
     try:
@@ -209,18 +212,20 @@ def serve(
     ]  # fmt: skip
 
     async def main() -> None:
-        tasks = [asyncio.ensure_future(server.serve(sockets=[sock]))
-                 for server, sock in zip(servers, sockets, strict=True)]  # fmt: skip
-        ticker = (asyncio.ensure_future(apps.cluster.run_ticker())
-                  if apps.cluster is not None else None)  # fmt: skip
+        tasks = [
+            asyncio.ensure_future(server.serve(sockets=[sock]))
+            for server, sock in zip(servers, sockets, strict=True)
+        ]
+        ticker = (
+            asyncio.ensure_future(apps.cluster.run_ticker()) if apps.cluster is not None else None
+        )
         try:
             while not all(server.started for server in servers):
                 if any(task.done() for task in tasks):
                     break
                 await asyncio.sleep(0.01)
             else:
-                extra = " ".join(f"{name}={url}" for name, url in urls.items()
-                                 if name != "webhook")  # fmt: skip
+                extra = " ".join(f"{name}={url}" for name, url in urls.items() if name != "webhook")
                 where = urls["webhook"] + (" " + extra if extra else "")
                 print(f"{READY_PREFIX}{where} ({describe(config)})", flush=True)
                 if kubeconfig is not None and apps.cluster is not None:

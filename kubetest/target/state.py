@@ -18,23 +18,14 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client import gc_collector as _gc
 from prometheus_client import platform_collector as _platform
 from prometheus_client import process_collector as _process
 from starlette.requests import Request
 
 from kubetest.errors import TargetConfigError
-from kubetest.target.model import (
-    TargetConfig,
-    make_sampler,
-)
+from kubetest.target.model import TargetConfig, make_sampler
 
 #: Bound on the action history: about 250 bytes an entry, so ~125 MB when full.
 HISTORY_MAX = 500_000
@@ -72,7 +63,6 @@ OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected", "throttled", "
 
 #: What an integrity fault did to an accepted alert's history entry.
 FAULTS: tuple[str, ...] = ("lost", "duplicated")
-
 
 
 class TargetMetrics:
@@ -131,8 +121,11 @@ class TargetMetrics:
             ("service_ms", "Configured mean service time per alert", lambda: cfg.service_ms),
             ("error_rate", "Configured injected 500 probability", lambda: cfg.error_rate),
             ("lose_rate", "Configured share of accepted alerts lost", lambda: cfg.lose_rate),
-            ("duplicate_rate", "Configured share of accepted alerts recorded twice",
-             lambda: cfg.duplicate_rate),
+            (
+                "duplicate_rate",
+                "Configured share of accepted alerts recorded twice",
+                lambda: cfg.duplicate_rate,
+            ),
             ("outage", "1 during an injected outage window", lambda: float(state.outage() > 0)),
             ("uptime_seconds", "Seconds since app start", lambda: state.elapsed()),
             ("actions_recorded", "Action history entries ever recorded", lambda: state.recorded),
@@ -257,8 +250,11 @@ class TargetState:
         if not (cfg.lose_rate or cfg.duplicate_rate):
             return 1
         u = self._fault_random()
-        kind = "lost" if u < cfg.lose_rate else (
-            "duplicated" if u < cfg.lose_rate + cfg.duplicate_rate else None)
+        kind = (
+            "lost"
+            if u < cfg.lose_rate
+            else ("duplicated" if u < cfg.lose_rate + cfg.duplicate_rate else None)
+        )
         if kind is None:
             return 1
         self.faults[kind] += 1

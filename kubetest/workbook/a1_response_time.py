@@ -73,9 +73,11 @@ def run(ctx: TestContext, progress: bool | None = None) -> A1Result:
     sec = ctx.section
     started = datetime.now(UTC)
     plan = make_plan(
-        ctx, list(sec.types), mode="open",
+        ctx,
+        list(sec.types),
+        mode="open",
         schedule=open_loop_schedule(ctx, sec.rate_per_min, sec.duration_min),
-    )  # fmt: skip
+    )
     follower, remediation = _start_follower(ctx)  # before the load: no phase goes unseen
     followed: FollowResult | None = None
     try:
@@ -94,9 +96,11 @@ def run(ctx: TestContext, progress: bool | None = None) -> A1Result:
             follower.stop()
     slo = ctx.params.slo
     extra: dict[str, Any] = {
-        "rate_per_min": sec.rate_per_min, "duration_min": sec.duration_min,
-        "generator": outcome.generator_health(), "judged_on": JUDGED_ON,
-    }  # fmt: skip
+        "rate_per_min": sec.rate_per_min,
+        "duration_min": sec.duration_min,
+        "generator": outcome.generator_health(),
+        "judged_on": JUDGED_ON,
+    }
     if remediation is not None:
         extra["time_to_remediation"] = remediation
     req = latency_requirement(

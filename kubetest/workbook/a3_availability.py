@@ -74,10 +74,12 @@ class A3Result:
         """One column per endpoint, the judged one first and marked."""
         series = self.series or {self.probe: self.availability}
         return pd.DataFrame(
-            {(f"{name} (judged)" if name == self.probe else name): series_column(a)
-             for name, a in sorted(series.items(), key=lambda kv: kv[0] != self.probe)},
+            {
+                (f"{name} (judged)" if name == self.probe else name): series_column(a)
+                for name, a in sorted(series.items(), key=lambda kv: kv[0] != self.probe)
+            },
             index=SERIES_ROWS,
-        )  # fmt: skip
+        )
 
     @property
     def outages(self) -> pd.DataFrame:
@@ -150,8 +152,9 @@ def probe_body(ctx: TestContext) -> bytes | Callable[[int], bytes]:
         ))  # fmt: skip
     pool = ctx.pool()
     if pool is not None:
-        alert = make_alert(PROBE_TYPE, unique=False, namespace=pool.namespace,
-                           workload=pool.names[0])  # fmt: skip
+        alert = make_alert(
+            PROBE_TYPE, unique=False, namespace=pool.namespace, workload=pool.names[0]
+        )
     else:
         alert = make_alert(PROBE_TYPE, unique=False, namespace=params.alerts.namespace)
     return _encode(alert)
@@ -220,9 +223,10 @@ def judged_on(probe: str, url: str, interval_s: float, background_per_min: float
     path = urlsplit(url).path or "/"
     how = (
         f"the webhook (POST {path}): a probe alert every {interval_s:g} s, up when accepted "
-        "or duplicate" if probe == "webhook"
+        "or duplicate"
+        if probe == "webhook"
         else f"the health endpoint (GET {path}) every {interval_s:g} s, up on 2xx"
-    )  # fmt: skip
+    )
     if background_per_min:
         how += f", under a background load of {background_per_min:g} alerts/min"
     return how + "; downtime from probe timestamps (first failed to next successful probe)"
@@ -241,9 +245,9 @@ def judge(
             f"probes every {a.resolution_s:.3g} s can miss a whole outage longer than the "
             f"{a.budget_s:.3g} s budget: lower probe_interval_s"
         )
-    status: Status = "INCONCLUSIVE" if reasons else (
-        "PASS" if a.downtime_s <= a.budget_s else "FAIL"
-    )  # fmt: skip
+    status: Status = (
+        "INCONCLUSIVE" if reasons else ("PASS" if a.downtime_s <= a.budget_s else "FAIL")
+    )
     straddles = a.downtime_low_s <= a.budget_s < a.downtime_high_s
     return Requirement(
         BR_ID, a.availability * 100, "%", f"availability ≥ {a.target:.1%} "
@@ -305,8 +309,10 @@ def _progress(window_s: float, judged: str) -> Callable[[dict[str, object]], Non
         failed[name] = failed.get(name, 0) + (0 if row["ok"] else 1)
         if due():
             other = ", ".join(f"{e}: {failed[e]} failed" for e in sent if e != judged)
-            line = (f"probes {float(row['t_s']):.0f}/{window_s:.0f} s: {sent[judged]} sent, "
-                    f"{failed[judged]} failed ({judged})")  # fmt: skip
+            line = (
+                f"probes {float(row['t_s']):.0f}/{window_s:.0f} s: {sent[judged]} sent, "
+                f"{failed[judged]} failed ({judged})"
+            )
             line += f"; {other}" if other else ""
             if handle is not None:
                 handle.update({"text/plain": line}, raw=True)
@@ -401,8 +407,9 @@ def run(ctx: TestContext) -> A3Result:
                              "other_series": others}  # fmt: skip
     if background is not None:
         extra["background"] = _background_brief(background)
-    how = judged_on(sec.probe, targets[sec.probe].url, sec.probe_interval_s,
-                    sec.background_rate_per_min)  # fmt: skip
+    how = judged_on(
+        sec.probe, targets[sec.probe].url, sec.probe_interval_s, sec.background_rate_per_min
+    )
     req = judge(avail, how, extra)
     ctx.save_result(
         {
@@ -431,18 +438,21 @@ def report_sentences(result: dict[str, Any]) -> list[str]:
     urls = result.get("endpoints") or {}
     req = next((r for r in result.get("requirements", []) if r["id"] == BR_ID), {})
     how = (req.get("details") or {}).get("judged_on", "")
-    first = f"BR-PA-001 was judged on {how}." if "probe" in result else (
-        f"BR-PA-001 was judged on the health endpoint: {how}."
-    )  # fmt: skip
+    first = (
+        f"BR-PA-001 was judged on {how}."
+        if "probe" in result
+        else (f"BR-PA-001 was judged on the health endpoint: {how}.")
+    )
     out = [first + (f" Probed URL: {urls[probe]}." if urls.get(probe) else "")]
     for name, s in sorted((result.get("series") or {}).items()):
         if name != probe:
             out.append(
-                f"The {name} endpoint" + (f" ({urls[name]})" if urls.get(name) else "")
+                f"The {name} endpoint"
+                + (f" ({urls[name]})" if urls.get(name) else "")
                 + f" was probed on the same schedule as a second series, not judged: "
                 f"{s['downtime_s']:.3f} s down in {len(s['outages'])} outage(s), "
                 f"{s['failed_probes']} of {s['probes']} probes failed."
-            )  # fmt: skip
+            )
     bg = result.get("background")
     if bg:
         lat, gen = bg["latency"], bg.get("generator") or {}
@@ -454,7 +464,7 @@ def report_sentences(result: dict[str, Any]) -> list[str]:
             + f": p95 {lat['p95']['value']:.3f} s, success "
             + ("—" if sr is None else f"{sr:.2%}")
             + f" over {lat['count']} alerts (reported, not judged; {bg['records']})."
-        )  # fmt: skip
+        )
     return out
 
 

@@ -74,8 +74,9 @@ def _history(ctx: TestContext) -> ActionHistory:
     sent anything: after a whole plan it holds thousands of entries, more than one
     control-plane answer may carry (``control.JSON_CAP``)."""
     target = ctx.params.target
-    return ActionHistory(ctx.actions_url, _headers(ctx), target.timeout_s, verify(target.tls),
-                         proxy=target.proxy)  # fmt: skip
+    return ActionHistory(
+        ctx.actions_url, _headers(ctx), target.timeout_s, verify(target.tls), proxy=target.proxy
+    )
 
 
 def _mark(history: ActionHistory) -> int | None:
@@ -112,9 +113,11 @@ def _answer(resp: httpx.Response) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict):
         return {}
-    return {"remediation": str(doc.get("remediationRequestName") or ""),
-            "remediation_namespace": str(doc.get("remediationRequestNamespace") or ""),
-            "signal_fingerprint": str(doc.get("fingerprint") or "")}  # fmt: skip
+    return {
+        "remediation": str(doc.get("remediationRequestName") or ""),
+        "remediation_namespace": str(doc.get("remediationRequestNamespace") or ""),
+        "signal_fingerprint": str(doc.get("fingerprint") or ""),
+    }
 
 
 def run(ctx: TestContext) -> A4Result:
@@ -129,9 +132,7 @@ def run(ctx: TestContext) -> A4Result:
     scheduler = WorkloadScheduler(pool.names, pool.namespace) if pool is not None else None
     # with a pool the controller namespace is learned from the first 201 (or given)
     watch = None if scheduler is not None or ctx.params.remediation.namespace else [namespace]
-    follower, missing = (
-        _kube_follower(ctx, watch) if sec.verify == "kubernetes" else (None, [])
-    )
+    follower, missing = _kube_follower(ctx, watch) if sec.verify == "kubernetes" else (None, [])
     if follower is not None and scheduler is not None:
         connect_pool(follower, scheduler)
     followed: FollowResult | None = None
@@ -148,8 +149,7 @@ def run(ctx: TestContext) -> A4Result:
                 answer: dict[str, Any] = {}
                 try:
                     resp = client.post(ctx.target_url, json=webhook([alert]))
-                    outcome, error = classify(ctx.params.target.api, resp.status_code,
-                                              resp.content)  # fmt: skip
+                    outcome, error = classify(ctx.params.target.api, resp.status_code, resp.content)
                     status = resp.status_code
                     answer = _answer(resp)
                 except httpx.HTTPError as exc:
@@ -186,8 +186,9 @@ def run(ctx: TestContext) -> A4Result:
             "error": why,
             "verified": "",
         }
-    req = judge(frame, sec.verify, reasons=missing, remediation=followed,
-                min_actions=sec.min_actions)
+    req = judge(
+        frame, sec.verify, reasons=missing, remediation=followed, min_actions=sec.min_actions
+    )
     ctx.save_result(
         {
             **result_head("A4 Kubernetes actions", started, complete=True),
@@ -217,10 +218,12 @@ def _verify_kubernetes(
     signals: dict[str, Signal] = {}
     for i, row in enumerate(frame[frame["outcome"] == "accepted"].to_dict("records")):
         signals[row["fingerprint"]] = Signal(
-            i, float(row["sent_epoch"]), str(row.get("remediation_namespace") or namespace),
+            i,
+            float(row["sent_epoch"]),
+            str(row.get("remediation_namespace") or namespace),
             name=str(row.get("remediation") or "") or None,
             fingerprint=str(row.get("signal_fingerprint") or "") or None,
-        )  # fmt: skip
+        )
     result = follower.wait_for(list(signals.values()), timeout_s)
     by_seq = {f.signal.seq: f for f in result.followed}
     verified: dict[str, dict[str, Any]] = {}
@@ -279,9 +282,11 @@ def judge(
     if verify == "none":
         reasons.append("verify: none counts HTTP acceptance only, not execution")
     if n < min_actions and guarded:
-        reasons.append(f"only {n} actions tested (< {min_actions}): {guarded} destructive "
-                       "actions were held back by the guard (set allow_destructive, or "
-                       "judge the safe ones with a lowered a4_actions.min_actions)")  # fmt: skip
+        reasons.append(
+            f"only {n} actions tested (< {min_actions}): {guarded} destructive "
+            "actions were held back by the guard (set allow_destructive, or "
+            "judge the safe ones with a lowered a4_actions.min_actions)"
+        )
     status: Status
     if reasons:
         status = "INCONCLUSIVE"

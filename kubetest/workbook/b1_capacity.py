@@ -102,8 +102,9 @@ def _run_phase(
 ) -> Phase:  # fmt: skip
     rate_s = rate_per_min / 60.0
     sched = arrivals(ctx.params.generator.arrivals, rate_s, duration_s, seed=index)
-    plan = make_plan(ctx, TYPES, mode="open", schedule=sched, target_rate_per_s=rate_s,
-                     decide=decide)  # fmt: skip
+    plan = make_plan(
+        ctx, TYPES, mode="open", schedule=sched, target_rate_per_s=rate_s, decide=decide
+    )
     outcome = execute(ctx, plan, f"{ctx.test}_p{index:02d}", progress)
     stats = measure_phase(
         outcome.records, index=index, kind=kind, duration_s=duration_s,
@@ -112,9 +113,11 @@ def _run_phase(
     )  # fmt: skip
     slo, sec = ctx.params.slo, ctx.section
     verdict = judge_rate_phase(
-        stats, p95_s=slo.p95_s, success_rate=slo.success_rate,
+        stats,
+        p95_s=slo.p95_s,
+        success_rate=slo.success_rate,
         stop_below_success=sec.stop_below_success,
-    )  # fmt: skip
+    )
     return Phase(stats, verdict, outcome, relative(ctx, outcome.load.records_path), recovery)
 
 
@@ -158,9 +161,11 @@ def search_line(cap: dict[str, Any]) -> str:
     span = "no interval"
     if ci:
         span = f"interval {ci[0]:,.0f} to " + (f"{ci[1]:,.0f}/min" if ci[1] else "open above")
-    return (f"B1 search ({cap.get('search')}): {span}; {cap.get('search_load_s', 0):.0f} s of "
-            f"load in {cap.get('phases_tested')} phases, {cap.get('search_wall_s', 0):.0f} s "
-            "in all")  # fmt: skip
+    return (
+        f"B1 search ({cap.get('search')}): {span}; {cap.get('search_load_s', 0):.0f} s of "
+        f"load in {cap.get('phases_tested')} phases, {cap.get('search_wall_s', 0):.0f} s "
+        "in all"
+    )
 
 
 class _Sweep:
@@ -216,8 +221,7 @@ class _Sweep:
                 self.halted = True
                 return None
         index = len(self.phases) + 1
-        phase = _run_phase(self.ctx, index, kind, rate, duration_s, recovery, self.progress,
-                           decide)  # fmt: skip
+        phase = _run_phase(self.ctx, index, kind, rate, duration_s, recovery, self.progress, decide)
         self.phases.append(phase)
         echo_phase(self.echo, phase)
         self.save(complete=False)
@@ -257,11 +261,9 @@ class _Sweep:
             if rate is None:
                 return
             ends = bracket(points)
-            durations = [p.stats.duration_s for p in self.phases
-                         if p.stats.offered_per_min in ends]  # fmt: skip
+            durations = [p.stats.duration_s for p in self.phases if p.stats.offered_per_min in ends]
             if self.step("refine", rate, refine_duration_s(durations)) is None or self.halted:
                 return
-
 
     def auto(self) -> None:
         """Grow geometrically until a phase is unsustainable, then bisect to the precision;
@@ -269,16 +271,19 @@ class _Sweep:
         sec = self.sec
         while not self.halted:
             points = [(p.stats.offered_per_min or 0.0, p.verdict.status) for p in self.phases]
-            nxt = next_rate(points, sec.start_per_min, max_rate=sec.max_per_min,
-                            precision=sec.precision)  # fmt: skip
+            nxt = next_rate(
+                points, sec.start_per_min, max_rate=sec.max_per_min, precision=sec.precision
+            )
             if nxt is None:
                 self.stopped = auto_stopped(points, sec.max_per_min)
                 return
             rate, why = nxt
             tries = [p for p in self.phases if abs((p.stats.offered_per_min or 0) - rate) < 1e-6]
             if why != "bisect" and len(tries) >= GRID_TRIES:
-                self.stopped = (f"no evidence at {rate:,.0f}/min in {GRID_TRIES} tries "
-                                f"({tries[-1].verdict.status}): {why} stopped there")  # fmt: skip
+                self.stopped = (
+                    f"no evidence at {rate:,.0f}/min in {GRID_TRIES} tries "
+                    f"({tries[-1].verdict.status}): {why} stopped there"
+                )
                 return
             if self.step(why, rate, sec.max_phase_s, self.rule) is None:
                 return
@@ -295,10 +300,12 @@ class _Sweep:
             return
         moved = rate_capacity(phases_table(self.phases))["max_sustainable_rate_per_min"]
         self.confirmation = {
-            "rate_per_min": rate, "duration_s": self.sec.confirm_s,
-            "status": phase.verdict.status, "reasons": phase.verdict.reasons,
+            "rate_per_min": rate,
+            "duration_s": self.sec.confirm_s,
+            "status": phase.verdict.status,
+            "reasons": phase.verdict.reasons,
             "moved_down_to_per_min": moved if moved != rate else None,
-        }  # fmt: skip
+        }
 
 
 def run(

@@ -80,27 +80,30 @@ def _run_level(
     kind: str = "level", decide: DecisionRule | None = None,
 ) -> Phase:  # fmt: skip
     sec, slo = ctx.section, ctx.params.slo
-    plan = make_plan(ctx, TYPES, mode="closed", concurrency=n, duration_s=sec.duration_s,
-                     decide=decide)  # fmt: skip
+    plan = make_plan(
+        ctx, TYPES, mode="closed", concurrency=n, duration_s=sec.duration_s, decide=decide
+    )
     outcome = execute(ctx, plan, f"{ctx.test}_p{index:02d}", progress)
     stats = measure_phase(
         outcome.records, index=index, kind=kind, duration_s=sec.duration_s, concurrency=n,
         load_summary=outcome.load.summary, validity=outcome.validity(),
     )  # fmt: skip
     verdict = judge_concurrency_level(
-        stats, p95_s=slo.p95_s, success_rate=slo.success_rate,
+        stats,
+        p95_s=slo.p95_s,
+        success_rate=slo.success_rate,
         stop_below_success=sec.stop_below_success,
-    )  # fmt: skip
+    )
     return Phase(stats, verdict, outcome, relative(ctx, outcome.load.records_path), recovery)
 
 
-def next_level(phases: list[Phase], start: int, cap: int | None, precision: float
-               ) -> tuple[int, str] | None:  # fmt: skip
+def next_level(
+    phases: list[Phase], start: int, cap: int | None, precision: float
+) -> tuple[int, str] | None:
     """``search: auto``'s next N (``analysis.search.next_rate`` on integers): ``None`` once
     the bracket is one level wide or within the precision."""
     points = [(float(p.stats.concurrency or 0), p.verdict.status) for p in phases]
-    nxt = next_rate(points, float(start), max_rate=float(cap) if cap else None,
-                    precision=precision)  # fmt: skip
+    nxt = next_rate(points, float(start), max_rate=float(cap) if cap else None, precision=precision)
     if nxt is None:
         return None
     n = max(1, int(round(nxt[0])))
@@ -125,11 +128,13 @@ class _Levels:
         table = phases_table(self.phases)
         cap, fit = concurrency_capacity(table)
         low, high = interval(self.phases, self.rule)
-        cap.update({
-            "concurrency_search": self.sec.search,
-            "max_sustainable_concurrency_ci": [low, high] if low is not None else None,
-            "concurrency_search_load_s": load_seconds(self.phases),
-        })  # fmt: skip
+        cap.update(
+            {
+                "concurrency_search": self.sec.search,
+                "max_sustainable_concurrency_ci": [low, high] if low is not None else None,
+                "concurrency_search_load_s": load_seconds(self.phases),
+            }
+        )
         self.ctx.save_result({
             **sweep_result(self.ctx, self.phases, table, title="B2 concurrency capacity",
                            started=self.started, complete=complete, stopped=self.stopped),
@@ -181,11 +186,9 @@ class _Levels:
         """Double N until a level is unsustainable, then bisect; each level stops early."""
         sec = self.sec
         while True:
-            nxt = next_level(self.phases, sec.start_concurrency, sec.max_concurrency,
-                             sec.precision)  # fmt: skip
+            nxt = next_level(self.phases, sec.start_concurrency, sec.max_concurrency, sec.precision)
             if nxt is None:
-                points = [(float(p.stats.concurrency or 0), p.verdict.status)
-                          for p in self.phases]  # fmt: skip
+                points = [(float(p.stats.concurrency or 0), p.verdict.status) for p in self.phases]
                 self.stopped = auto_stopped(points, sec.max_concurrency)
                 return
             n, why = nxt
@@ -213,6 +216,8 @@ def run(
     ci = res.capacity.get("max_sustainable_concurrency_ci")
     if ctx.section.search == "auto" and ci:
         top = f"{ci[1]:,.0f}" if ci[1] is not None else "open above"
-        echo(f"B2 search (auto): interval N = {ci[0]:,.0f} to {top}; "
-             f"{res.capacity['concurrency_search_load_s']:.0f} s of load")  # fmt: skip
+        echo(
+            f"B2 search (auto): interval N = {ci[0]:,.0f} to {top}; "
+            f"{res.capacity['concurrency_search_load_s']:.0f} s of load"
+        )
     return res

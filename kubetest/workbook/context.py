@@ -81,9 +81,7 @@ class TestContext:
                 export_kubeconfig(reported)
             else:
                 target_url = params.target.url
-        return cls(
-            test, params, session, target_url, owned, Path(params_path).resolve(), reported
-        )
+        return cls(test, params, session, target_url, owned, Path(params_path).resolve(), reported)
 
     def pool(self) -> Any:
         """The session's workload pool (``pool.json``), or one made for this notebook run by

@@ -80,7 +80,7 @@ def by_requirement_frame(requirements: list[dict[str, Any]]) -> pd.DataFrame:
     """Per mapped BR and suite: passed / failed / skipped tests, and which failed."""
     rows = []
     for req in requirements:
-        mapped = (req.get("details", {}).get("by_requirement") or {})
+        mapped = req.get("details", {}).get("by_requirement") or {}
         suite = req["id"].split(":", 1)[-1]
         for br, c in (mapped.get("requirements") or {}).items():
             rows.append({
@@ -131,10 +131,12 @@ def run(ctx: TestContext) -> SuitesResult:
         if one.interrupted:
             interrupted = True
             break
-    ctx.save_result({
-        **result_head("The service's own suites", started, complete=not interrupted),
-        "requirements": [r.as_dict() for r in requirements],
-    })  # fmt: skip
+    ctx.save_result(
+        {
+            **result_head("The service's own suites", started, complete=not interrupted),
+            "requirements": [r.as_dict() for r in requirements],
+        }
+    )
     if interrupted:
         raise KeyboardInterrupt
     return SuitesResult(runs, requirements)

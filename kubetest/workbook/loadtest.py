@@ -143,9 +143,11 @@ def make_plan(ctx: TestContext, types: list[str], **mode: Any) -> LoadPlan:
         records_max_per_s=ctx.params.records.max_per_s,
         hdr_interval_s=ctx.params.records.hdr_interval_s,
         payload=PayloadFactory(
-            types, unique=ctx.params.alerts.unique, api=target.api,
+            types,
+            unique=ctx.params.alerts.unique,
+            api=target.api,
             namespace=ctx.params.alerts.namespace,
-        ),  # fmt: skip
+        ),
         auth_token_env=target.auth_token_env,
         tls=tls.settings(target.tls),
         **mode,

@@ -154,8 +154,10 @@ def phases_table(phases: list[Phase]) -> pd.DataFrame:
 def phases_load(phases: list[Phase]) -> list[dict[str, Any]]:
     """The engine's summary of each phase, tagged with the phase number and verdict, so a
     reader can tell a generator-limited phase (kept out of the evidence) from the rest."""
-    return [{**p.outcome.load.summary, "phase": p.stats.index, "phase_status": p.verdict.status}
-            for p in phases]  # fmt: skip
+    return [
+        {**p.outcome.load.summary, "phase": p.stats.index, "phase_status": p.verdict.status}
+        for p in phases
+    ]
 
 
 def phases_service(phases: list[Phase]) -> list[dict[str, Any]]:
@@ -204,17 +206,19 @@ def phase_records(phases: list[Phase]) -> pd.DataFrame:
     """All phases' records in one frame, with the phase's number, ``label`` and ``load``
     (offered rate or concurrency)."""
     frames = [
-        p.outcome.records.assign(phase=p.stats.index, label=p.label,
-                                 load=p.stats.concurrency or p.stats.offered_per_min)
+        p.outcome.records.assign(
+            phase=p.stats.index, label=p.label, load=p.stats.concurrency or p.stats.offered_per_min
+        )
         for p in phases
-    ]  # fmt: skip
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def generator_table(phases: list[Phase]) -> pd.DataFrame:
     """Generator health per phase: a saturated phase is not evidence about the target."""
-    return pd.DataFrame([{"phase": p.stats.index, "label": p.label,
-                          **p.outcome.generator_health()} for p in phases])  # fmt: skip
+    return pd.DataFrame(
+        [{"phase": p.stats.index, "label": p.label, **p.outcome.generator_health()} for p in phases]
+    )
 
 
 def echo_phase(echo: Callable[[str], None], phase: Phase) -> None:
@@ -301,8 +305,9 @@ def recover(ctx: TestContext, last: Phase, baseline: float | None) -> Recovery:
     cancelled = int((records["error"] == "cancelled").sum()) if not records.empty else 0
     rate_s = last.stats.throughput_per_min / 60.0
     backlog_s = cancelled / rate_s if rate_s > 0 else 0.0
-    drained = wait_for_drain(ctx.metrics_url, baseline, backlog_s, sec.recovery_s, tls_verify,
-                             _metrics_headers(ctx))  # fmt: skip
+    drained = wait_for_drain(
+        ctx.metrics_url, baseline, backlog_s, sec.recovery_s, tls_verify, _metrics_headers(ctx)
+    )
     left = max(sec.recovery_s - drained.waited_s, RECOVERY_PROBE_S)
     health = wait_for_health(ctx.health_url, left, verify=tls_verify)
     notes = [n for n in (drained.note, health.note) if n]
@@ -311,8 +316,7 @@ def recover(ctx: TestContext, last: Phase, baseline: float | None) -> Recovery:
 
 def load_seconds(phases: list[Phase]) -> float:
     """Load time the phases used (each until it stopped: decided, aborted or its end)."""
-    return float(sum(min(p.stats.ran_s or p.stats.duration_s, p.stats.duration_s)
-                     for p in phases))  # fmt: skip
+    return float(sum(min(p.stats.ran_s or p.stats.duration_s, p.stats.duration_s) for p in phases))
 
 
 def interval(phases: list[Phase], rule: DecisionRule) -> tuple[float | None, float | None]:

@@ -29,8 +29,9 @@ from kubetest.workloads import Pool
 
 
 def probes(pattern: str, interval: float = 1.0) -> pd.DataFrame:
-    return pd.DataFrame({"t_s": [i * interval for i in range(len(pattern))],
-                         "ok": [c == "u" for c in pattern]})  # fmt: skip
+    return pd.DataFrame(
+        {"t_s": [i * interval for i in range(len(pattern))], "ok": [c == "u" for c in pattern]}
+    )
 
 
 def test_budget_is_computed_from_the_window_not_the_guides_18_s() -> None:
@@ -106,8 +107,9 @@ class Service(_LoopThread):
         app = web.Application()
         app.router.add_get("/health", self._get)
         app.router.add_route("POST", "/{tail:.*}", self._post)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=0.2)  # fmt: skip
+        self.runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.2
+        )
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
@@ -214,9 +216,7 @@ def test_timeouts_and_refused_connections_are_down(tmp_path: Path) -> None:
         result = a3_availability.run(ctx)
     webhook, health = result.series["webhook"], result.series["health"]
     assert webhook.errors == {"timeout": 3} and webhook.failed_probes == 3
-    assert health.failed_probes == health.probes > 0 and health.errors == {
-        "refused": health.probes
-    }  # fmt: skip
+    assert health.failed_probes == health.probes > 0 and health.errors == {"refused": health.probes}
     assert len(health.outages) == 1 and health.outages[0].open_ended
 
 
@@ -229,9 +229,7 @@ def test_duplicates_are_up_and_kubernaut_probes_name_one_workload(tmp_path: Path
         duration_min=1 / 60, probe_interval_s=0.1, background_rate_per_min=600,
     ) as ctx:  # fmt: skip
         ctx.pool = lambda: pool  # type: ignore[method-assign]
-        probes = probe_endpoints(
-            [a3_availability.probe_targets(ctx)["webhook"]], 1.0, 0.1
-        )
+        probes = probe_endpoints([a3_availability.probe_targets(ctx)["webhook"]], 1.0, 0.1)
         plan = a3_availability.background_plan(ctx)
     a = availability_from_probes(probes, 1.0, 0.999, 0.1)
     assert a.failed_probes == 0 and a.downtime_s == 0
@@ -241,7 +239,7 @@ def test_duplicates_are_up_and_kubernaut_probes_name_one_workload(tmp_path: Path
     assert len(alerts) == len(probes)
     assert {(a["labels"]["namespace"], a["labels"]["deployment"]) for a in alerts} == {
         ("pool-ns", "kt-w-0")
-    }  # fmt: skip
+    }
     assert not any("pod" in a["labels"] for a in alerts)  # the gateway resolves the Deployment
     assert len(set(svc.bodies)) == 1  # the same alert every time
     assert plan.pool is not None and plan.pool.names == ["kt-w-1", "kt-w-2"]  # not the probe's

@@ -55,8 +55,9 @@ def queue_records(
     return pd.DataFrame(rows, columns=list(DTYPES)).astype(DTYPES)
 
 
-def judged(records: pd.DataFrame, rate_s: float, duration_s: float,
-           load: dict | None = None) -> cap.PhaseVerdict:  # fmt: skip
+def judged(
+    records: pd.DataFrame, rate_s: float, duration_s: float, load: dict | None = None
+) -> cap.PhaseVerdict:
     stats = cap.measure_phase(records, index=1, kind="grid", duration_s=duration_s,
                               offered_per_min=rate_s * 60, load_summary=load)  # fmt: skip
     return cap.judge_rate_phase(stats, **SLO)
@@ -127,14 +128,16 @@ def test_an_aborted_phase_is_unsustainable_on_what_ran() -> None:
     why = "aborted at t = 4.0 s: p95 0.9 s > 0.2 s in 3 windows of 0.5 s"
     rec = queue_records(40, 4, 0.02, servers=2)  # healthy answers: the abort alone decides
     load = {"aborted": why, "aborted_at_s": 4.0}
-    stats = cap.measure_phase(rec, index=1, kind="grid", duration_s=10, offered_per_min=2400,
-                              load_summary=load)  # fmt: skip
+    stats = cap.measure_phase(
+        rec, index=1, kind="grid", duration_s=10, offered_per_min=2400, load_summary=load
+    )
     assert stats.ran_s == 4.0 and stats.duration_s == 10 and stats.aborted == why
     assert stats.keep_up == pytest.approx(1.0, rel=0.05)  # its window is [1 s, 4 s)
     v = cap.judge_rate_phase(stats, **SLO)
     assert v.status == "unsustainable" and v.reasons[0] == why
-    few = cap.measure_phase(rec.head(5), index=1, kind="grid", duration_s=10,
-                            offered_per_min=2400, load_summary=load)  # fmt: skip
+    few = cap.measure_phase(
+        rec.head(5), index=1, kind="grid", duration_s=10, offered_per_min=2400, load_summary=load
+    )
     assert cap.judge_rate_phase(few, **SLO).status == "unsustainable"
     row = cap.phase_row(stats, v, label="2,400/min")
     assert row["aborted"] == why and row["ran_s"] == 4.0 and row["validity"] == "VALID"
@@ -147,8 +150,9 @@ def test_a_phase_whose_run_is_not_valid_is_not_evidence() -> None:
     for status, verdict in (("INVALID", "generator-limited"), ("INCONCLUSIVE", "inconclusive")):
         v = Validity()
         v.add(status, "clock: worker 1 offset known only to ±80 ms")  # type: ignore[arg-type]
-        stats = cap.measure_phase(rec, index=1, kind="grid", duration_s=10,
-                                  offered_per_min=2400, validity=v)  # fmt: skip
+        stats = cap.measure_phase(
+            rec, index=1, kind="grid", duration_s=10, offered_per_min=2400, validity=v
+        )
         judged_ = cap.judge_rate_phase(stats, **SLO)
         assert judged_.status == verdict and "±80 ms" in judged_.reasons[0]
 
@@ -158,8 +162,9 @@ def test_a_sweep_is_valid_with_one_evidence_phase_and_inconclusive_when_interrup
 
     def phase(load: dict, rate: float = 2400) -> Phase:
         rec = queue_records(rate / 60, 10, 0.02, servers=2)
-        stats = cap.measure_phase(rec, index=1, kind="grid", duration_s=10,
-                                  offered_per_min=rate, load_summary=load)  # fmt: skip
+        stats = cap.measure_phase(
+            rec, index=1, kind="grid", duration_s=10, offered_per_min=rate, load_summary=load
+        )
         return Phase(stats, cap.judge_rate_phase(stats, **SLO), None, "", None)  # type: ignore[arg-type]
 
     limited = phase({"saturated": True, "saturation_reasons": ["lag p99 80 ms"]})
@@ -315,8 +320,9 @@ def test_rate_capacity_and_its_requirement() -> None:
 
     short = cap.rate_capacity(phases([(500, "sustainable", 1), (800, "sustainable", 1)]))
     assert short["max_sustainable_is_lower_bound"] is True
-    assert cap.rate_requirement(short, p95_s=5, success_rate=0.95,
-                                samples=1).status == "INCONCLUSIVE"  # fmt: skip
+    assert (
+        cap.rate_requirement(short, p95_s=5, success_rate=0.95, samples=1).status == "INCONCLUSIVE"
+    )
     none = cap.rate_capacity(phases([(500, "generator-limited", 1)]))
     assert none["max_sustainable_rate_per_min"] is None
 
@@ -454,9 +460,11 @@ def test_figures_draw_from_a_phases_table_and_survive_empty_input() -> None:
     c = cap.rate_capacity(table)
     fit = usl.fit_usl(table["concurrency"], table["throughput_per_min"] / 60)
     records = pd.concat(
-        [queue_records(r / 60, 5, 0.02, servers=4).assign(phase=i, label=f"{r}/min", load=r)
-         for i, r in enumerate([6000, 9000], start=1)]
-    )  # fmt: skip
+        [
+            queue_records(r / 60, 5, 0.02, servers=4).assign(phase=i, label=f"{r}/min", load=r)
+            for i, r in enumerate([6000, 9000], start=1)
+        ]
+    )
     figs = [
         cp.latency_vs_rate(table, 0.1, c),
         cp.throughput_vs_offered(table, c, 12000),
@@ -469,8 +477,12 @@ def test_figures_draw_from_a_phases_table_and_survive_empty_input() -> None:
     assert cp.phase_distributions(empty, 0.1).axes
     # a sweep where nothing was accepted (every alert refused) has no latency at all: the
     # figures still draw (a log axis needs a positive value), with a linear latency axis
-    blank = table.assign(**{k: float("nan") for k in ("p50_s", "p95_s", "p99_s", "mean_s",
-                                                      "p95_ci_low_s", "p95_ci_high_s")})
+    blank = table.assign(
+        **{
+            k: float("nan")
+            for k in ("p50_s", "p95_s", "p99_s", "mean_s", "p95_ci_low_s", "p95_ci_high_s")
+        }
+    )
     for fig in (cp.latency_vs_rate(blank, 0.1, c), cp.concurrency_curve(blank, None, 0.1)):
         fig.savefig(io.BytesIO(), format="png")  # drawing is where matplotlib would raise
         assert fig.axes[-1].get_yscale() == "linear"

@@ -44,8 +44,12 @@ def frame(scrapes: list[dict[tuple[str, str], float]], t0: float = 1000.0) -> pd
 
 
 def load(accepted: int = 0, duplicate: int = 0, rejected: int = 0, **errors: int) -> dict:
-    return {"start_epoch": 1000.5, "duration_s": 1.0, "errors": errors,
-            "outcomes": {"accepted": accepted, "duplicate": duplicate, "rejected": rejected}}
+    return {
+        "start_epoch": 1000.5,
+        "duration_s": 1.0,
+        "errors": errors,
+        "outcomes": {"accepted": accepted, "duplicate": duplicate, "rejected": rejected},
+    }
 
 
 def test_increase_counts_new_children_and_resets() -> None:
@@ -63,8 +67,7 @@ def test_counters_that_agree_match() -> None:
     out = cross_check(f, load(accepted=7, duplicate=3))
     assert out["status"] == "checked" and out["findings"] == []
     assert out["created"]["gateway"] == 7 and out["created"]["match"]
-    assert out["deduplicated"] == out["deduplicated"] | {"gateway": 3, "kubetest": 3,
-                                                         "match": True}  # fmt: skip
+    assert out["deduplicated"] == out["deduplicated"] | {"gateway": 3, "kubetest": 3, "match": True}
     assert out["rejected"]["gateway"] == 0 and out["rejected"]["match"]  # no child: 0
 
 
@@ -86,11 +89,11 @@ def test_more_counted_by_the_gateway_is_explained_by_other_senders_only_so_far()
     out = cross_check(busy, load(accepted=10))
     assert out["other_senders"] == 5 and not out["created"]["finding"]
     assert "other senders" in out["created"]["why"]
-    timeouts = cross_check(frame([base, {(RECEIVED, ""): 12, (CREATED, ""): 12}]),
-                           load(accepted=10, timeout=2))  # fmt: skip
+    timeouts = cross_check(
+        frame([base, {(RECEIVED, ""): 12, (CREATED, ""): 12}]), load(accepted=10, timeout=2)
+    )
     assert not timeouts["created"]["finding"] and timeouts["unanswered"] == 2
-    double = cross_check(frame([base, {(RECEIVED, ""): 10, (CREATED, ""): 20}]),
-                         load(accepted=10))  # fmt: skip
+    double = cross_check(frame([base, {(RECEIVED, ""): 10, (CREATED, ""): 20}]), load(accepted=10))
     assert double["created"]["finding"] and "10 more" in double["findings"][0]
 
 
@@ -126,8 +129,7 @@ def test_a_gateway_that_counts_what_it_answered_agrees(tmp_path: Path) -> None:
         result = run_a2(tmp_path, gw, unique=False)  # one RR per alert type, then duplicates
     counters = result["gateway_counters"]
     assert counters["status"] == "checked" and counters["findings"] == []
-    assert counters["created"] == counters["created"] | {"gateway": 3, "kubetest": 3,
-                                                         "match": True}  # fmt: skip
+    assert counters["created"] == counters["created"] | {"gateway": 3, "kubetest": 3, "match": True}
     dup = counters["deduplicated"]
     assert dup["match"] and dup["gateway"] == dup["kubetest"] == gw.counts["duplicate"] > 0
     view = ReportView.load(tmp_path / "session")

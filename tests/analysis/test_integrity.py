@@ -47,8 +47,7 @@ def test_reconcile_counts_each_kind_of_discrepancy() -> None:
         {"fingerprint": "y", "run": "another"}, {"fingerprint": "z"},  # someone else's
     ]  # fmt: skip
     r = reconcile(records, entries, "r")
-    assert r.counts() == {"accepted": 5, "handled": 9, "lost": 1, "duplicated": 2,
-                          "unexpected": 1}  # fmt: skip
+    assert r.counts() == {"accepted": 5, "handled": 9, "lost": 1, "duplicated": 2, "unexpected": 1}
     assert (r.extra_copies, r.handled_unaccepted, r.foreign) == (3, 1, 2)
     assert r.lost_seqs == [3] and r.duplicated_seqs == [1, 2]
     # handled = accepted - lost + extra copies + unexpected + handled but not accepted
@@ -91,9 +90,11 @@ def test_lost_and_duplicated_alerts_are_counted_exactly(
 ) -> None:
     monkeypatch.setattr(integrity, "PAGE", 7)  # many small pages: paging makes no duplicates
     ctx = _context(
-        tmp_path, "A1", a1_response_time=A1_FAST,
+        tmp_path,
+        "A1",
+        a1_response_time=A1_FAST,
         target={"embedded": {"lose_rate": 0.1, "duplicate_rate": 0.08, "seed": 11}},
-    )  # fmt: skip
+    )
     try:
         result = a1_response_time.run(ctx, progress=False)
         faults = _target_faults(ctx)
@@ -140,9 +141,11 @@ def test_no_faults_no_discrepancy(tmp_path: Path) -> None:
 
 def test_every_phase_of_a_sweep_is_reconciled_and_counted(tmp_path: Path) -> None:
     ctx = _context(
-        tmp_path, "B2", b2_concurrency={"levels": [2, 6], "duration_s": 1.0, "recovery_s": 0},
+        tmp_path,
+        "B2",
+        b2_concurrency={"levels": [2, 6], "duration_s": 1.0, "recovery_s": 0},
         target={"embedded": {"lose_rate": 0.1, "duplicate_rate": 0.05, "seed": 5}},
-    )  # fmt: skip
+    )
     try:
         b2_concurrency.run(ctx, progress=False, echo=lambda _line: None)
         faults = _target_faults(ctx)
@@ -189,8 +192,9 @@ def test_a_service_without_history_or_metrics_is_inconclusive_not_broken(tmp_pat
 
 def test_kubernaut_without_kubeconfig_says_why(tmp_path: Path) -> None:
     with EmbeddedTarget(TargetConfig(api="kubernaut")) as t:
-        ctx = _context(tmp_path, "A1", t.webhook_url,
-                       target={"url": t.webhook_url, "api": "kubernaut"})  # fmt: skip
+        ctx = _context(
+            tmp_path, "A1", t.webhook_url, target={"url": t.webhook_url, "api": "kubernaut"}
+        )
         check = IntegrityWatch.begin(ctx).check(pd.DataFrame(), "run", wait_s=0)
     assert check.status == "unavailable" and "environment.kubeconfig" in (check.reason or "")
 
@@ -249,8 +253,15 @@ def _result(status: str = "checked", **counts: int) -> dict[str, Any]:
         ({"A2": _result("unavailable")}, "INCONCLUSIVE", None),
         ({"A1": _result(accepted=0, handled=0)}, "INCONCLUSIVE", 0),
         ({"A1": _result(unexpected=4)}, "PASS", 0),
-        ({"B1": {"phases_service": [{"phase": 1, **_result()},
-                                    {"phase": 2, **_result(lost=1)}]}}, "FAIL", 1),
+        (
+            {
+                "B1": {
+                    "phases_service": [{"phase": 1, **_result()}, {"phase": 2, **_result(lost=1)}]
+                }
+            },
+            "FAIL",
+            1,
+        ),
         ({"B1": {"phases_service": [{"phase": 1, **_result()}]}}, "PASS", 0),
     ],
 )
@@ -260,12 +271,15 @@ def test_the_requirement_row(results: dict[str, Any], status: str, measured: Any
 
 
 def test_only_a_failed_integrity_row_turns_the_decision() -> None:
-    passing = [Requirement(i, 1.0, "s", "", "PASS") for i in
-               ("BR-PA-003", "BR-PA-004", "BR-PA-001", "BR-PA-011")]  # fmt: skip
+    passing = [
+        Requirement(i, 1.0, "s", "", "PASS")
+        for i in ("BR-PA-003", "BR-PA-004", "BR-PA-001", "BR-PA-011")
+    ]
     for status, decision in (("PASS", "GO"), ("INCONCLUSIVE", "GO"), ("FAIL", "NO-GO")):
         row = Requirement(INTEGRITY_ID, 0.0, "count", "", status)  # type: ignore[arg-type]
-        got = decide([*passing, row], saturated=False, complete=True,
-                     max_sustainable_rate_per_min=5000)  # fmt: skip
+        got = decide(
+            [*passing, row], saturated=False, complete=True, max_sustainable_rate_per_min=5000
+        )
         assert got.decision == decision, status
 
 
@@ -273,8 +287,9 @@ def test_the_fault_knob_reaches_the_child_target_from_params() -> None:
     from kubetest.params import parse_params
     from kubetest.target.command import build_parser, child_arguments, config_from_args
 
-    params = parse_params({"target": {"embedded": {"lose_rate": 0.25, "duplicate_rate": 0.5,
-                                                   "seed": 3}}})  # fmt: skip
+    params = parse_params(
+        {"target": {"embedded": {"lose_rate": 0.25, "duplicate_rate": 0.5, "seed": 3}}}
+    )
     config = TargetConfig.from_params(params.target.embedded)
     assert (config.lose_rate, config.duplicate_rate, config.seed) == (0.25, 0.5, 3)
     args = build_parser().parse_args(child_arguments(config, "127.0.0.1"))

@@ -22,8 +22,9 @@ from kubetest.workbook.context import TestContext
 # -- the search's steps ---------------------------------------------------------------------
 
 
-def simulate(truth: float, start: float, max_rate: float | None = None,
-             precision: float = 0.05) -> list[tuple[float, str]]:  # fmt: skip
+def simulate(
+    truth: float, start: float, max_rate: float | None = None, precision: float = 0.05
+) -> list[tuple[float, str]]:
     """Run ``next_rate`` against a service sustainable exactly below ``truth``."""
     points: list[tuple[float, str]] = []
     for _ in range(40):
@@ -88,8 +89,9 @@ def queue(rate_s: float, t_s: float, service_s: float, servers: int, seed: int =
         done[i] = start + rng.exponential(service_s)
         heapq.heappush(free, done[i])
     answered = done <= t_s
-    return Evidence(t_s, arrivals[answered], done[answered], np.ones(answered.sum(), bool),
-                    arrivals[~answered])  # fmt: skip
+    return Evidence(
+        t_s, arrivals[answered], done[answered], np.ones(answered.sum(), bool), arrivals[~answered]
+    )
 
 
 RULE = DecisionRule(p95_s=0.25, success_rate=0.95, min_s=5.0, horizon_s=30.0)
@@ -139,8 +141,9 @@ def test_requests_stuck_in_flight_count_as_slow() -> None:
 # -- against the embedded reference target --------------------------------------------------
 
 
-def context(tmp_path: Path, test: str, embedded: dict, p95_s: float, **sections: object
-            ) -> TestContext:  # fmt: skip
+def context(
+    tmp_path: Path, test: str, embedded: dict, p95_s: float, **sections: object
+) -> TestContext:
     path = tmp_path / f"{test}.yaml"
     path.write_text(yaml.safe_dump({
         "target": {"url": "embedded", "embedded": embedded},
@@ -151,8 +154,9 @@ def context(tmp_path: Path, test: str, embedded: dict, p95_s: float, **sections:
 
 
 def run_b1(tmp_path: Path, embedded: dict, p95_s: float, **b1: object) -> b1_capacity.B1Result:
-    ctx = context(tmp_path, "B1", embedded, p95_s,
-                  b1_capacity={"search": "auto", "recovery_s": 5, **b1})  # fmt: skip
+    ctx = context(
+        tmp_path, "B1", embedded, p95_s, b1_capacity={"search": "auto", "recovery_s": 5, **b1}
+    )
     try:
         return b1_capacity.run(ctx, progress=False, echo=lambda _: None)
     finally:
@@ -164,8 +168,9 @@ def test_b1_auto_finds_the_held_out_mm4_capacity_with_an_interval(tmp_path: Path
     """The issue's case: M/M/4, D = 20 ms, p95 < 0.25 s (Erlang C: 11,247/min; measured
     10,780-11,150 on this machine), ``start_per_min: 3000``: the max sustainable rate lands
     in [10,000, 11,500]/min, with an interval around it, and the load time is recorded."""
-    res = run_b1(tmp_path, {"workers": 4, "service_ms": 20, "service_dist": "exp"}, 0.25,
-                 start_per_min=3000)  # fmt: skip
+    res = run_b1(
+        tmp_path, {"workers": 4, "service_ms": 20, "service_dist": "exp"}, 0.25, start_per_min=3000
+    )
     c, table = res.capacity, res.summary.to_string()
     rate = c["max_sustainable_rate_per_min"]
     assert 10_000 <= rate <= 11_500, table

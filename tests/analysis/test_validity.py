@@ -107,8 +107,10 @@ def test_an_aborted_run_is_valid_its_abort_is_the_verdict() -> None:
 
 def _metrics(rows: list[tuple[float, str, str, float, str]]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"t_s": t, "epoch_s": 1000.0 + t, "metric": m, "labels": lab, "value": v, "type": k}
-         for t, m, lab, v, k in rows]  # fmt: skip
+        [
+            {"t_s": t, "epoch_s": 1000.0 + t, "metric": m, "labels": lab, "value": v, "type": k}
+            for t, m, lab, v, k in rows
+        ]
     )
 
 
@@ -137,8 +139,10 @@ def test_a_new_process_start_time_is_a_restart() -> None:
 
 
 def test_steady_counters_and_falling_gauges_are_no_restart() -> None:
-    frame = _metrics([(t, "alerts_total", "", 10.0 * t, "counter") for t in range(5)]
-                     + [(t, "in_flight", "", 10.0 - t, "gauge") for t in range(5)])  # fmt: skip
+    frame = _metrics(
+        [(t, "alerts_total", "", 10.0 * t, "counter") for t in range(5)]
+        + [(t, "in_flight", "", 10.0 - t, "gauge") for t in range(5)]
+    )
     assert target_restarts(frame) == []
     assert target_restarts(frame.iloc[0:0]) == []
 
@@ -147,13 +151,15 @@ def test_steady_counters_and_falling_gauges_are_no_restart() -> None:
 
 
 def _records(latency: float, n: int = 200) -> pd.DataFrame:
-    return pd.DataFrame({"latency_s": np.full(n, latency), "lag_s": 0.001, "outcome": "accepted",
-                         "error": ""})  # fmt: skip
+    return pd.DataFrame(
+        {"latency_s": np.full(n, latency), "lag_s": 0.001, "outcome": "accepted", "error": ""}
+    )
 
 
 def _a1(latency: float, n: int = 200, **kw: Any) -> Any:
-    return latency_requirement("BR-PA-003", summarise(_records(latency, n)), p95_s=1.0,
-                               success_rate=0.95, **kw)  # fmt: skip
+    return latency_requirement(
+        "BR-PA-003", summarise(_records(latency, n)), p95_s=1.0, success_rate=0.95, **kw
+    )
 
 
 def test_an_abort_is_a_fail_with_its_reason_however_few_the_samples() -> None:
@@ -204,12 +210,13 @@ def test_summary_json_and_the_br_table_carry_validity(tmp_path: Path) -> None:
     invalid = Validity()
     invalid.add("INVALID", "generator: 5 arrivals dropped")
     a1 = apply_validity(_a1(0.1), invalid)
-    a2 = latency_requirement("BR-PA-004", summarise(_records(0.1)), p95_s=1.0,
-                             success_rate=0.95, validity=Validity())  # fmt: skip
-    _write_result(tmp_path, "A1", {"requirements": [a1.as_dict()],
-                                   "validity": invalid.as_dict()})  # fmt: skip
-    _write_result(tmp_path, "A2", {"requirements": [a2.as_dict()],
-                                   "validity": Validity().as_dict()})  # fmt: skip
+    a2 = latency_requirement(
+        "BR-PA-004", summarise(_records(0.1)), p95_s=1.0, success_rate=0.95, validity=Validity()
+    )
+    _write_result(tmp_path, "A1", {"requirements": [a1.as_dict()], "validity": invalid.as_dict()})
+    _write_result(
+        tmp_path, "A2", {"requirements": [a2.as_dict()], "validity": Validity().as_dict()}
+    )
     s = build_summary(tmp_path, complete=True)
     assert s["validity"]["status"] == "INVALID"
     assert s["validity"]["reasons"] == ["A1: generator: 5 arrivals dropped"]
@@ -230,8 +237,10 @@ def test_summary_json_and_the_br_table_carry_validity(tmp_path: Path) -> None:
     markdown = render_markdown(view)
     header = next(line for line in markdown.splitlines() if line.startswith("| Requirement"))
     assert header.endswith("| Status | Validity |")
-    assert any(line.startswith("| BR-PA-003 ") and line.endswith("| INVALID |")
-               for line in markdown.splitlines())  # fmt: skip
+    assert any(
+        line.startswith("| BR-PA-003 ") and line.endswith("| INVALID |")
+        for line in markdown.splitlines()
+    )
 
 
 def test_kubetest_run_prints_validity_in_its_final_table(
@@ -248,8 +257,9 @@ def test_kubetest_run_prints_validity_in_its_final_table(
     summary = build_summary(tmp_path, complete=True)
     monkeypatch.setattr(session, "run_session", lambda *a, **k: session.SessionResult(
         tmp_path, summary, tmp_path / "report.html"))  # fmt: skip
-    args = argparse.Namespace(params="p.yaml", only=None, session=None, outputs=None,
-                              overwrite=False, resume=False)  # fmt: skip
+    args = argparse.Namespace(
+        params="p.yaml", only=None, session=None, outputs=None, overwrite=False, resume=False
+    )
     assert cli._cmd_run(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["requirement", "status", "validity"]

@@ -55,21 +55,24 @@ def test_latency_verdict_is_on_p95_not_the_mean() -> None:
     # mean 1.9 s (the guide would PASS) but p95 well above 5 s: FAIL
     lat = np.concatenate([np.full(900, 0.5), np.full(100, 14.5)])
     assert lat.mean() < 5.0
-    req = latency_requirement("BR-PA-003", _summary(lat, 1000, 1000), p95_s=5.0,
-                              success_rate=0.95, saturated=False)  # fmt: skip
+    req = latency_requirement(
+        "BR-PA-003", _summary(lat, 1000, 1000), p95_s=5.0, success_rate=0.95, saturated=False
+    )
     assert req.status == "FAIL" and req.measured == pytest.approx(14.5)
 
 
 def test_inconclusive_when_the_data_cannot_decide() -> None:
     lat = np.full(10, 0.1)
-    few = latency_requirement("BR-PA-003", _summary(lat, 10, 10), p95_s=5.0,
-                              success_rate=0.95, saturated=False)  # fmt: skip
+    few = latency_requirement(
+        "BR-PA-003", _summary(lat, 10, 10), p95_s=5.0, success_rate=0.95, saturated=False
+    )
     assert few.status == "INCONCLUSIVE" and "only 10" in few.details["reasons"][0]
     # 2 accepted of 100: too few for a p95, but the success criterion has failed
     broken = latency_requirement("BR-PA-003", _summary(np.full(2, 0.1), 2, 100), p95_s=5.0,
                                  success_rate=0.95, saturated=False)  # fmt: skip
     assert broken.status == "FAIL"
     lat = np.full(500, 0.1)
-    sat = latency_requirement("BR-PA-003", _summary(lat, 500, 500), p95_s=5.0,
-                              success_rate=0.95, saturated=True)  # fmt: skip
+    sat = latency_requirement(
+        "BR-PA-003", _summary(lat, 500, 500), p95_s=5.0, success_rate=0.95, saturated=True
+    )
     assert sat.status == "INCONCLUSIVE"

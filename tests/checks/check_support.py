@@ -124,8 +124,7 @@ def run_environment(tmp_path: Path, data: dict[str, Any]) -> tuple[TestContext, 
 
 def written(ctx: TestContext, result: Any) -> tuple[str, ...]:
     """All the environment test shows and saves: its tables and its result file."""
-    return (result.table.to_string(), result.debug_table.to_string(),
-            ctx.result_path.read_text())  # fmt: skip
+    return (result.table.to_string(), result.debug_table.to_string(), ctx.result_path.read_text())
 
 
 def cli_check(tmp_path: Path, data: dict[str, Any]) -> subprocess.CompletedProcess[str]:

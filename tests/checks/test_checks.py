@@ -157,8 +157,10 @@ def test_the_shipped_kubernaut_params_cannot_judge_br_pa_011_and_check_says_so()
 
     [row] = check_a4_actions(_kubernaut_a4())
     assert (row.name, row.status, row.required) == ("a4_actions", WARNING, False)
-    assert row.detail == ("18 of 27 actions will run (9 destructive held back by the guard); "
-                          "BR-PA-011 needs 25: A4 will be INCONCLUSIVE")  # fmt: skip
+    assert row.detail == (
+        "18 of 27 actions will run (9 destructive held back by the guard); "
+        "BR-PA-011 needs 25: A4 will be INCONCLUSIVE"
+    )
     assert "a4_actions.allow_destructive: true" in row.fix
     assert "a4_actions.namespaces" in row.fix and "a4_actions.min_actions: 18" in row.fix
 
@@ -186,8 +188,9 @@ def test_a_lowered_count_is_named_in_the_a4_verdict() -> None:
     assert judge(frame, "kubernetes").status == "INCONCLUSIVE"
     req = judge(frame, "kubernetes", min_actions=18)
     assert req.status == "PASS" and req.details["min_actions"] == 18
-    assert req.threshold.startswith("≥ 18 actions (a4_actions.min_actions, lowered from "
-                                    "BR-PA-011's 25)")  # fmt: skip
+    assert req.threshold.startswith(
+        "≥ 18 actions (a4_actions.min_actions, lowered from BR-PA-011's 25)"
+    )
 
 
 def test_cli_check_warns_about_a4_and_wants_a_kubeconfig_for_verify_kubernetes(

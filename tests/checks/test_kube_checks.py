@@ -24,12 +24,7 @@ from check_support import (
     missing_server,
 )
 
-from kubetest.checks import (
-    FAILED,
-    NOT_CONFIGURED,
-    OK,
-    check_kubernetes,
-)
+from kubetest.checks import FAILED, NOT_CONFIGURED, OK, check_kubernetes
 from kubetest.params import Params
 
 pytestmark = pytest.mark.timeout(60)

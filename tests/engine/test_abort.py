@@ -134,12 +134,9 @@ def _slow_server(after_s: float, delay_s: float) -> WebServer:
 FAST_RULE = AbortRule(window_s=0.5, consecutive=3, p95_s=0.3, success_below=0.5)
 
 
-def test_open_loop_aborts_once_the_server_turns_slow_and_keeps_its_records(
-    tmp_path: Path,
-) -> None:
+def test_open_loop_aborts_once_the_server_turns_slow_and_keeps_its_records(tmp_path: Path) -> None:
     with _slow_server(1.0, 2.0) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(20, 20), timeout_s=10,
-                        abort=FAST_RULE)  # fmt: skip
+        plan = LoadPlan(url=server.url, schedule=constant(20, 20), timeout_s=10, abort=FAST_RULE)
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["aborted"] is not None and s["aborted"].startswith("aborted at t = ")
@@ -171,8 +168,7 @@ def test_a_hung_server_is_aborted_on_overdue_requests(tmp_path: Path) -> None:
     """After 1 s the server never answers within the run: nothing completes, yet the
     in-flight requests older than p95_s breach every window."""
     with _slow_server(1.0, 60.0) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(20, 20), timeout_s=30,
-                        abort=FAST_RULE)  # fmt: skip
+        plan = LoadPlan(url=server.url, schedule=constant(20, 20), timeout_s=30, abort=FAST_RULE)
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["aborted"] is not None and "p95" in s["aborted"]
@@ -193,9 +189,11 @@ def test_summary_names_the_first_shard_to_abort() -> None:
     early = shard_result(shard=0, aborted="aborted at t = 30 s: p95 3 s > 2 s in 3 windows "
                          "of 10 s", aborted_at_s=30.0, dispatch_end_s=5.0, scheduled=50,
                          dispatched=50, last_sent_s=4.9)  # fmt: skip
-    other = shard_result(shard=1, interrupted=True, dispatch_end_s=5.1, scheduled=50,
-                         dispatched=50, last_sent_s=5.0)  # fmt: skip
-    s, _ = summarise_shards([other, early], plan, start_epoch=0.0, workers=2, interrupted=False,
-                     records_path=Path("r"))  # fmt: skip
+    other = shard_result(
+        shard=1, interrupted=True, dispatch_end_s=5.1, scheduled=50, dispatched=50, last_sent_s=5.0
+    )
+    s, _ = summarise_shards(
+        [other, early], plan, start_epoch=0.0, workers=2, interrupted=False, records_path=Path("r")
+    )
     assert s["aborted"].startswith("aborted at t = 30 s") and s["aborted_at_s"] == 30.0
     assert s["saturated"] is False, s["saturation_reasons"]

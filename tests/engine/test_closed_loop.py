@@ -11,8 +11,9 @@ from kubetest.engine import LoadPlan, read_records, run_load
 
 def test_closed_loop_keeps_n_in_flight(tmp_path: Path, engine_client: str) -> None:
     with WebServer(ok_handler(delay_s=0.1)) as server:
-        plan = LoadPlan(url=server.url, mode="closed", concurrency=8, duration_s=1.0,
-                        client=engine_client)  # fmt: skip
+        plan = LoadPlan(
+            url=server.url, mode="closed", concurrency=8, duration_s=1.0, client=engine_client
+        )
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert server.max_in_flight == 8

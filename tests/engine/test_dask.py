@@ -19,14 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from engine_servers import (
-    WebServer,
-    hdr,
-    histogram_of,
-    interrupt_cli,
-    ok_handler,
-    shard_result,
-)
+from engine_servers import WebServer, hdr, histogram_of, interrupt_cli, ok_handler, shard_result
 
 from kubetest.engine import LoadPlan, ShardResult, read_records, run_load, summarise_shards
 from kubetest.engine import cluster as dask_cluster

@@ -63,8 +63,9 @@ def test_keep_alive_reuses_connections_and_reconnects_when_the_server_closes(
     no request is lost to it."""
     handler = KeepAlive(close_after=3, announce=announce)
     with RawServer(handler) as server:
-        result = run_load(_plan(server.url, engine_client, rate=40, duration=0.75), tmp_path,
-                          progress=False)  # fmt: skip
+        result = run_load(
+            _plan(server.url, engine_client, rate=40, duration=0.75), tmp_path, progress=False
+        )
     s = result.summary
     assert s["success_count"] == 30 and s["errors"] == {}, s["errors"]
     assert handler.requests == 30
@@ -145,7 +146,7 @@ def test_an_answer_cut_short_keeps_its_status_and_is_a_reset(
         records = read_records(
             run_load(
                 _plan(server.url, engine_client, rate=10, duration=0.3), tmp_path, progress=False
-            ).records_path  # fmt: skip
+            ).records_path
         )
     assert set(records["error"]) == {"reset"} and set(records["status"]) == {200}
     assert set(records["outcome"]) == {"failed"}
@@ -171,8 +172,9 @@ def test_a_2s_server_is_measured_from_the_intended_time(tmp_path: Path, engine_c
 
 
 def test_the_url_decides_host_path_and_credentials() -> None:
-    client = FastClient("http://user:p%40ss@[::1]:8443/a/b?c=d", max_connections=1,
-                        timeout_s=1, max_body_bytes=10)  # fmt: skip
+    client = FastClient(
+        "http://user:p%40ss@[::1]:8443/a/b?c=d", max_connections=1, timeout_s=1, max_body_bytes=10
+    )
     head = client.head.decode()
     assert head.startswith("POST /a/b?c=d HTTP/1.1\r\nHost: [::1]:8443\r\n")
     assert "Authorization: Basic dXNlcjpwQHNz\r\n" in head  # user:p@ss
@@ -195,15 +197,18 @@ async def _early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     """A 103 before each 201, on one kept-alive connection."""
     while True:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
-                     b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+        )
         await writer.drain()
 
 
-@pytest.mark.parametrize(("behaviour", "status", "outcome", "error"), [
-    (_endless_header, 0, "failed", "bad_response"),
-    (_early_hints, 201, "accepted", ""),
-], ids=["endless-header", "103-then-201"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("behaviour", "status", "outcome", "error"),
+    [(_endless_header, 0, "failed", "bad_response"), (_early_hints, 201, "accepted", "")],
+    ids=["endless-header", "103-then-201"],
+)
 def test_head_of_an_answer_is_bounded_and_1xx_is_skipped(
     tmp_path: Path, engine_client: str, behaviour: object, status: int, outcome: str, error: str
 ) -> None:

@@ -39,8 +39,9 @@ pytestmark = pytest.mark.timeout(120)
 def plan(
     url: str, rate: float, duration: float, timeout_s: float = 2.0, client: str = "fast"
 ) -> LoadPlan:
-    return LoadPlan(url=url, mode="open", schedule=constant(rate, duration), timeout_s=timeout_s,
-                    client=client)  # fmt: skip
+    return LoadPlan(
+        url=url, mode="open", schedule=constant(rate, duration), timeout_s=timeout_s, client=client
+    )
 
 
 def test_slow_loris_response_is_a_timeout(tmp_path: Path, engine_client: str) -> None:
@@ -175,9 +176,10 @@ def test_hostile_service_leaves_check_and_a1_bounded(tmp_path: Path) -> None:
             "a1_response_time": {"rate_per_min": 600, "duration_min": 0.25},
         }))  # fmt: skip
         runs = {}
-        for name, args in (("check", ["check"]),
-                           ("run", ["run", "--only", "A1", "--outputs", str(tmp_path),
-                                    "--session", "hostile"])):  # fmt: skip
+        for name, args in (
+            ("check", ["check"]),
+            ("run", ["run", "--only", "A1", "--outputs", str(tmp_path), "--session", "hostile"]),
+        ):
             before, t0 = _peak_mb(resource.RUSAGE_CHILDREN), time.monotonic()
             proc = subprocess.run(
                 [sys.executable, "-m", "kubetest", *args, "--params", str(params)],
@@ -221,8 +223,9 @@ class Restartable:
 
     def up(self) -> None:
         async def start() -> None:
-            self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port,
-                                                     reuse_address=True)  # fmt: skip
+            self.server = await asyncio.start_server(
+                self._serve, "127.0.0.1", self.port, reuse_address=True
+            )
             self.port = self.server.sockets[0].getsockname()[1]
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
@@ -250,9 +253,10 @@ def test_target_dying_and_coming_back_mid_run(tmp_path: Path, engine_client: str
     box: dict[str, object] = {}
     thread = threading.Thread(
         target=lambda: box.update(
-            result=run_load(plan(url, 20, 4.0, timeout_s=1.0, client=engine_client), tmp_path,
-                            progress=False)
-        )  # fmt: skip
+            result=run_load(
+                plan(url, 20, 4.0, timeout_s=1.0, client=engine_client), tmp_path, progress=False
+            )
+        )
     )
     thread.start()
     time.sleep(1.5)
@@ -320,8 +324,9 @@ def _healthy(t: EmbeddedTarget) -> bool:
 def test_target_refuses_abuse_with_a_reason_and_stays_up(
     target: EmbeddedTarget, body: bytes, status: int
 ) -> None:
-    resp = httpx.post(target.webhook_url, content=body, timeout=30,
-                      headers={"content-type": "application/json"})  # fmt: skip
+    resp = httpx.post(
+        target.webhook_url, content=body, timeout=30, headers={"content-type": "application/json"}
+    )
     assert resp.status_code == status
     assert resp.json().get("error") or resp.json().get("detail")
     assert _healthy(target)
@@ -345,8 +350,9 @@ def test_slow_client_does_not_block_the_target(target: EmbeddedTarget) -> None:
         for _ in range(3):
             slow.sendall(b" ")
             assert _healthy(target)
-            ok = httpx.post(target.webhook_url, json=webhook([make_alert("pod_crash", 1)]),
-                            timeout=10)  # fmt: skip
+            ok = httpx.post(
+                target.webhook_url, json=webhook([make_alert("pod_crash", 1)]), timeout=10
+            )
             assert ok.status_code == 200
             time.sleep(0.2)
 

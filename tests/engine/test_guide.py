@@ -58,8 +58,9 @@ def test_guide_load_writes_the_guide_fields_and_records_beside(
     assert len(df) == 12 and set(df.alert_type) == {"high_memory", "pod_crash"}
     assert df.fingerprint.is_unique  # unique alerts: the service must process each one
     hlog = records.with_suffix(".hlog")  # the HDR interval log, beside the records
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, records.name,
-                                                                 hlog.name])  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [path.name, records.name, hlog.name]
+    )
 
 
 def test_guide_load_twice_in_one_second_keeps_both(

@@ -77,9 +77,11 @@ def test_url_without_path_gets_the_profile_path(
 @pytest.mark.parametrize("with_token", [True, False])
 def test_a_refused_token_stops_the_load_before_it_starts(
     web_server: Callable[..., WebServer],
-    with_token: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    with_token: bool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setenv("KT_LOAD_TOKEN", "s3cret-token-value")
     extra = ["--auth-token-env", "KT_LOAD_TOKEN"] if with_token else []
     server = web_server(ok_handler(status=401, body=b"Invalid or expired token"))
@@ -106,8 +108,10 @@ def test_a_token_env_var_that_is_not_set_is_one_line(
     assert _load(server, tmp_path, "--auth-token-env", "KT_LOAD_UNSET") == 2
     assert server.requests == 0
     err = capsys.readouterr().err
-    assert err == ("kubetest: error: --auth-token-env names $KT_LOAD_UNSET, which is not set: "
-                   "export it first\n")  # fmt: skip
+    assert err == (
+        "kubetest: error: --auth-token-env names $KT_LOAD_UNSET, which is not set: "
+        "export it first\n"
+    )
 
 
 @pytest.mark.parametrize("status", [500, 400])
@@ -169,9 +173,7 @@ def test_plain_display_writes_a_line_every_interval_only() -> None:
     assert "sent 10" in lines[0] and "100.0%" in lines[0] and "12 ms" in lines[0]
 
 
-def test_make_display_picks_plain_lines_without_a_terminal(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_make_display_picks_plain_lines_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stderr", io.StringIO())  # isatty() is False
     monkeypatch.delenv(progress.PROGRESS_FILE_ENV, raising=False)
     assert isinstance(make_display(None, "load", 10), PlainDisplay)

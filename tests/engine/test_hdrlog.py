@@ -41,8 +41,10 @@ def test_buffered_recording_counts_what_record_value_counts() -> None:
     add_seconds(batch, values[777:].tolist())
     assert (_counts(one) == _counts(batch)).all()
     assert batch.get_total_count() == one.get_total_count() == len(values)
-    assert (batch.get_min_value(), batch.get_max_value()) == (one.get_min_value(),
-                                                              one.get_max_value())  # fmt: skip
+    assert (batch.get_min_value(), batch.get_max_value()) == (
+        one.get_min_value(),
+        one.get_max_value(),
+    )
 
 
 def test_logs_merged_across_shards_and_windows_equal_one_histogram_of_every_value(
@@ -86,8 +88,9 @@ def test_a_run_logs_every_request_and_its_percentiles_are_the_summarys(
     tmp_path: Path, engine_client: str
 ) -> None:
     with WebServer(ok_handler()) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(200, 2.5), client=engine_client,
-                        hdr_interval_s=0.5)  # fmt: skip
+        plan = LoadPlan(
+            url=server.url, schedule=constant(200, 2.5), client=engine_client, hdr_interval_s=0.5
+        )
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["hdr_logs"] == [str(tmp_path / "records.hlog")] and s["records_sampled"] is None
@@ -112,8 +115,9 @@ def test_above_max_per_s_records_are_sampled_and_the_log_keeps_every_request(
     tmp_path: Path, engine_client: str
 ) -> None:
     with WebServer(ok_handler()) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(400, 2.0), client=engine_client,
-                        records_max_per_s=100)  # fmt: skip
+        plan = LoadPlan(
+            url=server.url, schedule=constant(400, 2.0), client=engine_client, records_max_per_s=100
+        )
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     df = read_records(result.records_path)

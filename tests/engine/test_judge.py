@@ -67,14 +67,32 @@ def test_one_stall_is_not_saturation_late_sends_in_two_seconds_are() -> None:
     delays the arrivals due during it does not make the generator saturated; late sends
     in two different seconds of the run, three or more of them, do."""
     calm = [0.001] * 12
-    two = _summary([shard_result(lag_hdr=hdr([0.001] * 98 + [0.09] * 2),
-                                 lag_max_by_second=[*calm[:5], 0.09, 0.09, *calm[7:]])])
+    two = _summary(
+        [
+            shard_result(
+                lag_hdr=hdr([0.001] * 98 + [0.09] * 2),
+                lag_max_by_second=[*calm[:5], 0.09, 0.09, *calm[7:]],
+            )
+        ]
+    )
     assert two["saturated"] is False and two["schedule_lag_p99"] > 0.05  # only two late
-    stall = _summary([shard_result(lag_hdr=hdr([0.001] * 95 + [0.09] * 5),
-                                   lag_max_by_second=[*calm[:5], 0.09, *calm[6:]])])
+    stall = _summary(
+        [
+            shard_result(
+                lag_hdr=hdr([0.001] * 95 + [0.09] * 5),
+                lag_max_by_second=[*calm[:5], 0.09, *calm[6:]],
+            )
+        ]
+    )
     assert stall["saturated"] is False  # five late, all in one second: one stall
-    twice = _summary([shard_result(lag_hdr=hdr([0.001] * 95 + [0.09] * 5),
-                                   lag_max_by_second=[*calm[:3], 0.09, 0.001, 0.09, *calm[6:]])])
+    twice = _summary(
+        [
+            shard_result(
+                lag_hdr=hdr([0.001] * 95 + [0.09] * 5),
+                lag_max_by_second=[*calm[:3], 0.09, 0.001, 0.09, *calm[6:]],
+            )
+        ]
+    )
     assert any("schedule lag p99" in r for r in twice["saturation_reasons"])
     ticks = _summary([shard_result(loop_lag_hdr=hdr([0.001] * 38 + [0.2] * 2))])
     assert ticks["saturated"] is False  # two oversleeps: two stalls, not a busy loop

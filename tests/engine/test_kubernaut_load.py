@@ -61,8 +61,10 @@ def target_outcomes(ctx: TestContext) -> dict[str, int]:
 
 def record_outcomes(records: Any) -> dict[str, int]:
     counts = records["outcome"].value_counts().to_dict()
-    return {k: int(counts.get(k, 0)) for k in
-            ("accepted", "duplicate", "rejected", "throttled", "failed")}  # fmt: skip
+    return {
+        k: int(counts.get(k, 0))
+        for k in ("accepted", "duplicate", "rejected", "throttled", "failed")
+    }
 
 
 def counted_alike(ctx: TestContext, records: Any) -> dict[str, int]:

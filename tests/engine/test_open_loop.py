@@ -73,8 +73,9 @@ def test_slow_target_with_in_flight_room_does_not_flag_the_generator(
     tmp_path: Path, engine_client: str
 ) -> None:
     with WebServer(ok_handler(delay_s=1.0)) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(40, 1.5), timeout_s=5,
-                        client=engine_client)  # fmt: skip
+        plan = LoadPlan(
+            url=server.url, schedule=constant(40, 1.5), timeout_s=5, client=engine_client
+        )
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["success_count"] == 60
@@ -112,8 +113,9 @@ def test_generator_behind_schedule_records_late_and_flags_rate(
 ) -> None:
     # max_lag_s tiny: every arrival is "too late" once the dispatcher sees it
     with WebServer(ok_handler()) as server:
-        plan = LoadPlan(url=server.url, schedule=constant(100, 1), max_lag_s=1e-9,
-                        client=engine_client)  # fmt: skip
+        plan = LoadPlan(
+            url=server.url, schedule=constant(100, 1), max_lag_s=1e-9, client=engine_client
+        )
         result = run_load(plan, tmp_path, progress=False)
     s = result.summary
     assert s["errors"].get("late", 0) >= 90
@@ -129,8 +131,9 @@ def test_poisson_schedule_and_kubernaut_profile(tmp_path: Path, engine_client: s
         return web.Response(status=next(statuses), text="{}")
 
     with WebServer(kubernaut) as server:
-        plan = LoadPlan(url=server.url, api="kubernaut", schedule=poisson(80, 1, seed=1),
-                        client=engine_client)  # fmt: skip
+        plan = LoadPlan(
+            url=server.url, api="kubernaut", schedule=poisson(80, 1, seed=1), client=engine_client
+        )
         result = run_load(plan, tmp_path, progress=False)
     o = result.summary["outcomes"]
     n = len(poisson(80, 1, seed=1))
@@ -145,7 +148,9 @@ def test_bearer_token_is_sent_but_never_stored(tmp_path: Path, monkeypatch, engi
     monkeypatch.setenv("KUBETEST_TEST_TOKEN", secret)
     with WebServer(ok_handler()) as server:
         plan = LoadPlan(
-            url=server.url, schedule=constant(20, 0.25), auth_token_env="KUBETEST_TEST_TOKEN",
+            url=server.url,
+            schedule=constant(20, 0.25),
+            auth_token_env="KUBETEST_TEST_TOKEN",
             client=engine_client,
         )
         run_load(plan, tmp_path, progress=False)

@@ -22,9 +22,10 @@ def test_owner_fingerprint_is_the_gateways() -> None:
     # pkg/gateway/types/fingerprint.go: SHA256("prod:Deployment:payment-api")
     want = hashlib.sha256(b"prod:Deployment:payment-api").hexdigest()
     assert owner_fingerprint("prod", "payment-api") == want
-    assert owner_fingerprint("prod", "payment-api", cluster="east") == hashlib.sha256(
-        b"east:prod:Deployment:payment-api"
-    ).hexdigest()
+    assert (
+        owner_fingerprint("prod", "payment-api", cluster="east")
+        == hashlib.sha256(b"east:prod:Deployment:payment-api").hexdigest()
+    )
 
 
 def test_free_workloads_first_then_round_robin_over_busy_ones() -> None:
@@ -160,8 +161,9 @@ def test_the_pool_report_sizes_the_pool_on_created_remediations() -> None:
                "outcomes": {"accepted": 60, "duplicate": 40, "throttled": 49_900}}  # fmt: skip
     report = pool_report(s, summary, lifetime_s=3.0)
     assert report["needed"] == 30 and report["to_busy"] == 1
-    assert report["finding"].startswith("pool too small: 2 workloads, rate × time to "
-                                        "terminal ≈ 30 needed")  # fmt: skip
+    assert report["finding"].startswith(
+        "pool too small: 2 workloads, rate × time to terminal ≈ 30 needed"
+    )
     quiet = WorkloadScheduler(["a"], NS)
     assert "finding" not in pool_report(quiet, summary, None)
     unknown = pool_report(s, summary, None)

@@ -82,8 +82,10 @@ def test_cli_refuses_bad_params_with_exit_2_and_no_traceback(tmp_path: Path) -> 
     bad.write_text(yaml.safe_dump({"a1_response_time": {"rate_per_min": -1}}))
     proc = subprocess.run(
         [sys.executable, "-m", "kubetest", "run", "--params", str(bad), "--outputs", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

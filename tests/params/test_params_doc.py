@@ -46,8 +46,13 @@ def test_every_key_has_a_row_with_a_meaning() -> None:
 def test_types_and_defaults_read_as_a_yaml_writer_needs_them() -> None:
     from kubetest.params import A3Availability, Slo
 
-    assert type_name(Slo.model_fields["success_rate"].annotation,
-                     list(Slo.model_fields["success_rate"].metadata)) == "float (0..1)"
+    assert (
+        type_name(
+            Slo.model_fields["success_rate"].annotation,
+            list(Slo.model_fields["success_rate"].metadata),
+        )
+        == "float (0..1)"
+    )
     target = A3Availability.model_fields["target"]
     assert type_name(target.annotation, list(target.metadata)) == "float (> 0, < 1)"
     text = DOC.read_text()
@@ -60,8 +65,10 @@ def test_types_and_defaults_read_as_a_yaml_writer_needs_them() -> None:
 def test_an_unknown_key_points_to_the_reference() -> None:
     with pytest.raises(ParamsError) as err:
         parse_params({"a4_actions": {"min_action": 18}})
-    assert str(err.value) == ("params: a4_actions.min_action: unknown key; remove it or check "
-                              "its spelling (every key: docs/params.md)")  # fmt: skip
+    assert str(err.value) == (
+        "params: a4_actions.min_action: unknown key; remove it or check "
+        "its spelling (every key: docs/params.md)"
+    )
 
 
 def test_the_module_prints_the_reference() -> None:

@@ -71,7 +71,7 @@ def test_a_hostile_suite_leaves_no_live_markup_in_the_reports(tmp_path: Path) ->
             {"name": "stderr", "command": [sys.executable, "-c", say]},
             {"name": "junit", "command": ["true"], "junit_path": str(junit)},
         ],
-    }  # fmt: skip
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     result = run_session(path, session="s", outputs=tmp_path / "out", echo=lambda _l: None)

@@ -99,7 +99,9 @@ def test_the_sections_read_typed() -> None:
     [phase] = b1.loads()
     assert phase.saturated and not phase.judged_saturated  # generator-limited: not evidence
     assert GeneratorHealth.of(b1.loads() + a1.loads()).model_dump() == {
-        "saturated": False, "schedule_lag_p99_s": 0.003}  # fmt: skip
+        "saturated": False,
+        "schedule_lag_p99_s": 0.003,
+    }
 
 
 def test_the_summary_validates_and_round_trips() -> None:

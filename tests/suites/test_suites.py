@@ -26,8 +26,9 @@ PKG = "github.com/jordigilh/kubernaut/test/integration/alert_processing"
 
 
 def ev(action: str, test: str = "", pkg: str = PKG, **extra: object) -> str:
-    return json.dumps({"Action": action, "Package": pkg, **({"Test": test} if test else {}),
-                       **extra})  # fmt: skip
+    return json.dumps(
+        {"Action": action, "Package": pkg, **({"Test": test} if test else {}), **extra}
+    )
 
 
 def suite(**kw: object) -> ExternalSuite:
@@ -60,11 +61,13 @@ def test_go_json_counts_each_test_and_keeps_a_failures_output() -> None:
 
 
 def test_a_package_that_fails_without_a_failed_test_is_a_failure() -> None:
-    build = "\n".join([
-        ev("output", pkg="example.com/broken", Output="# example.com/broken\n"),
-        ev("output", pkg="example.com/broken", Output="x.go:3:1: syntax error\n"),
-        ev("fail", pkg="example.com/broken", Elapsed=0.0),
-    ])  # fmt: skip
+    build = "\n".join(
+        [
+            ev("output", pkg="example.com/broken", Output="# example.com/broken\n"),
+            ev("output", pkg="example.com/broken", Output="x.go:3:1: syntax error\n"),
+            ev("fail", pkg="example.com/broken", Elapsed=0.0),
+        ]
+    )
     (case,) = parse_go_test_json(build)
     assert (case.suite, case.name, case.status) == ("example.com/broken", "(package)", "failed")
     assert "syntax error" in case.output
@@ -153,12 +156,15 @@ def test_tests_are_counted_per_requirement_once_each() -> None:
 
 
 def test_a_failing_go_suite_fails_with_exact_counts_and_logs(tmp_path: Path) -> None:
-    s = suite(command=[*GO, "fail"], requirements={"Concurrent": "BR-PA-004",
-                                                   "AlertProcessing_": "BR-PA-003"})  # fmt: skip
+    s = suite(
+        command=[*GO, "fail"],
+        requirements={"Concurrent": "BR-PA-004", "AlertProcessing_": "BR-PA-003"},
+    )
     lines: list[str] = []
     target = {"KUBETEST_TARGET_URL": "http://127.0.0.1:1/x"}
-    run = run_suite(s, base_dir=tmp_path, log_dir=tmp_path / "suites", env=target,
-                    progress=lines.append)  # fmt: skip
+    run = run_suite(
+        s, base_dir=tmp_path, log_dir=tmp_path / "suites", env=target, progress=lines.append
+    )
     assert run.format == "go-json" and run.exit_code == 1
     assert run.counts() == {"passed": 2, "failed": 2, "skipped": 1}
     req = run.requirement(s.requirements)
@@ -202,21 +208,27 @@ def test_junit_on_stdout_is_detected_and_failures_read(tmp_path: Path) -> None:
 
 
 def test_a_missing_junit_file_or_broken_xml_decides_nothing(tmp_path: Path) -> None:
-    missing = run_suite(suite(command=["true"], junit_path="nope.xml"), base_dir=tmp_path,
-                        log_dir=tmp_path)  # fmt: skip
-    assert missing.verdict() == ("INCONCLUSIVE", [f"no JUnit file at {tmp_path}/nope.xml "
-                                                  "(junit_path)"])  # fmt: skip
-    broken = run_suite(suite(command=[*JUNIT, "broken"], format="junit"), base_dir=tmp_path,
-                       log_dir=tmp_path)  # fmt: skip
+    missing = run_suite(
+        suite(command=["true"], junit_path="nope.xml"), base_dir=tmp_path, log_dir=tmp_path
+    )
+    assert missing.verdict() == (
+        "INCONCLUSIVE",
+        [f"no JUnit file at {tmp_path}/nope.xml (junit_path)"],
+    )
+    broken = run_suite(
+        suite(command=[*JUNIT, "broken"], format="junit"), base_dir=tmp_path, log_dir=tmp_path
+    )
     status, reasons = broken.verdict()
     assert status == "INCONCLUSIVE" and "not valid JUnit XML" in reasons[0]
 
 
 @pytest.mark.parametrize(
     ("mode", "status", "reason"),
-    [("silent-fail", "FAIL", "exited 2 with no test results"),
-     ("empty", "INCONCLUSIVE", "the suite ran no test")],
-)  # fmt: skip
+    [
+        ("silent-fail", "FAIL", "exited 2 with no test results"),
+        ("empty", "INCONCLUSIVE", "the suite ran no test"),
+    ],
+)
 def test_exit_codes_without_tests(tmp_path: Path, mode: str, status: str, reason: str) -> None:
     run = run_suite(suite(command=[*GO, mode]), base_dir=tmp_path, log_dir=tmp_path)
     got_status, reasons = run.verdict()
@@ -224,12 +236,14 @@ def test_exit_codes_without_tests(tmp_path: Path, mode: str, status: str, reason
 
 
 def test_a_command_that_cannot_run_is_inconclusive(tmp_path: Path) -> None:
-    shell = run_suite(suite(command="kubetest-no-such-tool --json"), base_dir=tmp_path,
-                      log_dir=tmp_path)  # fmt: skip
+    shell = run_suite(
+        suite(command="kubetest-no-such-tool --json"), base_dir=tmp_path, log_dir=tmp_path
+    )
     status, reasons = shell.verdict()
     assert status == "INCONCLUSIVE" and "exit 127" in reasons[0]
-    direct = run_suite(suite(command=["/nonexistent/go", "test"]), base_dir=tmp_path,
-                       log_dir=tmp_path)  # fmt: skip
+    direct = run_suite(
+        suite(command=["/nonexistent/go", "test"]), base_dir=tmp_path, log_dir=tmp_path
+    )
     assert direct.verdict()[0] == "INCONCLUSIVE" and "/nonexistent/go" in direct.cannot_run
     nowhere = run_suite(suite(cwd="missing"), base_dir=tmp_path, log_dir=tmp_path)
     assert "is not a folder" in nowhere.verdict()[1][0]
@@ -277,14 +291,16 @@ def test_secrets_in_a_suite_log_are_scrubbed(
 
 @pytest.mark.parametrize(
     ("suites", "message"),
-    [([], "needs at least one suite"),
-     ([{"name": "a", "command": "x"}, {"name": "a", "command": "y"}], "used twice"),
-     ([{"name": "a b", "command": "x"}], "external_suites.0.name"),
-     ([{"name": "a", "command": "x", "requirements": {"(": "BR-1"}}], "not a regular expr"),
-     ([{"name": "a", "command": "x", "env": {"API_TOKEN": "v"}}], "looks like a secret"),
-     ([{"name": "a", "command": ""}], "external_suites.0.command"),
-     ([{"name": "a", "command": "x", "timeout_s": 0}], "timeout_s")],
-)  # fmt: skip
+    [
+        ([], "needs at least one suite"),
+        ([{"name": "a", "command": "x"}, {"name": "a", "command": "y"}], "used twice"),
+        ([{"name": "a b", "command": "x"}], "external_suites.0.name"),
+        ([{"name": "a", "command": "x", "requirements": {"(": "BR-1"}}], "not a regular expr"),
+        ([{"name": "a", "command": "x", "env": {"API_TOKEN": "v"}}], "looks like a secret"),
+        ([{"name": "a", "command": ""}], "external_suites.0.command"),
+        ([{"name": "a", "command": "x", "timeout_s": 0}], "timeout_s"),
+    ],
+)
 def test_bad_suite_params_are_one_line(suites: list[object], message: str) -> None:
     with pytest.raises(ParamsError, match=message) as err:
         parse_params({"external_suites": suites})
@@ -294,8 +310,9 @@ def test_bad_suite_params_are_one_line(suites: list[object], message: str) -> No
 def test_a_failed_suite_is_a_no_go_and_an_inconclusive_one_costs_confidence() -> None:
     failed = Requirement("SUITE:go", 50.0, "%", "", "FAIL")
     unsure = Requirement("SUITE:junit", None, "%", "", "INCONCLUSIVE")
-    verdict = decide([failed, unsure], saturated=False, complete=True,
-                     max_sustainable_rate_per_min=5000)  # fmt: skip
+    verdict = decide(
+        [failed, unsure], saturated=False, complete=True, max_sustainable_rate_per_min=5000
+    )
     assert "the service's own suite go failed" in verdict.reasons
     assert "SUITE:junit inconclusive" in verdict.penalties
     ok = decide([Requirement("SUITE:go", 100.0, "%", "", "PASS")], saturated=False,
@@ -356,8 +373,7 @@ def forced_colour(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("forced_colour")
 def test_forced_colour_is_not_passed_on_to_a_suite(tmp_path: Path) -> None:
-    run = run_suite(suite(command=[*COLOUR, "if-forced"]), base_dir=tmp_path,
-                    log_dir=tmp_path)  # fmt: skip
+    run = run_suite(suite(command=[*COLOUR, "if-forced"]), base_dir=tmp_path, log_dir=tmp_path)
     stdout = (tmp_path / "s.stdout.log").read_text()
     assert "env NO_COLOR=1" in stdout  # none of the forcing variables reached it
     assert "\x1b" not in stdout + (tmp_path / "s.stderr.log").read_text()
@@ -365,20 +381,18 @@ def test_forced_colour_is_not_passed_on_to_a_suite(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("forced_colour")
-def test_colour_codes_a_suite_prints_anyway_are_stripped_from_what_is_shown(
-    tmp_path: Path,
-) -> None:
+def test_colour_codes_a_suite_prints_anyway_are_stripped_from_what_is_shown(tmp_path: Path) -> None:
     run = run_suite(suite(command=[*COLOUR, "always"]), base_dir=tmp_path, log_dir=tmp_path)
     assert "\x1b[31;1m" in (tmp_path / "s.stderr.log").read_text()  # the log stays as printed
     shown = json.dumps(run.requirement({}).as_dict())
     assert "\\u001b" not in shown and "[31;1m" not in shown and "[0m" not in shown
-    assert run.failed_cases[0].output == ("--- FAIL: TestColour\n"
-                                          "    colour_test.go:7: expected 5, got 6")  # fmt: skip
+    assert run.failed_cases[0].output == (
+        "--- FAIL: TestColour\n    colour_test.go:7: expected 5, got 6"
+    )
 
 
 def test_colour_codes_in_junit_and_in_a_cannot_run_line_are_stripped(tmp_path: Path) -> None:
     junit = run_suite(suite(command=[*COLOUR, "junit"]), base_dir=tmp_path, log_dir=tmp_path)
     assert junit.failed_cases[0].output == "AssertionError: drain refused\n> assert drained"
-    cannot = run_suite(suite(command=[*COLOUR, "cannot-run"]), base_dir=tmp_path,
-                       log_dir=tmp_path)  # fmt: skip
+    cannot = run_suite(suite(command=[*COLOUR, "cannot-run"]), base_dir=tmp_path, log_dir=tmp_path)
     assert cannot.cannot_run == "exit 127: sh: gotest: not found"

@@ -70,8 +70,9 @@ class Gateway:
         self.client.__exit__()
 
 
-def alert_for(deployment: str, seq: int = 1, *, namespace: str = "test-workloads",
-              **labels: str) -> dict[str, Any]:  # fmt: skip
+def alert_for(
+    deployment: str, seq: int = 1, *, namespace: str = "test-workloads", **labels: str
+) -> dict[str, Any]:
     """One alert about ``deployment`` (labels as kubetest sends them, plus ``labels``)."""
     alert = make_alert("high_cpu", seq, namespace=namespace).to_dict()
     alert["labels"].update(deployment=deployment, pod=f"{deployment}-5f7b9c6d4-abcde", **labels)
@@ -90,8 +91,9 @@ def _problem(resp: httpx.Response, code: int, detail: str, *, instance: str = SI
     assert resp.status_code == code, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
     doc = resp.json()
-    keys = ["type", "title", "detail", "status", "instance"] + (["request_id"] if request_id
-                                                                else [])  # fmt: skip
+    keys = ["type", "title", "detail", "status", "instance"] + (
+        ["request_id"] if request_id else []
+    )
     assert list(doc) == keys
     assert doc["detail"] == detail and doc["status"] == code and doc["instance"] == instance
     assert doc["type"].startswith("https://kubernaut.ai/problems/")

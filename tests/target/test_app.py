@@ -313,9 +313,8 @@ def test_embedded_target_reports_a_failed_start() -> None:
 )  # fmt: skip
 def test_cli_bad_arguments_are_usage_errors(argv: list[str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "kubetest.target", *argv],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [sys.executable, "-m", "kubetest.target", *argv], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 2
     assert "usage:" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -406,7 +405,9 @@ def test_the_metrics_scrape_sends_the_token_only_to_the_target(
     from kubetest.metrics import _target_auth
 
     monkeypatch.setenv("KT_TARGET_TOKEN", "kt-target-token-123")
-    own = _target_auth("KT_TARGET_TOKEN", "http://127.0.0.1:9090/metrics", "http://127.0.0.1:8080/x")
+    own = _target_auth(
+        "KT_TARGET_TOKEN", "http://127.0.0.1:9090/metrics", "http://127.0.0.1:8080/x"
+    )
     assert own == {"Authorization": "Bearer kt-target-token-123"}
     assert _target_auth("KT_TARGET_TOKEN", "http://prom.example:9090/metrics",
                         "http://127.0.0.1:8080/x") == {}  # fmt: skip

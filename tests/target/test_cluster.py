@@ -64,8 +64,13 @@ def rr_body(name: str, fingerprint: str, ns: str = "kubernaut-system") -> dict[s
 
 @pytest.fixture
 def served() -> Iterator[tuple[Cluster, str]]:
-    cfg = TargetConfig(api="kubernaut", seed=3, kube_denied=("delete:deployments",),
-                       managed_namespaces=("shop",), remediation_phase_s=(0.01, 0.01, 0.01, 0.01))
+    cfg = TargetConfig(
+        api="kubernaut",
+        seed=3,
+        kube_denied=("delete:deployments",),
+        managed_namespaces=("shop",),
+        remediation_phase_s=(0.01, 0.01, 0.01, 0.01),
+    )
     cluster = Cluster(cfg)
     cluster.add_token(TOKEN, kubetest_identity(cfg.kube_denied))
     cluster.add_token("signal-token", signal_source_identity(cfg.controller_namespace))
@@ -95,7 +100,9 @@ def test_label_selectors_parse_and_match() -> None:
 def test_field_selectors_name_their_unsupported_field() -> None:
     fields = ("metadata.name", "spec.signalFingerprint")
     assert parse_field_selector("spec.signalFingerprint=abc,metadata.name!=x", fields) == (
-        ("spec.signalFingerprint", True, "abc"), ("metadata.name", False, "x"))  # fmt: skip
+        ("spec.signalFingerprint", True, "abc"),
+        ("metadata.name", False, "x"),
+    )
     with pytest.raises(KubeError) as err:
         parse_field_selector("spec.severity=critical", fields)
     assert (err.value.code, err.value.message) == (400, "field label not supported: spec.severity")
@@ -152,8 +159,9 @@ def test_failures_and_blocks_follow_the_orchestrator() -> None:
     assert _phases_seen(cluster, "rr-fail")[-2:] == ["Executing", "Failed"]
 
     # Blocked and failing: a time-based block, Failed (failurePhase Blocked) when it expires
-    blocked = TargetConfig(api="kubernaut", seed=1, blocked_rate=1.0, blocked_s=30.0,
-                           remediation_fail_rate=1.0)  # fmt: skip
+    blocked = TargetConfig(
+        api="kubernaut", seed=1, blocked_rate=1.0, blocked_s=30.0, remediation_fail_rate=1.0
+    )
     cluster = Cluster(blocked, clock=clock, on_action=lambda *a: acted.append(a))
     cluster.create_rr(rr_body("rr-cool", "b" * 64))
     cluster.advance(clock.t + 10)
@@ -164,9 +172,13 @@ def test_failures_and_blocks_follow_the_orchestrator() -> None:
     cluster.advance(clock.t + 40)
     status = cluster.get_rr("kubernaut-system", "rr-cool")["status"]
     assert (status["overallPhase"], status["completionStatus"]["failurePhase"]) == (
-        "Failed", "Blocked")
-    assert acted[-1][1:] == ("rr-cool", "blocked: cooldown expired after blocking due to "
-                                        "ConsecutiveFailures")  # fmt: skip
+        "Failed",
+        "Blocked",
+    )
+    assert acted[-1][1:] == (
+        "rr-cool",
+        "blocked: cooldown expired after blocking due to ConsecutiveFailures",
+    )
 
     # Blocked, not failing: an event-based block, then back to Analyzing and on
     resumes = TargetConfig(api="kubernaut", seed=1, blocked_rate=1.0, blocked_s=30.0)
@@ -240,14 +252,17 @@ def test_deployments_through_the_kubernetes_client(served: tuple[Cluster, str]) 
     managed = apps.list_namespaced_deployment("shop", label_selector=MANAGED_LABEL + "=true")
     assert [d.metadata.name for d in managed.items] == ["web"]
     assert [d.metadata.name for d in apps.list_namespaced_deployment("shop").items] == [
-        "api", "web"]
+        "api",
+        "web",
+    ]
     # kube_denied takes delete away, in the API and in an access review alike
     with pytest.raises(k8s.ApiException) as denied:
         apps.delete_namespaced_deployment("web", "shop")
     body = _error(denied)
     assert body["reason"] == "Forbidden" and body["message"] == (
         'deployments.apps "web" is forbidden: User "system:serviceaccount:kubetest:kubetest" '
-        'cannot delete resource "deployments" in API group "apps" in the namespace "shop"')
+        'cannot delete resource "deployments" in API group "apps" in the namespace "shop"'
+    )
     gone = apps.delete_collection_namespaced_deployment("shop", label_selector="app=web")
     assert gone.kind == "DeploymentList"
     assert [d.metadata.name for d in apps.list_namespaced_deployment("shop").items] == ["api"]
@@ -272,8 +287,9 @@ def test_access_reviews_honour_the_grants(served: tuple[Cluster, str]) -> None:
     # the signal source may create services/gateway-service in the controller namespace only
     assert allowed("create", "services", "", "signal-token", namespace="kubernaut-system",
                    name="gateway-service")  # fmt: skip
-    assert not allowed("create", "services", "", "signal-token", namespace="shop",
-                       name="gateway-service")  # fmt: skip
+    assert not allowed(
+        "create", "services", "", "signal-token", namespace="shop", name="gateway-service"
+    )
     assert not allowed("list", "deployments", "apps", "signal-token", namespace="shop")
 
 
@@ -304,21 +320,31 @@ def test_remediation_requests_list_get_and_watch(served: tuple[Cluster, str]) ->
     cluster.create_rr(rr_body("rr-bbbbbbbbbbbb-00000002", "b" * 64))
 
     by_fp = custom.list_namespaced_custom_object(
-        GROUP, VERSION, ns, RR_PLURAL, field_selector="spec.signalFingerprint=" + "b" * 64)
+        GROUP, VERSION, ns, RR_PLURAL, field_selector="spec.signalFingerprint=" + "b" * 64
+    )
     assert [o["metadata"]["name"] for o in by_fp["items"]] == ["rr-bbbbbbbbbbbb-00000002"]
     with pytest.raises(k8s.ApiException) as err:
-        custom.list_namespaced_custom_object(GROUP, VERSION, ns, RR_PLURAL,
-                                             field_selector="status.overallPhase=Completed")
+        custom.list_namespaced_custom_object(
+            GROUP, VERSION, ns, RR_PLURAL, field_selector="status.overallPhase=Completed"
+        )
     assert err.value.status == 400 and "field label not supported" in _error(err)["message"]
-    one = custom.get_namespaced_custom_object(GROUP, VERSION, ns, RR_PLURAL,
-                                              "rr-aaaaaaaaaaaa-00000001")  # fmt: skip
+    one = custom.get_namespaced_custom_object(
+        GROUP, VERSION, ns, RR_PLURAL, "rr-aaaaaaaaaaaa-00000001"
+    )
     assert one["spec"]["signalLabels"] == {"kubetest_run": "r1"}
 
     # a watch from the list's version sees both walk to Completed (the phases are 10 ms)
     phases: dict[str, str] = {}
     w = k8s_watch.Watch()
-    for event in w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, ns, RR_PLURAL,
-                          resource_version=start_rv, timeout_seconds=10):
+    for event in w.stream(
+        custom.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        ns,
+        RR_PLURAL,
+        resource_version=start_rv,
+        timeout_seconds=10,
+    ):
         obj = event["object"]
         phases[obj["metadata"]["name"]] = (obj.get("status") or {}).get("overallPhase", "")
         if len(phases) == 2 and set(phases.values()) == {"Completed"}:

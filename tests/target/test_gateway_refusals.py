@@ -11,15 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from asgi_apps import AppClient
-from gateway_support import (
-    CONTROLLER,
-    KUBE_TOKEN,
-    SIGNALS,
-    Gateway,
-    _problem,
-    alert_for,
-    body_of,
-)
+from gateway_support import CONTROLLER, KUBE_TOKEN, SIGNALS, Gateway, _problem, alert_for, body_of
 
 from kubetest.engine import classify, problem_detail
 from kubetest.target import TargetConfig, create_app
@@ -33,8 +25,7 @@ def test_alertname_is_required_and_a_missing_severity_is_unknown() -> None:
         gw.deploy("api")
         nameless = alert_for("web")
         del nameless["labels"]["alertname"]
-        _problem(gw.post(body_of(nameless)), 400, "Signal validation failed: alertName is "
-                 "required")  # fmt: skip
+        _problem(gw.post(body_of(nameless)), 400, "Signal validation failed: alertName is required")
         assert gw.rrs() == []
         # prometheus_adapter.go: an empty severity becomes "unknown", which validates
         no_severity = alert_for("api")
@@ -85,8 +76,9 @@ def test_x_timestamp_is_checked_instead_of_the_body() -> None:
         gw.deploy("web")
         body = body_of(alert_for("web"))
         old = gw.post(body, headers={"X-Timestamp": str(int(time.time()) - 600)})
-        _problem(old, 400, "timestamp too old: possible replay attack", instance="",
-                 request_id=False)  # fmt: skip
+        _problem(
+            old, 400, "timestamp too old: possible replay attack", instance="", request_id=False
+        )
         bad = gw.post(body, headers={"X-Timestamp": "soon"})
         assert bad.json()["detail"] == "invalid timestamp format"
         future = gw.post(body, headers={"X-Timestamp": str(int(time.time()) + 600)})
@@ -144,8 +136,9 @@ def test_429_plain_text_at_the_in_flight_limit() -> None:
 
         async def burst() -> list[httpx.Response]:
             body = body_of(alert_for("web"))
-            return await asyncio.gather(*(client._client.post(SIGNALS, json=body)
-                                          for _ in range(3)))  # fmt: skip
+            return await asyncio.gather(
+                *(client._client.post(SIGNALS, json=body) for _ in range(3))
+            )
 
         responses = client._loop.run_until_complete(burst())
         codes = sorted(r.status_code for r in responses)
@@ -174,9 +167,10 @@ def test_signal_sources_need_the_grant(monkeypatch: pytest.MonkeyPatch) -> None:
         }
         for header, (code, detail) in answers.items():
             resp = post(header)
-            assert (resp.status_code, resp.json()) == (code, {
-                "detail": detail, "status": code, "title": "Unauthorized",
-                "type": "about:blank"}), header  # fmt: skip
+            assert (resp.status_code, resp.json()) == (
+                code,
+                {"detail": detail, "status": code, "title": "Unauthorized", "type": "about:blank"},
+            ), header
             assert classify("kubernaut", code, resp.content) == ("failed", "auth")
         kube = post("Bearer " + KUBE_TOKEN)  # authenticates, but is no signal source
         assert kube.status_code == 403

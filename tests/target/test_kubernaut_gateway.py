@@ -15,14 +15,7 @@ import json
 import re
 
 import pytest
-from gateway_support import (
-    CONTROLLER,
-    RR_NAME,
-    Gateway,
-    _problem,
-    alert_for,
-    body_of,
-)
+from gateway_support import CONTROLLER, RR_NAME, Gateway, _problem, alert_for, body_of
 
 from kubetest.engine import classify, classify_all
 from kubetest.target.cluster import MANAGED_LABEL

@@ -13,12 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_apps import AppClient
-from gateway_support import (
-    CONTROLLER,
-    LEGACY,
-    alert_for,
-    body_of,
-)
+from gateway_support import CONTROLLER, LEGACY, alert_for, body_of
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -64,8 +59,10 @@ def test_legacy_answers_200_then_500_in_cooldown() -> None:
 
 def test_legacy_rate_limit_is_429() -> None:
     with _legacy(rate_limit_per_s=5.0, cooldown_s=0.0) as c:
-        codes = [c.post("/alerts", json=webhook([make_alert("high_cpu", i)])).status_code
-                 for i in range(8)]  # fmt: skip
+        codes = [
+            c.post("/alerts", json=webhook([make_alert("high_cpu", i)])).status_code
+            for i in range(8)
+        ]
         assert codes[:5] == [200] * 5 and 429 in codes[5:]
         assert _outcomes(c)["throttled"] == codes.count(429)
 
@@ -159,11 +156,13 @@ def test_params_embedded_target_follows_the_profile(monkeypatch: pytest.MonkeyPa
     assert legacy.target.url == "http://gw.example:8080/alerts"
     kept = parse_params({"target": {"url": "http://gw.example/custom/path", "api": "kubernaut"}})
     assert kept.target.url == "http://gw.example/custom/path"
-    for bad, key in (({"max_concurrent_requests": 0}, "max_concurrent_requests"),
-                     ({"dedup_window_s": 300}, "dedup_window_s"),
-                     ({"kube_denied": ["delete"]}, "kube_denied"),
-                     ({"remediation_phase_s": [1, 2]}, "remediation_phase_s"),
-                     ({"controller_namespace": "Bad"}, "controller_namespace")):  # fmt: skip
+    for bad, key in (
+        ({"max_concurrent_requests": 0}, "max_concurrent_requests"),
+        ({"dedup_window_s": 300}, "dedup_window_s"),
+        ({"kube_denied": ["delete"]}, "kube_denied"),
+        ({"remediation_phase_s": [1, 2]}, "remediation_phase_s"),
+        ({"controller_namespace": "Bad"}, "controller_namespace"),
+    ):
         with pytest.raises(ParamsError, match="target.embedded." + key):
             parse_params({"target": {"embedded": bad}})
 
@@ -196,8 +195,10 @@ def test_embedded_target_serves_four_ports_and_a_kubeconfig(
             "metadata": {"name": "web", "labels": {MANAGED_LABEL: "true", "app": "web"}},
             "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
                      "template": {"metadata": {"labels": {"app": "web"}}}}})  # fmt: skip
-        sent = [httpx.post(target.webhook_url, json=body_of(alert_for(d, i)), timeout=10)
-                for i, d in enumerate(["web", "web", "ghost"])]  # fmt: skip
+        sent = [
+            httpx.post(target.webhook_url, json=body_of(alert_for(d, i)), timeout=10)
+            for i, d in enumerate(["web", "web", "ghost"])
+        ]
         assert [r.status_code for r in sent] == [201, 202, 400]
         name = sent[0].json()["remediationRequestName"]
         custom = k8s.CustomObjectsApi(api)
@@ -207,11 +208,12 @@ def test_embedded_target_serves_four_ports_and_a_kubeconfig(
         assert rr["spec"]["targetResource"]["name"] == "web"
 
         metrics = httpx.get(target.metrics_url).text
-        for line in ('gateway_crds_created_total{source_type="prometheus",status="created"} 1.0',
-                     'gateway_signals_deduplicated_total{signal_name="HighCPUUsage"} 1.0',
-                     'gateway_signals_parse_dropped_total{reason="owner_resolution_failed"} 1.0',
-                     'gateway_signals_received_total{severity="warning",source_type="prometheus"}'
-                     " 2.0"):  # fmt: skip
+        for line in (
+            'gateway_crds_created_total{source_type="prometheus",status="created"} 1.0',
+            'gateway_signals_deduplicated_total{signal_name="HighCPUUsage"} 1.0',
+            'gateway_signals_parse_dropped_total{reason="owner_resolution_failed"} 1.0',
+            'gateway_signals_received_total{severity="warning",source_type="prometheus"} 2.0',
+        ):
             assert line in metrics
         assert httpx.get(target.health_url).json() == {"status": "ready"}
         assert httpx.get(target.base_url + "/health").status_code == 404

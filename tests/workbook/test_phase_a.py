@@ -35,9 +35,11 @@ def context(tmp_path: Path, test: str, **sections: object) -> Iterator[TestConte
 
 def test_a3_measures_an_outage_from_probe_timestamps(tmp_path: Path) -> None:
     with context(
-        tmp_path, "A3", embedded={"outages": [[2.0, 1.0]]},
+        tmp_path,
+        "A3",
+        embedded={"outages": [[2.0, 1.0]]},
         a3_availability={"duration_min": 0.08, "probe_interval_s": 0.05, "target": 0.999},
-    ) as ctx:  # fmt: skip
+    ) as ctx:
         result = a3_availability.run(ctx)
     a = result.availability
     assert len(a.outages) == 1
@@ -101,8 +103,9 @@ def test_a4_records_time_to_execution(tmp_path: Path) -> None:
 
 
 def test_a4_fails_when_the_service_errors(tmp_path: Path) -> None:
-    with context(tmp_path, "A4", embedded={"error_rate": 0.5, "seed": 1},
-                 a4_actions={"actions": "all"}) as ctx:  # fmt: skip
+    with context(
+        tmp_path, "A4", embedded={"error_rate": 0.5, "seed": 1}, a4_actions={"actions": "all"}
+    ) as ctx:
         result = a4_actions.run(ctx)
     assert result.requirement.status == "FAIL"
     assert (

@@ -71,8 +71,9 @@ def parse_webhook(body: bytes) -> dict[str, Any]:
     trunc = data.get("truncatedAlerts")
     if trunc is not None and (not isinstance(trunc, int) or isinstance(trunc, bool)):
         raise UnmarshalError("truncatedAlerts: cannot unmarshal into int")
-    common = {key: _str_map(data.get(key))
-              for key in ("groupLabels", "commonLabels", "commonAnnotations")}  # fmt: skip
+    common = {
+        key: _str_map(data.get(key)) for key in ("groupLabels", "commonLabels", "commonAnnotations")
+    }
     raw_alerts = data.get("alerts")
     if raw_alerts is None:
         raw_alerts = []
@@ -87,12 +88,14 @@ def parse_webhook(body: bytes) -> dict[str, Any]:
         for key in ("status", "generatorURL", "fingerprint"):
             _go_string(raw.get(key))
         _go_time(raw.get("endsAt"))
-        alerts.append({
-            "labels": _str_map(raw.get("labels")),
-            "annotations": _str_map(raw.get("annotations")),
-            "startsAt": _go_time(raw.get("startsAt")),
-            "fingerprint": raw.get("fingerprint") or "",
-        })  # fmt: skip
+        alerts.append(
+            {
+                "labels": _str_map(raw.get("labels")),
+                "annotations": _str_map(raw.get("annotations")),
+                "startsAt": _go_time(raw.get("startsAt")),
+                "fingerprint": raw.get("fingerprint") or "",
+            }
+        )
     return {**common, "alerts": alerts}
 
 

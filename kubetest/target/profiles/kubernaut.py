@@ -52,10 +52,7 @@ from starlette.routing import Route
 from kubetest.errors import StandInAnswer
 from kubetest.target.cluster import Cluster
 from kubetest.target.kube_rules import SIGNAL_GRANT, rfc3339
-from kubetest.target.pipeline import (
-    read_body,
-    serve_alerts,
-)
+from kubetest.target.pipeline import read_body, serve_alerts
 from kubetest.target.profiles.alertmanager_body import go_json, newest_starts_at
 from kubetest.target.profiles.gateway_metrics import GatewayMetrics
 from kubetest.target.profiles.kubernaut_signals import Signal, Signals
@@ -129,7 +126,7 @@ class KubernautGateway:
         if config.auth_token_env:
             expected = state._expected_auth  # "Bearer <value>", read at start
             assert expected is not None
-            self.signal_token = expected[len("Bearer "):]
+            self.signal_token = expected[len("Bearer ") :]
         self.signals = Signals(state, cluster, self.metrics)
 
     # -- answers
@@ -142,19 +139,23 @@ class KubernautGateway:
                  headers: dict[str, str] | None = None) -> Response:  # fmt: skip
         """``gwerrors.RFC7807Error`` (type, title, detail, status, instance, request_id)."""
         type_, title = kind or _TYPES.get(code, ("unknown", "Error"))
-        body: dict[str, Any] = {"type": PROBLEMS + type_, "title": title, "detail": detail,
-                                "status": code,
-                                "instance": self.path if instance is None else instance}
+        body: dict[str, Any] = {
+            "type": PROBLEMS + type_,
+            "title": title,
+            "detail": detail,
+            "status": code,
+            "instance": self.path if instance is None else instance,
+        }
         if request_id:
             body["request_id"] = rid
-        return Response(go_json(body), code, headers=self._headers(rid, headers),
-                        media_type=PROBLEM_JSON)  # fmt: skip
+        return Response(
+            go_json(body), code, headers=self._headers(rid, headers), media_type=PROBLEM_JSON
+        )
 
     def _auth_error(self, code: int, title: str, detail: str, rid: str) -> Response:
         """``auth.Middleware.writeError``: a Go map, so its keys come sorted."""
         body = {"detail": detail, "status": code, "title": title, "type": "about:blank"}
-        return Response(go_json(body), code, headers=self._headers(rid),
-                        media_type=PROBLEM_JSON)
+        return Response(go_json(body), code, headers=self._headers(rid), media_type=PROBLEM_JSON)
 
     # -- the pipeline
 
@@ -164,12 +165,14 @@ class KubernautGateway:
             return
         header = request.headers.get("authorization", "")
         if not header:
-            raise _Answer(self._auth_error(401, "Unauthorized", "Missing Authorization header",
-                                           rid))
+            raise _Answer(
+                self._auth_error(401, "Unauthorized", "Missing Authorization header", rid)
+            )
         if not header.startswith("Bearer "):
-            raise _Answer(self._auth_error(401, "Unauthorized",
-                                           "Invalid Authorization header format", rid))
-        token = header[len("Bearer "):]
+            raise _Answer(
+                self._auth_error(401, "Unauthorized", "Invalid Authorization header format", rid)
+            )
+        token = header[len("Bearer ") :]
         if not token:
             raise _Answer(self._auth_error(401, "Unauthorized", "Empty Bearer token", rid))
         identity = self.cluster.authenticate(token)
@@ -210,8 +213,9 @@ class KubernautGateway:
             raise _Answer(self._problem(400, message, rid, instance="", request_id=False))
         body = await self._body(request)
         if body is None:
-            raise _Answer(self._problem(413, "Request body too large", rid, instance="",
-                                        request_id=False))  # fmt: skip
+            raise _Answer(
+                self._problem(413, "Request body too large", rid, instance="", request_id=False)
+            )
         newest = newest_starts_at(body)
         if newest is False:
             return body  # the handler reports what does not parse
@@ -220,8 +224,15 @@ class KubernautGateway:
                                         instance="", request_id=False))  # fmt: skip
         assert isinstance(newest, datetime)
         if newest.timestamp() > time.time() + skew:
-            raise _Answer(self._problem(400, "alert startsAt in future: possible clock skew "
-                                        "attack", rid, instance="", request_id=False))
+            raise _Answer(
+                self._problem(
+                    400,
+                    "alert startsAt in future: possible clock skew attack",
+                    rid,
+                    instance="",
+                    request_id=False,
+                )
+            )
         return body
 
     def _content_type(self, request: Request, rid: str) -> None:
@@ -231,8 +242,9 @@ class KubernautGateway:
             return
         ok = _media_type_ok(header)
         if ok is None:
-            raise _Answer(self._problem(400, "Invalid Content-Type header format", rid,
-                                        request_id=False))  # fmt: skip
+            raise _Answer(
+                self._problem(400, "Invalid Content-Type header format", rid, request_id=False)
+            )
         if not ok:
             raise _Answer(self._problem(
                 415, "Content-Type must be application/json", rid, request_id=False,
@@ -247,7 +259,8 @@ class KubernautGateway:
         limit = self.config.concurrency_limit
         bucket = state._bucket
         if (limit is not None and state.in_flight >= limit) or (
-                bucket is not None and not bucket.take()):
+            bucket is not None and not bucket.take()
+        ):
             # chi's Throttle: http.Error, before every other middleware (no request id)
             state.metrics.count("webhook", 429)
             state.count_outcome("throttled")
@@ -265,8 +278,7 @@ class KubernautGateway:
         finally:
             state.in_flight -= 1
         code = response.status_code
-        self.metrics.duration.labels(self.path, "POST", str(code)).observe(
-            time.perf_counter() - t0)
+        self.metrics.duration.labels(self.path, "POST", str(code)).observe(time.perf_counter() - t0)
         state.metrics.count("webhook", code)
         if code >= 400:
             state.count_outcome("failed")  # answered 2xx: counted per alert by the pipeline
@@ -276,8 +288,12 @@ class KubernautGateway:
         state = self.state
         remaining = state.outage()
         if remaining:
-            return self._problem(503, "Service unavailable: injected outage window", rid,
-                                 headers={"Retry-After": str(math.ceil(remaining))})
+            return self._problem(
+                503,
+                "Service unavailable: injected outage window",
+                rid,
+                headers={"Retry-After": str(math.ceil(remaining))},
+            )
         self._authenticate(request, rid)
         body = await self._fresh_body(request, rid)
         self._content_type(request, rid)
@@ -300,8 +316,9 @@ class KubernautGateway:
         for signal in signals:
             invalid = self.signals.validate(signal)
             if invalid:
-                results.append(("invalid", {"error": f"Signal validation failed: {invalid}"},
-                                signal))
+                results.append(
+                    ("invalid", {"error": f"Signal validation failed: {invalid}"}, signal)
+                )
             else:
                 word, body_doc = next(processed)
                 results.append((word, body_doc, signal))
@@ -314,15 +331,17 @@ class KubernautGateway:
         if len(signals) == 1:
             word, doc, _ = results[0]
             code = {"created": 201, "duplicate": 202, "rejected": 200}[word]
-            return Response(go_json(doc), code, headers=self._headers(rid),
-                            media_type="application/json")
+            return Response(
+                go_json(doc), code, headers=self._headers(rid), media_type="application/json"
+            )
         items = []
         summary = {"total": len(results), "created": 0, "deduplicated": 0, "rejected": 0,
                    "failed": 0}  # fmt: skip
         for word, doc, signal in results:
             if word == "invalid":
-                items.append({"status": "rejected", "fingerprint": signal.fingerprint,
-                              "error": doc["error"]})  # fmt: skip
+                items.append(
+                    {"status": "rejected", "fingerprint": signal.fingerprint, "error": doc["error"]}
+                )
                 summary["rejected"] += 1
             elif word == "failed":
                 items.append({"status": "failed", "fingerprint": signal.fingerprint,
@@ -336,8 +355,12 @@ class KubernautGateway:
                 items.append(item)
                 summary[{"created": "created", "duplicate": "deduplicated",
                          "rejected": "rejected"}[word]] += 1  # fmt: skip
-        return Response(go_json({"results": items, "summary": summary}), 207,
-                        headers=self._headers(rid), media_type="application/json")
+        return Response(
+            go_json({"results": items, "summary": summary}),
+            207,
+            headers=self._headers(rid),
+            media_type="application/json",
+        )
 
     # -- the other ports
 
@@ -358,11 +381,16 @@ class KubernautGateway:
                 body = {"type": PROBLEMS + "service-unavailable", "title": "Service Unavailable",
                         "detail": "Kubernetes API is not reachable", "status": 503,
                         "instance": "/readyz"}  # fmt: skip
-                return Response(go_json(body), 503, media_type=PROBLEM_JSON,
-                                headers={"Retry-After": str(math.ceil(remaining))})
+                return Response(
+                    go_json(body),
+                    503,
+                    media_type=PROBLEM_JSON,
+                    headers={"Retry-After": str(math.ceil(remaining))},
+                )
             state.metrics.count("health", 200)
-            return Response(go_json({"status": "ready"}), 200,
-                            media_type="text/plain; charset=utf-8")
+            return Response(
+                go_json({"status": "ready"}), 200, media_type="text/plain; charset=utf-8"
+            )
 
         return [Route("/healthz", healthz), Route("/readyz", readyz)]
 
@@ -374,5 +402,6 @@ async def go_not_found(request: Request, exc: Exception) -> Response:
     if getattr(exc, "status_code", 404) == 405:
         allow = (getattr(exc, "headers", None) or {}).get("Allow", "POST")
         return Response(b"", 405, headers={**headers, "Allow": allow})
-    return Response(b"404 page not found\n", 404, media_type="text/plain; charset=utf-8",
-                    headers=headers)
+    return Response(
+        b"404 page not found\n", 404, media_type="text/plain; charset=utf-8", headers=headers
+    )

@@ -34,9 +34,7 @@ from kubetest.errors import KubeError, UnmarshalError
 from kubetest.target.cluster import MANAGED_LABEL, TERMINAL_PHASES, Cluster
 from kubetest.target.kube_rules import RR_API_VERSION, RR_KIND, rfc3339
 from kubetest.target.model import AlertIn, check_action
-from kubetest.target.pipeline import (
-    execute_action,
-)
+from kubetest.target.pipeline import execute_action
 from kubetest.target.profiles.alertmanager_body import parse_webhook, truncate
 from kubetest.target.profiles.gateway_metrics import GatewayMetrics
 from kubetest.target.state import TargetState
@@ -74,6 +72,8 @@ _CORE_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy"})
 _CLUSTER_SCOPED = frozenset({"Node", "PersistentVolume", "Namespace"})
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,251}[a-z0-9])?$")  # rfc1123LabelRegexp
+
+
 def signal_fingerprint(namespace: str, kind: str, name: str, cluster_id: str = "") -> str:
     """``CalculateClusterAwareFingerprint`` (``pg/types/fingerprint.go``)."""
     key = f"{namespace}:{kind}:{name}"
@@ -173,20 +173,33 @@ class Signals:
             seq_label = alert["labels"].get("kubetest_seq")
             history = AlertIn(
                 alertname=alert["labels"].get("alertname", ""),
-                action=(alert["labels"].get("action_required")
-                        or alert["annotations"].get("recommended_action", "")),
+                action=(
+                    alert["labels"].get("action_required")
+                    or alert["annotations"].get("recommended_action", "")
+                ),
                 namespace=ns,
                 fingerprint=alert["fingerprint"] or alertmanager_fingerprint(alert["labels"]),
                 seq=int(seq_label) if seq_label and seq_label.isdigit() else None,
                 labels=labels,
                 starts_at=None,
-            )  # fmt: skip
-            signals.append(Signal(
-                fingerprint=signal_fingerprint(ns, kind, name, cluster_id),
-                cluster_id=cluster_id, signal_name=alert["labels"].get("alertname", ""),
-                severity=alert["labels"].get("severity") or "unknown", namespace=ns,
-                kind=kind, name=name, labels=labels, annotations=annotations,
-                firing=alert["startsAt"], received=received, raw=raw, alert=history))
+            )
+            signals.append(
+                Signal(
+                    fingerprint=signal_fingerprint(ns, kind, name, cluster_id),
+                    cluster_id=cluster_id,
+                    signal_name=alert["labels"].get("alertname", ""),
+                    severity=alert["labels"].get("severity") or "unknown",
+                    namespace=ns,
+                    kind=kind,
+                    name=name,
+                    labels=labels,
+                    annotations=annotations,
+                    firing=alert["startsAt"],
+                    received=received,
+                    raw=raw,
+                    alert=history,
+                )
+            )
         return signals or None
 
     @staticmethod
@@ -205,8 +218,10 @@ class Signals:
     def _managed(self, signal: Signal) -> bool:
         """``scope.Manager.IsManagedResource``: the resource's label, else its namespace's."""
         if signal.cluster_id:
-            raise RuntimeError(f"scope: local Manager cannot resolve remote cluster "
-                               f"{signal.cluster_id!r}; use a fleet adapter")  # fmt: skip
+            raise RuntimeError(
+                f"scope: local Manager cannot resolve remote cluster "
+                f"{signal.cluster_id!r}; use a fleet adapter"
+            )
         # the resource's own label (kinds the manager knows; only Deployments exist here,
         # a missing resource falls through to its namespace)
         labels = None
@@ -224,17 +239,21 @@ class Signals:
         """``ShouldDeduplicate``: the RemediationRequest a repeat belongs to, if any."""
         now = self.cluster.clock()
         backoff = None
-        for rr in self.cluster.rrs_by_fingerprint(self.cluster.controller_namespace,
-                                                  fingerprint):  # fmt: skip
+        for rr in self.cluster.rrs_by_fingerprint(self.cluster.controller_namespace, fingerprint):
             status = rr.get("status") or {}
             if status.get("overallPhase", "") not in TERMINAL_PHASES:
                 return rr
             if (status.get("completionStatus") or {}).get("outcome") == "ManualReviewRequired":
                 return rr
             nxt = (status.get("routingStatus") or {}).get("nextAllowedExecution")
-            if nxt and datetime.fromisoformat(nxt.replace("Z", "+00:00")).timestamp() > now and (
-                    backoff is None or nxt > backoff["status"]["routingStatus"][
-                        "nextAllowedExecution"]):
+            if (
+                nxt
+                and datetime.fromisoformat(nxt.replace("Z", "+00:00")).timestamp() > now
+                and (
+                    backoff is None
+                    or nxt > backoff["status"]["routingStatus"]["nextAllowedExecution"]
+                )
+            ):
                 backoff = rr
         return backoff
 
@@ -306,8 +325,9 @@ class Signals:
                     m.deduplicated.labels(signal.signal_name).inc()
                     return "duplicate", self._duplicate(signal.fingerprint, rr)
                 if signal.kind.lower() == "unknown" or signal.name.lower() == "unknown":
-                    raise RuntimeError("resource validation failed: missing or unresolved "
-                                       "fields [Kind, Name]")  # fmt: skip
+                    raise RuntimeError(
+                        "resource validation failed: missing or unresolved fields [Kind, Name]"
+                    )
                 obj = self._new_rr(signal)
                 failure = check_action(signal.alert.action)
                 # An injected integrity fault: the RemediationRequest silently not written,
@@ -317,16 +337,17 @@ class Signals:
                     clone = obj if i == 0 else json.loads(json.dumps(obj))
                     if i:
                         clone["metadata"]["name"] += f"-dup{i}"
-                    self._seen(self.cluster.create_rr(clone, context=signal.alert,
-                                                      failure=failure))  # fmt: skip
+                    self._seen(self.cluster.create_rr(clone, context=signal.alert, failure=failure))
                 m.crds_created.labels(SOURCE, "created").inc()
                 meta = obj["metadata"]
                 return "created", {
-                    "status": "created", "message": "RemediationRequest CRD created successfully",
-                    "fingerprint": signal.fingerprint, "duplicate": False,
+                    "status": "created",
+                    "message": "RemediationRequest CRD created successfully",
+                    "fingerprint": signal.fingerprint,
+                    "duplicate": False,
                     "remediationRequestName": meta["name"],
                     "remediationRequestNamespace": meta["namespace"],
-                }  # fmt: skip
+                }
         except (RuntimeError, KubeError):
             return "failed", {}
 
@@ -339,32 +360,40 @@ class Signals:
         return {
             "status": "rejected",
             "message": f"Signal rejected: resource {ref} is not managed by Kubernaut",
-            "fingerprint": "", "duplicate": False,
+            "fingerprint": "",
+            "duplicate": False,
             "rejection": {
-                "status": "rejected", "reason": "unmanaged_resource",
+                "status": "rejected",
+                "reason": "unmanaged_resource",
                 "message": f"Resource {ref} is not in Kubernaut's management scope",
                 "resource": ref,
                 "action": f"To manage this resource, add the label: kubectl label {where}"
-                          f"{kind.lower() or 'resource'} {name} {MANAGED_LABEL}=true",
+                f"{kind.lower() or 'resource'} {name} {MANAGED_LABEL}=true",
             },
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _duplicate(fingerprint: str, rr: dict[str, Any]) -> dict[str, Any]:
         """``NewDuplicateResponseFromRR``."""
         meta = rr["metadata"]
         dedup = (rr.get("status") or {}).get("deduplication") or {}
-        metadata: dict[str, Any] = {"count": dedup.get("occurrenceCount", 0),
-                                    "remediationRequestRef": f"{meta['namespace']}/{meta['name']}"}
+        metadata: dict[str, Any] = {
+            "count": dedup.get("occurrenceCount", 0),
+            "remediationRequestRef": f"{meta['namespace']}/{meta['name']}",
+        }
         if dedup.get("firstSeenAt"):
             metadata["firstOccurrence"] = dedup["firstSeenAt"]
         if dedup.get("lastSeenAt"):
             metadata["lastOccurrence"] = dedup["lastSeenAt"]
-        return {"status": "duplicate",
-                "message": "Duplicate signal (K8s status-based deduplication)",
-                "fingerprint": fingerprint, "duplicate": True,
-                "remediationRequestName": meta["name"],
-                "remediationRequestNamespace": meta["namespace"], "metadata": metadata}
+        return {
+            "status": "duplicate",
+            "message": "Duplicate signal (K8s status-based deduplication)",
+            "fingerprint": fingerprint,
+            "duplicate": True,
+            "remediationRequestName": meta["name"],
+            "remediationRequestNamespace": meta["namespace"],
+            "metadata": metadata,
+        }
 
     def _on_action(self, context: Any, rr_name: str, failure: str | None) -> None:
         """A RemediationRequest reached Executing (or failed without it): the action goes

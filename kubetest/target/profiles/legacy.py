@@ -12,12 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kubetest.target.model import AlertIn
-from kubetest.target.pipeline import (
-    admitted,
-    executed,
-    serve_alerts,
-    webhook_alerts,
-)
+from kubetest.target.pipeline import admitted, executed, serve_alerts, webhook_alerts
 from kubetest.target.state import TargetState
 
 

@@ -31,10 +31,12 @@ def main(mode: str) -> int:
         print("\x1b[31msh: gotest: not found\x1b[0m", file=sys.stderr)
         return 127
     if mode == "junit":
-        print('<?xml version="1.0"?><testsuites><testsuite name="t">'
-              '<testcase classname="svc.Test" name="test_drain">'
-              '<failure message="#x1B[31mAssertionError#x1B[0m: drain refused">'
-              "#x1B[1m&gt; assert drained#x1B[0m</failure></testcase></testsuite></testsuites>")
+        print(
+            '<?xml version="1.0"?><testsuites><testsuite name="t">'
+            '<testcase classname="svc.Test" name="test_drain">'
+            '<failure message="#x1B[31mAssertionError#x1B[0m: drain refused">'
+            "#x1B[1m&gt; assert drained#x1B[0m</failure></testcase></testsuite></testsuites>"
+        )
         return 1
     seen = ",".join(f"{v}={os.environ[v]}" for v in VARS if v in os.environ)
     emit("output", Output=f"env {seen}\n")
