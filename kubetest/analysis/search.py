@@ -9,8 +9,9 @@ its evidence allows, at 95 % one-sided confidence per rule:
 * *unsustainable* (after ``min_s / 2``) when p95 is above the SLO (the lower bound of
   the share of requests slower than the SLO is above 5 %), success is below the SLO's
   rate (upper bound), or, open loop, the queue clearly grows: completions below
-  ``KEEP_UP`` of the arrivals (upper bound), or a latency slope whose interval lies above
-  0 and which, even at its lower bound, takes p95 past the SLO within ``horizon_s``;
+  ``KEEP_UP`` of the arrivals (upper bound), or, once p95 is within ``margin`` of the SLO,
+  a latency slope whose interval lies above 0 and which, even at its lower bound, takes
+  p95 past the SLO within ``horizon_s``;
 * *sustainable* (after ``min_s``) when p95 sits below the SLO with ``margin`` (the upper
   bound of the share slower than ``(1 - margin) × SLO`` is below 5 %), success is at
   least the SLO's (lower bound), and, open loop, completions keep up and even the
@@ -225,7 +226,11 @@ class DecisionRule:
                 f"{keep[2]:.0%} < {KEEP_UP:.0%})"
             )
         tr = self._trend(ev)
-        if tr is not None and tr[1] > 0 and tr[0] + tr[1] * self.horizon_s >= self.p95_s:
+        # A slope is only evidence once p95 is already near the SLO: batch medians of a
+        # queue near (not over) capacity wander for tens of seconds, and a short phase's
+        # slope interval, extrapolated over horizon_s, would call such a phase unsustainable.
+        near = tr is not None and tr[0] >= (1 - self.margin) * self.p95_s
+        if near and tr[1] > 0 and tr[0] + tr[1] * self.horizon_s >= self.p95_s:
             return (
                 f"the queue grows: latency slope ≥ {tr[1]:.3g} s/s ({CONFIDENCE:.0%} "
                 f"interval above 0) takes p95 past {self.p95_s:g} s within "
