@@ -6,6 +6,7 @@ every request."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -84,14 +85,18 @@ def test_logs_merged_across_shards_and_windows_equal_one_histogram_of_every_valu
     assert merge_logs(paths, "lag").get_total_count() == 0
 
 
+def _run_ok(tmp_path: Path, client: str, rate: float, seconds: float, **plan: Any) -> Any:
+    """A constant-rate run against a loopback server that answers 200 at once."""
+    with WebServer(ok_handler()) as server:
+        schedule = constant(rate, seconds)
+        load = LoadPlan(url=server.url, schedule=schedule, client=client, **plan)
+        return run_load(load, tmp_path, progress=False)
+
+
 def test_a_run_logs_every_request_and_its_percentiles_are_the_summarys(
     tmp_path: Path, engine_client: str
 ) -> None:
-    with WebServer(ok_handler()) as server:
-        plan = LoadPlan(
-            url=server.url, schedule=constant(200, 2.5), client=engine_client, hdr_interval_s=0.5
-        )
-        result = run_load(plan, tmp_path, progress=False)
+    result = _run_ok(tmp_path, engine_client, 200, 2.5, hdr_interval_s=0.5)
     s = result.summary
     assert s["hdr_logs"] == [str(tmp_path / "records.hlog")] and s["records_sampled"] is None
     intervals = list(read_intervals(s["hdr_logs"][0]))
@@ -114,11 +119,7 @@ def test_a_run_logs_every_request_and_its_percentiles_are_the_summarys(
 def test_above_max_per_s_records_are_sampled_and_the_log_keeps_every_request(
     tmp_path: Path, engine_client: str
 ) -> None:
-    with WebServer(ok_handler()) as server:
-        plan = LoadPlan(
-            url=server.url, schedule=constant(400, 2.0), client=engine_client, records_max_per_s=100
-        )
-        result = run_load(plan, tmp_path, progress=False)
+    result = _run_ok(tmp_path, engine_client, 400, 2.0, records_max_per_s=100)
     s = result.summary
     df = read_records(result.records_path)
     assert s["sent_count"] == s["success_count"] == 800
