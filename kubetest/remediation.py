@@ -274,13 +274,30 @@ class RemediationFollower:
         created = parse_epoch((obj.get("metadata") or {}).get("creationTimestamp"))
         return created is None or created < self.started_epoch - 1.0
 
-    def _note_error(self, what: str, exc: BaseException) -> None:
-        lines = str(exc).strip().splitlines()
-        text = f"{what}: {type(exc).__name__}: {lines[0] if lines else ''}"
+    def _note_error(self, what: str, exc: BaseException, ns: str = "") -> None:
+        """One line per distinct fault, naming what went wrong and the fix (an API
+        refusal) or the exception's first line (anything else)."""
+        text = fault_line(what, exc, ns, f"{self.plural}.{self.group}")
+        if text is None:
+            lines = str(exc).strip().splitlines()
+            text = f"{what}: {type(exc).__name__}: {lines[0] if lines else ''}"
+        self._note(text)
+
+    def _note(self, text: str) -> None:
+        text = scrub_then_cut(text, 300)
         with self._changed:
-            if len(self.errors) < 50:
-                self.errors.append(scrub_then_cut(text, 300))
+            if text not in self.errors and len(self.errors) < 50:
+                self.errors.append(text)
             self._changed.notify_all()
+
+    def _expired(self, ns: str, rv: str) -> None:
+        """A watch answered 410 Gone: the API server no longer holds ``rv``. The follower
+        lists again (no phase is lost: the list holds every RR's current phase)."""
+        self._note(
+            f"watch {self.plural} in {ns}: expired (410 Gone, resourceVersion {rv} is "
+            "older than the API server keeps): listed again from the current state; if "
+            "it repeats, set remediation.mode: poll"
+        )
 
     def _list(self, ns: str, initial: bool) -> str | None:
         """List the namespace's RemediationRequests; the list's resourceVersion."""
@@ -313,7 +330,10 @@ class RemediationFollower:
                     break
                 rv = self._watch_once(ns, rv)
             except ApiException as exc:
-                self._note_error(f"watch {ns}", exc)
+                if exc.status == 410 and rv is not None:
+                    self._expired(ns, rv)
+                else:
+                    self._note_error(f"watch {ns}", exc, ns)
                 rv = None
                 self._stop.wait(self.poll_interval_s)
             except Exception as exc:  # a dropped connection: list again, paced
@@ -346,6 +366,7 @@ class RemediationFollower:
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:  # resourceVersion too old: list again
+                        self._expired(ns, rv)
                         return None
                     raise RuntimeError(f"watch ERROR {obj.get('code')}: {obj.get('message')}")
                 version = (obj.get("metadata") or {}).get("resourceVersion")
@@ -374,7 +395,7 @@ class RemediationFollower:
                 try:
                     self._list(ns, initial)
                 except Exception as exc:
-                    self._note_error(f"list {ns}", exc)
+                    self._note_error(f"list {ns}", exc, ns)
                     with self._changed:
                         self._listed.add(ns)
                         self._changed.notify_all()
@@ -451,6 +472,33 @@ class RemediationFollower:
             not self._settled(followed, self.waiting), self._pacer.calls, errors,
             self.terminal, self.waiting, tuple(self.namespaces),
         )  # fmt: skip
+
+
+def fault_line(what: str, exc: BaseException, ns: str, resource: str) -> str | None:
+    """One line for the Kubernetes API's refusal of a list or watch of ``resource``
+    (``remediationrequests.kubernaut.ai``) in ``ns``, naming the fix; None when ``exc``
+    is not an API answer this knows."""
+    status = getattr(exc, "status", None)
+    if not isinstance(status, int) or not ns:
+        return None
+    if status == 403:
+        return (
+            f"{what}: not allowed to list/watch {resource} in namespace {ns} (403): the "
+            "kubeconfig's user needs verbs get, list, watch on them there; grant them with "
+            "deploy/04-remediationrequests-role.yaml (kubectl apply -f deploy/)"
+        )
+    if status == 401:
+        return (
+            f"{what}: the Kubernetes API refused the kubeconfig's credentials (401): "
+            "refresh the token in environment.kubeconfig"
+        )
+    if status == 404:
+        return (
+            f"{what}: {resource} not found in namespace {ns} (404): check "
+            "remediation.namespace (the controller namespace) and remediation.group/version "
+            "(the RemediationRequest CRD installed)"
+        )
+    return None
 
 
 def follower_from_params(

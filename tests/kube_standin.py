@@ -200,7 +200,12 @@ class KubeStandIn:
                 if obj is None:
                     return send_json(h, 404, self._status(404, "NotFound", f"{segs[6]} not found"))
                 return send_json(h, 200, obj)
-            if query.get("watch") in ("true", "1", "True"):
+            verb = "watch" if query.get("watch") in ("true", "1", "True") else "list"
+            if (verb, GROUP, PLURAL, ns) in self.denied:
+                self.requests["forbidden"] += 1
+                why = f'{PLURAL}.{GROUP} is forbidden: cannot {verb} in the namespace "{ns}"'
+                return send_json(h, 403, self._status(403, "Forbidden", why))
+            if verb == "watch":
                 self.requests["watch"] += 1
                 return self._watch(h, ns, query)
             self.requests["list"] += 1

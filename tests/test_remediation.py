@@ -97,6 +97,32 @@ def test_a_compacted_watch_lists_again(standin: Any) -> None:
         )
     assert standin.requests["gone"] >= 1 and standin.requests["list"] >= 2
     assert [x.phase for x in result.followed] == ["Completed", "Completed"]
+    # the 410 is one line naming what happened and what to do if it repeats
+    expired = [e for e in result.errors if "410 Gone" in e]
+    assert len(expired) >= 1 and all("\n" not in e for e in expired)
+    assert "listed again" in expired[0] and "remediation.mode: poll" in expired[0]
+
+
+def test_a_forbidden_list_is_one_line_naming_the_grant(tmp_path: Path) -> None:
+    """The follower's list of RemediationRequests refused (403): one line, however often
+    it is retried, naming the verbs, the resource and the deploy/ file that grants them."""
+    with KubeStandIn(denied={("list", "kubernaut.ai", "remediationrequests", NS)}) as api:
+        path = api.kubeconfig(tmp_path / "kubeconfig")
+        with RemediationFollower.from_kubeconfig(
+            path, [NS], mode="poll", poll_interval_s=0.05, max_requests_per_s=50
+        ) as f:
+            deadline = time.monotonic() + 10
+            while api.requests["forbidden"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            result = f.wait_for([Signal(0, time.time(), NS, name="rr-x")], timeout_s=0.2)
+    assert api.requests["forbidden"] >= 3
+    assert len(result.errors) == 1, result.errors
+    line = result.errors[0]
+    assert "not allowed to list/watch remediationrequests.kubernaut.ai" in line
+    assert f"namespace {NS} (403)" in line and "deploy/04-remediationrequests-role.yaml" in line
+    assert (
+        Path(__file__).resolve().parents[1] / "deploy/04-remediationrequests-role.yaml"
+    ).is_file()
 
 
 def test_unfinished_and_missing_requests_are_counted_not_timed(standin: Any) -> None:

@@ -87,6 +87,11 @@ def findings_lists(
             "Reconcile the gateway's counters with kubetest's counts before "
             "trusting either (see Data integrity: gateway counters)."
         )
+    for test, result in sorted(results.items()):  # the RR follower's faults, one line each
+        rem = result.remediation if isinstance(result.remediation, dict) else {}
+        concerns += [
+            f"{test}: RemediationRequest follower: {e}" for e in (rem.get("errors") or [])[:3]
+        ]
     for test, pool in pool_reports(results):
         if pool.get("finding"):
             concerns.append(f"{test}: {pool['finding']}.")
