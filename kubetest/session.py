@@ -257,7 +257,10 @@ def _workload_pool(
     try:
         yield pool
     finally:
-        release_pool(params, pool, echo)
+        gone = release_pool(params, pool, echo)
+        if gone is not None:  # recorded beside the results, not only on stderr
+            pool.deleted = len(gone)
+            pool.save(session_dir)
 
 
 def _embedded_target(params: Params, log_path: Path) -> Any:

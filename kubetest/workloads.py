@@ -82,6 +82,8 @@ class Pool:
     owned: bool
     run: str = ""
     selector: str = ""
+    #: how many of its Deployments the run deleted at its end (None: not deleted yet)
+    deleted: int | None = None
 
     def save(self, session_dir: Path) -> Path:
         path = Path(session_dir) / POOL_FILE
@@ -317,14 +319,18 @@ def pool_from_params(
     )  # fmt: skip
 
 
-def release_pool(params: Params, pool: Pool | None, echo: Callable[[str], None] = print) -> None:
-    """Delete what kubetest created for ``pool``; a failure is reported, never raised
-    (the run's results matter more), with the command that finishes the job."""
+def release_pool(
+    params: Params, pool: Pool | None, echo: Callable[[str], None] = print
+) -> list[str] | None:
+    """Delete what kubetest created for ``pool``: the names deleted, or None (nothing of
+    kubetest's, or a failure: reported, never raised, the run's results matter more, with
+    the command that finishes the job)."""
     if pool is None or not pool.owned:
-        return
+        return None
     try:
         gone = delete_pool(api_client(params), pool)
     except KubetestError as exc:
         echo(f"workload pool: not deleted ({exc}); run kubetest cleanup --params <file>")
-        return
+        return None
     echo(f"workload pool: {len(gone)} Deployments deleted from {pool.namespace}")
+    return gone

@@ -45,6 +45,7 @@ def test_kubernaut_profile_runs_end_to_end(tmp_path: Path) -> None:
     endpoints = json.loads((session / "target.json").read_text())
     assert {"webhook", "health", "metrics", "kube"} <= set(endpoints)
     assert "80 Deployments deleted" in out.stderr  # before the target (and its cluster) went
+    assert json.loads((session / "pool.json").read_text())["deleted"] == 80  # and recorded
     b2 = json.loads((session / "results" / "B2.json").read_text())
     by_level = {p["concurrency"]: p for p in b2["phases"]}
     assert by_level[4]["outcomes"]["throttled"] == 0 and by_level[4]["outcomes"]["accepted"] > 0

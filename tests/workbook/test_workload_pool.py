@@ -9,6 +9,7 @@ after kubetest has gone (deleted Deployments, also after a SIGINT).
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -254,6 +255,7 @@ def test_a_stop_mid_run_deletes_the_pool(cluster: EmbeddedTarget, tmp_path: Path
     assert proc.returncode == 130, err.decode()
     assert "20 Deployments deleted" in err.decode()
     assert _pool_names(cluster) == []
+    assert json.loads((tmp_path / "out" / "s1" / "pool.json").read_text())["deleted"] == 20
 
 
 def test_resume_reuses_the_interrupted_runs_pool(cluster: EmbeddedTarget, tmp_path: Path) -> None:
@@ -270,6 +272,7 @@ def test_resume_reuses_the_interrupted_runs_pool(cluster: EmbeddedTarget, tmp_pa
         assert pool.run == "r1" and _pool_names(cluster) == sorted(pool.names)
         assert any("2 Deployments created, 3 reused" in line for line in lines)
     assert _pool_names(cluster) == []
+    assert Pool.load(tmp_path).deleted == 5  # the deletion is recorded in pool.json
     with _workload_pool(params, tmp_path, False, lines.append) as fresh:
         assert fresh.run != "r1"  # a new session takes a new token
 
