@@ -305,3 +305,14 @@ def test_a4_verify_kubernetes_without_its_prerequisites_is_inconclusive(
         ctx.close()
     assert result.requirement.status == "INCONCLUSIVE"
     assert any(reason in r for r in result.requirement.details["reasons"])
+
+
+def test_the_followers_fault_lines_are_concerns_in_the_report() -> None:
+    from kubetest.report.findings import findings_lists
+    from kubetest.results import StoredResult, Summary
+
+    line = "watch kn: not allowed to list/watch ... deploy/04-remediationrequests-role.yaml"
+    a1 = StoredResult(title="A1", started=None, finished=None,
+                      remediation={"followed": 1, "errors": [line]})  # fmt: skip
+    _, concerns, _ = findings_lists(Summary(session="s", complete=True), {"A1": a1}, 5.0)
+    assert concerns == [f"A1: RemediationRequest follower: {line}"]
