@@ -186,5 +186,6 @@ def test_a_workload_body_names_that_deployment_and_no_pod() -> None:
         labels = got["alerts"][0]["labels"]
         assert labels["deployment"] == workload and "pod" not in labels
         assert labels["namespace"] == "test-workloads" and labels["severity"]
+        assert labels["alertname"] in ("HighCPUUsage", "PodCrashLooping")
         assert labels["kubetest_run"] == "abc123" and labels["kubetest_seq"] == str(seq)
     assert f.body(5, "a")[2] != f.body(5, "b")[2]  # the workload is in the label set
