@@ -1,5 +1,6 @@
 """``slo.abort`` through the load tests: A1 against a server that turns slow, B1 ending an
-overloaded phase early, and the params that configure (or turn off) the rule."""
+overloaded phase early, B2 an overloaded level, and the params that configure (or turn
+off) the rule."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from engine_servers import WebServer
 
 from kubetest.errors import ParamsError
 from kubetest.params import parse_params
-from kubetest.workbook import a1_response_time, b1_capacity
+from kubetest.workbook import a1_response_time, b1_capacity, b2_concurrency
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import abort_rule
 
@@ -133,3 +134,35 @@ def test_b1_ends_an_overloaded_phase_early(tmp_path: Path) -> None:
     assert saved["phases"][1]["aborted"] == overloaded.stats.aborted
     assert saved["validity"]["status"] == "VALID"
     assert res.capacity["first_unsustainable_rate_per_min"] == 12000
+
+
+# -- B2: a level past capacity ends early --------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_b2_ends_an_overloaded_level_early(tmp_path: Path) -> None:
+    """Closed loop on D/D/2 with D = 20 ms: N in flight answer in N × 10 ms. N = 2 holds a
+    0.1 s SLO; N = 60 answers in 0.6 s, past the abort's 0.2 s (2 × slo.p95_s), so with
+    windows of 0.5 s its 6 s level ends after a few of them, unsustainable with the reason."""
+    ctx = _open(tmp_path, "B2", {
+        "target": {"url": "embedded", "embedded": {"workers": 2, "service_ms": 20,
+                                                   "service_dist": "const"}},
+        "slo": {"p95_s": 0.1, "success_rate": 0.95,
+                "abort": {"window_s": 0.5, "consecutive": 3}},
+        "b2_concurrency": {"levels": [2, 60], "duration_s": 6, "recovery_s": 5,
+                           "stop_below_success": 0.5},
+    })  # fmt: skip
+    try:
+        res = b2_concurrency.run(ctx, progress=False, echo=lambda _: None)
+    finally:
+        ctx.close()
+    calm, overloaded = res.phases
+    assert calm.stats.aborted is None and calm.verdict.status == "sustainable"
+    assert overloaded.stats.aborted is not None, overloaded.verdict.reasons
+    assert "> 0.2 s in 3 windows of 0.5 s" in overloaded.stats.aborted
+    assert overloaded.verdict.status == "unsustainable"
+    assert overloaded.verdict.reasons[0] == overloaded.stats.aborted
+    assert overloaded.stats.ran_s is not None and overloaded.stats.ran_s < 4.5  # of 6 s
+    saved = json.loads((tmp_path / "session" / "results" / "B2.json").read_text())
+    assert saved["phases"][1]["aborted"] == overloaded.stats.aborted
+    assert saved["validity"]["status"] == "VALID"
