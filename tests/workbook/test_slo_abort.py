@@ -1,5 +1,5 @@
 """``slo.abort`` through the load tests: A1 against a server that turns slow, B1 ending an
-overloaded phase early, B2 an overloaded level, and the params that configure (or turn
+overloaded phase early, A2 and B2 past capacity, and the params that configure (or turn
 off) the rule."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from engine_servers import WebServer
 
 from kubetest.errors import ParamsError
 from kubetest.params import parse_params
-from kubetest.workbook import a1_response_time, b1_capacity, b2_concurrency
+from kubetest.workbook import a1_response_time, a2_concurrent, b1_capacity, b2_concurrency
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import abort_rule
 
@@ -99,6 +99,34 @@ def test_a1_against_a_server_that_turns_slow_is_stopped_and_fails(tmp_path: Path
     saved = json.loads(ctx.result_path.read_text())
     assert saved["aborted"] == s["aborted"] and saved["validity"]["status"] == "VALID"
     assert saved["requirements"][0]["status"] == "FAIL"
+
+
+# -- A2: the closed loop aborts the same way ----------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a2_past_capacity_is_stopped_and_fails(tmp_path: Path) -> None:
+    """60 in flight on D/D/2 with D = 20 ms answer in 0.6 s, past the abort's 0.2 s: a 12 s
+    A2 stops after a few windows of 0.5 s and BR-PA-004 is FAIL with the abort's reason."""
+    ctx = _open(tmp_path, "A2", {
+        "target": {"url": "embedded", "integrity_wait_s": 0,
+                   "embedded": {"workers": 2, "service_ms": 20, "service_dist": "const"}},
+        "slo": {"p95_s": 0.1, "success_rate": 0.95,
+                "abort": {"window_s": 0.5, "consecutive": 3}},
+        "a2_concurrent": {"concurrency": 60, "duration_min": 0.2},
+    })  # fmt: skip
+    try:
+        result = a2_concurrent.run(ctx, progress=False)
+    finally:
+        ctx.close()
+    s = result.outcome.load.summary
+    assert s["aborted"] is not None and s["aborted_at_s"] < 6, s
+    assert s["sent_count"] == len(result.records)  # records up to the stop are kept
+    req = result.requirement
+    assert req.id == "BR-PA-004" and req.status == "FAIL"
+    assert req.details["reasons"][0] == s["aborted"]
+    assert "> 0.2 s in 3 windows of 0.5 s" in s["aborted"]
+    assert json.loads(ctx.result_path.read_text())["aborted"] == s["aborted"]
 
 
 # -- B1: an overloaded phase ends early --------------------------------------------------------
