@@ -205,6 +205,42 @@ def test_a_target_restarting_mid_a1_makes_it_inconclusive(tmp_path: Path) -> Non
     assert any("not claimed PASS" in r for r in req.details["reasons"])
 
 
+@pytest.mark.timeout(60)
+def test_arrivals_dropped_at_the_cap_make_a1_invalid_and_not_judged(tmp_path: Path) -> None:
+    """End to end: 2 in flight at most against 0.1 s answers at 40/s drops half the
+    arrivals; what was answered is fast enough to PASS, but the run is INVALID: not judged."""
+    import asyncio
+
+    from engine_servers import WebServer
+
+    from kubetest.workbook import a1_response_time
+    from kubetest.workbook.context import TestContext
+
+    async def slowish(_request: web.Request) -> web.Response:
+        await asyncio.sleep(0.1)
+        return web.json_response({"status": "success"})
+
+    with WebServer(slowish) as svc:
+        params = tmp_path / "A1.yaml"
+        params.write_text(yaml.safe_dump({
+            "target": {"url": svc.url, "integrity_wait_s": 0},
+            "generator": {"max_in_flight": 2},
+            "slo": {"p95_s": 5.0, "success_rate": 0.0},
+            "a1_response_time": {"rate_per_min": 2400, "duration_min": 0.05},
+        }))  # fmt: skip
+        ctx = TestContext.open("A1", str(params), str(tmp_path / "s"), target_url=svc.url)
+        try:
+            result = a1_response_time.run(ctx, progress=False)
+        finally:
+            ctx.close()
+    v = result.requirement.details["validity"]
+    assert v["status"] == "INVALID" and any("dropped" in r for r in v["reasons"]), v
+    assert result.requirement.status == "INCONCLUSIVE"
+    assert any("not judged PASS" in r for r in result.requirement.details["reasons"])
+    saved = json.loads(ctx.result_path.read_text())
+    assert saved["validity"]["status"] == "INVALID"
+
+
 def test_steady_counters_and_falling_gauges_are_no_restart() -> None:
     frame = _metrics(
         [(t, "alerts_total", "", 10.0 * t, "counter") for t in range(5)]
