@@ -88,6 +88,7 @@ def test_a1_against_a_server_that_turns_slow_is_stopped_and_fails(tmp_path: Path
     s = result.outcome.load.summary
     assert s["aborted"] is not None, s
     assert 15 <= s["sent_count"] <= 60  # past the change, and stopped within 45 s of it
+    assert 15 < s["aborted_at_s"] <= 15 + 45  # on the load's clock (the change: t ≈ 15 s)
     assert s["sent_count"] == len(result.records)  # records up to the stop are kept
     assert (result.records["outcome"] == "accepted").sum() >= 14  # the fast part is there
     req = result.requirement
