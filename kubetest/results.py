@@ -177,7 +177,7 @@ class TestResult(_Open):
     complete: bool | None
     requirements: list[BrEntry] = Field(default_factory=list)  # all but ENV
     params: dict[str, Any] | None = None  # the test's params section, as parsed
-    validity: ValidityResult | None = None  # load tests and sweeps
+    validity: ValidityResult | None = None  # load tests, sweeps and A3
     #: load tests (A1, A2): the engine's own summary of the run, the generator's figures
     #: (``engine.run.summarise_shards``); its percentiles are never judged: see ``latency``
     load: dict[str, Any] | None = None

@@ -111,7 +111,7 @@ def build_summary(
         complete=complete,
         max_sustainable_rate_per_min=rate,
     )
-    # each load test's validity (kubetest.analysis.validity), and the worst of them
+    # each load test's (and A3's) validity (kubetest.analysis.validity), and the worst
     validity = {test: Validity.from_dict(r.validity.as_dict())
                 for test, r in sorted(results.items()) if r.validity is not None}  # fmt: skip
     summary = Summary(

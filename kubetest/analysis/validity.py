@@ -132,8 +132,9 @@ def load_validity(load: dict[str, Any], service: dict[str, Any] | None = None) -
 
 
 def validity_of(requirement: dict[str, Any]) -> str:
-    """The validity of the run a requirement row was judged on, or "—" for one not judged
-    on a load run (the BR table's and ``kubetest run``'s column)."""
+    """The validity of the run a requirement row was judged on, or "—" for one whose test
+    carries none (A4, which sends no load; a test not run) (the BR table's and
+    ``kubetest run``'s column)."""
     v = (requirement.get("details") or {}).get("validity")
     return str(v.get("status", "—")) if isinstance(v, dict) else "—"
 

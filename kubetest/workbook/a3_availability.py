@@ -11,7 +11,9 @@ window (99.9 % of 30 min is 1.8 s, not 18 s).
 
 With ``background_rate_per_min`` an open-loop load runs against the same service for the
 window (availability under load); its latency is reported beside the verdict, not judged
-(BR-PA-003 is A1's).
+(BR-PA-003 is A1's), and it runs without ``slo.abort``. A3's result carries its run
+validity (``a3_validity``): a target restart mid-window, or a background load that was not
+the one asked for, makes it INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from matplotlib.figure import Figure
 from kubetest import control
 from kubetest.alerts import Alert, make_alert, new_run_token, webhook
 from kubetest.analysis.availability import Availability, availability_from_probes, split_series
-from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status
+from kubetest.analysis.validity import Validity, load_validity
+from kubetest.analysis.verdicts import REQUIREMENTS, Requirement, Status, apply_validity
 from kubetest.checks import env_secrets, preflight_auth, preflight_tls
 from kubetest.engine import LoadPlan
 from kubetest.engine.client import USER_AGENT, auth_header, classify, problem_detail
@@ -205,17 +208,32 @@ def check_probe_alert(ctx: TestContext, target: ProbeTarget) -> None:
 
 def background_plan(ctx: TestContext) -> LoadPlan:
     """The open-loop load of ``background_rate_per_min`` for the window. With a workload
-    pool it names the other Deployments: the first is the probe's."""
+    pool it names the other Deployments: the first is the probe's. It has no SLO abort
+    (``slo.abort`` is for the judged load tests): stopping it when the service fails would
+    leave the rest of the window measured without the load it was asked to carry."""
     sec = ctx.section
     mode: dict[str, Any] = {}
     pool = ctx.pool()
     if pool is not None and ctx.params.alerts.unique and len(pool.names) > 1:
         mode["pool"] = WorkloadScheduler(pool.names[1:], pool.namespace)
     schedule = open_loop_schedule(ctx, sec.background_rate_per_min, sec.duration_min)
-    return make_plan(ctx, BACKGROUND_TYPES, mode="open", schedule=schedule, **mode)
+    return make_plan(ctx, BACKGROUND_TYPES, mode="open", schedule=schedule, abort=None, **mode)
 
 
 # -- the verdict -----------------------------------------------------------------------
+
+
+def a3_validity(service: dict[str, Any] | None, background: dict[str, Any] | None) -> Validity:
+    """A3's run validity (``analysis.validity``) from its service metrics (``service``: a
+    target restart mid-window) and its background load's engine summary, if any. The
+    probes are not the engine's load, so a background load that was not what was asked
+    (generator health, completeness, clocks) makes A3 INCONCLUSIVE, not INVALID: the
+    availability was not measured under that load, so a PASS cannot be claimed, but an
+    outage the probes saw stands."""
+    v = load_validity({}, service)
+    for reason in load_validity(background).reasons if background is not None else []:
+        v.add("INCONCLUSIVE", f"background load: {reason}")
+    return v
 
 
 def judged_on(probe: str, url: str, interval_s: float, background_per_min: float | None) -> str:
@@ -410,18 +428,21 @@ def run(ctx: TestContext) -> A3Result:
     how = judged_on(
         sec.probe, targets[sec.probe].url, sec.probe_interval_s, sec.background_rate_per_min
     )
-    req = judge(avail, how, extra)
+    service = scrape.summary()
+    validity = a3_validity(service, outcome.load.summary if outcome is not None else None)
+    req = apply_validity(judge(avail, how, extra), validity)
     ctx.save_result(
         {
             **result_head("A3 availability", started, complete=True),
             "requirements": [req.as_dict()],
+            "validity": validity.as_dict(),
             "probe": sec.probe,
             "endpoints": {name: t.url for name, t in targets.items()},
             "availability": avail.as_dict(),
             "series": {name: a.as_dict() for name, a in series.items()},
             "records": f"records/{RECORDS}",
             "params": sec.model_dump(),
-            "service_metrics": scrape.summary(),
+            "service_metrics": service,
             **({"background": background} if background is not None else {}),
         }
     )

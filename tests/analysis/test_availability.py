@@ -18,12 +18,13 @@ from aiohttp import web
 from engine_servers import _LoopThread, closed_port
 
 from kubetest.analysis.availability import availability_from_probes, downtime_budget
+from kubetest.analysis.verdicts import apply_validity
 from kubetest.endpoints import origin
 from kubetest.errors import KubetestError, ParamsError
 from kubetest.params import parse_params
 from kubetest.probes import probe_endpoints
 from kubetest.workbook import a3_availability
-from kubetest.workbook.a3_availability import PROBE_LABEL, judge
+from kubetest.workbook.a3_availability import PROBE_LABEL, a3_validity, judge
 from kubetest.workbook.context import TestContext
 from kubetest.workloads import Pool
 
@@ -167,6 +168,7 @@ def test_a_webhook_outage_behind_a_green_health_endpoint_fails_br_pa_001(tmp_pat
     assert d["other_series"]["health"]["failed_probes"] == 0
     saved = json.loads(ctx.result_path.read_text())
     assert saved["probe"] == "webhook" and set(saved["series"]) == {"webhook", "health"}
+    assert saved["validity"] == {"status": "VALID", "reasons": []} == d["validity"]
     assert {a["labels"]["alertname"] for a in svc.probe_alerts()} == {"HighMemoryUsage"}
     # without a pool: one fixed alert (unique: false), so every repeat is the same signal
     assert len({a["fingerprint"] for a in svc.probe_alerts()}) == 1
@@ -243,6 +245,24 @@ def test_duplicates_are_up_and_kubernaut_probes_name_one_workload(tmp_path: Path
     assert not any("pod" in a["labels"] for a in alerts)  # the gateway resolves the Deployment
     assert len(set(svc.bodies)) == 1  # the same alert every time
     assert plan.pool is not None and plan.pool.names == ["kt-w-1", "kt-w-2"]  # not the probe's
+    assert plan.abort is None  # slo.abort would leave the rest of the window without load
+
+
+def test_a3_validity_from_a_restart_and_from_its_background_load() -> None:
+    """A restart mid-window, or a background load not as asked: INCONCLUSIVE, never
+    INVALID (the probes are not the engine's load), so an outage's FAIL stands."""
+    assert a3_validity({"restarts": []}, None).status == "VALID"
+    restart = {"restarts": [{"t_s": 12.0, "why": "process_start_time_seconds changed"}]}
+    v = a3_validity(restart, {})
+    assert v.status == "INCONCLUSIVE" and v.reasons[0].startswith("target restarted mid-test")
+    lagging = {"saturated": True, "saturation_reasons": ["schedule lag p99 80 ms > 50 ms"]}
+    v = a3_validity(None, lagging)
+    assert v.status == "INCONCLUSIVE"
+    assert v.reasons == ["background load: generator: schedule lag p99 80 ms > 50 ms"]
+    a = availability_from_probes(probes("uuddu", 1.0), window_s=5.0, target=0.999, interval_s=1.0)
+    assert apply_validity(judge(a), v).status == "FAIL"  # the outage the probes saw stands
+    up = availability_from_probes(probes("uuuuu", 1.0), window_s=5.0, target=0.5, interval_s=1.0)
+    assert judge(up).status == "PASS" and apply_validity(judge(up), v).status == "INCONCLUSIVE"
 
 
 def test_kubernaut_legacy_probes_are_new_alerts_each_time(tmp_path: Path) -> None:

@@ -4,13 +4,16 @@ a verdict, and where it shows (summary.json, the BR table, the Markdown report).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from engine_servers import hdr, shard_result
+import yaml
+from aiohttp import web
+from engine_servers import _LoopThread, hdr, shard_result
 
 from kubetest.analysis.latency import summarise
 from kubetest.analysis.service_metrics import GENERATOR_CPU, START_TIME_METRIC, target_restarts
@@ -136,6 +139,106 @@ def test_a_new_process_start_time_is_a_restart() -> None:
         (4, START_TIME_METRIC, "", 1.7e9 + 300, "gauge"),
     ])  # fmt: skip
     assert target_restarts(frame) == [{"t_s": 4.0, "why": f"{START_TIME_METRIC} changed"}]
+
+
+class _Restarting(_LoopThread):
+    """A held-out service whose process "restarts" ``at_s`` after its first alert: its
+    ``/metrics`` counter starts again from zero and its process start time changes."""
+
+    def __init__(self, at_s: float) -> None:
+        super().__init__()
+        self.at_s, self.alerts, self.first, self.base = at_s, 0, 0.0, 0
+
+    async def _post(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.first = self.first or time.monotonic()
+        self.alerts += 1
+        return web.json_response({"status": "success"})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        restarted = bool(self.first) and time.monotonic() - self.first > self.at_s
+        if restarted and not self.base:
+            self.base = self.alerts  # what the old process had counted
+        text = (f"# TYPE svc_alerts_total counter\nsvc_alerts_total {self.alerts - self.base}\n"
+                f"# TYPE {START_TIME_METRIC} gauge\n"
+                f"{START_TIME_METRIC} {1.7e9 + (300 if restarted else 0)}\n")  # fmt: skip
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("POST", "/{tail:.*}", self._post)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _close(self) -> None:
+        await self.runner.cleanup()
+
+
+@pytest.mark.timeout(60)
+def test_a_target_restarting_mid_a1_makes_it_inconclusive(tmp_path: Path) -> None:
+    """End to end: scraped while A1 runs, the restart lowers a PASS to INCONCLUSIVE."""
+    from kubetest.workbook import a1_response_time
+    from kubetest.workbook.context import TestContext
+
+    with _Restarting(at_s=3.0) as svc:
+        params = tmp_path / "A1.yaml"
+        params.write_text(yaml.safe_dump({
+            "target": {"url": svc.url, "integrity_wait_s": 0, "metrics_interval_s": 0.5,
+                       "metrics_url": f"http://127.0.0.1:{svc.port}/metrics"},
+            "a1_response_time": {"rate_per_min": 600, "duration_min": 0.1},
+        }))  # fmt: skip
+        ctx = TestContext.open("A1", str(params), str(tmp_path / "s"), target_url=svc.url)
+        try:
+            result = a1_response_time.run(ctx, progress=False)
+        finally:
+            ctx.close()
+    restarts = result.outcome.service_metrics["restarts"]
+    assert restarts and 2.5 <= restarts[0]["t_s"] <= 5.0, restarts
+    req = result.requirement
+    assert req.details["validity"]["status"] == "INCONCLUSIVE", req.details["validity"]
+    assert req.details["validity"]["reasons"][0].startswith("target restarted mid-test at t ≈")
+    assert req.status == "INCONCLUSIVE"  # its latency alone would PASS
+    assert any("not claimed PASS" in r for r in req.details["reasons"])
+
+
+@pytest.mark.timeout(60)
+def test_arrivals_dropped_at_the_cap_make_a1_invalid_and_not_judged(tmp_path: Path) -> None:
+    """End to end: 2 in flight at most against 0.1 s answers at 40/s drops half the
+    arrivals; what was answered is fast enough to PASS, but the run is INVALID: not judged."""
+    import asyncio
+
+    from engine_servers import WebServer
+
+    from kubetest.workbook import a1_response_time
+    from kubetest.workbook.context import TestContext
+
+    async def slowish(_request: web.Request) -> web.Response:
+        await asyncio.sleep(0.1)
+        return web.json_response({"status": "success"})
+
+    with WebServer(slowish) as svc:
+        params = tmp_path / "A1.yaml"
+        params.write_text(yaml.safe_dump({
+            "target": {"url": svc.url, "integrity_wait_s": 0},
+            "generator": {"max_in_flight": 2},
+            "slo": {"p95_s": 5.0, "success_rate": 0.0},
+            "a1_response_time": {"rate_per_min": 2400, "duration_min": 0.05},
+        }))  # fmt: skip
+        ctx = TestContext.open("A1", str(params), str(tmp_path / "s"), target_url=svc.url)
+        try:
+            result = a1_response_time.run(ctx, progress=False)
+        finally:
+            ctx.close()
+    v = result.requirement.details["validity"]
+    assert v["status"] == "INVALID" and any("dropped" in r for r in v["reasons"]), v
+    assert result.requirement.status == "INCONCLUSIVE"
+    assert any("not judged PASS" in r for r in result.requirement.details["reasons"])
+    saved = json.loads(ctx.result_path.read_text())
+    assert saved["validity"]["status"] == "INVALID"
 
 
 def test_steady_counters_and_falling_gauges_are_no_restart() -> None:

@@ -170,6 +170,9 @@ def test_a3_under_a_background_load_keeps_its_records_and_reports_them(tmp_path:
     assert "under a background load of 600 alerts/min" in details["judged_on"]
     assert "latency" not in saved  # not judged, nor tabled, as a load test of its own
     assert result.requirement.status == "PASS"  # probes: the webhook accepted every alert
+    assert saved["validity"] == {"status": "VALID", "reasons": []} == details["validity"]
+    summary = json.loads((ctx.session_dir / "summary.json").read_text())
+    assert summary["validity"]["tests"]["A3"]["status"] == "VALID"
 
     view = ReportView.load(ctx.session_dir)
     text = view.availability().data

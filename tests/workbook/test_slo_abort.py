@@ -1,5 +1,6 @@
 """``slo.abort`` through the load tests: A1 against a server that turns slow, B1 ending an
-overloaded phase early, and the params that configure (or turn off) the rule."""
+overloaded phase early, A2 and B2 past capacity, and the params that configure (or turn
+off) the rule."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from engine_servers import WebServer
 
 from kubetest.errors import ParamsError
 from kubetest.params import parse_params
-from kubetest.workbook import a1_response_time, b1_capacity
+from kubetest.workbook import a1_response_time, a2_concurrent, b1_capacity, b2_concurrency
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import abort_rule
 
@@ -87,6 +88,7 @@ def test_a1_against_a_server_that_turns_slow_is_stopped_and_fails(tmp_path: Path
     s = result.outcome.load.summary
     assert s["aborted"] is not None, s
     assert 15 <= s["sent_count"] <= 60  # past the change, and stopped within 45 s of it
+    assert 15 < s["aborted_at_s"] <= 15 + 45  # on the load's clock (the change: t ≈ 15 s)
     assert s["sent_count"] == len(result.records)  # records up to the stop are kept
     assert (result.records["outcome"] == "accepted").sum() >= 14  # the fast part is there
     req = result.requirement
@@ -98,6 +100,34 @@ def test_a1_against_a_server_that_turns_slow_is_stopped_and_fails(tmp_path: Path
     saved = json.loads(ctx.result_path.read_text())
     assert saved["aborted"] == s["aborted"] and saved["validity"]["status"] == "VALID"
     assert saved["requirements"][0]["status"] == "FAIL"
+
+
+# -- A2: the closed loop aborts the same way ----------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a2_past_capacity_is_stopped_and_fails(tmp_path: Path) -> None:
+    """60 in flight on D/D/2 with D = 20 ms answer in 0.6 s, past the abort's 0.2 s: a 12 s
+    A2 stops after a few windows of 0.5 s and BR-PA-004 is FAIL with the abort's reason."""
+    ctx = _open(tmp_path, "A2", {
+        "target": {"url": "embedded", "integrity_wait_s": 0,
+                   "embedded": {"workers": 2, "service_ms": 20, "service_dist": "const"}},
+        "slo": {"p95_s": 0.1, "success_rate": 0.95,
+                "abort": {"window_s": 0.5, "consecutive": 3}},
+        "a2_concurrent": {"concurrency": 60, "duration_min": 0.2},
+    })  # fmt: skip
+    try:
+        result = a2_concurrent.run(ctx, progress=False)
+    finally:
+        ctx.close()
+    s = result.outcome.load.summary
+    assert s["aborted"] is not None and s["aborted_at_s"] < 6, s
+    assert s["sent_count"] == len(result.records)  # records up to the stop are kept
+    req = result.requirement
+    assert req.id == "BR-PA-004" and req.status == "FAIL"
+    assert req.details["reasons"][0] == s["aborted"]
+    assert "> 0.2 s in 3 windows of 0.5 s" in s["aborted"]
+    assert json.loads(ctx.result_path.read_text())["aborted"] == s["aborted"]
 
 
 # -- B1: an overloaded phase ends early --------------------------------------------------------
@@ -133,3 +163,35 @@ def test_b1_ends_an_overloaded_phase_early(tmp_path: Path) -> None:
     assert saved["phases"][1]["aborted"] == overloaded.stats.aborted
     assert saved["validity"]["status"] == "VALID"
     assert res.capacity["first_unsustainable_rate_per_min"] == 12000
+
+
+# -- B2: a level past capacity ends early --------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_b2_ends_an_overloaded_level_early(tmp_path: Path) -> None:
+    """Closed loop on D/D/2 with D = 20 ms: N in flight answer in N × 10 ms. N = 2 holds a
+    0.1 s SLO; N = 60 answers in 0.6 s, past the abort's 0.2 s (2 × slo.p95_s), so with
+    windows of 0.5 s its 6 s level ends after a few of them, unsustainable with the reason."""
+    ctx = _open(tmp_path, "B2", {
+        "target": {"url": "embedded", "embedded": {"workers": 2, "service_ms": 20,
+                                                   "service_dist": "const"}},
+        "slo": {"p95_s": 0.1, "success_rate": 0.95,
+                "abort": {"window_s": 0.5, "consecutive": 3}},
+        "b2_concurrency": {"levels": [2, 60], "duration_s": 6, "recovery_s": 5,
+                           "stop_below_success": 0.5},
+    })  # fmt: skip
+    try:
+        res = b2_concurrency.run(ctx, progress=False, echo=lambda _: None)
+    finally:
+        ctx.close()
+    calm, overloaded = res.phases
+    assert calm.stats.aborted is None and calm.verdict.status == "sustainable"
+    assert overloaded.stats.aborted is not None, overloaded.verdict.reasons
+    assert "> 0.2 s in 3 windows of 0.5 s" in overloaded.stats.aborted
+    assert overloaded.verdict.status == "unsustainable"
+    assert overloaded.verdict.reasons[0] == overloaded.stats.aborted
+    assert overloaded.stats.ran_s is not None and overloaded.stats.ran_s < 4.5  # of 6 s
+    saved = json.loads((tmp_path / "session" / "results" / "B2.json").read_text())
+    assert saved["phases"][1]["aborted"] == overloaded.stats.aborted
+    assert saved["validity"]["status"] == "VALID"
