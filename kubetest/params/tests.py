@@ -139,29 +139,37 @@ Search = Literal["grid", "auto"]
 Precision = Annotated[float, Field(gt=0, lt=1)]
 
 
-class B1Capacity(_Model):
+class _AutoSearch(_Model):
+    """What B1's rate search and B2's concurrency search share: grid or auto, and how an
+    auto search decides (``kubetest.analysis.search``)."""
+
+    search: Search = Field(
+        "grid", description="grid (the listed steps) or auto (grow, then bisect)"
+    )
+    precision: Precision = Field(
+        0.05, description="auto: bisect until the bracket is this narrow (relative; B2: ≥ 1)"
+    )
+    min_phase_s: PositiveFloat = Field(
+        5.0, description="auto: no sustainable verdict before this, s (unsustainable: half)"
+    )
+    margin: Precision = Field(
+        0.2, description="auto: stop early as sustainable when p95's bound < (1 - margin) × SLO"
+    )
+
+
+class B1Capacity(_AutoSearch):
     """``search: grid`` runs ``phases`` in order (then bisects with ``refine``); ``search:
     auto`` grows geometrically from ``start_per_min`` until a phase is unsustainable, then
     bisects to ``precision``, each phase stopping as soon as its verdict is clear
     (``kubetest.analysis.search``), between ``min_phase_s`` and ``max_phase_s``.
     ``confirm_s``: a soak at the rate found; when it fails the result moves down a step."""
 
-    search: Search = Field("grid", description="grid (the phases) or auto (grow, then bisect)")
     start_per_min: PositiveFloat = Field(500.0, description="auto: first rate, alerts/min")
     max_per_min: PositiveFloat | None = Field(
         None, description="auto: highest rate tried (sustained: at least); null: no cap"
     )
-    precision: Precision = Field(
-        0.05, description="auto: bisect until the bracket is this narrow (relative)"
-    )
-    min_phase_s: PositiveFloat = Field(
-        5.0, description="auto: no sustainable verdict before this, s (unsustainable: half)"
-    )
     max_phase_s: PositiveFloat = Field(
         30.0, description="auto: a phase not decided by then is judged on what it measured, s"
-    )
-    margin: Precision = Field(
-        0.2, description="auto: stop early as sustainable when p95's bound < (1 - margin) × SLO"
     )
     confirm_s: Annotated[float, Field(ge=0)] = Field(
         0.0, description="soak at the rate found, s (0: none); a failed soak moves it down"
@@ -180,24 +188,14 @@ class B1Capacity(_Model):
     )
 
 
-class B2Concurrency(_Model):
+class B2Concurrency(_AutoSearch):
     """``search: auto``: N doubles from ``start_concurrency`` until a level is
     unsustainable, then is bisected to ``precision`` (at least 1), each level stopping as
     soon as its verdict is clear, between ``min_phase_s`` and ``duration_s``."""
 
-    search: Search = Field("grid", description="grid (the levels) or auto (grow, then bisect)")
     start_concurrency: PositiveInt = Field(8, description="auto: first in-flight level")
     max_concurrency: PositiveInt | None = Field(
         None, description="auto: highest level tried (sustained: at least); null: no cap"
-    )
-    precision: Precision = Field(
-        0.05, description="auto: bisect until the bracket is this narrow (relative, ≥ 1)"
-    )
-    min_phase_s: PositiveFloat = Field(
-        5.0, description="auto: no sustainable verdict before this, s (unsustainable: half)"
-    )
-    margin: Precision = Field(
-        0.2, description="auto: stop early as sustainable when p95's bound < (1 - margin) × SLO"
     )
     levels: list[PositiveInt] = Field(
         [50, 100, 200, 500, 1000, 2000], description="in-flight levels, in order"

@@ -48,15 +48,12 @@ from kubetest.workbook.loadtest import execute, make_plan
 from kubetest.workbook.sweep import (
     Phase,
     Recovery,
+    SweepLoop,
     SweepViews,
     auto_stopped,
-    baseline_in_flight,
-    decision_rule,
-    echo_phase,
     interval,
     load_seconds,
     phases_table,
-    recover,
     relative,
     sweep_result,
     sweep_validity,
@@ -168,20 +165,14 @@ def search_line(cap: dict[str, Any]) -> str:
     )
 
 
-class _Sweep:
-    """The B1 loop's state: phases so far, why it stopped, the result file kept current."""
+class _Sweep(SweepLoop):
+    """The B1 loop: ``SweepLoop`` over rates, with bisection and the confirmation soak."""
 
     def __init__(self, ctx: TestContext, progress: bool | None, echo: Callable[[str], None]):
-        self.ctx, self.progress, self.echo = ctx, progress, echo
-        self.sec, self.slo = ctx.section, ctx.params.slo
-        self.started = datetime.now(UTC)
+        super().__init__(ctx, progress, echo, stopped="every phase ran")
+        self.slo = ctx.params.slo
         self.theory = _theory(ctx)
-        self.phases: list[Phase] = []
-        self.stopped = "every phase ran"
-        self.halted = False  # interrupted, or the service did not recover: no refinement
-        self.rule = decision_rule(ctx)
         self.confirmation: dict[str, Any] | None = None
-        self.baseline = baseline_in_flight(ctx)
 
     def result(self, complete: bool = True) -> B1Result:
         table = phases_table(self.phases)
@@ -210,25 +201,11 @@ class _Sweep:
         self, kind: str, rate: float, duration_s: float, decide: DecisionRule | None = None
     ) -> Phase | None:
         """Recover (after the first phase), run one phase, record it; ``None`` = halted."""
-        recovery = None
-        if self.phases:
-            recovery = recover(self.ctx, self.phases[-1], self.baseline)
-            if not recovery.healthy:
-                self.stopped = (
-                    f"the service did not answer {self.ctx.health_url} healthy within "
-                    f"recovery_s = {self.sec.recovery_s:g} s ({recovery.note})"
-                )
-                self.halted = True
-                return None
-        index = len(self.phases) + 1
-        phase = _run_phase(self.ctx, index, kind, rate, duration_s, recovery, self.progress, decide)
-        self.phases.append(phase)
-        echo_phase(self.echo, phase)
-        self.save(complete=False)
-        if phase.stats.interrupted:
-            self.stopped = f"interrupted during {phase.label}"
-            self.halted = True
-        return phase
+        return self.advance(
+            lambda index, recovery: _run_phase(
+                self.ctx, index, kind, rate, duration_s, recovery, self.progress, decide
+            )
+        )
 
     def grid(self) -> None:
         """The params' phases in order, until the breaking point or the generator's limit.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -28,23 +27,10 @@ from kubetest.analysis.capacity import (
 )
 from kubetest.analysis.search import DecisionRule, next_rate
 from kubetest.analysis.usl import UslFit
+from kubetest.workbook import sweep
 from kubetest.workbook.context import TestContext
 from kubetest.workbook.loadtest import execute, make_plan
-from kubetest.workbook.sweep import (
-    Phase,
-    Recovery,
-    SweepViews,
-    auto_stopped,
-    baseline_in_flight,
-    decision_rule,
-    echo_phase,
-    interval,
-    load_seconds,
-    phases_table,
-    recover,
-    relative,
-    sweep_result,
-)
+from kubetest.workbook.sweep import Phase, SweepLoop
 
 TYPES = ["high_memory", "high_cpu", "pod_crash"]
 #: A generator-limited level is run this often before the sweep stops there.
@@ -52,7 +38,7 @@ LEVEL_TRIES = 2
 
 
 @dataclass
-class B2Result(SweepViews):
+class B2Result(sweep.SweepViews):
     phases: list[Phase]
     capacity: dict[str, Any]
     usl: UslFit | None
@@ -76,7 +62,7 @@ class B2Result(SweepViews):
 
 
 def _run_level(
-    ctx: TestContext, index: int, n: int, recovery: Recovery | None, progress: bool | None,
+    ctx: TestContext, index: int, n: int, recovery: sweep.Recovery | None, progress: bool | None,
     kind: str = "level", decide: DecisionRule | None = None,
 ) -> Phase:  # fmt: skip
     sec, slo = ctx.section, ctx.params.slo
@@ -94,7 +80,7 @@ def _run_level(
         success_rate=slo.success_rate,
         stop_below_success=sec.stop_below_success,
     )
-    return Phase(stats, verdict, outcome, relative(ctx, outcome.load.records_path), recovery)
+    return Phase(stats, verdict, outcome, sweep.relative(ctx, outcome.load.records_path), recovery)
 
 
 def next_level(
@@ -113,30 +99,25 @@ def next_level(
     return n, nxt[1]
 
 
-class _Levels:
-    """B2's loop: levels so far, why it stopped, the result file kept current."""
+class _Levels(SweepLoop):
+    """The B2 loop: ``SweepLoop`` over in-flight levels."""
 
     def __init__(self, ctx: TestContext, progress: bool | None, echo: Callable[[str], None]):
-        self.ctx, self.progress, self.echo, self.sec = ctx, progress, echo, ctx.section
-        self.started = datetime.now(UTC)
-        self.phases: list[Phase] = []
-        self.stopped = "every level ran"
-        self.rule = decision_rule(ctx)
-        self.baseline = baseline_in_flight(ctx)
+        super().__init__(ctx, progress, echo, stopped="every level ran")
 
     def save(self, complete: bool) -> B2Result:
-        table = phases_table(self.phases)
+        table = sweep.phases_table(self.phases)
         cap, fit = concurrency_capacity(table)
-        low, high = interval(self.phases, self.rule)
+        low, high = sweep.interval(self.phases, self.rule)
         cap.update(
             {
                 "concurrency_search": self.sec.search,
                 "max_sustainable_concurrency_ci": [low, high] if low is not None else None,
-                "concurrency_search_load_s": load_seconds(self.phases),
+                "concurrency_search_load_s": sweep.load_seconds(self.phases),
             }
         )
         self.ctx.save_result({
-            **sweep_result(self.ctx, self.phases, table, title="B2 concurrency capacity",
+            **sweep.sweep_result(self.ctx, self.phases, table, title="B2 concurrency capacity",
                            started=self.started, complete=complete, stopped=self.stopped),
             "requirements": [],
             "capacity": cap,
@@ -146,22 +127,13 @@ class _Levels:
 
     def level(self, n: int, kind: str) -> Phase | None:
         """Recover, run level N, record it; ``None`` when it should end the sweep."""
-        recovery = recover(self.ctx, self.phases[-1], self.baseline) if self.phases else None
-        if recovery is not None and not recovery.healthy:
-            self.stopped = (
-                f"the service did not answer {self.ctx.health_url} healthy within "
-                f"recovery_s = {self.sec.recovery_s:g} s ({recovery.note})"
-            )
-            return None
         rule = self.rule if self.sec.search == "auto" else None
-        phase = _run_level(self.ctx, len(self.phases) + 1, n, recovery, self.progress, kind, rule)
-        self.phases.append(phase)
-        echo_phase(self.echo, phase)
-        self.save(complete=False)
-        if phase.stats.interrupted:
-            self.stopped = f"interrupted during {phase.label}"
-            return None
-        return phase
+        phase = self.advance(
+            lambda index, recovery: _run_level(
+                self.ctx, index, n, recovery, self.progress, kind, rule
+            )
+        )
+        return None if phase is None or self.halted else phase
 
     def grid(self) -> None:
         for n in self.sec.levels:
@@ -189,7 +161,7 @@ class _Levels:
             nxt = next_level(self.phases, sec.start_concurrency, sec.max_concurrency, sec.precision)
             if nxt is None:
                 points = [(float(p.stats.concurrency or 0), p.verdict.status) for p in self.phases]
-                self.stopped = auto_stopped(points, sec.max_concurrency)
+                self.stopped = sweep.auto_stopped(points, sec.max_concurrency)
                 return
             n, why = nxt
             tries = [p for p in self.phases if p.stats.concurrency == n]
@@ -205,13 +177,13 @@ def run(
 ) -> B2Result:
     """Run the levels (``grid``) or search N (``auto``), judge each, fit the USL, save
     ``results/B2.json``."""
-    sweep = _Levels(ctx, progress, echo)
+    loop = _Levels(ctx, progress, echo)
     if ctx.section.search == "auto":
-        sweep.auto()
+        loop.auto()
     else:
-        sweep.grid()
-    phases = sweep.phases
-    res = sweep.save(complete=bool(phases) and all(not p.stats.interrupted for p in phases))
+        loop.grid()
+    phases = loop.phases
+    res = loop.save(complete=bool(phases) and all(not p.stats.interrupted for p in phases))
     echo(res.capacity["concurrency_recommendation"])
     ci = res.capacity.get("max_sustainable_concurrency_ci")
     if ctx.section.search == "auto" and ci:

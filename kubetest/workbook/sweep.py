@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -342,3 +342,44 @@ def auto_stopped(points: list[tuple[float, str]], cap: float | None) -> str:
     if low is None:
         return "no phase gave evidence"
     return f"bisected to the precision: between {low:,.0f} and {high:,.0f}"
+
+
+class SweepLoop:
+    """The loop B1 (rates) and B2 (levels) share: phases so far, why it stopped, and the
+    result file kept current after every phase, so an interrupt loses nothing."""
+
+    def __init__(
+        self, ctx: TestContext, progress: bool | None, echo: Callable[[str], None], stopped: str
+    ):
+        self.ctx, self.progress, self.echo, self.sec = ctx, progress, echo, ctx.section
+        self.started = datetime.now(UTC)
+        self.phases: list[Phase] = []
+        self.stopped = stopped
+        self.halted = False  # interrupted, or the service did not recover
+        self.rule = decision_rule(ctx)
+        self.baseline = baseline_in_flight(ctx)
+
+    def save(self, complete: bool) -> Any:
+        raise NotImplementedError
+
+    def advance(self, run_phase: Callable[[int, Recovery | None], Phase]) -> Phase | None:
+        """Recover after the last phase, run the next (``run_phase(index, recovery)``),
+        record and save it; ``None`` when the service did not recover in time."""
+        recovery = None
+        if self.phases:
+            recovery = recover(self.ctx, self.phases[-1], self.baseline)
+            if not recovery.healthy:
+                self.stopped = (
+                    f"the service did not answer {self.ctx.health_url} healthy within "
+                    f"recovery_s = {self.sec.recovery_s:g} s ({recovery.note})"
+                )
+                self.halted = True
+                return None
+        phase = run_phase(len(self.phases) + 1, recovery)
+        self.phases.append(phase)
+        echo_phase(self.echo, phase)
+        self.save(complete=False)
+        if phase.stats.interrupted:
+            self.stopped = f"interrupted during {phase.label}"
+            self.halted = True
+        return phase
