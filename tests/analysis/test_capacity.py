@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from sweep_support import embedded_context, run_sweep
 
 from kubetest.analysis import capacity as cap
 from kubetest.analysis import queueing, usl
@@ -360,12 +360,8 @@ def test_erlang_c_quantile_matches_a_simulated_mmc_queue() -> None:
 def context(
     tmp_path: Path, test: str, embedded: dict, slo_p95_s: float = SLO["p95_s"], **sections: object
 ) -> TestContext:
-    path = tmp_path / f"{test}.yaml"
-    path.write_text(yaml.safe_dump({
-        "target": {"url": "embedded", "embedded": embedded},
-        "slo": {"p95_s": slo_p95_s, "success_rate": SLO["success_rate"]}, **sections,
-    }))  # fmt: skip
-    return TestContext.open(test, str(path), str(tmp_path / "session"))
+    slo = {"p95_s": slo_p95_s, "success_rate": SLO["success_rate"]}
+    return embedded_context(tmp_path, test, embedded, slo, **sections)
 
 
 def run_b1(
@@ -375,10 +371,7 @@ def run_b1(
     ctx = context(tmp_path, "B1", embedded, slo_p95_s, generator={"arrivals": arrivals},
                   b1_capacity={"phases": grid, "recovery_s": 5, "stop_below_success": 0.5,
                                "refine": True})  # fmt: skip
-    try:
-        return b1_capacity.run(ctx, progress=False, echo=lambda _: None)
-    finally:
-        ctx.close()
+    return run_sweep(ctx, b1_capacity)
 
 
 @pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from sweep_support import embedded_context, run_sweep
 
 from kubetest.analysis import search
 from kubetest.analysis.search import DecisionRule, Evidence, Point
@@ -144,23 +144,17 @@ def test_requests_stuck_in_flight_count_as_slow() -> None:
 def context(
     tmp_path: Path, test: str, embedded: dict, p95_s: float, **sections: object
 ) -> TestContext:
-    path = tmp_path / f"{test}.yaml"
-    path.write_text(yaml.safe_dump({
-        "target": {"url": "embedded", "embedded": embedded},
-        "generator": {"arrivals": "poisson"},
-        "slo": {"p95_s": p95_s, "success_rate": 0.95}, **sections,
-    }))  # fmt: skip
-    return TestContext.open(test, str(path), str(tmp_path / "session"))
+    slo = {"p95_s": p95_s, "success_rate": 0.95}
+    return embedded_context(
+        tmp_path, test, embedded, slo, generator={"arrivals": "poisson"}, **sections
+    )
 
 
 def run_b1(tmp_path: Path, embedded: dict, p95_s: float, **b1: object) -> b1_capacity.B1Result:
     ctx = context(
         tmp_path, "B1", embedded, p95_s, b1_capacity={"search": "auto", "recovery_s": 5, **b1}
     )
-    try:
-        return b1_capacity.run(ctx, progress=False, echo=lambda _: None)
-    finally:
-        ctx.close()
+    return run_sweep(ctx, b1_capacity)
 
 
 @pytest.mark.timeout(240)

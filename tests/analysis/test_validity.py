@@ -178,24 +178,30 @@ class _Restarting(_LoopThread):
         await self.runner.cleanup()
 
 
-@pytest.mark.timeout(60)
-def test_a_target_restarting_mid_a1_makes_it_inconclusive(tmp_path: Path) -> None:
-    """End to end: scraped while A1 runs, the restart lowers a PASS to INCONCLUSIVE."""
+def _run_a1(tmp_path: Path, url: str, doc: dict[str, Any]) -> tuple[Any, Any]:
+    """A1 end to end against ``url`` with the params ``doc`` (target url added)."""
     from kubetest.workbook import a1_response_time
     from kubetest.workbook.context import TestContext
 
+    doc = {**doc, "target": {"url": url, "integrity_wait_s": 0, **doc.get("target", {})}}
+    params = tmp_path / "A1.yaml"
+    params.write_text(yaml.safe_dump(doc))
+    ctx = TestContext.open("A1", str(params), str(tmp_path / "s"), target_url=url)
+    try:
+        return a1_response_time.run(ctx, progress=False), ctx
+    finally:
+        ctx.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_target_restarting_mid_a1_makes_it_inconclusive(tmp_path: Path) -> None:
+    """End to end: scraped while A1 runs, the restart lowers a PASS to INCONCLUSIVE."""
     with _Restarting(at_s=3.0) as svc:
-        params = tmp_path / "A1.yaml"
-        params.write_text(yaml.safe_dump({
-            "target": {"url": svc.url, "integrity_wait_s": 0, "metrics_interval_s": 0.5,
+        result, _ = _run_a1(tmp_path, svc.url, {
+            "target": {"metrics_interval_s": 0.5,
                        "metrics_url": f"http://127.0.0.1:{svc.port}/metrics"},
             "a1_response_time": {"rate_per_min": 600, "duration_min": 0.1},
-        }))  # fmt: skip
-        ctx = TestContext.open("A1", str(params), str(tmp_path / "s"), target_url=svc.url)
-        try:
-            result = a1_response_time.run(ctx, progress=False)
-        finally:
-            ctx.close()
+        })  # fmt: skip
     restarts = result.outcome.service_metrics["restarts"]
     assert restarts and 2.5 <= restarts[0]["t_s"] <= 5.0, restarts
     req = result.requirement
@@ -213,26 +219,16 @@ def test_arrivals_dropped_at_the_cap_make_a1_invalid_and_not_judged(tmp_path: Pa
 
     from engine_servers import WebServer
 
-    from kubetest.workbook import a1_response_time
-    from kubetest.workbook.context import TestContext
-
     async def slowish(_request: web.Request) -> web.Response:
         await asyncio.sleep(0.1)
         return web.json_response({"status": "success"})
 
     with WebServer(slowish) as svc:
-        params = tmp_path / "A1.yaml"
-        params.write_text(yaml.safe_dump({
-            "target": {"url": svc.url, "integrity_wait_s": 0},
+        result, ctx = _run_a1(tmp_path, svc.url, {
             "generator": {"max_in_flight": 2},
             "slo": {"p95_s": 5.0, "success_rate": 0.0},
             "a1_response_time": {"rate_per_min": 2400, "duration_min": 0.05},
-        }))  # fmt: skip
-        ctx = TestContext.open("A1", str(params), str(tmp_path / "s"), target_url=svc.url)
-        try:
-            result = a1_response_time.run(ctx, progress=False)
-        finally:
-            ctx.close()
+        })  # fmt: skip
     v = result.requirement.details["validity"]
     assert v["status"] == "INVALID" and any("dropped" in r for r in v["reasons"]), v
     assert result.requirement.status == "INCONCLUSIVE"

@@ -8,11 +8,13 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from aiohttp import web
 from engine_servers import WebServer
+from sweep_support import embedded_context, run_sweep
 
 from kubetest.errors import ParamsError
 from kubetest.params import parse_params
@@ -133,23 +135,23 @@ def test_a2_past_capacity_is_stopped_and_fails(tmp_path: Path) -> None:
 # -- B1: an overloaded phase ends early --------------------------------------------------------
 
 
+def _sweep_on_d_d_2(tmp_path: Path, module: Any, section: str, sweep: dict[str, Any]) -> Any:
+    """B1 or B2 (``module``) against the embedded D/D/2 target, D = 20 ms, with a
+    0.1 s SLO and an abort after 3 windows of 0.5 s."""
+    test = "B1" if section == "b1_capacity" else "B2"
+    embedded = {"workers": 2, "service_ms": 20, "service_dist": "const"}
+    slo = {"p95_s": 0.1, "success_rate": 0.95, "abort": {"window_s": 0.5, "consecutive": 3}}
+    sweep = {"recovery_s": 5, "stop_below_success": 0.5, **sweep}
+    return run_sweep(embedded_context(tmp_path, test, embedded, slo, **{section: sweep}), module)
+
+
 @pytest.mark.timeout(120)
 def test_b1_ends_an_overloaded_phase_early(tmp_path: Path) -> None:
     """D/D/2 with D = 20 ms serves 6,000/min. A 20 s phase at 12,000/min queues 100 more
     alerts each second: with windows of 0.5 s it is aborted long before its 4,000 arrivals
     are due, judged unsustainable with the abort's reason; the phase below capacity is not."""
-    ctx = _open(tmp_path, "B1", {
-        "target": {"url": "embedded", "embedded": {"workers": 2, "service_ms": 20,
-                                                   "service_dist": "const"}},
-        "slo": {"p95_s": 0.1, "success_rate": 0.95,
-                "abort": {"window_s": 0.5, "consecutive": 3}},
-        "b1_capacity": {"phases": [[3000, 4 / 60], [12000, 20 / 60]], "recovery_s": 5,
-                        "stop_below_success": 0.5, "refine": False},
-    })  # fmt: skip
-    try:
-        res = b1_capacity.run(ctx, progress=False, echo=lambda _: None)
-    finally:
-        ctx.close()
+    res = _sweep_on_d_d_2(tmp_path, b1_capacity, "b1_capacity", {
+        "phases": [[3000, 4 / 60], [12000, 20 / 60]], "refine": False})  # fmt: skip
     calm, overloaded = res.phases
     assert calm.stats.aborted is None and calm.verdict.status == "sustainable"
     assert overloaded.stats.aborted is not None
@@ -173,18 +175,8 @@ def test_b2_ends_an_overloaded_level_early(tmp_path: Path) -> None:
     """Closed loop on D/D/2 with D = 20 ms: N in flight answer in N × 10 ms. N = 2 holds a
     0.1 s SLO; N = 60 answers in 0.6 s, past the abort's 0.2 s (2 × slo.p95_s), so with
     windows of 0.5 s its 6 s level ends after a few of them, unsustainable with the reason."""
-    ctx = _open(tmp_path, "B2", {
-        "target": {"url": "embedded", "embedded": {"workers": 2, "service_ms": 20,
-                                                   "service_dist": "const"}},
-        "slo": {"p95_s": 0.1, "success_rate": 0.95,
-                "abort": {"window_s": 0.5, "consecutive": 3}},
-        "b2_concurrency": {"levels": [2, 60], "duration_s": 6, "recovery_s": 5,
-                           "stop_below_success": 0.5},
-    })  # fmt: skip
-    try:
-        res = b2_concurrency.run(ctx, progress=False, echo=lambda _: None)
-    finally:
-        ctx.close()
+    res = _sweep_on_d_d_2(tmp_path, b2_concurrency, "b2_concurrency", {
+        "levels": [2, 60], "duration_s": 6})  # fmt: skip
     calm, overloaded = res.phases
     assert calm.stats.aborted is None and calm.verdict.status == "sustainable"
     assert overloaded.stats.aborted is not None, overloaded.verdict.reasons
