@@ -9,23 +9,15 @@ from typing import Any
 import httpx
 
 from kubetest import control
-from kubetest.checks.base import (
-    TIMEOUT_S,
-    Check,
-    Deadline,
-    failed,
-    not_configured,
-    ok,
-    one_line,
-    scrub,
-)
+from kubetest.checks import base
+from kubetest.checks.base import TIMEOUT_S, Check, failed, ok
 from kubetest.params import Environment
 from kubetest.secrets import redact_url
 
 
 def _unset(name: str, key: str, fix: str) -> Check:
     """The row of a service whose ``environment.<key>`` is not set: not checked."""
-    return not_configured(name, f"environment.{key} is not set", fix)
+    return base.not_configured(name, f"environment.{key} is not set", fix)
 
 
 # --------------------------------------------------------------------------- LLM
@@ -63,12 +55,12 @@ def check_llm(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
         return _unset("llm", "llm_url", "set environment.llm_url (and llm_model) to check the LLM")
     shown = redact_url(url)
     tried: list[str] = []
-    deadline = Deadline(timeout_s)
+    deadline = base.Deadline(timeout_s)
     for api, models_url in _llm_endpoints(url):
         try:
             resp = control.get(models_url, timeout_s=deadline.left(), proxy="env")
         except httpx.HTTPError as exc:
-            tried.append(f"{redact_url(models_url)}: {one_line(exc)}")
+            tried.append(f"{redact_url(models_url)}: {base.one_line(exc)}")
             if isinstance(exc, httpx.TransportError):
                 break  # same host and port: the other API cannot answer either
             continue
@@ -148,10 +140,10 @@ def check_redis(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Check:
     except redis.AuthenticationError as exc:
         return _redis_auth_failure(where, var, source, str(exc))
     except redis.ResponseError as exc:
-        return failed("redis", f"{where}: {one_line(exc)}", "check the server's ACL for PING")
+        return failed("redis", f"{where}: {base.one_line(exc)}", "check the server's ACL for PING")
     except redis.RedisError as exc:
         return failed(
-            "redis", f"{where}: {one_line(exc)}", "start Redis or fix environment.redis_url"
+            "redis", f"{where}: {base.one_line(exc)}", "start Redis or fix environment.redis_url"
         )
     finally:
         client.close()
@@ -247,7 +239,7 @@ def check_postgres(env: Environment | None, timeout_s: float = TIMEOUT_S) -> Che
             one = conn.execute("SELECT 1").fetchone()
             version = conn.info.server_version
     except psycopg.Error as exc:
-        return scrub(_postgres_failure(where, var, str(exc)), secrets)
+        return base.scrub(_postgres_failure(where, var, str(exc)), secrets)
     if not one or one[0] != 1:
         return failed("postgresql", f"{where}: SELECT 1 answered {one!r}", "see the server log")
     major, minor = divmod(version, 10000)
