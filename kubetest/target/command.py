@@ -16,6 +16,12 @@ from kubetest.target.kube_rules import VERBS
 from kubetest.target.model import SERVICE_DISTS, TARGET_APIS, TargetConfig
 from kubetest.target.server import DEFAULT_PORTS, serve
 
+#: Command-line options handed to ``server.serve`` under the same name.
+SERVE_OPTIONS = (
+    "log_level", "exit_on_stdin_eof", "health_port", "metrics_port", "kube_port", "kubeconfig",
+    "tls_cert", "tls_key",
+)  # fmt: skip
+
 
 def _number(
     kind: type[int] | type[float],
@@ -344,19 +350,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     tls_files = [f for f in (args.tls_cert, args.tls_key) if f]
     if len(tls_files) == 1 or any(not os.path.isfile(f) for f in tls_files):
         raise ParamsError("target: HTTPS needs both --tls-cert and --tls-key, existing PEM files")
-    serve(
-        config,
-        args.host,
-        args.port,
-        log_level=args.log_level,
-        exit_on_stdin_eof=args.exit_on_stdin_eof,
-        health_port=args.health_port,
-        metrics_port=args.metrics_port,
-        kube_port=args.kube_port,
-        kubeconfig=args.kubeconfig,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-    )
+    serve(config, args.host, args.port, **{name: getattr(args, name) for name in SERVE_OPTIONS})
     return 0
 
 
