@@ -98,11 +98,9 @@ def test_a_refused_token_stops_the_load_before_it_starts(
 
 
 def test_a_token_env_var_that_is_not_set_is_one_line(
-    web_server: Callable[..., WebServer],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    web_server: Callable[..., WebServer], tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> None:  # fmt: skip
     monkeypatch.delenv("KT_LOAD_UNSET", raising=False)
     server = web_server(ok_handler())
     assert _load(server, tmp_path, "--auth-token-env", "KT_LOAD_UNSET") == 2
@@ -133,11 +131,9 @@ def test_mostly_refused_answers_end_in_one_warning_and_exit_1(
 
 
 def test_progress_without_a_terminal_and_quiet(
-    web_server: Callable[..., WebServer],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    web_server: Callable[..., WebServer], tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> None:  # fmt: skip
     monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)  # a line at every refresh
     server = web_server(ok_handler())
     assert _load(server, tmp_path / "a") == 0  # pytest's stderr is not a terminal
