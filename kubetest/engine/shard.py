@@ -46,6 +46,7 @@ import numpy as np
 
 from kubetest.engine.abort import SloWatch
 from kubetest.engine.client import GENERATOR_ERRORS, auth_header, classify, classify_exception
+from kubetest.engine.direct import BATCH, MIN_SLEEP_S, DirectOpen
 from kubetest.engine.hdrlog import IntervalLog, Series, hdr_log_of
 from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
@@ -53,16 +54,12 @@ from kubetest.engine.records import OUTCOMES, Record, RecordSampler, RecordWrite
 from kubetest.engine.result import ShardResult, hdr_us, share_of
 from kubetest.engine.schedule import mean_rate, planned_duration
 from kubetest.engine.stop import StopSignal
-from kubetest.engine.transport import make_transport
+from kubetest.engine.transport import direct_client, make_transport
 
 #: In-flight requests get this long to finish after a stop before they are cancelled.
 STOP_GRACE_S = 1.5
 #: Housekeeping tick: stop polling, loop-responsiveness probe, writer flush.
 TICK_S = 0.025
-#: Shortest dispatcher sleep; arrivals due meanwhile go out together on waking.
-MIN_SLEEP_S = 0.001
-#: At most this many requests are spawned before the dispatcher yields to the loop.
-BATCH = 256
 #: File descriptors kept free for everything that is not a request socket.
 FD_RESERVE = 64
 #: Collector thresholds while a shard runs (see ``quiet_gc``): (gen0, gen1, gen2).
@@ -86,7 +83,7 @@ def _fd_cap(wanted: int) -> tuple[int, str | None]:
     return wanted, None
 
 
-class _Shard:
+class _Shard(DirectOpen):
     def __init__(
         self,
         plan: LoadPlan,
@@ -170,7 +167,11 @@ class _Shard:
             self.transport = transport
             self.dispatching = True
             if self.plan.mode == "open":
-                await self._dispatch_open()
+                self.direct = direct_client(transport, self.plan)
+                if self.direct is not None:
+                    await self._dispatch_direct(self.direct)
+                else:
+                    await self._dispatch_open()
             else:
                 await self._dispatch_closed()
             self.dispatching = False
@@ -355,7 +356,7 @@ class _Shard:
         or, after a stop, for the grace period; then cancel what is left."""
         hard_deadline = self.now() + self.plan.timeout_s + 2.0
         grace_deadline: float | None = None
-        while self.tasks:
+        while self.tasks or self.in_flight > 0:
             now = self.now()
             if self.stopping and grace_deadline is None:
                 grace_deadline = now + (0.0 if self.forced else STOP_GRACE_S)
@@ -365,6 +366,7 @@ class _Shard:
         pending = list(self.tasks)
         for task in pending:
             task.cancel()
+        self._cancel_direct()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
