@@ -52,8 +52,9 @@ MAX_HEAD_BYTES = 64 << 10
 #: Longest wait before the deadline queue drops the requests answered meanwhile (memory).
 PRUNE_S = 0.1
 
-#: First bytes of the header names an answer is read for (Content-*, Transfer-Encoding).
-_READ_FIRST = frozenset((b"C", b"c", b"T", b"t"))
+#: Lengths of the header names an answer is read for: Content-Length, Content-Encoding,
+#: Transfer-Encoding (a length test first: most headers are skipped without a lower()).
+_READ_LENGTHS = frozenset((14, 16, 17))
 
 #: Told how a request ended: ``(ctx, status, body, error)``; ``ctx`` is what the sender
 #: passed, ``status`` the answer's (0 before the status line), ``error`` None on success.
@@ -89,7 +90,7 @@ class _Conn(asyncio.Protocol):
         self._begin()
 
     def _begin(self) -> None:
-        self.body = bytearray()
+        self.body: bytes | bytearray = b""  # the first chunk kept as is: most answers are one
         self.head_bytes = 0
         self.headers_done = False
         self.length: int | None = None
@@ -135,7 +136,7 @@ class _Conn(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name[:1] not in _READ_FIRST:  # most headers (Server, Date, ETag, ...): not read
+        if len(name) not in _READ_LENGTHS:  # most headers (Server, Date, ETag, ...): not read
             return
         name = name.lower()
         if name == b"content-length":
@@ -156,10 +157,15 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, data: bytes) -> None:
         if self.error is None:
-            if len(self.body) + len(data) > self.cap:
+            body = self.body
+            if len(body) + len(data) > self.cap:
                 self.error = BodyTooLarge(f"answer body passed {self.cap} bytes")
+            elif not body:
+                self.body = data
+            elif isinstance(body, bytearray):
+                body += data
             else:
-                self.body += data
+                self.body = bytearray(body) + data
 
     def on_message_complete(self) -> None:
         if self.error is not None:
@@ -275,7 +281,8 @@ class FastClient:
             return
         conn.idle = True
         self.idle.append(conn)
-        self._wake()
+        if self.waiters:
+            self._wake()
 
     def _lost(self, conn: _Conn) -> None:
         self.n_conns -= 1
