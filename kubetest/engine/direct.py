@@ -126,7 +126,8 @@ class DirectOpen:
                     by_second[sec] = lag
                 if track:
                     self.pending[seq] = intended
-            await asyncio.sleep(0)  # let the loop read answers between batches
+            if i == end:  # a full batch: let the loop read answers before the next one
+                await asyncio.sleep(0)
         self.scheduled = i
 
     def _skip_late(self, i: int, now: float) -> int:
