@@ -18,6 +18,7 @@ The aiohttp client and closed loop always take the task path.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -32,6 +33,9 @@ MIN_SLEEP_S = 0.001
 BATCH = 256
 #: Schedule offsets are read as Python floats this many at a time (not the whole run's).
 CHUNK = 4096
+#: Connections opened before the start: this many seconds of arrivals (at least WARM_MIN),
+#: if there is time before the start instant (it is kept WARM_MARGIN_S clear).
+WARM_S, WARM_MIN, WARM_MARGIN_S = 0.005, 8, 0.02
 
 
 class DirectOpen:
@@ -63,7 +67,16 @@ class DirectOpen:
     sampler: Any
     not_sent: int
     errors: dict[str, int]
-    # and its methods: _not_sent, _spawn, _request (the task path), _write (the records)
+    # and its methods: now, _not_sent, _spawn, _request (the task path), _write (records)
+
+    async def _warm_up(self, client: FastClient, rate: float | None) -> None:
+        """Before the start instant, open the connections the first arrivals will need
+        (``FastClient.warm``): ``WARM_S`` of the rate's arrivals, within the cap, in the
+        time left before the start (less ``WARM_MARGIN_S``)."""
+        left = -self.now() - WARM_MARGIN_S
+        if left <= 0 or not rate:
+            return
+        await client.warm(min(self.cap, max(WARM_MIN, math.ceil(rate * WARM_S))), left)
 
     async def _dispatch_direct(self, client: FastClient) -> None:
         """``_dispatch_open`` with requests written by the dispatcher itself."""

@@ -134,6 +134,7 @@ class _Shard(DirectOpen):
             self.offsets = np.empty(0)
             self.planned_s = plan.duration_s
             wanted, rate = share_of(plan.concurrency, shard, n_shards), None
+        self.rate = rate
         self.sampler = RecordSampler(plan.records_max_per_s, n_shards, rate)
         self.cap, note = _fd_cap(max(1, wanted))
         if note:
@@ -162,12 +163,15 @@ class _Shard(DirectOpen):
         transport = make_transport(self.plan, self.cap)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         try:
+            if self.plan.mode == "open":
+                self.direct = direct_client(transport, self.plan)
+                if self.direct is not None:
+                    await self._warm_up(self.direct, self.rate)
             await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start
             cpu0, wall0 = time.thread_time(), time.perf_counter()
             self.transport = transport
             self.dispatching = True
             if self.plan.mode == "open":
-                self.direct = direct_client(transport, self.plan)
                 if self.direct is not None:
                     await self._dispatch_direct(self.direct)
                 else:
