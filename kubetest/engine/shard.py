@@ -20,6 +20,10 @@ Fidelity rules (README "How it measures"):
 * the shard measures itself: schedule lag per second of the run, event-loop CPU share
   (thread CPU time / wall time) and loop responsiveness (a 25 ms ticker's oversleep).
 
+Open loop with the fast client (``transport.direct_client``) writes requests without a task
+each (``engine.direct``: the dispatcher writes onto idle connections, the protocol records
+the answer); the aiohttp client and closed loop await ``transport.post`` in a task each.
+
 Stopping: ``stop`` is any object with ``is_set()`` (and optionally ``is_forced()``),
 polled every 50 ms. Once set, dispatching stops, in-flight requests get
 ``STOP_GRACE_S`` to finish, the rest are cancelled and recorded as ``cancelled``.
