@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             "run_load_monotonic": [mono0, mono1],
             # this process only (with --workers N the load runs in the worker processes)
             "cpu_run_load_s": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+            "cpu_run_load_sys_s": ru1.ru_stime - ru0.ru_stime,  # the kernel's share (syscalls)
             # peak RSS of this process (the engine's, in-process runs): bounded memory
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "records_bytes": records_bytes,

@@ -263,6 +263,10 @@ class PayloadFactory:
 
     def _wanted(self, alert_type: str) -> Any:
         """Which sequence numbers of a block can be of ``alert_type``."""
+        try:  # per request: the common case first, without building a default dict
+            return self.__dict__["_c_wanted"][alert_type]
+        except KeyError:
+            pass
         cache = self.__dict__.setdefault("_c_wanted", {})
         if alert_type not in cache:
             n = len(self.types)

@@ -20,6 +20,10 @@ Fidelity rules (README "How it measures"):
 * the shard measures itself: schedule lag per second of the run, event-loop CPU share
   (thread CPU time / wall time) and loop responsiveness (a 25 ms ticker's oversleep).
 
+Open loop with the fast client (``transport.direct_client``) writes requests without a task
+each (``engine.direct``: the dispatcher writes onto idle connections, the protocol records
+the answer); the aiohttp client and closed loop await ``transport.post`` in a task each.
+
 Stopping: ``stop`` is any object with ``is_set()`` (and optionally ``is_forced()``),
 polled every 50 ms. Once set, dispatching stops, in-flight requests get
 ``STOP_GRACE_S`` to finish, the rest are cancelled and recorded as ``cancelled``.
@@ -46,6 +50,7 @@ import numpy as np
 
 from kubetest.engine.abort import SloWatch
 from kubetest.engine.client import GENERATOR_ERRORS, auth_header, classify, classify_exception
+from kubetest.engine.direct import BATCH, MIN_SLEEP_S, DirectOpen
 from kubetest.engine.hdrlog import IntervalLog, Series, hdr_log_of
 from kubetest.engine.plan import LoadPlan
 from kubetest.engine.progress import REFRESH_S, RecentLatencies, Snapshot
@@ -53,16 +58,12 @@ from kubetest.engine.records import OUTCOMES, Record, RecordSampler, RecordWrite
 from kubetest.engine.result import ShardResult, hdr_us, share_of
 from kubetest.engine.schedule import mean_rate, planned_duration
 from kubetest.engine.stop import StopSignal
-from kubetest.engine.transport import make_transport
+from kubetest.engine.transport import direct_client, make_transport
 
 #: In-flight requests get this long to finish after a stop before they are cancelled.
 STOP_GRACE_S = 1.5
 #: Housekeeping tick: stop polling, loop-responsiveness probe, writer flush.
 TICK_S = 0.025
-#: Shortest dispatcher sleep; arrivals due meanwhile go out together on waking.
-MIN_SLEEP_S = 0.001
-#: At most this many requests are spawned before the dispatcher yields to the loop.
-BATCH = 256
 #: File descriptors kept free for everything that is not a request socket.
 FD_RESERVE = 64
 #: Collector thresholds while a shard runs (see ``quiet_gc``): (gen0, gen1, gen2).
@@ -86,7 +87,7 @@ def _fd_cap(wanted: int) -> tuple[int, str | None]:
     return wanted, None
 
 
-class _Shard:
+class _Shard(DirectOpen):
     def __init__(
         self,
         plan: LoadPlan,
@@ -137,6 +138,7 @@ class _Shard:
             self.offsets = np.empty(0)
             self.planned_s = plan.duration_s
             wanted, rate = share_of(plan.concurrency, shard, n_shards), None
+        self.rate = rate
         self.sampler = RecordSampler(plan.records_max_per_s, n_shards, rate)
         self.cap, note = _fd_cap(max(1, wanted))
         if note:
@@ -165,12 +167,19 @@ class _Shard:
         transport = make_transport(self.plan, self.cap)
         housekeeping = asyncio.ensure_future(self._housekeeping())
         try:
+            if self.plan.mode == "open":
+                self.direct = direct_client(transport, self.plan)
+                if self.direct is not None:
+                    await self._warm_up(self.direct, self.rate)
             await asyncio.sleep(max(0.0, -self.now()))  # wait for the common start
             cpu0, wall0 = time.thread_time(), time.perf_counter()
             self.transport = transport
             self.dispatching = True
             if self.plan.mode == "open":
-                await self._dispatch_open()
+                if self.direct is not None:
+                    await self._dispatch_direct(self.direct)
+                else:
+                    await self._dispatch_open()
             else:
                 await self._dispatch_closed()
             self.dispatching = False
@@ -355,7 +364,7 @@ class _Shard:
         or, after a stop, for the grace period; then cancel what is left."""
         hard_deadline = self.now() + self.plan.timeout_s + 2.0
         grace_deadline: float | None = None
-        while self.tasks:
+        while self.tasks or self.in_flight > 0:
             now = self.now()
             if self.stopping and grace_deadline is None:
                 grace_deadline = now + (0.0 if self.forced else STOP_GRACE_S)
@@ -365,6 +374,7 @@ class _Shard:
         pending = list(self.tasks)
         for task in pending:
             task.cancel()
+        self._cancel_direct()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 

@@ -9,6 +9,9 @@ so both clients are measured exactly alike; only the wire differs:
   asyncio Protocol with httptools (uvloop where available, see ``shard.new_event_loop``);
 * ``aiohttp``: the aiohttp session of ``engine.client``, kept as a fallback and a peer.
 
+``direct_client`` is the one place that decides whether an open-loop shard writes requests
+itself (``engine.direct``: no task per request, the fast client only) or awaits ``post``.
+
 An exception raised after the status line was read (a body past ``max_body_bytes``, cut
 short, too slow) carries it as ``answer_status``, so the record keeps the status the
 answer had (as the aiohttp path always recorded it) whichever client read it.
@@ -55,6 +58,15 @@ class AiohttpTransport:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+def direct_client(transport: Transport, plan: LoadPlan) -> FastClient | None:
+    """The client an open-loop shard may write requests with directly, without a task per
+    request (``engine.direct``): the fast client, for plans without a workload pool (whose
+    ``acquire``/``answered`` bracket each request in ``shard._request``); else None."""
+    if isinstance(transport, FastClient) and plan.pool is None:
+        return transport
+    return None
 
 
 def make_transport(plan: LoadPlan, max_connections: int) -> Transport:
