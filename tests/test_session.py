@@ -561,3 +561,28 @@ def test_a3_during_load_stops_with_the_session_and_resumes_beside_what_is_left(
     (out / "s" / "results" / "B1.json").unlink()
     run_session(params, session="s", outputs=out, resume=True, echo=lambda _: None)
     assert fake_beside["ran"] == ["B1"]
+
+
+def test_ctrl_c_stops_a3_beside_the_load_with_the_session(tmp_path: Path) -> None:
+    """Both kernels (A1's and A3's beside it) are gone within seconds of one Ctrl-C."""
+    params = write_params(
+        tmp_path, a1_response_time={"rate_per_min": 600, "duration_min": 0.5},
+        a3_availability={"duration_min": 0.5, "probe_interval_s": 0.1, "during_load": True},
+    )  # fmt: skip
+    out = tmp_path / "out"
+    session = out / "s"
+    run = ["run", "--params", str(params), "--outputs", str(out), "--session", "s"]
+    proc = kubetest(*run, "--only", "A1,A3", start_new_session=True)
+    _wait_running(session, "A1", proc, session / "records" / "A1.csv")
+    probes = session / "records" / "A3_probes.csv"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        not probes.exists() or probes.read_bytes().count(b"\n") < 10
+    ):
+        time.sleep(0.1)
+    output, took = _stopped(proc, signal.SIGINT, group=True)
+    assert proc.returncode == 130 and took < 5.0, (took, output[-2000:])
+    assert "Traceback" not in output, output
+    assert _kernels_in(session) == [], "a kernel outlived the run"
+    state = json.loads((session / "state.json").read_text())["tests"]
+    assert (state["A1"]["state"], state["A3"]["state"]) == ("interrupted", "interrupted")
