@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # make report needs the package alone; the dev extra (pytest, ruff, JupyterLab) is for
 # test, lint, format and lab. The run install skips pip's byte-compiling of every module of
-# every dependency (~30 s here): Python compiles what a run imports when it first imports it.
+# every dependency (~30 s here): the run compiles what it imports, once, into .venv/pycache,
+# even where PYTHONDONTWRITEBYTECODE is set (each notebook kernel would compile it again).
 RUN_STAMP := $(VENV)/.installed-run
+RUN_ENV   := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
 STAMP     := $(VENV)/.installed-stamp
 PARAMS ?= params/local.yaml
 # Debian packages the tests need (servers they start on loopback, a headless browser).
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml
 
 ## make report: install, run the whole plan against the embedded target, print report.html
 report: $(RUN_STAMP)
-	$(BIN)/kubetest run --params $(PARAMS) $(if $(SESSION),--session $(SESSION),)
+	$(RUN_ENV) $(BIN)/kubetest run --params $(PARAMS) $(if $(SESSION),--session $(SESSION),)
 
 ## make test: install, lint, check the formatting, and run the test suite
 test: $(STAMP)
