@@ -93,18 +93,24 @@ class KernelSlot:
 
 
 def execute_notebook(
-    src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, slot: KernelSlot | None = None
+    src: Path,
+    dst: Path,
+    parameters: dict[str, Any],
+    cwd: Path,
+    slot: KernelSlot | None = None,
+    tag: str = "",
 ) -> None:
     """papermill with the kernel on Unix sockets (IPC), not plain-text loopback TCP, and the
     kernel process's own log in ``cwd/kernel.log`` (the notebook's output is in the notebook).
-    ``slot`` receives the kernel manager, for a stop from another thread."""
+    ``slot`` receives the kernel manager, for a stop from another thread; ``tag`` names the
+    IPC sockets apart, so two kernels started at once never pick the same ones."""
     import papermill
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault("ip", str(cwd / ".kernel"))
+            kwargs.setdefault("ip", str(cwd / f".kernel{tag}"))
             super().__init__(**kwargs)
             if slot is not None:
                 slot.km = self
@@ -175,3 +181,45 @@ def _stop_kernel(slot: KernelSlot, thread: threading.Thread, stop: Stop) -> None
         thread.join(KILLED_WAIT_S)
     slot.signal(signal.SIGKILL)  # a kernel that ended its cell but not itself
     slot.forget()  # what papermill, still noticing the death or done with it, left open
+
+
+class Beside:
+    """One notebook run in its own kernel and thread beside the session's main loop (A3
+    with ``during_load``): ``join`` waits for it and re-raises its error; ``stop`` (from
+    the main thread, on Ctrl-C or SIGTERM) interrupts, then kills, its kernel."""
+
+    def __init__(self, src: Path, dst: Path, parameters: dict[str, Any], cwd: Path) -> None:
+        self.slot, self._box, self._cwd = KernelSlot(), {}, os.getcwd()
+        args = (src, dst, parameters, cwd, self.slot, "-beside")
+        self._thread = threading.Thread(
+            target=self._work, args=args, name="kubetest-beside", daemon=True
+        )
+
+    def _work(self, *args: Any) -> None:
+        try:
+            execute_notebook(*args)
+        except BaseException as exc:  # handed to the joining thread
+            self._box["error"] = exc
+
+    def start(self) -> Beside:
+        self._thread.start()
+        return self
+
+    def join(self, stop: Stop) -> None:
+        """Wait for the notebook; a stop request stops it and raises KeyboardInterrupt."""
+        while self._thread.is_alive() and not stop.requested:
+            self._thread.join(0.1)
+        os.chdir(self._cwd)  # papermill's chdir, undone in whichever order its threads ended
+        if stop.requested:
+            self.stop()
+            raise KeyboardInterrupt
+        if "error" in self._box:
+            raise self._box["error"]
+
+    def stop(self) -> bool:
+        """Stop the kernel if it still runs; True when it had to be stopped."""
+        if not self._thread.is_alive():
+            return False
+        _silence(self._thread)
+        _stop_kernel(self.slot, self._thread, Stop())
+        return True

@@ -23,9 +23,11 @@ from typing import Any
 
 import yaml
 
+from kubetest.alongside import KEY as BESIDE_KEY
+from kubetest.alongside import BesideA3
 from kubetest.errors import KubetestError, SessionExistsError
 from kubetest.files import REPO_ROOT, TARGET_FILE, new_session_name, target_endpoints, write_json
-from kubetest.notebook_run import Stop, execute_stoppable
+from kubetest.notebook_run import Beside, Stop, execute_stoppable
 from kubetest.params import TESTS, Params, load_params
 from kubetest.secrets import scrub_then_cut
 from kubetest.summary import write_summary
@@ -115,8 +117,9 @@ class ProgressTail(threading.Thread):
         done = chunk.rfind(b"\n") + 1  # whole lines only; a half-written one waits
         self._offset += done
         for line in chunk[:done].decode("utf-8", "replace").splitlines():
+            named = line.split(": ", 1)[0] in TESTS  # a test beside the current one
             if line.strip():
-                self.echo(f"  {self.test}: {line}" if self.test else f"  {line}")
+                self.echo(f"  {self.test}: {line}" if self.test and not named else f"  {line}")
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -336,6 +339,8 @@ def run_session(
             else None
         )
         current, t0 = "", time.monotonic()
+        side: BesideA3 | None = None
+        side_t0 = t0
         pool_scope = contextlib.ExitStack()
         try:
             if target is not None:
@@ -348,11 +353,30 @@ def run_session(
             else:
                 target_url = params.target.url
             pool_scope.enter_context(_workload_pool(params, session_dir, resume, echo))
-            for key in selected:
+            notebook_params = {"params_path": str(params_path), "session_dir": str(session_dir),
+                               "target_url": target_url}  # fmt: skip
+            side = BesideA3.plan(
+                params, [k for k in selected if k not in done], session_dir,
+                lambda: _beside(session_dir, notebook_params),
+            )  # fmt: skip
+            for key in [*selected, ""]:
                 if key in done:
                     continue
                 if stop.requested:  # a signal between two notebooks
                     raise KeyboardInterrupt
+                if side is not None and side.due(key):
+                    current, t0 = BESIDE_KEY, side_t0
+                    _finish_beside(side, stop, states, failures, echo, t0)
+                    current = ""
+                if not key:
+                    break
+                if side is not None and side.starts_at(key):
+                    side_t0 = time.monotonic()
+                    states.set(BESIDE_KEY, "running", beside=side.load)
+                    echo(f"{BESIDE_KEY}: running beside {', '.join(side.load) or 'nothing'}")
+                    side.start()
+                if side is not None and key == BESIDE_KEY:
+                    continue
                 nb = NOTEBOOKS_DIR / NOTEBOOKS[key]
                 gate = key not in PHASE_A and not params.continue_on_phase_a_failure
                 if gate and _phase_a_failed(session_dir, failures):
@@ -365,11 +389,8 @@ def run_session(
                 echo(f"{key}: running {nb.name} ...")
                 try:
                     execute_stoppable(
-                        nb, session_dir / "notebooks" / nb.name,
-                        {"params_path": str(params_path), "session_dir": str(session_dir),
-                         "target_url": target_url},
-                        session_dir, stop,
-                    )  # fmt: skip
+                        nb, session_dir / "notebooks" / nb.name, notebook_params, session_dir, stop
+                    )
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # papermill raises its own error types per cell
@@ -388,6 +409,9 @@ def run_session(
                 failures[current] = f"interrupted after {time.monotonic() - t0:.0f} s"
                 states.set(current, "interrupted")
         finally:
+            if side is not None and side.stop():  # A3 beside: stopped with the session
+                failures[BESIDE_KEY] = "interrupted"
+                states.set(BESIDE_KEY, "interrupted")
             try:
                 pool_scope.close()  # the pool goes before the target that may hold it
             finally:
@@ -398,6 +422,33 @@ def run_session(
         if not interrupted:  # the report takes its own kernel: `kubetest report` builds it
             report, interrupted = _build_report(session_dir, echo, stop)
     return SessionResult(session_dir, summary, report, failures, interrupted)
+
+
+def _beside(session_dir: Path, parameters: dict[str, Any]) -> Beside:
+    nb = NOTEBOOKS_DIR / NOTEBOOKS[BESIDE_KEY]
+    return Beside(nb, session_dir / "notebooks" / nb.name, parameters, session_dir)
+
+
+def _finish_beside(
+    side: BesideA3,
+    stop: Stop,
+    states: NotebookStates,
+    failures: dict[str, str],
+    echo: Callable[[str], None],
+    t0: float,
+) -> None:
+    """Wait for A3 run beside Phase A and record how it ended (a stop propagates)."""
+    try:
+        side.finish(stop)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # papermill's per-cell errors, as for any notebook
+        failures[BESIDE_KEY] = _one_line(exc)
+        states.set(BESIDE_KEY, "failed", error=failures[BESIDE_KEY])
+        echo(f"{BESIDE_KEY}: FAILED after {time.monotonic() - t0:.0f} s: {failures[BESIDE_KEY]}")
+        return
+    states.set(BESIDE_KEY, "done")
+    echo(f"{BESIDE_KEY}: done in {time.monotonic() - t0:.0f} s (beside the Phase A load)")
 
 
 def check_session_name(name: str) -> str:

@@ -478,3 +478,111 @@ def test_resume_keeps_the_only_subset_of_the_interrupted_run(
     assert fake_notebooks["ran"] == ["A3"]  # the user's subset; A1 is complete and kept
     assert "resuming with --only A1,A3; the interrupted run had --only A1" in lines
     assert json.loads((out / "s" / "state.json").read_text())["only"] == ["A1", "A3"]
+
+
+# --------------------------------------------------------------------------- A3 beside load
+
+
+@pytest.fixture
+def fake_beside(
+    monkeypatch: pytest.MonkeyPatch, fake_notebooks: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """A3 run beside the others (``during_load``) as a fake that logs, into the same
+    ``ran`` list, when it starts, what ``alongside.json`` said when it was joined, and
+    whether it had to be stopped; a joined fake writes a complete result."""
+    import kubetest.session as session_mod
+    from kubetest import alongside
+
+    class FakeBeside:
+        def __init__(self, session_dir: Path) -> None:
+            self.session_dir = session_dir
+
+        def start(self) -> FakeBeside:
+            fake_notebooks["ran"].append("A3 start")
+            return self
+
+        def join(self, stop: object) -> None:
+            side = alongside.read(self.session_dir)
+            assert side is not None
+            fake_notebooks["ran"].append(f"A3 joined {','.join(side.tests)} ended={side.ended}")
+            result = {"test": "A3", "complete": True, "requirements": []}
+            (self.session_dir / "results" / "A3.json").write_text(json.dumps(result))
+
+        def stop(self) -> bool:
+            fake_notebooks["ran"].append("A3 stopped")
+            return True
+
+    monkeypatch.setattr(session_mod, "_beside", lambda session_dir, _p: FakeBeside(session_dir))
+    return fake_notebooks
+
+
+def _beside_params(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({
+        "target": {"url": "http://127.0.0.1:9/webhook"},
+        "a1_response_time": {"duration_min": 0.05}, "a4_actions": {},
+        "a3_availability": {"duration_min": 0.1, "during_load": True},
+        "b1_capacity": {"phases": [[60, 0.05]]},
+    }))  # fmt: skip
+    return path
+
+
+def test_a3_during_load_starts_with_phase_a_and_ends_before_phase_b(
+    tmp_path: Path, fake_beside: dict[str, list[str]]
+) -> None:
+    from kubetest.session import run_session
+
+    out, lines = tmp_path / "out", []
+    run_session(_beside_params(tmp_path), session="s", outputs=out, echo=lines.append)
+    assert fake_beside["ran"] == ["A3 start", "A1", "A4", "A3 joined A1,A4 ended=True", "B1"]
+    assert "A3: running beside A1, A4" in lines
+    state = json.loads((out / "s" / "state.json").read_text())["tests"]
+    assert state["A3"]["state"] == "done" and state["A3"]["beside"] == ["A1", "A4"]
+
+
+def test_a3_during_load_stops_with_the_session_and_resumes_beside_what_is_left(
+    tmp_path: Path, fake_beside: dict[str, list[str]]
+) -> None:
+    from kubetest.session import run_session
+
+    params, out = _beside_params(tmp_path), tmp_path / "out"
+    fake_beside["interrupt"] = ["A4"]  # Ctrl-C while A4 runs beside A3
+    first = run_session(params, session="s", outputs=out, echo=lambda _: None)
+    assert first.interrupted
+    assert fake_beside["ran"] == ["A3 start", "A1", "A4", "A3 stopped"]
+    state = json.loads((out / "s" / "state.json").read_text())["tests"]
+    assert (state["A3"]["state"], state["A4"]["state"]) == ("interrupted", "interrupted")
+
+    fake_beside.update(ran=[], interrupt=[])
+    run_session(params, session="s", outputs=out, resume=True, echo=lambda _: None)
+    assert fake_beside["ran"] == ["A3 start", "A4", "A3 joined A4 ended=True", "B1"]
+
+    fake_beside.update(ran=[])  # A3 done: a resumed run never starts it again
+    (out / "s" / "results" / "B1.json").unlink()
+    run_session(params, session="s", outputs=out, resume=True, echo=lambda _: None)
+    assert fake_beside["ran"] == ["B1"]
+
+
+def test_ctrl_c_stops_a3_beside_the_load_with_the_session(tmp_path: Path) -> None:
+    """Both kernels (A1's and A3's beside it) are gone within seconds of one Ctrl-C."""
+    params = write_params(
+        tmp_path, a1_response_time={"rate_per_min": 600, "duration_min": 0.5},
+        a3_availability={"duration_min": 0.5, "probe_interval_s": 0.1, "during_load": True},
+    )  # fmt: skip
+    out = tmp_path / "out"
+    session = out / "s"
+    run = ["run", "--params", str(params), "--outputs", str(out), "--session", "s"]
+    proc = kubetest(*run, "--only", "A1,A3", start_new_session=True)
+    _wait_running(session, "A1", proc, session / "records" / "A1.csv")
+    probes = session / "records" / "A3_probes.csv"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        not probes.exists() or probes.read_bytes().count(b"\n") < 10
+    ):
+        time.sleep(0.1)
+    output, took = _stopped(proc, signal.SIGINT, group=True)
+    assert proc.returncode == 130 and took < 5.0, (took, output[-2000:])
+    assert "Traceback" not in output, output
+    assert _kernels_in(session) == [], "a kernel outlived the run"
+    state = json.loads((session / "state.json").read_text())["tests"]
+    assert (state["A1"]["state"], state["A3"]["state"]) == ("interrupted", "interrupted")

@@ -94,7 +94,9 @@ class A3Availability(_Model):
     other is probed too, as a second series. ``probe_timeout_s``: a probe not answered
     within it is down (default: the interval for health, ``slo.p95_s`` for the webhook,
     which answers only after doing work). ``background_rate_per_min``: an open-loop load
-    of that many alerts/min runs while probing (availability under load)."""
+    of that many alerts/min runs while probing (availability under load). ``during_load``:
+    ``kubetest run`` starts A3 beside the rest of Phase A, whose load A3 is then under; the
+    background load only tops the window up when that load ends first."""
 
     duration_min: PositiveFloat = Field(30.0, description="probing window, min")
     probe_interval_s: PositiveFloat = Field(1.0, description="seconds between probes")
@@ -109,6 +111,9 @@ class A3Availability(_Model):
     )
     background_rate_per_min: PositiveFloat | None = Field(
         None, description="open-loop load during the window, alerts/min; null: none"
+    )
+    during_load: bool = Field(
+        False, description="kubetest run: probe while A1, A2, A4 run (their load, topped up)"
     )
 
 

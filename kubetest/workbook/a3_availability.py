@@ -49,6 +49,7 @@ from kubetest.metrics import scrape_metrics
 from kubetest.probes import ProbeTarget, probe_endpoints
 from kubetest.remediation import RemediationFollower, follower_from_params
 from kubetest.tls import verify
+from kubetest.workbook.a3_beside import Span, probe_beside, span_window_s
 from kubetest.workbook.context import TestContext, result_head
 from kubetest.workbook.loadtest import LoadOutcome, execute, make_plan, open_loop_schedule
 
@@ -61,6 +62,8 @@ PROBE_LABEL = "kubetest_probe"
 RECORDS = "A3_probes.csv"
 BACKGROUND = "A3_background"
 BACKGROUND_TYPES = ["high_memory", "high_cpu", "pod_crash"]
+#: A3's lines name it: beside Phase A they reach the terminal among A1's, A2's and A4's.
+PROGRESS_PREFIX = "A3: "
 
 
 @dataclass
@@ -206,7 +209,7 @@ def check_probe_alert(ctx: TestContext, target: ProbeTarget) -> None:
     )
 
 
-def background_plan(ctx: TestContext) -> LoadPlan:
+def background_plan(ctx: TestContext, duration_min: float | None = None) -> LoadPlan:
     """The open-loop load of ``background_rate_per_min`` for the window. With a workload
     pool it names the other Deployments: the first is the probe's. It has no SLO abort
     (``slo.abort`` is for the judged load tests): stopping it when the service fails would
@@ -216,7 +219,9 @@ def background_plan(ctx: TestContext) -> LoadPlan:
     pool = ctx.pool()
     if pool is not None and ctx.params.alerts.unique and len(pool.names) > 1:
         mode["pool"] = WorkloadScheduler(pool.names[1:], pool.namespace)
-    schedule = open_loop_schedule(ctx, sec.background_rate_per_min, sec.duration_min)
+    schedule = open_loop_schedule(
+        ctx, sec.background_rate_per_min, duration_min or sec.duration_min
+    )
     return make_plan(ctx, BACKGROUND_TYPES, mode="open", schedule=schedule, abort=None, **mode)
 
 
@@ -236,7 +241,13 @@ def a3_validity(service: dict[str, Any] | None, background: dict[str, Any] | Non
     return v
 
 
-def judged_on(probe: str, url: str, interval_s: float, background_per_min: float | None) -> str:
+def judged_on(
+    probe: str,
+    url: str,
+    interval_s: float,
+    background_per_min: float | None,
+    span: Span | None = None,
+) -> str:
     """What BR-PA-001 was judged on, in words (the BR table's "judged on")."""
     path = urlsplit(url).path or "/"
     how = (
@@ -245,7 +256,9 @@ def judged_on(probe: str, url: str, interval_s: float, background_per_min: float
         if probe == "webhook"
         else f"the health endpoint (GET {path}) every {interval_s:g} s, up on 2xx"
     )
-    if background_per_min:
+    if span is not None:
+        how += f", {span.words(background_per_min)}"
+    elif background_per_min:
         how += f", under a background load of {background_per_min:g} alerts/min"
     return how + "; downtime from probe timestamps (first failed to next successful probe)"
 
@@ -334,9 +347,26 @@ def _progress(window_s: float, judged: str) -> Callable[[dict[str, object]], Non
             line += f"; {other}" if other else ""
             if handle is not None:
                 handle.update({"text/plain": line}, raw=True)
-            session_note(line)
+            session_note(PROGRESS_PREFIX + line)
 
     return on_probe
+
+
+def _top_up(ctx: TestContext) -> Callable[[float], LoadOutcome]:
+    """The background load for the rest of a window the load beside A3 left short."""
+
+    def run_for(seconds: float) -> LoadOutcome:
+        sec = ctx.section
+        plan = background_plan(ctx, seconds / 60.0)
+        outcome = execute(ctx, plan, BACKGROUND, progress=False)
+        if outcome.load.interrupted:
+            raise KeyboardInterrupt("A3 interrupted during its background load")
+        session_note(
+            f"{PROGRESS_PREFIX}topped up {seconds:.0f} s at {sec.background_rate_per_min:g}/min"
+        )
+        return outcome
+
+    return run_for
 
 
 def _under_load(
@@ -397,18 +427,24 @@ def run(ctx: TestContext) -> A3Result:
         check_probe_alert(ctx, targets["webhook"])  # and a probe alert the service refuses
     ordered = [targets[sec.probe], *(t for name, t in targets.items() if name != sec.probe)]
     probing = partial(
-        probe_endpoints, ordered, window_s, sec.probe_interval_s,
+        probe_endpoints, ordered, interval_s=sec.probe_interval_s,
         out_csv=ctx.records_dir / RECORDS, on_probe=_progress(window_s, sec.probe),
         verify=verify(ctx.params.target.tls), proxy=ctx.params.target.proxy,
     )  # fmt: skip
     plan = background_plan(ctx) if sec.background_rate_per_min else None
     outcome: LoadOutcome | None = None
+    span: Span | None = None
     with scrape_metrics(ctx, "A3") as scrape:  # what the service did while it was probed
         scrape.align({"start_epoch": time.time()})
-        if plan is None:
-            probes = probing()
+        if sec.during_load:
+            probes, outcome, span = probe_beside(
+                ctx.session_dir, probing, window_s, _top_up(ctx) if plan is not None else None
+            )
+            window_s = span_window_s(probes, sec.probe_interval_s, window_s)
+        elif plan is None:
+            probes = probing(window_s)
         else:
-            probes, outcome = _under_load(ctx, probing, plan)
+            probes, outcome = _under_load(ctx, partial(probing, window_s), plan)
     frames = split_series(probes)
     series = {
         name: availability_from_probes(
@@ -426,8 +462,11 @@ def run(ctx: TestContext) -> A3Result:
     if background is not None:
         extra["background"] = _background_brief(background)
     how = judged_on(
-        sec.probe, targets[sec.probe].url, sec.probe_interval_s, sec.background_rate_per_min
-    )
+        sec.probe, targets[sec.probe].url, sec.probe_interval_s,
+        sec.background_rate_per_min, span,
+    )  # fmt: skip
+    if span is not None:
+        extra["beside"] = span.as_dict()
     service = scrape.summary()
     validity = a3_validity(service, outcome.load.summary if outcome is not None else None)
     req = apply_validity(judge(avail, how, extra), validity)
@@ -444,6 +483,7 @@ def run(ctx: TestContext) -> A3Result:
             "params": sec.model_dump(),
             "service_metrics": service,
             **({"background": background} if background is not None else {}),
+            **({"beside": span.as_dict()} if span is not None else {}),
         }
     )
     return A3Result(req, avail, probes, sec.probe, series, outcome)
@@ -474,13 +514,22 @@ def report_sentences(result: dict[str, Any]) -> list[str]:
                 f"{s['downtime_s']:.3f} s down in {len(s['outages'])} outage(s), "
                 f"{s['failed_probes']} of {s['probes']} probes failed."
             )
+    beside = result.get("beside")
+    if beside:
+        out.append(
+            f"A3 ran beside {', '.join(beside['tests']) or 'no test'} (a3_availability."
+            f"during_load): under their load for {beside['load_s']:.0f} s, then "
+            + (f"under the background load for {beside['top_up_s']:.0f} s."
+               if beside["top_up_s"] else "no top-up was needed.")
+        )  # fmt: skip
     bg = result.get("background")
     if bg:
         lat, gen = bg["latency"], bg.get("generator") or {}
         achieved = gen.get("achieved_rate_per_s")
         sr = lat["success_rate"]["value"]
         out.append(
-            f"A background load of {bg['rate_per_min']:g} alerts/min ran for the window"
+            f"A background load of {bg['rate_per_min']:g} alerts/min ran "
+            + ("as the top-up" if beside else "for the window")
             + (f" (achieved {achieved * 60:,.0f}/min)" if achieved is not None else "")
             + f": p95 {lat['p95']['value']:.3f} s, success "
             + ("—" if sr is None else f"{sr:.2%}")

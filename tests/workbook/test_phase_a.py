@@ -183,3 +183,40 @@ def test_a3_under_a_background_load_keeps_its_records_and_reports_them(tmp_path:
     markdown = render_markdown(view)
     assert "## Availability (BR-PA-001)" in markdown
     assert "| webhook | yes |" in markdown and "| health | no |" in markdown
+
+
+def _a3_beside(tmp_path: Path, duration_min: float, load_ends_s: float) -> dict:
+    """A3 with ``during_load`` while a pretend A1 (``alongside.json``) runs ``load_ends_s``."""
+    import threading
+
+    from kubetest import alongside
+
+    sec = {"duration_min": duration_min, "probe_interval_s": 0.05, "target": 0.9,
+           "background_rate_per_min": 600, "during_load": True}  # fmt: skip
+    with context(tmp_path, "A3", a3_availability=sec) as ctx:
+        alongside.begin(ctx.session_dir, ["A1"])
+        timer = threading.Timer(load_ends_s, alongside.end, [ctx.session_dir])
+        timer.start()
+        try:
+            result = a3_availability.run(ctx)
+        finally:
+            timer.cancel()
+    assert result.requirement.status == "PASS"
+    return json.loads(ctx.result_path.read_text())
+
+
+def test_a3_beside_load_probes_its_span_and_tops_up_a_short_one(tmp_path: Path) -> None:
+    saved = _a3_beside(tmp_path, duration_min=0.1, load_ends_s=2.0)
+    beside, window = saved["beside"], saved["availability"]["window_s"]
+    assert beside["tests"] == ["A1"] and 1.5 < beside["load_s"] < 3.5
+    assert beside["top_up_s"] > 2 and 6.0 <= window < 7.0  # topped up to the 6 s window
+    assert saved["background"]["latency"]["count"] >= 20  # 600/min for the last ~4 s
+    assert "beside A1 (their load for" in saved["requirements"][0]["details"]["judged_on"]
+
+
+def test_a3_beside_load_stretches_its_window_to_cover_a_long_load(tmp_path: Path) -> None:
+    saved = _a3_beside(tmp_path, duration_min=0.02, load_ends_s=3.0)
+    beside, window = saved["beside"], saved["availability"]["window_s"]
+    assert beside["top_up_s"] == 0 and "background" not in saved  # the load filled it
+    assert 2.8 < window < 4.0 and window > 0.02 * 60  # the whole span, not just 1.2 s
+    assert saved["availability"]["budget_s"] == pytest.approx(0.1 * window)
