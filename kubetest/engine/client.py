@@ -292,6 +292,8 @@ def classify_exception(exc: BaseException) -> str:
             return "reset"
         if code == errno.ECONNREFUSED:
             return "refused"
+        if code is None and "can not write request" in str(exc).lower():
+            return "reset"  # aiohttp's word for a connection the server closed mid-write
         return "network"
     if isinstance(exc, aiohttp.ClientError):
         return "bad_response" if "invalid" in str(exc).lower() else "network"

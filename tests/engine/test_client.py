@@ -103,6 +103,10 @@ def test_classify_exception_synthetic() -> None:
     assert classify_exception(unreachable) == "connect"
     assert classify_exception(aiohttp.ServerDisconnectedError()) == "reset"
     assert classify_exception(aiohttp.ClientOSError(104, "Connection reset by peer")) == "reset"
+    # the server closed the connection while aiohttp wrote (seen as the target went down)
+    cut = aiohttp.ClientOSError(None, "Can not write request body for http://127.0.0.1:1/x")
+    assert classify_exception(cut) == "reset"
+    assert classify_exception(aiohttp.ClientOSError(None, "something else")) == "network"
     assert classify_exception(RuntimeError("boom")) == "other"
 
 
