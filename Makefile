@@ -10,6 +10,9 @@ RUN_STAMP := $(VENV)/.installed-run
 RUN_ENV   := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
 STAMP     := $(VENV)/.installed-stamp
 PARAMS ?= params/local.yaml
+# The suite waits on loopback services far more than it computes: two workers halve its
+# time on 2 cores (tests/conftest.py keeps each module, and the timing modules, on one worker).
+TEST_WORKERS ?= 2
 # Debian packages the tests need (servers they start on loopback, a headless browser).
 TEST_DEBS  := redis-server postgresql openssl chromium
 BENCH_DEBS := nginx wrk hey
@@ -35,7 +38,7 @@ test: $(STAMP)
 	@scripts/system-deps.sh $(TEST_DEBS)
 	$(BIN)/ruff check kubetest tests bench
 	$(BIN)/ruff format --check kubetest tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check kubetest tests bench

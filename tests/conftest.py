@@ -11,6 +11,29 @@ from kube_standin import KubeStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Modules that check a measured latency or rate against queueing theory or a tight time
+#: bound: under `make test` (pytest-xdist, two workers) they share one worker, one at a
+#: time, so no two of them load the machine together.
+TIMING_MODULES = frozenset({
+    "tests/analysis/test_search.py", "tests/analysis/test_capacity.py",
+    "tests/analysis/test_availability.py", "tests/engine/test_open_loop.py",
+    "tests/engine/test_fastclient.py", "tests/target/test_app.py",
+})  # fmt: skip
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Under pytest-xdist each module runs on one worker (its module-scoped fixtures, such
+    as the smoke session, run once) and the timing modules all on the same one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "timing" if module in TIMING_MODULES else module
+
+    return ByModule(config, log)
+
 
 @pytest.fixture
 def repo() -> Path:
