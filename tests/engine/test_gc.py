@@ -13,11 +13,13 @@ from aiohttp import web
 from engine_servers import WebServer
 
 from kubetest.alerts import fingerprint
+from kubetest.collector import RUN_GC_THRESHOLDS, quiet_gc
 from kubetest.engine import LoadPlan, run_load
 from kubetest.engine.schedule import constant
-from kubetest.engine.shard import RUN_GC_THRESHOLDS, quiet_gc, run_shard
+from kubetest.engine.shard import run_shard
 from kubetest.errors import KubetestError
 from kubetest.payloads import PayloadFactory
+from kubetest.probes import ProbeTarget, probe_endpoints
 
 
 def _state() -> tuple[bool, tuple[int, int, int], int]:
@@ -101,3 +103,22 @@ def test_concurrent_shards_share_one_quiet_period() -> None:
     release.set()
     t.join(5)
     assert _state() == before
+
+
+def test_probes_run_with_a_quiet_collector() -> None:
+    """A3's probe loop: a full collection in a notebook kernel held it 110-140 ms, past a
+    short window's downtime budget; during probing the heap is frozen, afterwards the
+    previous state."""
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return web.Response(text="ok")
+
+    before = _state()
+    with WebServer(handler) as server:  # a webhook: POST
+        target = ProbeTarget("webhook", server.url, 2.0, method="POST", body=b"{}")
+        probes = probe_endpoints([target], 0.3, 0.05)
+    assert _state() == before
+    assert len(seen) == len(probes) >= 5 and bool(probes["ok"].all())
+    assert all(t == RUN_GC_THRESHOLDS and frozen > 0 for t, frozen in seen)
