@@ -218,7 +218,7 @@ def test_a3_beside_load_stretches_its_window_to_cover_a_long_load(tmp_path: Path
     saved = _a3_beside(tmp_path, duration_min=0.02, load_ends_s=3.0)
     beside, window = saved["beside"], saved["availability"]["window_s"]
     assert beside["top_up_s"] == 0 and "background" not in saved  # the load filled it
-    # the whole span the probes covered, not just the 1.2 s asked: the load's 3 s less A3's
-    # own start (0.25 s seen on a busy machine)
+    # the whole span the probes covered, not just the 1.2 s asked: the load's 3 s (less
+    # A3's own start; a full collection there cost 0.4 s in a big process, now skipped)
     assert 2.0 < window < 4.0 and window == pytest.approx(beside["load_s"], abs=0.3)
     assert saved["availability"]["budget_s"] == pytest.approx(0.1 * window)
