@@ -22,7 +22,9 @@ collection reclaims what the run left. Several shards in one process share one p
 
 A3's probe loop runs in a notebook kernel (~225,000 container objects): there each full
 collection took 110-140 ms, and every probe gap over A3's downtime budget in a `make report`
-run (four, 0.13-0.19 s, against 0.085 s) was one of them, so its window is kept quiet too.
+run (four, 0.13-0.19 s, against 0.085 s) was one of them, so its window is kept quiet too,
+without the collection first (``start_epoch`` now): in a big process it cost 0.4 s and
+would have started the window late.
 """
 
 from __future__ import annotations
