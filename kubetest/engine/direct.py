@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kubetest.engine.client import auth_header, classify, classify_exception
+from kubetest.engine.client import auth_header, classify
 from kubetest.engine.fastclient import FastClient, header_lines
 
 #: Shortest dispatcher sleep; arrivals due meanwhile go out together on waking.
@@ -60,14 +60,14 @@ class DirectOpen:
     pending: dict[int, float]
     lag_by_second: list[float]
     lag: Any
-    error_samples: dict[str, str]
     headers_env: str | None
     watch: Any
     decider: Any
     sampler: Any
     not_sent: int
     errors: dict[str, int]
-    # and its methods: now, _not_sent, _spawn, _request (the task path), _write (records)
+    # and its methods: now, _not_sent, _spawn, _request (the task path), _error_of,
+    # _write (records)
 
     async def _warm_up(self, client: FastClient, rate: float | None) -> None:
         """Before the start instant, open the connections the first arrivals will need
@@ -176,12 +176,8 @@ class DirectOpen:
             outcome, error = classify(self.plan.api, status, data)
         else:
             outcome = "failed"
-            if isinstance(exc, asyncio.CancelledError):
-                error = "cancelled"
-            else:
-                error = classify_exception(exc)
-                if error not in self.error_samples:
-                    self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            error = "cancelled" if cancelled else self._error_of(exc)
         if self.pending:
             self.pending.pop(seq, None)
         self._write(seq, self.shard, intended, sent, done, status, outcome, error, alert_type, fp)

@@ -301,10 +301,8 @@ class _Shard(DirectOpen):
             error = "cancelled"
             raise
         except Exception as exc:  # every failure is a measurement, never a crash of the run
-            error = classify_exception(exc)
+            error = self._error_of(exc)
             status = getattr(exc, "answer_status", status)  # failed after the status line
-            if error not in self.error_samples:
-                self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
         finally:
             self.in_flight -= 1
             self.pending.pop(seq, None)
@@ -318,6 +316,14 @@ class _Shard(DirectOpen):
             self._write(
                 seq, worker, intended, sent, done, status, outcome, error, alert_type, fingerprint
             )
+
+    def _error_of(self, exc: BaseException) -> str:
+        """A failed request's error class; the first exception of each class is kept as
+        its sample (both send paths: ``_request`` and ``direct._direct_done``)."""
+        error = classify_exception(exc)
+        if error not in self.error_samples:
+            self.error_samples[error] = f"{type(exc).__name__}: {exc}"[:300]
+        return error
 
     def _write(
         self,
